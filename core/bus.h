@@ -1,0 +1,237 @@
+/*
+ * The scopecast bus: scope -> subscribers, bounded queues, back-pressure,
+ * audience filtering, presence and join/leave, counters.
+ *
+ * Model
+ *   A bus holds scopes; a scope exists while it has subscribers. Each
+ *   subscription (sc_sub_t) has a bounded queue of event references
+ *   (capacity `maxsize`). sc_bus_emit() assigns the scope's next seq,
+ *   encodes the event once (encoder hook) and pushes a reference into the
+ *   queue of every matching subscriber; a full queue drops the newest event
+ *   for that subscriber only, counted, reported to on_drop and logged
+ *   (throttled per scope).
+ *
+ *   Every subscription belongs to an owner (sc_owner_t): a connection, a
+ *   thread. The owner's `wake` callback runs when one of its queues gets an
+ *   item or is closed, at most once until the owner re-arms with
+ *   sc_owner_rearm() before draining. Owners without a wake callback get a
+ *   built-in condition variable and may block in sc_owner_wait().
+ *
+ * Threads
+ *   sc_bus_emit, sc_bus_subscribe, sc_bus_close*, sc_bus_presence and the
+ *   counters are safe from any thread. Emit never blocks on a consumer: it
+ *   takes only the scope's shard lock (scopes are spread over sharded locks),
+ *   and queues are single-producer (under that lock) / single-consumer (the
+ *   owner) rings. sc_sub_* functions that consume run on the owner's thread
+ *   only ("Thread: owner"). Callbacks (wake, on_drop, on_disconnect, log,
+ *   encoder) must not block; wake and the encoder run with a shard lock held
+ *   and must not call back into the bus.
+ *
+ * Ownership
+ *   The embedder owns the bus, every owner and every sc_sub_t it got from
+ *   sc_bus_subscribe(); it destroys subscriptions (sc_sub_destroy) before
+ *   their owner, and owners before the bus. Events handed out are new
+ *   references (release with sc_event_unref).
+ */
+#ifndef SC_BUS_H
+#define SC_BUS_H
+
+#include "common.h"
+#include "conn.h"
+#include "event.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sc_bus sc_bus_t;
+typedef struct sc_owner sc_owner_t;
+typedef struct sc_sub sc_sub_t;
+
+/* Why a subscription was ended by the bus (the protocol's `closed.reason`). */
+enum sc_close_reason {
+    SC_CLOSE_NONE = 0,     /* still open */
+    SC_CLOSE_CLOSED = 1,   /* sc_bus_close() of its scope or of everything */
+    SC_CLOSE_KICKED = 2,   /* sc_bus_close_user() */
+    SC_CLOSE_SHUTDOWN = 3, /* sc_bus_close(..., SC_CLOSE_SHUTDOWN) */
+};
+
+/* on_drop: an event was dropped for one subscriber (its queue was full).
+ * Called on the emitter's thread after the bus released its locks; `ev` is
+ * borrowed. A non-zero return is logged as a callback error and changes
+ * nothing else. */
+typedef int (*sc_on_drop_fn)(void *ud, const char *scope, const sc_event_t *ev);
+
+/* on_disconnect: a subscription ended. Called exactly once per subscription,
+ * from sc_sub_destroy() on the owner's thread; `conn` is NULL when the
+ * subscription had none. A non-zero return is logged, nothing else. */
+typedef int (*sc_on_disconnect_fn)(void *ud, const char *scope,
+                                   const sc_conn_t *conn);
+
+/* Encoder hook: called once per event with a shard lock held; it should
+ * call sc_event_set_frame(). A non-zero return rejects the emit (no seq is
+ * used, nothing is queued) and sc_bus_emit returns SC_ENOMEM. */
+typedef int (*sc_encode_fn)(void *ud, sc_event_t *ev);
+
+/* Monotonic clock in seconds, injectable so tests need no sleeping. */
+typedef double (*sc_clock_fn)(void *ud);
+
+typedef struct sc_bus_config {
+    int maxsize;                 /* queue bound per subscription (>= 1) */
+    sc_on_drop_fn on_drop;       /* optional */
+    void *on_drop_ud;
+    sc_log_fn log;               /* optional; NULL = silent */
+    void *log_ud;
+    sc_encode_fn encode;         /* optional; NULL = events carry no frame */
+    void *encode_ud;
+    sc_clock_fn clock;           /* optional; NULL = CLOCK_MONOTONIC */
+    void *clock_ud;
+    double drop_log_interval;    /* seconds between drop warnings per scope
+                                    (default 10) */
+} sc_bus_config_t;
+
+#define SC_BUS_DEFAULT_MAXSIZE 256
+#define SC_BUS_DROP_LOG_INTERVAL 10.0
+
+/* Fills `cfg` with the defaults: maxsize 256, 10 s drop-log interval, no
+ * hooks. Start from this and change what you need. */
+void sc_bus_config_default(sc_bus_config_t *cfg);
+
+/* Creates a bus. `cfg` may be NULL (all defaults); it is copied.
+ * maxsize < 1 (0 and negatives) is SC_EINVAL: *out stays NULL and nothing
+ * is created. Returns SC_OK, SC_EINVAL or SC_ENOMEM. */
+int sc_bus_create(const sc_bus_config_t *cfg, sc_bus_t **out);
+
+/* Destroys the bus. Every subscription and owner must be destroyed first
+ * (a subscription still registered is a caller bug: it is closed and
+ * reported through the logger, but its memory remains the caller's).
+ * NULL is a no-op. Thread: any, once nothing else uses the bus. */
+void sc_bus_destroy(sc_bus_t *bus);
+
+int sc_bus_maxsize(const sc_bus_t *bus);
+
+/* Emits one change event into `e->scope`. Never blocks on a consumer.
+ * *seq_out (optional) receives the seq assigned, or 0 when the scope had no
+ * subscribers (the emit is still counted). Returns SC_OK, SC_EINVAL (no
+ * scope) or SC_ENOMEM (nothing emitted, no seq used). Thread: any. */
+int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out);
+
+typedef struct sc_sub_opts {
+    const sc_conn_t *conn;   /* optional; copied. Enables audience and
+                                presence (join/leave) */
+    bool echo;               /* deliver events whose origin is this conn's
+                                session (default false: suppressed) */
+    bool quiet;              /* do not receive join/leave of others */
+    sc_on_disconnect_fn on_disconnect; /* optional */
+    void *on_disconnect_ud;
+} sc_sub_opts_t;
+
+/* Subscribes `owner` to `scope`. With a conn, the scope's other subscribers
+ * (except quiet ones) get a JOIN event (first = the user's first
+ * connection in the scope; anonymous users are always first). *seq_out
+ * (optional) receives the scope's last seq at the moment of subscribing:
+ * every event queued to the new subscription has a higher seq.
+ * Returns SC_OK (new subscription in *out), SC_EINVAL or SC_ENOMEM.
+ * Thread: any (usually the owner's). */
+int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
+                     const sc_sub_opts_t *opts, sc_sub_t **out,
+                     uint64_t *seq_out);
+
+/* Ends every subscription of `scope` (NULL: of all scopes) with `reason`
+ * (SC_CLOSE_CLOSED or SC_CLOSE_SHUTDOWN): they are removed at once (no
+ * leave events among them), their owners are woken, and each consumer still
+ * drains what was queued before seeing the end. Clears the drop-warning
+ * throttle of those scopes. An unknown scope is a no-op. Returns the number
+ * of subscriptions ended. Thread: any. */
+size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason);
+
+/* Ends the subscriptions of `user_id` in `scope` (NULL: in every scope) with
+ * reason SC_CLOSE_KICKED; remaining subscribers get LEAVE events. Returns
+ * the number ended. Thread: any. */
+size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id,
+                         const char *scope);
+
+/* Presence snapshot: copies of the conn infos of `scope`'s live
+ * subscribers that gave one, de-duplicated by value. *out is a new array
+ * (free with sc_presence_free), NULL with *n = 0 for an unknown scope.
+ * Returns SC_OK or SC_ENOMEM. Thread: any. */
+int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
+                    size_t *n);
+void sc_presence_free(sc_conn_t *list, size_t n);
+
+/* The scope's last assigned seq; 0 when it has no subscribers. */
+uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope);
+
+typedef struct sc_bus_stats {
+    uint64_t emitted;     /* every emit, with or without subscribers */
+    uint64_t dropped;     /* per subscriber per dropped item */
+    uint64_t subscribers; /* live subscriptions over all scopes */
+    uint64_t scopes;      /* scopes with at least one subscriber */
+} sc_bus_stats_t;
+
+/* Counters at one moment (each exact; read without stopping emitters).
+ * Thread: any. */
+void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out);
+
+/* ---- owners ---------------------------------------------------------- */
+
+/* wake: one of the owner's queues got an item or was closed. Called with a
+ * bus lock held on the emitting/closing thread; must be quick, must not
+ * block or call into the bus. */
+typedef void (*sc_wake_fn)(void *ud);
+
+/* Creates an owner. `wake` NULL gives a built-in condition variable for
+ * sc_owner_wait(). Returns SC_OK or SC_ENOMEM. */
+int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out);
+
+/* Destroys an owner with no subscriptions left. NULL is a no-op. */
+void sc_owner_destroy(sc_owner_t *owner);
+
+/* Re-arms the wake: call it before draining. Wakes that happen after it are
+ * delivered again. Thread: owner. */
+void sc_owner_rearm(sc_owner_t *owner);
+
+/* Blocks until the owner has been woken since the last re-arm, or until
+ * `timeout_ms` passes (< 0: no limit). Returns SC_OK or SC_ETIMEDOUT.
+ * Only for owners created without a wake callback (else SC_EINVAL).
+ * Thread: owner. */
+int sc_owner_wait(sc_owner_t *owner, int timeout_ms);
+
+/* ---- subscriptions (consumer side) ---------------------------------- */
+
+/* Takes the next queued item. On SC_OK *ev is a new reference. *dropped
+ * (optional) receives how many items were dropped for this subscription
+ * right before this item; with SC_EAGAIN or SC_ECLOSED it receives those
+ * dropped after the last item (a `dropped` notice to send now). Each drop is
+ * reported exactly once.
+ * Returns SC_OK, SC_EAGAIN (queue empty, still open) or SC_ECLOSED (closed
+ * by the bus and drained: the end marker; it is returned again on every
+ * later call). Thread: owner. */
+int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped);
+
+/* sc_sub_next, blocking up to `timeout_ms` (< 0: no limit) while the queue
+ * is empty and open. Only for owners without a wake callback. Returns as
+ * sc_sub_next, or SC_ETIMEDOUT. Thread: owner. */
+int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
+                int timeout_ms);
+
+/* Number of items queued now. Thread: owner (a snapshot elsewhere). */
+size_t sc_sub_pending(const sc_sub_t *sub);
+
+/* Why the bus closed the subscription (SC_CLOSE_NONE while open). The
+ * reason is set before the owner is woken. Thread: any. */
+int sc_sub_close_reason(const sc_sub_t *sub);
+
+const char *sc_sub_scope(const sc_sub_t *sub);
+const sc_conn_t *sc_sub_conn(const sc_sub_t *sub); /* NULL when none */
+sc_owner_t *sc_sub_owner(const sc_sub_t *sub);
+/* Total items ever dropped for this subscription. Thread: any. */
+uint64_t sc_sub_dropped_total(const sc_sub_t *sub);
+
+/* Unsubscribes (if still subscribed: the scope's others get LEAVE and the
+ * scope disappears with its last subscriber), releases what is still
+ * queued, calls on_disconnect exactly once and frees the subscription.
+ * NULL is a no-op. Thread: owner. */
+void sc_sub_destroy(sc_sub_t *sub);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * Private to core/: the layouts shared by bus.c (registry, producer side)
+ * and sub.c (owners, consumer side).
+ *
+ * A subscription's queue is a single-producer single-consumer ring of
+ * slots. The producer side is always called with the scope's shard lock
+ * held (so emitters into one scope are serialised and see one seq order);
+ * the consumer is the owner's thread and takes no lock. Fields are tagged
+ * with who may touch them: {shard} = the scope's shard lock, {owner} = the
+ * owner thread, {atomic} = any thread through atomics, {const} = set at
+ * creation.
+ */
+#ifndef SC_BUS_INTERNAL_H
+#define SC_BUS_INTERNAL_H
+
+#include "bus.h"
+#include "event_internal.h"
+#include "strmap.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct sc__slot {
+    sc_event_t *ev;
+    uint32_t dropped_before; /* items dropped right before this one */
+} sc__slot_t;
+
+struct sc_owner {
+    _Atomic int _pending; /* 1 between a wake and the next re-arm */
+    sc_wake_fn _wake;     /* {const} */
+    void *_ud;            /* {const} */
+    bool _builtin;        /* {const} uses _lock/_cond below */
+    pthread_mutex_t _lock;
+    pthread_cond_t _cond;
+};
+
+struct sc__scope;
+
+struct sc_sub {
+    sc_bus_t *_bus;               /* {const} */
+    char *_scope_name;            /* {const} */
+    uint64_t _hash;               /* {const} */
+    sc_owner_t *_owner;           /* {const} */
+    sc_conn_t _conn;              /* {const} */
+    bool _has_conn;               /* {const} */
+    bool _echo;                   /* {const} */
+    bool _quiet;                  /* {const} */
+    sc_on_disconnect_fn _on_disconnect; /* {const} */
+    void *_on_disconnect_ud;      /* {const} */
+    struct sc__scope *_scope;     /* {shard} NULL once removed */
+    size_t _index;                /* {shard} position in _scope->subs */
+    uint32_t _maxsize;            /* {const} */
+    uint32_t _mask;               /* {const} ring size - 1 */
+    sc__slot_t *_ring;            /* {const} pointer; slots per SPSC rules */
+    uint32_t _head_cache;         /* {shard} producer's view of _head */
+    _Atomic uint32_t _tail;       /* {atomic} written by the producer */
+    _Atomic uint32_t _head;       /* {atomic} written by the consumer */
+    _Atomic uint32_t _gap;        /* {atomic} drops not yet reported */
+    _Atomic uint64_t _dropped_total; /* {atomic} */
+    _Atomic int _close_reason;    /* {atomic} set once, before the wake */
+};
+
+/* Marks the owner woken and calls its wake callback unless it already was
+ * since the last re-arm. Thread: any (producers, with a shard lock). */
+void sc__owner_wake(sc_owner_t *o);
+
+/* Releases every queued event of `sub`. Thread: owner, after removal. */
+void sc__sub_release_queue(sc_sub_t *sub);
+
+/* Logs through the bus's logger (printf format). Never with a lock held. */
+void sc__bus_logf(sc_bus_t *bus, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Removes `sub` from its scope (announcing LEAVE unless closing) and
+ * releases what the bus holds for it. Thread: any. */
+void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub);
+
+#endif

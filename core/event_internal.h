@@ -1,0 +1,48 @@
+/*
+ * Private to core/: the event layout and constructors used by the bus.
+ * Not installed, not for the server.
+ */
+#ifndef SC_EVENT_INTERNAL_H
+#define SC_EVENT_INTERNAL_H
+
+#include "event.h"
+
+#include <stdatomic.h>
+
+struct sc_event {
+    _Atomic uint32_t _refs;
+    uint8_t _kind;
+    bool _edge;         /* JOIN: first; LEAVE: last */
+    bool _has_audience;
+    bool _has_payload;
+    uint64_t _seq;
+    const char *_scope; /* all strings live in the event's own allocation */
+    const char **_paths;
+    size_t _npaths;
+    const char *_origin;
+    const char **_audience;
+    size_t _naudience;
+    const void *_payload;
+    size_t _payload_len;
+    sc_conn_t _conn;    /* JOIN/LEAVE only; owned */
+    void *_frame_data;  /* owned; released with _frame_free */
+    const void *_frame;
+    size_t _frame_len;
+    void (*_frame_free)(void *);
+};
+
+/* A change event with `seq`, refcount 1, in one allocation; paths and
+ * audience are sorted and de-duplicated. NULL when out of memory. */
+sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq);
+
+/* A JOIN or LEAVE event for `conn` (copied), refcount 1. */
+sc_event_t *sc__event_create_presence(int kind, const char *scope,
+                                      const sc_conn_t *conn, bool edge);
+
+/* Sets the reference count of an event no other thread can see yet. */
+void sc__event_set_refs(sc_event_t *ev, uint32_t refs);
+
+/* Drops `n` references that cannot be the last ones. */
+void sc__event_unref_many(sc_event_t *ev, uint32_t n);
+
+#endif
