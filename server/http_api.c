@@ -1,0 +1,509 @@
+/*
+ * HTTP on the WebSocket port: the API (the /api/ routes), /metrics, /healthz, the
+ * demo token endpoint and static files from the web root.
+ *
+ * A transaction: LWS_CALLBACK_HTTP routes by path and method; POST bodies
+ * are collected (up to max_body, inclusive) and handled at
+ * HTTP_BODY_COMPLETION; the answer's headers are written at once and its
+ * body on the next HTTP_WRITEABLE. Every error body is
+ * {"error":code,"message":text} (PROTOCOL.md).
+ */
+#include "server.h"
+#include "http_body.h"
+#include "log.h"
+#include "reply.h"
+#include "scope.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *const sc__err_code_names[SC_ERRC_COUNT] = {
+    "bad_request", "unauthorized", "forbidden",
+    "limit",       "not_found",    "internal"};
+
+enum method { M_OTHER, M_GET, M_POST, M_HEAD };
+
+typedef struct sc_httpreq {
+    enum method method;
+    char path[256];
+    char *body;
+    size_t body_len;
+    bool too_large;
+    unsigned char *resp; /* LWS_PRE + resp_len */
+    size_t resp_len;
+    bool close_after;
+    const struct route *route; /* waiting for the body */
+} sc_httpreq_t;
+
+typedef int (*handler_fn)(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r);
+
+struct route {
+    const char *path;
+    enum method method;
+    handler_fn fn;
+    bool api; /* under the API key / loopback rule */
+};
+
+static void req_free(sc_pss_t *pss)
+{
+    if (!pss || !pss->http)
+        return;
+    free(pss->http->body);
+    free(pss->http->resp);
+    free(pss->http);
+    pss->http = NULL;
+}
+
+static sc_server_t *server_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Writes the headers now and keeps the body for HTTP_WRITEABLE. */
+static int respond(struct lws *wsi, sc_httpreq_t *r, unsigned status,
+                   const char *ctype, const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 1024];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr;
+    free(r->resp);
+    r->resp = malloc(LWS_PRE + len + 1);
+    if (!r->resp)
+        return -1;
+    memcpy(r->resp + LWS_PRE, body, len);
+    r->resp_len = len;
+    if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"cache-control:",
+            (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int respond_buf(struct lws *wsi, sc_httpreq_t *r, unsigned status,
+                       sc_buf_t *b)
+{
+    if (b->err != SC_OK) {
+        sc_buf_reset(b);
+        return -1;
+    }
+    int rc = respond(wsi, r, status, "application/json", sc_buf_str(b),
+                     sc_buf_len(b));
+    sc_buf_reset(b);
+    return rc;
+}
+
+static int respond_error(struct lws *wsi, sc_httpreq_t *r, unsigned status,
+                         const char *code, const char *message)
+{
+    sc_server_t *srv = server_of(wsi);
+    for (int i = 0; i < SC_ERRC_COUNT; i++)
+        if (strcmp(code, sc__err_code_names[i]) == 0)
+            srv->errors[i]++;
+    sc_proto_enc_http_error(&srv->scratch, code, message);
+    return respond_buf(wsi, r, status, &srv->scratch);
+}
+
+bool sc__peer_is_loopback(struct lws *wsi)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(wsi, ip, sizeof ip);
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+/* The rule for /api/ routes: the API key when one is configured, else loopback. */
+static int check_api_access(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    if (!srv->cfg->api_key) {
+        if (sc__peer_is_loopback(wsi))
+            return 0;
+        respond_error(wsi, r, 403, "forbidden",
+                      "the API answers only loopback callers unless an API "
+                      "key is configured");
+        return 1;
+    }
+    char auth[512] = "";
+    lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (sc_auth_api_key_ok(srv->cfg->api_key, auth))
+        return 0;
+    respond_error(wsi, r, 401, "unauthorized",
+                  auth[0] ? "wrong API key" : "missing API key");
+    return 1;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static int h_healthz(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    if (srv->draining)
+        return respond(wsi, r, 503, "text/plain", "draining", 8);
+    return respond(wsi, r, 200, "text/plain", "ok", 2);
+}
+
+static int h_emit(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    sc_emit_body_t body;
+    sc_proto_err_t err;
+    if (sc_proto_decode_emit_body(r->body, r->body_len, &body, &err) != SC_OK) {
+        int rc = respond_error(wsi, r, 400, "bad_request", err.message);
+        sc_proto_err_deinit(&err);
+        return rc;
+    }
+    uint64_t *seqs = calloc(body.n, sizeof *seqs);
+    int rc = -1;
+    for (size_t i = 0; seqs && i < body.n; i++) {
+        sc_emit_t e;
+        sc_emit_item_to_emit(&body.items[i], &e);
+        if (sc_bus_emit(srv->bus, &e, &seqs[i]) != SC_OK)
+            seqs[i] = 0; /* out of memory: that item was not emitted */
+    }
+    if (seqs) {
+        if (body.batch)
+            sc_proto_enc_http_results(&srv->scratch, seqs, body.n);
+        else
+            sc_proto_enc_http_seq(&srv->scratch, seqs[0]);
+        rc = respond_buf(wsi, r, 202, &srv->scratch);
+    }
+    free(seqs);
+    sc_emit_body_deinit(&body);
+    return rc;
+}
+
+static int h_presence(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    char buf[300];
+    const char *scope = lws_get_urlarg_by_name(wsi, "scope=", buf, sizeof buf);
+    if (!scope || !sc_proto_scope_valid(scope, strlen(scope)))
+        return respond_error(wsi, r, 400, "bad_request",
+                             "scope: must be 1-200 printable ASCII characters "
+                             "without spaces");
+    sc_conn_t *list;
+    size_t n;
+    if (sc_bus_presence(srv->bus, scope, &list, &n) != SC_OK)
+        return -1;
+    sc_proto_enc_http_presence(&srv->scratch, scope, list, n);
+    sc_presence_free(list, n);
+    return respond_buf(wsi, r, 200, &srv->scratch);
+}
+
+static int h_close(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    sc_close_body_t body;
+    sc_proto_err_t err;
+    if (sc_proto_decode_close_body(r->body, r->body_len, &body, &err) !=
+        SC_OK) {
+        int rc = respond_error(wsi, r, 400, "bad_request", err.message);
+        sc_proto_err_deinit(&err);
+        return rc;
+    }
+    size_t n = body.user ? sc_bus_close_user(srv->bus, body.user, body.scope)
+                         : sc_bus_close(srv->bus, body.scope, SC_CLOSE_CLOSED);
+    sc_close_body_deinit(&body);
+    sc_proto_enc_http_closed(&srv->scratch, n);
+    return respond_buf(wsi, r, 200, &srv->scratch);
+}
+
+static int h_stats(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    sc_bus_stats_t bs;
+    sc_bus_stats(srv->bus, &bs);
+    sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers, srv->nconns,
+                           bs.scopes};
+    sc_proto_enc_http_stats(&srv->scratch, &st);
+    return respond_buf(wsi, r, 200, &srv->scratch);
+}
+
+static void metric(sc_buf_t *b, const char *name, const char *type,
+                   const char *help, uint64_t v)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n",
+                     name, help, name, type, name, (unsigned long long)v);
+    sc_buf_put(b, line, (size_t)n);
+}
+
+static int h_metrics(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    sc_bus_stats_t bs;
+    sc_bus_stats(srv->bus, &bs);
+    sc_buf_t *b = &srv->scratch;
+    metric(b, "scopecast_connections", "gauge", "Open WebSocket connections.",
+           srv->nconns);
+    metric(b, "scopecast_subscriptions", "gauge", "Live subscriptions.",
+           bs.subscribers);
+    metric(b, "scopecast_scopes", "gauge",
+           "Scopes with at least one subscriber.", bs.scopes);
+    metric(b, "scopecast_events_emitted_total", "counter",
+           "Events emitted, with or without subscribers.", bs.emitted);
+    metric(b, "scopecast_events_delivered_total", "counter",
+           "Pushes written to subscribers.", srv->delivered);
+    metric(b, "scopecast_events_dropped_total", "counter",
+           "Pushes dropped because a subscriber queue was full.", bs.dropped);
+    metric(b, "scopecast_bytes_sent_total", "counter",
+           "Bytes written to WebSocket connections.", srv->bytes_out);
+    metric(b, "scopecast_connections_total", "counter",
+           "WebSocket connections accepted.", srv->connections_total);
+    sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
+                   "# TYPE scopecast_errors_total counter\n");
+    for (int i = 0; i < SC_ERRC_COUNT; i++) {
+        char line[128];
+        int n = snprintf(
+            line, sizeof line, "scopecast_errors_total{code=\"%s\"} %llu\n",
+            sc__err_code_names[i], (unsigned long long)srv->errors[i]);
+        sc_buf_put(b, line, (size_t)n);
+    }
+    if (b->err != SC_OK)
+        return respond_buf(wsi, r, 500, b);
+    int rc = respond(wsi, r, 200, "text/plain; version=0.0.4", sc_buf_str(b),
+                     sc_buf_len(b));
+    sc_buf_reset(b);
+    return rc;
+}
+
+/* A demo name: 1-64 bytes, no control characters. */
+static bool demo_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static int h_demo_token(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o = tok ? json_tokener_parse_ex(tok, r->body ? r->body : "",
+                                                 (int)r->body_len)
+                         : NULL;
+    bool complete = tok && json_tokener_get_error(tok) == json_tokener_success;
+    json_tokener_free(tok);
+    json_object *name = NULL;
+    const char *msg = NULL;
+    if (!complete || !json_object_is_type(o, json_type_object))
+        msg = complete ? "not an object" : "invalid JSON";
+    else if (!json_object_object_get_ex(o, "name", &name) ||
+             !json_object_is_type(name, json_type_string) ||
+             !demo_name_ok(json_object_get_string(name)))
+        msg = "name: must be a string of 1-64 characters";
+    if (msg) {
+        json_object_put(o);
+        return respond_error(wsi, r, 400, "bad_request", msg);
+    }
+    char *token = NULL;
+    int rc = sc_auth_sign(srv->jwt_secret, json_object_get_string(name), true,
+                          24 * 3600, time(NULL), &token);
+    json_object_put(o);
+    if (rc != SC_OK)
+        return -1;
+    sc_buf_puts(&srv->scratch, "{\"token\":");
+    sc_buf_put_json_cstr(&srv->scratch, token);
+    sc_buf_putc(&srv->scratch, '}');
+    free(token);
+    return respond_buf(wsi, r, 200, &srv->scratch);
+}
+
+/* ---- static files ------------------------------------------------------- */
+
+static const char *mime_of(const char *path)
+{
+    static const struct {
+        const char *ext, *mime;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".ts", "text/plain; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".ico", "image/x-icon"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].mime;
+    return "application/octet-stream";
+}
+
+/* Only plain names: [A-Za-z0-9._-] segments, none starting with a dot. */
+static bool static_path_ok(const char *p)
+{
+    if (*p != '/')
+        return false;
+    for (const char *s = p; *s; s++) {
+        if (*s == '/' && s[1] == '.')
+            return false;
+        if (!(*s == '/' || *s == '.' || *s == '_' || *s == '-' ||
+              (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9')))
+            return false;
+    }
+    return true;
+}
+
+static int h_static(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+{
+    const char *rel = strcmp(r->path, "/") == 0 ? "/index.html" : r->path;
+    char full[1024];
+    struct stat st;
+    if (!static_path_ok(rel) ||
+        snprintf(full, sizeof full, "%s%s", srv->cfg->web_root, rel) >=
+            (int)sizeof full ||
+        stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+        return respond_error(wsi, r, 404, "not_found", "no such resource");
+    int n = lws_serve_http_file(wsi, full, mime_of(full), NULL, 0);
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+static const struct route routes[] = {
+    {"/healthz", M_GET, h_healthz, false},
+    {"/metrics", M_GET, h_metrics, false},
+    {"/api/emit", M_POST, h_emit, true},
+    {"/api/presence", M_GET, h_presence, true},
+    {"/api/close", M_POST, h_close, true},
+    {"/api/stats", M_GET, h_stats, true},
+    {"/demo/token", M_POST, h_demo_token, false},
+};
+
+static enum method method_of(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+        return M_GET;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
+        return M_POST;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
+        return M_HEAD;
+    return M_OTHER;
+}
+
+static int start_body(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r,
+                      const struct route *rt)
+{
+    char cl[32] = "";
+    bool has_cl =
+        lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
+    if (n > srv->cfg->max_body) {
+        r->close_after = true;
+        return respond_error(wsi, r, 413, "too_large",
+                             "request body larger than the limit");
+    }
+    bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    if (n == 0 && !chunked)
+        return rt->fn(wsi, srv, r); /* no body will come */
+    r->route = rt;
+    return 0;
+}
+
+static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
+{
+    sc_server_t *srv = server_of(wsi);
+    req_free(pss);
+    sc_httpreq_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    pss->http = r;
+    r->method = method_of(wsi);
+    snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
+    const struct route *rt = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strcmp(r->path, routes[i].path) == 0)
+            rt = &routes[i];
+    if (rt && rt->fn == h_demo_token && !srv->cfg->demo)
+        rt = NULL;
+    enum method m = r->method == M_HEAD ? M_GET : r->method;
+    if (!rt) {
+        if (strncmp(r->path, "/api/", 5) == 0 ||
+            strncmp(r->path, "/demo/", 6) == 0)
+            return respond_error(wsi, r, 404, "not_found", "no such endpoint");
+        if (m != M_GET)
+            return respond_error(wsi, r, 405, "method_not_allowed",
+                                 "only GET is allowed here");
+        return h_static(wsi, srv, r);
+    }
+    if (rt->method != m)
+        return respond_error(wsi, r, 405, "method_not_allowed",
+                             rt->method == M_GET ? "use GET" : "use POST");
+    if (rt->api && check_api_access(wsi, srv, r))
+        return 0;
+    if (m == M_POST)
+        return start_body(wsi, srv, r, rt);
+    return rt->fn(wsi, srv, r);
+}
+
+static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
+                   size_t len)
+{
+    sc_server_t *srv = server_of(wsi);
+    if (r->too_large)
+        return 0;
+    if (r->body_len + len > srv->cfg->max_body) {
+        r->too_large = true;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = 0;
+        return 0;
+    }
+    char *p = realloc(r->body, r->body_len + len + 1);
+    if (!p)
+        return -1;
+    memcpy(p + r->body_len, in, len);
+    r->body = p;
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                      void *user, void *in, size_t len)
+{
+    sc_pss_t *pss = user;
+    sc_httpreq_t *r = pss ? pss->http : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return pss ? on_http(wsi, pss, in) : -1;
+    case LWS_CALLBACK_HTTP_BODY:
+        return r ? on_body(wsi, r, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!r || !r->route)
+            return -1;
+        if (r->too_large) {
+            r->close_after = true;
+            return respond_error(wsi, r, 413, "too_large",
+                                 "request body larger than the limit");
+        }
+        return r->route->fn(wsi, server_of(wsi), r);
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!r || !r->resp)
+            return 0;
+        int n = lws_write(wsi, r->resp + LWS_PRE, r->resp_len,
+                          LWS_WRITE_HTTP_FINAL);
+        bool close_after = r->close_after;
+        req_free(pss);
+        if (n < 0 || close_after)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        req_free(pss);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        req_free(pss);
+        return 0;
+    default:
+        return 0;
+    }
+}

@@ -1,0 +1,61 @@
+/*
+ * scopecast: entry point. Loads the configuration (flags > SCOPECAST_* env
+ * > JSON file > defaults), installs signal handlers and runs the server
+ * until SIGINT/SIGTERM, then drains (PROTOCOL.md "Running scopecast").
+ */
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+    sc_config_t cfg;
+    char err[512];
+    int rc = sc_config_load(&cfg, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc == SC_CONFIG_HELP) {
+        sc_config_print_help(stdout);
+        return 0;
+    }
+    if (rc == SC_CONFIG_VERSION) {
+        sc_config_print_version(stdout);
+        return 0;
+    }
+    if (rc != SC_OK) {
+        fprintf(stderr, "scopecast: %s\n(see scopecast --help)\n",
+                rc == SC_ENOMEM ? "out of memory" : err);
+        return 2;
+    }
+    sc_log_set_level(cfg.log_level);
+    install_signals();
+
+    sc_server_t srv;
+    int status = 1;
+    if (sc_server_init(&srv, &cfg, &stop_requested) == SC_OK)
+        status = sc_server_run(&srv) == 0 ? 0 : 1;
+    sc_server_deinit(&srv);
+    sc_config_deinit(&cfg);
+    return status;
+}

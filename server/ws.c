@@ -1,0 +1,741 @@
+/*
+ * WebSocket connections: upgrade checks, identity, requests, replies and
+ * the packed write path.
+ *
+ * Write path (ARCHITECTURE.md "Server design"): every event arrives with a
+ * ready frame built once per emit; on WRITEABLE we re-arm the owner, then
+ * gather, in order, a heartbeat ping, pending replies (the control queue)
+ * and queued pushes of every subscription (round-robin), into one buffer
+ * of up to SC_WRITE_CHUNK bytes and hand it to a single
+ * lws_write(LWS_WRITE_RAW). If more remains we ask for WRITEABLE again;
+ * otherwise the owner's wake brings us back when something new is queued.
+ * Replies go before pushes, so `subscribed` precedes the scope's events
+ * and `emitted` precedes the client's own echoed event.
+ *
+ * A slow client costs at most its subscriptions' bounded queues (event
+ * references), its unsent replies (capped at SC_CTL_LIMIT) and one packed
+ * write that lws holds while the socket is full.
+ */
+#include "server.h"
+#include "codec.h"
+#include "log.h"
+#include "reply.h"
+#include "wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Room kept free for a `dropped` or `closed` frame (scope <= 200 bytes). */
+#define NOTICE_ROOM 512
+
+static void session_id(char out[17])
+{
+    unsigned char rnd[8];
+    static const char hex[] = "0123456789abcdef";
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t t = (uint64_t)sc__now_us() ^ (uint64_t)(uintptr_t)out;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = hex[rnd[i] >> 4];
+        out[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    out[16] = '\0';
+}
+
+/* ---- wake / pending list (any thread) --------------------------------- */
+
+void sc__ws_wake(void *ud)
+{
+    sc_wsconn_t *c = ud;
+    sc_server_t *srv = c->srv;
+    bool first = false;
+    pthread_mutex_lock(&srv->pending_lock);
+    if (!c->in_pending) {
+        c->in_pending = true;
+        c->pnext = srv->pending;
+        first = srv->pending == NULL;
+        srv->pending = c;
+    }
+    pthread_mutex_unlock(&srv->pending_lock);
+    if (first)
+        lws_cancel_service(srv->ctx);
+}
+
+void sc__ws_flush_pending(sc_server_t *srv)
+{
+    pthread_mutex_lock(&srv->pending_lock);
+    for (sc_wsconn_t *c = srv->pending; c; c = c->pnext) {
+        c->in_pending = false;
+        lws_callback_on_writable(c->wsi);
+    }
+    srv->pending = NULL;
+    pthread_mutex_unlock(&srv->pending_lock);
+}
+
+static void unlink_pending(sc_wsconn_t *c)
+{
+    sc_server_t *srv = c->srv;
+    pthread_mutex_lock(&srv->pending_lock);
+    if (c->in_pending) {
+        sc_wsconn_t **pp = &srv->pending;
+        while (*pp && *pp != c)
+            pp = &(*pp)->pnext;
+        if (*pp)
+            *pp = c->pnext;
+        c->in_pending = false;
+    }
+    pthread_mutex_unlock(&srv->pending_lock);
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+static void count_error(sc_server_t *srv, const char *code)
+{
+    for (int i = 0; i < SC_ERRC_COUNT; i++)
+        if (strcmp(code, sc__err_code_names[i]) == 0) {
+            srv->errors[i]++;
+            return;
+        }
+    srv->errors[SC_ERRC_INTERNAL]++;
+}
+
+/* Frames what the scratch buffer holds into the control queue. */
+static int queue_scratch(sc_wsconn_t *c)
+{
+    sc_buf_t *s = &c->srv->scratch;
+    if (s->err != SC_OK) {
+        sc_log(SC_LOG_ERROR, "session %s: out of memory encoding a reply",
+               c->info.session_id);
+        sc_buf_reset(s);
+        return 0;
+    }
+    uint8_t hdr[SC_WS_MAX_HEADER];
+    size_t len = sc_buf_len(s);
+    size_t hl = sc_ws_frame_header(hdr, len);
+    sc_buf_put(&c->ctl, hdr, hl);
+    sc_buf_put(&c->ctl, sc_buf_str(s), len);
+    sc_buf_reset(s);
+    if (c->ctl.err != SC_OK ||
+        sc_buf_len(&c->ctl) - c->ctl_off > SC_CTL_LIMIT) {
+        sc_log(SC_LOG_WARN, "session %s: replies not read, closing",
+               c->info.session_id);
+        c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+    }
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+static int reply_error(sc_wsconn_t *c, const char *id_json, const char *code,
+                        const char *message)
+{
+    count_error(c->srv, code);
+    sc_proto_enc_error(&c->srv->scratch, id_json, code, message);
+    queue_scratch(c);
+    return 0;
+}
+
+/* ---- subscriptions ------------------------------------------------------- */
+
+static sc_sub_t *find_sub(sc_wsconn_t *c, const char *scope, size_t *index)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (strcmp(sc_sub_scope(c->subs[i]), scope) == 0) {
+            if (index)
+                *index = i;
+            return c->subs[i];
+        }
+    return NULL;
+}
+
+static void drop_sub_at(sc_wsconn_t *c, size_t i)
+{
+    sc_sub_t *sub = c->subs[i];
+    if (c->carry_sub == sub) {
+        sc_event_unref(c->carry);
+        c->carry = NULL;
+        c->carry_sub = NULL;
+    }
+    memmove(&c->subs[i], &c->subs[i + 1], (c->nsubs - i - 1) * sizeof *c->subs);
+    c->nsubs--;
+    sc_sub_destroy(sub);
+}
+
+static bool scope_allowed(sc_wsconn_t *c, const char *scope)
+{
+    return !c->has_claims || sc_auth_scope_allowed(&c->claims, scope);
+}
+
+static int reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
+                                bool subscribed, uint64_t seq)
+{
+    sc_conn_t *list = NULL;
+    size_t n = 0;
+    if (sc_bus_presence(c->srv->bus, req->scope, &list, &n) != SC_OK) {
+        reply_error(c, req->id_json, "internal", "out of memory");
+        return 0;
+    }
+    if (subscribed)
+        sc_proto_enc_subscribed(&c->srv->scratch, req->id_json, req->scope, seq,
+                                list, n);
+    else
+        sc_proto_enc_presence(&c->srv->scratch, req->id_json, req->scope, list,
+                              n);
+    sc_presence_free(list, n);
+    queue_scratch(c);
+    return 0;
+}
+
+static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
+{
+    sc_server_t *srv = c->srv;
+    if (!scope_allowed(c, req->scope))
+        return reply_error(c, req->id_json, "forbidden",
+                           "scope: not allowed by the token");
+    if (find_sub(c, req->scope, NULL))
+        return reply_presence_list(c, req, true,
+                                   sc_bus_scope_seq(srv->bus, req->scope));
+    if (srv->draining) {
+        sc_proto_enc_closed(&srv->scratch, req->scope, SC_CLOSE_SHUTDOWN);
+        return queue_scratch(c);
+    }
+    if (c->nsubs >= (size_t)srv->cfg->max_subscriptions)
+        return reply_error(c, req->id_json, "limit",
+                           "too many subscriptions on this connection");
+    if (c->nsubs == c->cap_subs) {
+        size_t cap = c->cap_subs ? c->cap_subs * 2 : 4;
+        sc_sub_t **v = realloc(c->subs, cap * sizeof *v);
+        if (!v)
+            return reply_error(c, req->id_json, "internal", "out of memory");
+        c->subs = v;
+        c->cap_subs = cap;
+    }
+    sc_conn_t info = c->info; /* borrowed fields; the bus copies them */
+    info.meta = req->meta_json;
+    info.meta_len = req->meta_json ? strlen(req->meta_json) : 0;
+    sc_sub_opts_t opts = {.conn = &info, .echo = req->echo};
+    sc_sub_t *sub;
+    uint64_t seq;
+    if (sc_bus_subscribe(srv->bus, req->scope, c->owner, &opts, &sub, &seq) !=
+        SC_OK)
+        return reply_error(c, req->id_json, "internal", "out of memory");
+    c->subs[c->nsubs++] = sub;
+    sc_log(SC_LOG_DEBUG, "session %s subscribed to %s", c->info.session_id,
+           req->scope);
+    reply_presence_list(c, req, true, seq);
+    return 0;
+}
+
+static int op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
+{
+    size_t i;
+    if (find_sub(c, req->scope, &i))
+        drop_sub_at(c, i);
+    sc_proto_enc_unsubscribed(&c->srv->scratch, req->id_json, req->scope);
+    queue_scratch(c);
+    return 0;
+}
+
+static int op_emit(sc_wsconn_t *c, const sc_request_t *req)
+{
+    sc_server_t *srv = c->srv;
+    bool allowed = c->has_claims ? sc_auth_emit_allowed(&c->claims, req->scope)
+                                 : srv->cfg->client_emit;
+    if (!allowed)
+        return reply_error(c, req->id_json, "forbidden",
+                           "emit: not allowed for this connection");
+    sc_emit_t e;
+    sc_request_to_emit(req, c->info.session_id, &e);
+    uint64_t seq = 0;
+    if (sc_bus_emit(srv->bus, &e, &seq) != SC_OK)
+        return reply_error(c, req->id_json, "internal", "out of memory");
+    sc_proto_enc_emitted(&srv->scratch, req->id_json, req->scope, seq);
+    queue_scratch(c);
+    return 0;
+}
+
+static void handle_message(sc_wsconn_t *c, const char *msg, size_t len)
+{
+    sc_request_t req;
+    sc_proto_err_t err;
+    if (sc_proto_decode(msg, len, &req, &err) != SC_OK) {
+        count_error(c->srv, err.code);
+        sc_proto_enc_decode_error(&c->srv->scratch, &err);
+        queue_scratch(c);
+        sc_proto_err_deinit(&err);
+        return;
+    }
+    switch (req.op) {
+    case SC_OP_SUBSCRIBE:
+        op_subscribe(c, &req);
+        break;
+    case SC_OP_UNSUBSCRIBE:
+        op_unsubscribe(c, &req);
+        break;
+    case SC_OP_EMIT:
+        op_emit(c, &req);
+        break;
+    case SC_OP_PRESENCE:
+        if (!scope_allowed(c, req.scope))
+            reply_error(c, req.id_json, "forbidden",
+                        "scope: not allowed by the token");
+        else
+            reply_presence_list(c, &req, false, 0);
+        break;
+    case SC_OP_PING:
+        sc_proto_enc_pong(&c->srv->scratch, req.id_json);
+        queue_scratch(c);
+        break;
+    }
+    sc_request_deinit(&req);
+}
+
+/* ---- receive ------------------------------------------------------------- */
+
+/* Strict UTF-8 (RFC 3629: no overlongs, surrogates or code points past
+ * U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((b & 0xe0) == 0xc0)
+            k = 1, cp = b & 0x1f, min = 0x80;
+        else if ((b & 0xf0) == 0xe0)
+            k = 2, cp = b & 0x0f, min = 0x800;
+        else if ((b & 0xf8) == 0xf0)
+            k = 3, cp = b & 0x07, min = 0x10000;
+        else
+            return false;
+        if (n - i <= k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+static int close_now(struct lws *wsi, int code, const char *why)
+{
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why,
+                     strlen(why));
+    return -1;
+}
+
+static int on_receive(sc_wsconn_t *c, const void *in, size_t len)
+{
+    sc_server_t *srv = c->srv;
+    c->last_seen_us = sc__now_us();
+    if (lws_frame_is_binary(c->wsi))
+        return close_now(c->wsi, 1003, "binary frames are not accepted");
+    if (c->close_code)
+        return 0; /* closing: ignore further requests */
+    size_t limit = srv->cfg->max_message;
+    if (c->rx_len + len > limit)
+        return close_now(c->wsi, 1009, "message too big");
+    if (c->rx_len + len + 1 > c->rx_cap) {
+        size_t cap = c->rx_cap ? c->rx_cap : 1024;
+        while (cap < c->rx_len + len + 1)
+            cap *= 2;
+        char *p = realloc(c->rx, cap);
+        if (!p)
+            return close_now(c->wsi, 1011, "out of memory");
+        c->rx = p;
+        c->rx_cap = cap;
+    }
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += len;
+    if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
+        return 0;
+    size_t n = c->rx_len;
+    c->rx_len = 0;
+    if (!utf8_valid((const unsigned char *)c->rx, n))
+        return close_now(c->wsi, 1007, "invalid UTF-8");
+    handle_message(c, c->rx, n);
+    if (c->rx_cap > 65536) { /* do not keep a big buffer per connection */
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_cap = 0;
+    }
+    return 0;
+}
+
+/* ---- write path ---------------------------------------------------------- */
+
+typedef struct packer {
+    sc_wsconn_t *c;
+    uint8_t *base; /* srv->wbuf + LWS_PRE */
+    size_t fill;
+    bool direct; /* a frame larger than the buffer was written alone */
+} packer_t;
+
+static size_t room(const packer_t *p)
+{
+    return SC_WRITE_CHUNK - p->fill;
+}
+
+static void put_scratch(packer_t *p)
+{
+    sc_buf_t *s = &p->c->srv->scratch;
+    size_t len = sc_buf_len(s);
+    if (s->err == SC_OK && len + SC_WS_MAX_HEADER <= room(p)) {
+        p->fill += sc_ws_frame_header(p->base + p->fill, len);
+        memcpy(p->base + p->fill, sc_buf_str(s), len);
+        p->fill += len;
+    }
+    sc_buf_reset(s);
+}
+
+/* Packs one event frame. Returns false when it does not fit (the caller
+ * keeps it as the carry). */
+static bool put_event(packer_t *p, sc_event_t *ev)
+{
+    size_t len;
+    const void *frame = sc_event_frame(ev, &len);
+    sc_server_t *srv = p->c->srv;
+    if (len <= room(p)) {
+        memcpy(p->base + p->fill, frame, len);
+        p->fill += len;
+    } else if (p->fill == 0) {
+        /* Bigger than the buffer: write it on its own (the encoder left
+         * LWS_PRE head room in front of it); lws keeps what the socket
+         * does not take. */
+        if (lws_write(p->c->wsi, (unsigned char *)frame, len, LWS_WRITE_RAW) <
+            0)
+            return true; /* the connection is going away; drop it */
+        srv->bytes_out += len;
+        p->direct = true;
+    } else {
+        return false;
+    }
+    srv->delivered++;
+    sc_event_unref(ev);
+    return true;
+}
+
+/* Drains one subscription into the buffer. Returns true when the buffer is
+ * full (stop), false when the queue is empty or closed. *closed is set when
+ * the subscription ended. */
+static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
+{
+    sc_server_t *srv = p->c->srv;
+    for (;;) {
+        if (room(p) < NOTICE_ROOM || p->direct)
+            return true;
+        sc_event_t *ev;
+        uint32_t dropped = 0;
+        int rc = sc_sub_next(sub, &ev, &dropped);
+        if (dropped) {
+            sc_proto_enc_dropped(&srv->scratch, sc_sub_scope(sub), dropped);
+            put_scratch(p);
+        }
+        if (rc == SC_OK) {
+            if (!put_event(p, ev)) {
+                p->c->carry = ev;
+                p->c->carry_sub = sub;
+                return true;
+            }
+            continue;
+        }
+        if (rc == SC_ECLOSED) {
+            sc_proto_enc_closed(&srv->scratch, sc_sub_scope(sub),
+                                sc_sub_close_reason(sub));
+            put_scratch(p);
+            *closed = true;
+        }
+        return false;
+    }
+}
+
+/* Packs pushes of every subscription, round-robin. Returns true when more
+ * remains to be written. */
+static bool drain_subs(packer_t *p)
+{
+    sc_wsconn_t *c = p->c;
+    if (c->carry) {
+        sc_event_t *ev = c->carry;
+        if (!put_event(p, ev))
+            return true;
+        c->carry = NULL;
+        c->carry_sub = NULL;
+    }
+    bool more = false;
+    size_t n = c->nsubs;
+    for (size_t k = 0; k < n && !more; k++) {
+        size_t i = (c->rr + k) % n;
+        bool closed = false;
+        more = drain_sub(p, c->subs[i], &closed);
+        if (closed) {
+            sc_log(SC_LOG_DEBUG, "session %s: %s closed", c->info.session_id,
+                   sc_sub_scope(c->subs[i]));
+            sc_sub_destroy(c->subs[i]);
+            c->subs[i] = NULL;
+        }
+    }
+    size_t out = 0; /* compact the closed ones away, keeping order */
+    for (size_t i = 0; i < n; i++)
+        if (c->subs[i])
+            c->subs[out++] = c->subs[i];
+    c->nsubs = out;
+    c->rr++;
+    if (c->srv->draining && c->nsubs == 0 && !c->close_code)
+        c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+    return more;
+}
+
+static int on_writeable(sc_wsconn_t *c)
+{
+    sc_server_t *srv = c->srv;
+    packer_t p = {.c = c, .base = srv->wbuf + LWS_PRE};
+    sc_owner_rearm(c->owner);
+    if (c->ping_due) {
+        p.base[p.fill++] = 0x89; /* FIN + ping, no payload */
+        p.base[p.fill++] = 0x00;
+        c->ping_due = false;
+    }
+    bool more = false;
+    size_t ctl_left = sc_buf_len(&c->ctl) - c->ctl_off;
+    if (ctl_left) {
+        size_t n = ctl_left < room(&p) ? ctl_left : room(&p);
+        memcpy(p.base + p.fill, sc_buf_str(&c->ctl) + c->ctl_off, n);
+        p.fill += n;
+        c->ctl_off += n;
+        more = n < ctl_left;
+        if (!more) {
+            sc_buf_reset(&c->ctl);
+            c->ctl_off = 0;
+        }
+    }
+    if (!more && !c->close_code)
+        more = drain_subs(&p);
+    if (p.fill) {
+        if (lws_write(c->wsi, p.base, p.fill, LWS_WRITE_RAW) < 0)
+            return -1;
+        srv->bytes_out += p.fill;
+    }
+    bool wrote = p.fill || p.direct;
+    if (more || (c->close_code && wrote)) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->close_code)
+        return close_now(c->wsi, c->close_code,
+                         c->close_code == 1001 ? "server shutting down" : "");
+    return 0;
+}
+
+/* ---- connection lifecycle ------------------------------------------------ */
+
+static void conn_link(sc_server_t *srv, sc_wsconn_t *c)
+{
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+}
+
+static void conn_unlink(sc_server_t *srv, sc_wsconn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+}
+
+/* Verifies the upgrade's token. Returns true when the connection may go on
+ * (anonymous or a valid token); false: reply unauthorized and close 4401. */
+static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
+                         size_t whylen)
+{
+    sc_server_t *srv = c->srv;
+    const char *secret = srv->jwt_secret;
+    snprintf(why, whylen, "token required");
+    if (!secret || !*secret)
+        return true; /* no JWT configured: everyone is anonymous */
+    if (!token || !*token)
+        return !srv->cfg->require_auth;
+    if (sc_auth_verify(token, secret, time(NULL), &c->claims, why, whylen) !=
+        SC_OK)
+        return false;
+    c->has_claims = true;
+    return true;
+}
+
+static int on_established(struct lws *wsi, sc_pss_t *pss)
+{
+    sc_server_t *srv = lws_context_user(lws_get_context(wsi));
+    sc_wsconn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->wsi = wsi;
+    c->srv = srv;
+    sc_buf_init(&c->ctl);
+    char sid[17], why[160];
+    session_id(sid);
+    bool ok = authenticate(c, pss->token, why, sizeof why);
+    free(pss->token);
+    pss->token = NULL;
+    if (sc_conn_init(&c->info, sid, c->has_claims ? c->claims.sub : NULL,
+                     sc__wall_seconds(), NULL, 0) != SC_OK ||
+        sc_owner_create(sc__ws_wake, c, &c->owner) != SC_OK) {
+        sc_conn_deinit(&c->info);
+        if (c->has_claims)
+            sc_claims_deinit(&c->claims);
+        free(c);
+        return -1;
+    }
+    pss->ws = c;
+    conn_link(srv, c);
+    srv->connections_total++;
+    c->last_seen_us = c->last_ping_us = sc__now_us();
+    if (!ok) {
+        sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", sid, why);
+        reply_error(c, NULL, "unauthorized", why);
+        c->close_code = 4401;
+        return 0;
+    }
+    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid,
+           c->info.user_id ? c->info.user_id : "-");
+    sc_proto_enc_welcome(&srv->scratch, sid, c->info.user_id,
+                         srv->cfg->heartbeat, (int)srv->cfg->maxsize);
+    queue_scratch(c);
+    return 0;
+}
+
+static void on_closed(sc_wsconn_t *c)
+{
+    sc_server_t *srv = c->srv;
+    sc_log(SC_LOG_DEBUG, "session %s disconnected", c->info.session_id);
+    sc_event_unref(c->carry);
+    /* Subscriptions first: once they are gone no emitter can wake us, so
+     * the pending list cannot get this connection back. */
+    for (size_t i = 0; i < c->nsubs; i++)
+        sc_sub_destroy(c->subs[i]);
+    unlink_pending(c);
+    sc_owner_destroy(c->owner);
+    conn_unlink(srv, c);
+    free(c->subs);
+    free(c->rx);
+    sc_buf_deinit(&c->ctl);
+    if (c->has_claims)
+        sc_claims_deinit(&c->claims);
+    sc_conn_deinit(&c->info);
+    free(c);
+}
+
+/* Upgrade checks: path /ws only, not while draining, connection limit.
+ * Grabs ?token= while the headers are still there. */
+static int on_filter(struct lws *wsi, sc_pss_t *pss)
+{
+    sc_server_t *srv = lws_context_user(lws_get_context(wsi));
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
+        strcmp(uri, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
+    if (srv->draining || srv->nconns >= (size_t)srv->cfg->max_connections) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+        return -1;
+    }
+    char *buf = malloc(SC_AUTH_TOKEN_MAX + 16);
+    if (!buf)
+        return -1;
+    const char *v =
+        lws_get_urlarg_by_name(wsi, "token=", buf, SC_AUTH_TOKEN_MAX + 16);
+    if (v && *v) {
+        size_t n = strlen(v) + 1;
+        memmove(buf, v, n);
+        pss->token = buf;
+    } else {
+        free(buf);
+    }
+    return 0;
+}
+
+int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
+{
+    sc_pss_t *pss = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return on_filter(wsi, pss);
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_established(wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+        return pss && pss->ws ? on_receive(pss->ws, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss && pss->ws)
+            pss->ws->last_seen_us = sc__now_us();
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss && pss->ws ? on_writeable(pss->ws) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss && pss->ws) {
+            on_closed(pss->ws);
+            pss->ws = NULL;
+        }
+        free(pss ? pss->token : NULL);
+        if (pss)
+            pss->token = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- timers and shutdown ---------------------------------------------- */
+
+void sc__ws_tick(sc_server_t *srv, int64_t now)
+{
+    int64_t hb = (int64_t)srv->cfg->heartbeat * 1000000;
+    for (sc_wsconn_t *c = srv->conns; c; c = c->next) {
+        if (c->close_code)
+            continue;
+        if (now - c->last_seen_us > 2 * hb) {
+            sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout",
+                   c->info.session_id);
+            c->close_code = 4408;
+            /* If the socket never drains, lws drops it after 5 s. */
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
+            lws_callback_on_writable(c->wsi);
+        } else if (now - c->last_ping_us >= hb) {
+            c->last_ping_us = now;
+            c->ping_due = true;
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+}
+
+void sc__ws_begin_drain(sc_server_t *srv)
+{
+    srv->draining = true;
+    srv->drain_deadline_us =
+        sc__now_us() + (int64_t)srv->cfg->drain_timeout * 1000000;
+    size_t n = sc_bus_close(srv->bus, NULL, SC_CLOSE_SHUTDOWN);
+    sc_log(SC_LOG_INFO,
+           "shutting down: draining %zu connection(s), %zu subscription(s)",
+           srv->nconns, n);
+    for (sc_wsconn_t *c = srv->conns; c; c = c->next) {
+        if (c->nsubs == 0 && !c->close_code)
+            c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+        lws_callback_on_writable(c->wsi);
+    }
+}
