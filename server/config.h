@@ -1,0 +1,112 @@
+/*
+ * scopecast server: configuration.
+ *
+ * One struct, sc_config_t, holds every option. Its defaults live in one
+ * place, sc_config_defaults. sc_config_load fills it from four sources, each
+ * overriding the previous one:
+ *
+ *     defaults < JSON config file < SCOPECAST_* environment < command line
+ *
+ * The config file is named by --config FILE or SCOPECAST_CONFIG (the flag
+ * wins). It holds one JSON object whose keys are the flag names in snake
+ * case ("max_message", "jwt_secret"); an unknown key or a value of the wrong
+ * JSON type is an error, and null leaves the option as it was.
+ *
+ * Command line: "--flag value" or "--flag=value". Boolean flags (--demo,
+ * --client-emit, --require-auth) take no value; "--demo=false" turns one off
+ * again. Environment booleans accept 1/0, true/false, yes/no, on/off; an
+ * empty environment variable counts as unset.
+ *
+ * Every error is reported with a message naming its source (the flag, the
+ * variable or the file key) and what was expected.
+ *
+ * Thread safety: none of these functions share state; a loaded sc_config_t
+ * is read-only and may then be read from any thread.
+ */
+#ifndef SC_SERVER_CONFIG_H
+#define SC_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common.h"
+
+/* The installed web/ folder; the build may point it elsewhere. */
+#ifndef SC_DEFAULT_WEB_ROOT
+#define SC_DEFAULT_WEB_ROOT "web"
+#endif
+
+#ifndef SC_VERSION
+#define SC_VERSION "0.1.0"
+#endif
+
+/* Positive returns of sc_config_load: not errors, the caller prints and
+ * exits with status 0. */
+enum sc_config_action {
+    SC_CONFIG_HELP = 1,    /* --help or -h: call sc_config_print_help */
+    SC_CONFIG_VERSION = 2, /* --version: call sc_config_print_version */
+};
+
+typedef struct sc_config {
+    char *host;            /* listen address; owned, never NULL */
+    int port;              /* 0..65535; 0 picks any free port */
+    char *config_file;     /* the JSON file read, or NULL; owned */
+    int heartbeat;         /* seconds between pings; >= 1 */
+    size_t maxsize;        /* per-subscription queue length; >= 1 */
+    size_t max_message;    /* WebSocket message limit in bytes; >= 1 */
+    size_t max_body;       /* HTTP body limit in bytes; >= 1 */
+    bool client_emit;      /* anonymous clients may emit */
+    char *api_key;         /* NULL: HTTP API for loopback only; owned */
+    char *jwt_secret;      /* NULL: no JWT, connections anonymous; owned */
+    bool require_auth;     /* with a secret, a missing token is bad */
+    int drain_timeout;     /* seconds to drain on shutdown; >= 0 */
+    char *web_root;        /* folder served at /; owned, never NULL */
+    int log_level;         /* enum sc_log_level */
+    bool demo;             /* demo mode: POST /demo/token */
+    int threads;           /* service threads; >= 1 */
+    int max_subscriptions; /* per connection; >= 1 */
+    int max_connections;   /* per process; >= 1 */
+} sc_config_t;
+
+/* A getenv replacement, so tests need not touch the process environment.
+ * Returns a borrowed string valid until sc_config_load returns, or NULL. */
+typedef const char *(*sc_getenv_fn)(void *ud, const char *name);
+
+/* Fills `cfg` (caller-owned storage, previous content ignored) with the
+ * defaults. Returns SC_OK, or SC_ENOMEM with `cfg` holding nothing (all
+ * strings NULL). Either way sc_config_deinit may be called.
+ * Thread: any. */
+int sc_config_defaults(sc_config_t *cfg);
+
+/* Fills `cfg` from defaults, the config file, the environment and argv, in
+ * that order of increasing priority. argv[0] is the program name and is
+ * skipped. `getenv_fn` NULL means the process environment (getenv); `ud` is
+ * passed to it. `err` (may be NULL when errlen is 0) receives a one-line
+ * message on failure.
+ * Returns:
+ *   SC_OK              cfg is filled; release it with sc_config_deinit.
+ *   SC_CONFIG_HELP     --help or -h was given (anywhere before "--").
+ *   SC_CONFIG_VERSION  --version was given (and no --help).
+ *   SC_EINVAL          a bad flag, value, variable or file; see err.
+ *   SC_ENOMEM          out of memory.
+ * On every return but SC_OK, cfg holds nothing (strings NULL) and need not
+ * be released, though sc_config_deinit is harmless.
+ * Thread: any (getenv_fn NULL: getenv is not safe against setenv). */
+int sc_config_load(sc_config_t *cfg, int argc, char **argv,
+                   sc_getenv_fn getenv_fn, void *ud, char *err, size_t errlen);
+
+/* Frees the strings `cfg` owns and zeroes it. NULL is a no-op.
+ * Thread: caller owns cfg. */
+void sc_config_deinit(sc_config_t *cfg);
+
+/* Prints the usage text: every option with its environment variable and
+ * default, then the precedence rules.
+ * Thread: any. */
+void sc_config_print_help(FILE *f);
+
+/* Prints "scopecast <version>\n".
+ * Thread: any. */
+void sc_config_print_version(FILE *f);
+
+#endif
