@@ -9,7 +9,7 @@
  * gives the scope one seq order that every subscriber sees.
  *
  * Fan-out is one pointer push per subscriber: the event's reference count
- * is set to cover every subscriber before the first push and the unused
+ * is raised to cover every subscriber before the first push and the unused
  * part is returned once at the end, so a fan-out to N subscribers does one
  * atomic add on the event, not N. Work that calls out of the bus (on_drop,
  * the drop warning) is collected while locked and run after unlocking.
@@ -292,7 +292,9 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     size_t n = sc->nsubs;
     uint32_t delivered = 0, drops = 0;
     bool change = ev->_kind == SC_EVENT_CHANGE;
-    sc__event_set_refs(ev, (uint32_t)(n + 1));
+    /* Cover every possible push before the first one is visible (the
+     * encoder may hold references of its own, so add, never set). */
+    sc__event_add_refs(ev, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         sc_sub_t *sub = sc->subs[i];
         if (change ? !wants_change(sub, ev) : sub->_quiet)
@@ -824,4 +826,17 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
     }
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);
+}
+
+uint32_t sc__bus_take_trailing_gap(sc_sub_t *sub)
+{
+    /* Under the shard lock no push or drop can happen, so when the ring is
+     * still empty every counted drop came after the last item. */
+    shard_t *sh = shard_of(sub->_bus, sub->_hash);
+    uint32_t gap = 0;
+    pthread_mutex_lock(&sh->lock);
+    if (atomic_load(&sub->_tail) == atomic_load(&sub->_head))
+        gap = atomic_exchange(&sub->_gap, 0);
+    pthread_mutex_unlock(&sh->lock);
+    return gap;
 }

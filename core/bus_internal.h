@@ -67,6 +67,10 @@ void sc__owner_wake(sc_owner_t *o);
 /* Releases every queued event of `sub`. Thread: owner, after removal. */
 void sc__sub_release_queue(sc_sub_t *sub);
 
+/* Takes the drops counted after the last queued item, exactly: 0 unless
+ * the ring is empty under the shard lock. Thread: owner. */
+uint32_t sc__bus_take_trailing_gap(sc_sub_t *sub);
+
 /* Logs through the bus's logger (printf format). Never with a lock held. */
 void sc__bus_logf(sc_bus_t *bus, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

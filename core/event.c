@@ -106,9 +106,9 @@ sc_event_t *sc__event_create_presence(int kind, const char *scope,
     return ev;
 }
 
-void sc__event_set_refs(sc_event_t *ev, uint32_t refs)
+void sc__event_add_refs(sc_event_t *ev, uint32_t n)
 {
-    atomic_store_explicit(&ev->_refs, refs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ev->_refs, n, memory_order_relaxed);
 }
 
 void sc__event_unref_many(sc_event_t *ev, uint32_t n)

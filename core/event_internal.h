@@ -39,8 +39,8 @@ sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq);
 sc_event_t *sc__event_create_presence(int kind, const char *scope,
                                       const sc_conn_t *conn, bool edge);
 
-/* Sets the reference count of an event no other thread can see yet. */
-void sc__event_set_refs(sc_event_t *ev, uint32_t refs);
+/* Adds `n` references at once. */
+void sc__event_add_refs(sc_event_t *ev, uint32_t n);
 
 /* Drops `n` references that cannot be the last ones. */
 void sc__event_unref_many(sc_event_t *ev, uint32_t n);

@@ -124,8 +124,9 @@ int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
         return SC_OK;
     }
     *ev = NULL;
+    /* Drops after the last item: rare, so the exact check may lock. */
     gap = atomic_load_explicit(&sub->_gap, memory_order_relaxed)
-              ? atomic_exchange(&sub->_gap, 0)
+              ? sc__bus_take_trailing_gap(sub)
               : 0;
     if (dropped)
         *dropped = gap;

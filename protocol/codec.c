@@ -1,0 +1,213 @@
+/*
+ * Decoding client WebSocket requests (see codec.h for the rules and the
+ * exact error messages).
+ *
+ * Order of checks: JSON, object, id, op, then the op's fields in the order
+ * scope, meta, echo, paths, data, audience. The id comes first so that any
+ * later error can echo it.
+ */
+#include "codec.h"
+#include "jsonr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    sc_op_t op;
+} ops[] = {
+    {"subscribe", SC_OP_SUBSCRIBE}, {"unsubscribe", SC_OP_UNSUBSCRIBE},
+    {"emit", SC_OP_EMIT},           {"presence", SC_OP_PRESENCE},
+    {"ping", SC_OP_PING},
+};
+
+#define NOPS (sizeof(ops) / sizeof(ops[0]))
+
+void sc_proto_err_deinit(sc_proto_err_t *err)
+{
+    if (err == NULL)
+        return;
+    free(err->id_json);
+    memset(err, 0, sizeof(*err));
+}
+
+const char *sc_proto_op_name(sc_op_t op)
+{
+    size_t i;
+
+    for (i = 0; i < NOPS; i++) {
+        if (ops[i].op == op)
+            return ops[i].name;
+    }
+    return "?";
+}
+
+void sc_request_deinit(sc_request_t *req)
+{
+    if (req == NULL)
+        return;
+    free(req->id_json);
+    free(req->scope);
+    free(req->meta_json);
+    sc__str_array_free(req->paths, req->npaths);
+    free(req->data_json);
+    sc__str_array_free(req->audience, req->naudience);
+    memset(req, 0, sizeof(*req));
+}
+
+/* id: absent/null, an integer (64-bit) or a string. */
+static int decode_id(json_object *root, char **out, sc_proto_err_t *err)
+{
+    json_object *v = sc__member(root, "id");
+
+    if (v == NULL)
+        return SC_OK;
+    if (!json_object_is_type(v, json_type_int) &&
+        !json_object_is_type(v, json_type_string))
+        return sc__err_field(err, "", "id", "must be an integer or a string");
+    *out = sc__json_text(v);
+    return *out != NULL ? SC_OK : sc__err_nomem(err);
+}
+
+/* Copies at most 32 bytes of an unknown op name for the message, printable
+ * ASCII only, so the message stays short and plain. */
+static void unknown_op(json_object *v, sc_proto_err_t *err)
+{
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v), i;
+    char name[33], text[64];
+
+    for (i = 0; i < n && i < 32; i++) {
+        unsigned char c = (unsigned char)s[i];
+        name[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    name[i] = '\0';
+    snprintf(text, sizeof(text), "unknown op '%s%s'", name,
+             n > 32 ? "..." : "");
+    sc__err_field(err, "", "op", text);
+}
+
+/* op: a required string naming one of the five ops. */
+static int decode_op(json_object *root, sc_op_t *op, sc_proto_err_t *err)
+{
+    json_object *v = sc__member(root, "op");
+    const char *s;
+    size_t i;
+
+    if (v == NULL)
+        return sc__err_field(err, "", "op", "required");
+    if (!json_object_is_type(v, json_type_string))
+        return sc__err_field(err, "", "op", "must be a string");
+    s = json_object_get_string(v);
+    for (i = 0; i < NOPS; i++) {
+        if (strcmp(s, ops[i].name) == 0 &&
+            strlen(s) == (size_t)json_object_get_string_len(v)) {
+            *op = ops[i].op;
+            return SC_OK;
+        }
+    }
+    unknown_op(v, err);
+    return SC_EINVAL;
+}
+
+/* subscribe: meta (object or null) and echo (boolean or null). */
+static int decode_subscribe(json_object *root, sc_request_t *req,
+                            sc_proto_err_t *err)
+{
+    json_object *meta = sc__member(root, "meta");
+    json_object *echo = sc__member(root, "echo");
+
+    if (meta != NULL && !json_object_is_type(meta, json_type_object))
+        return sc__err_field(err, "", "meta", "must be an object");
+    if (echo != NULL && !json_object_is_type(echo, json_type_boolean))
+        return sc__err_field(err, "", "echo", "must be a boolean");
+    req->echo = echo != NULL && json_object_get_boolean(echo);
+    if (meta != NULL && (req->meta_json = sc__json_text(meta)) == NULL)
+        return sc__err_nomem(err);
+    return SC_OK;
+}
+
+/* emit: paths and audience (arrays of strings or null), data (any). */
+static int decode_emit(json_object *root, sc_request_t *req,
+                       sc_proto_err_t *err)
+{
+    bool has_paths = false;
+    int rc;
+
+    rc = sc__read_str_array(root, "paths", "", &has_paths, &req->paths,
+                            &req->npaths, err);
+    if (rc == SC_OK)
+        rc = sc__read_any(root, "data", &req->has_data, &req->data_json, err);
+    if (rc == SC_OK)
+        rc = sc__read_str_array(root, "audience", "", &req->has_audience,
+                                &req->audience, &req->naudience, err);
+    return rc;
+}
+
+/* The op's fields: scope for every op but ping, then its own fields. */
+static int decode_fields(json_object *root, sc_request_t *req,
+                         sc_proto_err_t *err)
+{
+    int rc;
+
+    if (req->op == SC_OP_PING)
+        return SC_OK;
+    rc = sc__read_scope(root, "", &req->scope, err);
+    if (rc != SC_OK)
+        return rc;
+    if (req->op == SC_OP_SUBSCRIBE)
+        return decode_subscribe(root, req, err);
+    if (req->op == SC_OP_EMIT)
+        return decode_emit(root, req, err);
+    return SC_OK;
+}
+
+int sc_proto_decode(const char *msg, size_t len, sc_request_t *req,
+                    sc_proto_err_t *err)
+{
+    json_object *root = NULL;
+    int rc;
+
+    memset(req, 0, sizeof(*req));
+    memset(err, 0, sizeof(*err));
+    rc = sc__json_parse(msg, len, &root, err);
+    if (rc != SC_OK)
+        goto fail;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = sc__err_field(err, "", NULL, "not an object");
+        goto fail;
+    }
+    rc = decode_id(root, &req->id_json, err);
+    if (rc == SC_OK)
+        rc = decode_op(root, &req->op, err);
+    if (rc == SC_OK)
+        rc = decode_fields(root, req, err);
+    if (rc != SC_OK)
+        goto fail;
+    json_object_put(root);
+    return SC_OK;
+fail:
+    /* Hand the id over to the error so the reply can echo it. */
+    err->id_json = req->id_json;
+    req->id_json = NULL;
+    sc_request_deinit(req);
+    json_object_put(root);
+    return rc;
+}
+
+void sc_request_to_emit(const sc_request_t *req, const char *origin,
+                        sc_emit_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->scope = req->scope;
+    out->paths = (const char *const *)req->paths;
+    out->npaths = req->npaths;
+    out->origin = origin;
+    out->audience = (const char *const *)req->audience;
+    out->naudience = req->naudience;
+    out->has_audience = req->has_audience;
+    out->payload = req->data_json;
+    out->payload_len = req->data_json != NULL ? strlen(req->data_json) : 0;
+    out->has_payload = req->has_data;
+}

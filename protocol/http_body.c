@@ -1,0 +1,244 @@
+/*
+ * HTTP API bodies and answers (see http_body.h).
+ *
+ * An emit body is parsed into an array of items allocated up front (its
+ * length is known once the JSON is parsed); the first failing item unwinds
+ * everything, so a batch is all or nothing.
+ */
+#include "http_body.h"
+#include "jsonr.h"
+#include "reply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIT(b, s) sc_buf_put((b), (s), sizeof(s) - 1)
+#define BAD_SHAPE "must be an object or a non-empty array of objects"
+
+/* Frees what an item owns and zeroes it. */
+static void item_deinit(sc_emit_item_t *it)
+{
+    free(it->scope);
+    sc__str_array_free(it->paths, it->npaths);
+    free(it->data_json);
+    free(it->origin);
+    sc__str_array_free(it->audience, it->naudience);
+    memset(it, 0, sizeof(*it));
+}
+
+void sc_emit_body_deinit(sc_emit_body_t *body)
+{
+    size_t i;
+
+    if (body == NULL)
+        return;
+    for (i = 0; i < body->n; i++)
+        item_deinit(&body->items[i]);
+    free(body->items);
+    memset(body, 0, sizeof(*body));
+}
+
+/* One object item; `prefix` is "" for a single object, "[i]." in a batch.
+ * On error the item is left empty. */
+static int decode_item(json_object *o, const char *prefix, sc_emit_item_t *it,
+                       sc_proto_err_t *err)
+{
+    bool has_paths = false;
+    int rc;
+
+    rc = sc__read_scope(o, prefix, &it->scope, err);
+    if (rc == SC_OK)
+        rc = sc__read_str_array(o, "paths", prefix, &has_paths, &it->paths,
+                                &it->npaths, err);
+    if (rc == SC_OK)
+        rc = sc__read_any(o, "data", &it->has_data, &it->data_json, err);
+    if (rc == SC_OK)
+        rc = sc__read_string(o, "origin", prefix, false, &it->origin, err);
+    if (rc == SC_OK)
+        rc = sc__read_str_array(o, "audience", prefix, &it->has_audience,
+                                &it->audience, &it->naudience, err);
+    if (rc != SC_OK)
+        item_deinit(it);
+    return rc;
+}
+
+/* A batch: a non-empty array of objects, all valid or nothing kept. */
+static int decode_batch(json_object *arr, sc_emit_body_t *out,
+                        sc_proto_err_t *err)
+{
+    size_t i, n = json_object_array_length(arr);
+    char prefix[32];
+    int rc;
+
+    out->batch = true;
+    if (n == 0)
+        return sc__err_field(err, "", NULL, BAD_SHAPE);
+    out->items = calloc(n, sizeof(*out->items));
+    if (out->items == NULL)
+        return sc__err_nomem(err);
+    for (i = 0; i < n; i++) {
+        json_object *o = json_object_array_get_idx(arr, i);
+        if (!json_object_is_type(o, json_type_object)) {
+            snprintf(prefix, sizeof(prefix), "[%zu]: ", i);
+            return sc__err_field(err, prefix, NULL, "must be an object");
+        }
+        snprintf(prefix, sizeof(prefix), "[%zu].", i);
+        rc = decode_item(o, prefix, &out->items[i], err);
+        if (rc != SC_OK)
+            return rc;
+        out->n = i + 1;
+    }
+    return SC_OK;
+}
+
+int sc_proto_decode_emit_body(const char *body, size_t len, sc_emit_body_t *out,
+                              sc_proto_err_t *err)
+{
+    json_object *root = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(err, 0, sizeof(*err));
+    rc = sc__json_parse(body, len, &root, err);
+    if (rc != SC_OK)
+        goto fail;
+    if (json_object_is_type(root, json_type_array)) {
+        rc = decode_batch(root, out, err);
+    } else if (json_object_is_type(root, json_type_object)) {
+        out->items = calloc(1, sizeof(*out->items));
+        rc = out->items != NULL ? decode_item(root, "", out->items, err)
+                                : sc__err_nomem(err);
+        out->n = rc == SC_OK ? 1 : 0;
+    } else {
+        rc = sc__err_field(err, "", NULL, BAD_SHAPE);
+    }
+    if (rc != SC_OK)
+        goto fail;
+    json_object_put(root);
+    return SC_OK;
+fail:
+    sc_emit_body_deinit(out);
+    json_object_put(root);
+    return rc;
+}
+
+void sc_emit_item_to_emit(const sc_emit_item_t *item, sc_emit_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->scope = item->scope;
+    out->paths = (const char *const *)item->paths;
+    out->npaths = item->npaths;
+    out->origin = item->origin;
+    out->audience = (const char *const *)item->audience;
+    out->naudience = item->naudience;
+    out->has_audience = item->has_audience;
+    out->payload = item->data_json;
+    out->payload_len = item->data_json != NULL ? strlen(item->data_json) : 0;
+    out->has_payload = item->has_data;
+}
+
+void sc_close_body_deinit(sc_close_body_t *body)
+{
+    if (body == NULL)
+        return;
+    free(body->scope);
+    free(body->user);
+    memset(body, 0, sizeof(*body));
+}
+
+int sc_proto_decode_close_body(const char *body, size_t len,
+                               sc_close_body_t *out, sc_proto_err_t *err)
+{
+    json_object *root = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(err, 0, sizeof(*err));
+    rc = sc__json_parse(body, len, &root, err);
+    if (rc != SC_OK)
+        goto fail;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = sc__err_field(err, "", NULL, "not an object");
+        goto fail;
+    }
+    if (sc__member(root, "scope") != NULL)
+        rc = sc__read_scope(root, "", &out->scope, err);
+    if (rc == SC_OK)
+        rc = sc__read_string(root, "user", "", true, &out->user, err);
+    if (rc != SC_OK)
+        goto fail;
+    json_object_put(root);
+    return SC_OK;
+fail:
+    sc_close_body_deinit(out);
+    json_object_put(root);
+    return rc;
+}
+
+int sc_proto_enc_http_seq(sc_buf_t *b, uint64_t seq)
+{
+    LIT(b, "{\"seq\":");
+    sc_buf_put_u64(b, seq);
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
+int sc_proto_enc_http_results(sc_buf_t *b, const uint64_t *seqs, size_t n)
+{
+    size_t i;
+
+    LIT(b, "{\"results\":[");
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            sc_buf_putc(b, ',');
+        sc_proto_enc_http_seq(b, seqs[i]);
+    }
+    LIT(b, "]}");
+    return b->err;
+}
+
+int sc_proto_enc_http_closed(sc_buf_t *b, uint64_t n)
+{
+    LIT(b, "{\"closed\":");
+    sc_buf_put_u64(b, n);
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
+int sc_proto_enc_http_presence(sc_buf_t *b, const char *scope,
+                               const sc_conn_t *list, size_t n)
+{
+    LIT(b, "{\"scope\":");
+    sc_buf_put_json_cstr(b, scope);
+    LIT(b, ",\"presence\":");
+    sc_proto_enc_conn_list(b, list, n);
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
+int sc_proto_enc_http_stats(sc_buf_t *b, const sc_proto_stats_t *st)
+{
+    LIT(b, "{\"emitted\":");
+    sc_buf_put_u64(b, st->emitted);
+    LIT(b, ",\"dropped\":");
+    sc_buf_put_u64(b, st->dropped);
+    LIT(b, ",\"subscribers\":");
+    sc_buf_put_u64(b, st->subscribers);
+    LIT(b, ",\"connections\":");
+    sc_buf_put_u64(b, st->connections);
+    LIT(b, ",\"scopes\":");
+    sc_buf_put_u64(b, st->scopes);
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
+int sc_proto_enc_http_error(sc_buf_t *b, const char *code, const char *message)
+{
+    LIT(b, "{\"error\":");
+    sc_buf_put_json_cstr(b, code != NULL ? code : "");
+    LIT(b, ",\"message\":");
+    sc_buf_put_json_cstr(b, message != NULL ? message : "");
+    sc_buf_putc(b, '}');
+    return b->err;
+}

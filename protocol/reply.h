@@ -1,0 +1,78 @@
+/*
+ * scopecast protocol: encoders of the server's WebSocket messages (replies
+ * and non-event pushes), exactly as in PROTOCOL.md v1.
+ *
+ * Each encoder APPENDS one JSON object to `b` (see jsonw.h) and returns
+ * SC_OK or SC_ENOMEM (the buffer is then failed; also when it had failed
+ * before). Take the text with sc_buf_str()/sc_buf_detach(), or build a
+ * WebSocket frame around it with sc_ws_frame_begin()/sc_ws_frame_end()
+ * (wire.h). Members come in a fixed order: "op" first, then "id", then the
+ * rest as listed in PROTOCOL.md.
+ *
+ * Arguments are borrowed. Strings are JSON-escaped, with two exceptions
+ * that are inserted as raw JSON text and must be valid JSON (they come from
+ * the decoder): `id_json` (the request's id, member omitted when NULL) and a
+ * conn's `meta` (an object's text; NULL or empty gives {}).
+ *
+ * Thread: pure, any thread.
+ */
+#ifndef SC_PROTO_REPLY_H
+#define SC_PROTO_REPLY_H
+
+#include "codec.h"
+#include "conn.h"
+#include "jsonw.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* {"session":S,"user":U|null,"at":1732530000.123,"meta":{...}} */
+int sc_proto_enc_conn(sc_buf_t *b, const sc_conn_t *c);
+
+/* [conn,...] from `n` infos (an sc_bus_presence() list). */
+int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n);
+
+/* {"op":"welcome","version":1,"session":S,"user":U|null,"heartbeat":H,
+ *  "maxsize":M}. `user` NULL = anonymous. */
+int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
+                         int heartbeat, int maxsize);
+
+/* {"op":"subscribed","id":I,"scope":S,"seq":N,"presence":[conn...]} */
+int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
+                            uint64_t seq, const sc_conn_t *presence, size_t n);
+
+/* {"op":"unsubscribed","id":I,"scope":S} */
+int sc_proto_enc_unsubscribed(sc_buf_t *b, const char *id_json,
+                              const char *scope);
+
+/* {"op":"emitted","id":I,"scope":S,"seq":N} */
+int sc_proto_enc_emitted(sc_buf_t *b, const char *id_json, const char *scope,
+                         uint64_t seq);
+
+/* {"op":"presence","id":I,"scope":S,"presence":[conn...]} */
+int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
+                          const sc_conn_t *presence, size_t n);
+
+/* {"op":"pong","id":I} */
+int sc_proto_enc_pong(sc_buf_t *b, const char *id_json);
+
+/* {"op":"error","id":I,"code":C,"message":M}; `code` and `message` must be
+ * non-NULL. */
+int sc_proto_enc_error(sc_buf_t *b, const char *id_json, const char *code,
+                       const char *message);
+
+/* The `error` reply for a decode failure (its code, message and id). */
+int sc_proto_enc_decode_error(sc_buf_t *b, const sc_proto_err_t *err);
+
+/* {"op":"dropped","scope":S,"count":N} */
+int sc_proto_enc_dropped(sc_buf_t *b, const char *scope, uint64_t count);
+
+/* {"op":"closed","scope":S,"reason":R}; `reason` is an enum
+ * sc_close_reason (bus.h), see sc_proto_close_reason_name(). */
+int sc_proto_enc_closed(sc_buf_t *b, const char *scope, int reason);
+
+/* "closed", "kicked" or "shutdown" for SC_CLOSE_CLOSED, SC_CLOSE_KICKED,
+ * SC_CLOSE_SHUTDOWN; any other value gives "closed". Static string. */
+const char *sc_proto_close_reason_name(int reason);
+
+#endif
