@@ -230,24 +230,31 @@ void sc_bus_destroy(sc_bus_t *bus)
  * lock. Returns true when queued. */
 static bool push_locked(sc_sub_t *sub, sc_event_t *ev)
 {
-    uint32_t tail = atomic_load_explicit(&sub->_tail, memory_order_relaxed);
+    /* Only this producer (under the lock) moves the tail or adds to the
+     * gap; the consumer may only take a non-zero gap (CAS to zero). */
+    uint64_t w = atomic_load_explicit(&sub->_tailgap, memory_order_relaxed);
+    uint32_t tail = SC__TAIL(w);
     if (tail - sub->_head_cache >= sub->_maxsize) {
         sub->_head_cache =
             atomic_load_explicit(&sub->_head, memory_order_acquire);
         if (tail - sub->_head_cache >= sub->_maxsize) {
-            atomic_fetch_add_explicit(&sub->_gap, 1, memory_order_relaxed);
+            while (SC__GAP(w) != UINT32_MAX && /* saturate, never carry */
+                   !atomic_compare_exchange_weak(&sub->_tailgap, &w, w + 1))
+                ;
             atomic_fetch_add_explicit(&sub->_dropped_total, 1,
                                       memory_order_relaxed);
             return false;
         }
     }
+    uint32_t gap = SC__GAP(w);
+    while (gap && !atomic_compare_exchange_weak(&sub->_tailgap, &w,
+                                                w & ~SC__GAP_MASK))
+        gap = SC__GAP(w); /* the consumer took it meanwhile */
     sc__slot_t *slot = &sub->_ring[tail & sub->_mask];
     slot->ev = ev;
-    slot->dropped_before =
-        atomic_load_explicit(&sub->_gap, memory_order_relaxed)
-            ? atomic_exchange(&sub->_gap, 0)
-            : 0;
-    atomic_store(&sub->_tail, tail + 1); /* seq_cst: see sub.c */
+    slot->dropped_before = gap;
+    /* seq_cst publish (see sub.c); the gap is zero now and stays so. */
+    atomic_store(&sub->_tailgap, (uint64_t)(tail + 1) << 32);
     sc__owner_wake(sub->_owner);
     return true;
 }
@@ -826,17 +833,4 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
     }
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);
-}
-
-uint32_t sc__bus_take_trailing_gap(sc_sub_t *sub)
-{
-    /* Under the shard lock no push or drop can happen, so when the ring is
-     * still empty every counted drop came after the last item. */
-    shard_t *sh = shard_of(sub->_bus, sub->_hash);
-    uint32_t gap = 0;
-    pthread_mutex_lock(&sh->lock);
-    if (atomic_load(&sub->_tail) == atomic_load(&sub->_head))
-        gap = atomic_exchange(&sub->_gap, 0);
-    pthread_mutex_unlock(&sh->lock);
-    return gap;
 }

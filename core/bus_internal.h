@@ -20,6 +20,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#define SC__TAIL(w) ((uint32_t)((w) >> 32))
+#define SC__GAP(w) ((uint32_t)(w))
+#define SC__GAP_MASK 0xffffffffULL
+
 typedef struct sc__slot {
     sc_event_t *ev;
     uint32_t dropped_before; /* items dropped right before this one */
@@ -53,9 +57,11 @@ struct sc_sub {
     uint32_t _mask;               /* {const} ring size - 1 */
     sc__slot_t *_ring;            /* {const} pointer; slots per SPSC rules */
     uint32_t _head_cache;         /* {shard} producer's view of _head */
-    _Atomic uint32_t _tail;       /* {atomic} written by the producer */
+    /* {atomic} tail index (high 32 bits) and drops not yet reported (low
+     * 32 bits) in one word, so the consumer can take trailing drops only
+     * while the ring is still empty, without a lock (see sub.c). */
+    _Atomic uint64_t _tailgap;
     _Atomic uint32_t _head;       /* {atomic} written by the consumer */
-    _Atomic uint32_t _gap;        /* {atomic} drops not yet reported */
     _Atomic uint64_t _dropped_total; /* {atomic} */
     _Atomic int _close_reason;    /* {atomic} set once, before the wake */
 };
@@ -66,10 +72,6 @@ void sc__owner_wake(sc_owner_t *o);
 
 /* Releases every queued event of `sub`. Thread: owner, after removal. */
 void sc__sub_release_queue(sc_sub_t *sub);
-
-/* Takes the drops counted after the last queued item, exactly: 0 unless
- * the ring is empty under the shard lock. Thread: owner. */
-uint32_t sc__bus_take_trailing_gap(sc_sub_t *sub);
 
 /* Logs through the bus's logger (printf format). Never with a lock held. */
 void sc__bus_logf(sc_bus_t *bus, int level, const char *fmt, ...)

@@ -2,9 +2,9 @@
  * Owners and the consumer side of subscriptions (see bus.h).
  *
  * Wake protocol (after h2o's multithread queue): a producer publishes an
- * item (seq_cst store of _tail) and then reads the owner's _pending flag
+ * item (seq_cst store of _tailgap) and then reads the owner's _pending flag
  * (seq_cst); the consumer clears _pending (sc_owner_rearm, seq_cst) and
- * then reads _tail (seq_cst). Either the producer sees the flag cleared and
+ * then reads _tailgap (seq_cst). Either the producer sees the flag cleared and
  * wakes, or the consumer sees the item: no wake-up is lost, and an owner
  * that has not re-armed is never woken twice.
  */
@@ -108,28 +108,31 @@ int sc_owner_wait(sc_owner_t *o, int timeout_ms)
 
 int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
 {
-    uint32_t gap;
     /* The close reason is read before the ring: the bus removes a
      * subscription (no more pushes) before it sets the reason. */
     int reason = atomic_load(&sub->_close_reason);
     uint32_t head = atomic_load_explicit(&sub->_head, memory_order_relaxed);
-    uint32_t tail = atomic_load(&sub->_tail);
-    if (head != tail) {
-        sc__slot_t *slot = &sub->_ring[head & sub->_mask];
-        *ev = slot->ev;
-        gap = slot->dropped_before;
-        atomic_store_explicit(&sub->_head, head + 1, memory_order_release);
-        if (dropped)
-            *dropped = gap;
-        return SC_OK;
+    uint64_t w = atomic_load(&sub->_tailgap);
+    for (;;) {
+        if (head != SC__TAIL(w)) {
+            sc__slot_t *slot = &sub->_ring[head & sub->_mask];
+            *ev = slot->ev;
+            if (dropped)
+                *dropped = slot->dropped_before;
+            atomic_store_explicit(&sub->_head, head + 1,
+                                  memory_order_release);
+            return SC_OK;
+        }
+        /* Empty: drops counted now came after the last item. Take them
+         * only if the word is unchanged (no push slipped in between). */
+        if (!SC__GAP(w) ||
+            atomic_compare_exchange_strong(&sub->_tailgap, &w,
+                                           w & ~SC__GAP_MASK))
+            break;
     }
     *ev = NULL;
-    /* Drops after the last item: rare, so the exact check may lock. */
-    gap = atomic_load_explicit(&sub->_gap, memory_order_relaxed)
-              ? sc__bus_take_trailing_gap(sub)
-              : 0;
     if (dropped)
-        *dropped = gap;
+        *dropped = SC__GAP(w);
     return reason != SC_CLOSE_NONE ? SC_ECLOSED : SC_EAGAIN;
 }
 
@@ -150,7 +153,7 @@ int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
 
 size_t sc_sub_pending(const sc_sub_t *sub)
 {
-    return atomic_load(&((sc_sub_t *)sub)->_tail) -
+    return SC__TAIL(atomic_load(&((sc_sub_t *)sub)->_tailgap)) -
            atomic_load(&((sc_sub_t *)sub)->_head);
 }
 
@@ -175,7 +178,7 @@ uint64_t sc_sub_dropped_total(const sc_sub_t *sub)
 void sc__sub_release_queue(sc_sub_t *sub)
 {
     uint32_t head = atomic_load(&sub->_head);
-    uint32_t tail = atomic_load(&sub->_tail);
+    uint32_t tail = SC__TAIL(atomic_load(&sub->_tailgap));
     for (; head != tail; head++)
         sc_event_unref(sub->_ring[head & sub->_mask].ev);
     atomic_store(&sub->_head, head);
