@@ -34,7 +34,10 @@ typedef struct sc_httpreq {
     unsigned char *resp; /* LWS_PRE + resp_len */
     size_t resp_len;
     bool close_after;
-    const struct route *route; /* waiting for the body */
+    const struct route *route; /* the handler to run, NULL: static */
+    bool waiting_body;
+    unsigned err_status;       /* > 0: answer this error instead */
+    const char *err_code, *err_msg; /* static strings */
 } sc_httpreq_t;
 
 typedef int (*handler_fn)(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r);
@@ -115,24 +118,31 @@ bool sc__peer_is_loopback(struct lws *wsi)
            strncmp(ip, "::ffff:127.", 11) == 0;
 }
 
-/* The rule for /api/ routes: the API key when one is configured, else loopback. */
-static int check_api_access(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static void fail(sc_httpreq_t *r, unsigned status, const char *code,
+                 const char *msg)
+{
+    r->err_status = status;
+    r->err_code = code;
+    r->err_msg = msg;
+}
+
+/* The rule for /api/ routes: the API key when one is configured, else
+ * loopback callers only. */
+static void check_api_access(struct lws *wsi, sc_server_t *srv,
+                             sc_httpreq_t *r)
 {
     if (!srv->cfg->api_key) {
-        if (sc__peer_is_loopback(wsi))
-            return 0;
-        respond_error(wsi, r, 403, "forbidden",
-                      "the API answers only loopback callers unless an API "
-                      "key is configured");
-        return 1;
+        if (!sc__peer_is_loopback(wsi))
+            fail(r, 403, "forbidden",
+                 "the API answers only loopback callers unless an API key "
+                 "is configured");
+        return;
     }
     char auth[512] = "";
     lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (sc_auth_api_key_ok(srv->cfg->api_key, auth))
-        return 0;
-    respond_error(wsi, r, 401, "unauthorized",
-                  auth[0] ? "wrong API key" : "missing API key");
-    return 1;
+    if (!sc_auth_api_key_ok(srv->cfg->api_key, auth))
+        fail(r, 401, "unauthorized",
+             auth[0] ? "wrong API key" : "missing API key");
 }
 
 /* ---- handlers ------------------------------------------------------------ */
@@ -388,35 +398,19 @@ static enum method method_of(struct lws *wsi)
     return M_OTHER;
 }
 
-static int start_body(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r,
-                      const struct route *rt)
+/* Runs the decision taken for the request: an error or the handler. */
+static int finish(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
 {
-    char cl[32] = "";
-    bool has_cl =
-        lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
-    unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
-    if (n > srv->cfg->max_body) {
-        r->close_after = true;
-        return respond_error(wsi, r, 413, "too_large",
-                             "request body larger than the limit");
-    }
-    bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
-    if (n == 0 && !chunked)
-        return rt->fn(wsi, srv, r); /* no body will come */
-    r->route = rt;
-    return 0;
+    if (r->err_status)
+        return respond_error(wsi, r, r->err_status, r->err_code, r->err_msg);
+    if (r->route)
+        return r->route->fn(wsi, srv, r);
+    return h_static(wsi, srv, r);
 }
 
-static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
+/* Picks the handler, or the error, from path, method and access rules. */
+static void route(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
 {
-    sc_server_t *srv = server_of(wsi);
-    req_free(pss);
-    sc_httpreq_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return -1;
-    pss->http = r;
-    r->method = method_of(wsi);
-    snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
     const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(r->path, routes[i].path) == 0)
@@ -427,21 +421,47 @@ static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
     if (!rt) {
         if (strncmp(r->path, "/api/", 5) == 0 ||
             strncmp(r->path, "/demo/", 6) == 0)
-            return respond_error(wsi, r, 404, "not_found", "no such endpoint");
-        if (m != M_GET)
-            return respond_error(wsi, r, 405, "method_not_allowed",
-                                 "only GET is allowed here");
-        return h_static(wsi, srv, r);
+            fail(r, 404, "not_found", "no such endpoint");
+        else if (m != M_GET)
+            fail(r, 405, "method_not_allowed", "only GET is allowed here");
+        return; /* a static file */
     }
-    if (rt->method != m)
-        return respond_error(wsi, r, 405, "method_not_allowed",
-                             rt->method == M_GET ? "use GET" : "use POST");
-    if (rt->api && check_api_access(wsi, srv, r))
-        return 0;
-    if (m == M_POST)
-        return start_body(wsi, srv, r, rt);
-    return rt->fn(wsi, srv, r);
+    if (rt->method != m) {
+        fail(r, 405, "method_not_allowed",
+             rt->method == M_GET ? "use GET" : "use POST");
+        return;
+    }
+    if (rt->api)
+        check_api_access(wsi, srv, r);
+    r->route = rt;
 }
+
+/* Answers now, or after the body when one comes (lws reads it before it
+ * lets us write the answer). A body over the limit is read and discarded,
+ * then answered with 413 and the connection closed. */
+static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
+{
+    sc_server_t *srv = server_of(wsi);
+    req_free(pss);
+    sc_httpreq_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    pss->http = r;
+    r->method = method_of(wsi);
+    snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
+    route(wsi, srv, r);
+    char cl[32] = "";
+    bool has_cl =
+        lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
+    r->too_large = n > srv->cfg->max_body;
+    if (n > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+        r->waiting_body = true;
+        return 0;
+    }
+    return finish(wsi, srv, r);
+}
+
 
 static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
                    size_t len)
@@ -477,14 +497,15 @@ int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_HTTP_BODY:
         return r ? on_body(wsi, r, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (!r || !r->route)
-            return -1;
+        if (!r || !r->waiting_body)
+            return 0; /* an empty body: answered already */
+        r->waiting_body = false;
         if (r->too_large) {
             r->close_after = true;
             return respond_error(wsi, r, 413, "too_large",
                                  "request body larger than the limit");
         }
-        return r->route->fn(wsi, server_of(wsi), r);
+        return finish(wsi, server_of(wsi), r);
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (!r || !r->resp)
             return 0;

@@ -502,8 +502,11 @@ static int on_writeable(sc_wsconn_t *c)
     packer_t p = {.c = c, .base = srv->wbuf + LWS_PRE};
     sc_owner_rearm(c->owner);
     if (c->ping_due) {
-        p.base[p.fill++] = 0x89; /* FIN + ping, no payload */
-        p.base[p.fill++] = 0x00;
+        /* FIN + ping with a small payload: lws 4.1 reports a pong to us
+         * (RECEIVE_PONG) only when it carries payload. */
+        static const uint8_t ping[] = {0x89, 0x04, 's', 'c', 'p', 'g'};
+        memcpy(p.base, ping, sizeof ping);
+        p.fill = sizeof ping;
         c->ping_due = false;
     }
     bool more = false;
