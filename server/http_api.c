@@ -40,7 +40,7 @@ typedef struct sc_httpreq {
     const char *err_code, *err_msg; /* static strings */
 } sc_httpreq_t;
 
-typedef int (*handler_fn)(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r);
+typedef int (*handler_fn)(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r);
 
 struct route {
     const char *path;
@@ -59,7 +59,7 @@ static void req_free(sc_pss_t *pss)
     pss->http = NULL;
 }
 
-static sc_server_t *server_of(struct lws *wsi)
+static sc_svc_t *svc_of(struct lws *wsi)
 {
     return lws_context_user(lws_get_context(wsi));
 }
@@ -102,12 +102,12 @@ static int respond_buf(struct lws *wsi, sc_httpreq_t *r, unsigned status,
 static int respond_error(struct lws *wsi, sc_httpreq_t *r, unsigned status,
                          const char *code, const char *message)
 {
-    sc_server_t *srv = server_of(wsi);
+    sc_svc_t *svc = svc_of(wsi);
     for (int i = 0; i < SC_ERRC_COUNT; i++)
         if (strcmp(code, sc__err_code_names[i]) == 0)
-            srv->errors[i]++;
-    sc_proto_enc_http_error(&srv->scratch, code, message);
-    return respond_buf(wsi, r, status, &srv->scratch);
+            SC_COUNT(svc->errors[i], 1);
+    sc_proto_enc_http_error(&svc->scratch, code, message);
+    return respond_buf(wsi, r, status, &svc->scratch);
 }
 
 bool sc__peer_is_loopback(struct lws *wsi)
@@ -128,10 +128,10 @@ static void fail(sc_httpreq_t *r, unsigned status, const char *code,
 
 /* The rule for /api/ routes: the API key when one is configured, else
  * loopback callers only. */
-static void check_api_access(struct lws *wsi, sc_server_t *srv,
+static void check_api_access(struct lws *wsi, sc_svc_t *svc,
                              sc_httpreq_t *r)
 {
-    if (!srv->cfg->api_key) {
+    if (!svc->srv->cfg->api_key) {
         if (!sc__peer_is_loopback(wsi))
             fail(r, 403, "forbidden",
                  "the API answers only loopback callers unless an API key "
@@ -140,21 +140,21 @@ static void check_api_access(struct lws *wsi, sc_server_t *srv,
     }
     char auth[512] = "";
     lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (!sc_auth_api_key_ok(srv->cfg->api_key, auth))
+    if (!sc_auth_api_key_ok(svc->srv->cfg->api_key, auth))
         fail(r, 401, "unauthorized",
              auth[0] ? "wrong API key" : "missing API key");
 }
 
 /* ---- handlers ------------------------------------------------------------ */
 
-static int h_healthz(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_healthz(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
-    if (srv->draining)
+    if (atomic_load(&svc->srv->draining))
         return respond(wsi, r, 503, "text/plain", "draining", 8);
     return respond(wsi, r, 200, "text/plain", "ok", 2);
 }
 
-static int h_emit(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_emit(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_emit_body_t body;
     sc_proto_err_t err;
@@ -168,22 +168,22 @@ static int h_emit(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
     for (size_t i = 0; seqs && i < body.n; i++) {
         sc_emit_t e;
         sc_emit_item_to_emit(&body.items[i], &e);
-        if (sc_bus_emit(srv->bus, &e, &seqs[i]) != SC_OK)
+        if (sc_bus_emit(svc->srv->bus, &e, &seqs[i]) != SC_OK)
             seqs[i] = 0; /* out of memory: that item was not emitted */
     }
     if (seqs) {
         if (body.batch)
-            sc_proto_enc_http_results(&srv->scratch, seqs, body.n);
+            sc_proto_enc_http_results(&svc->scratch, seqs, body.n);
         else
-            sc_proto_enc_http_seq(&srv->scratch, seqs[0]);
-        rc = respond_buf(wsi, r, 202, &srv->scratch);
+            sc_proto_enc_http_seq(&svc->scratch, seqs[0]);
+        rc = respond_buf(wsi, r, 202, &svc->scratch);
     }
     free(seqs);
     sc_emit_body_deinit(&body);
     return rc;
 }
 
-static int h_presence(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_presence(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     char buf[300];
     const char *scope = lws_get_urlarg_by_name(wsi, "scope=", buf, sizeof buf);
@@ -193,14 +193,14 @@ static int h_presence(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
                              "without spaces");
     sc_conn_t *list;
     size_t n;
-    if (sc_bus_presence(srv->bus, scope, &list, &n) != SC_OK)
+    if (sc_bus_presence(svc->srv->bus, scope, &list, &n) != SC_OK)
         return -1;
-    sc_proto_enc_http_presence(&srv->scratch, scope, list, n);
+    sc_proto_enc_http_presence(&svc->scratch, scope, list, n);
     sc_presence_free(list, n);
-    return respond_buf(wsi, r, 200, &srv->scratch);
+    return respond_buf(wsi, r, 200, &svc->scratch);
 }
 
-static int h_close(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_close(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_close_body_t body;
     sc_proto_err_t err;
@@ -210,21 +210,21 @@ static int h_close(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
         sc_proto_err_deinit(&err);
         return rc;
     }
-    size_t n = body.user ? sc_bus_close_user(srv->bus, body.user, body.scope)
-                         : sc_bus_close(srv->bus, body.scope, SC_CLOSE_CLOSED);
+    size_t n = body.user ? sc_bus_close_user(svc->srv->bus, body.user, body.scope)
+                         : sc_bus_close(svc->srv->bus, body.scope, SC_CLOSE_CLOSED);
     sc_close_body_deinit(&body);
-    sc_proto_enc_http_closed(&srv->scratch, n);
-    return respond_buf(wsi, r, 200, &srv->scratch);
+    sc_proto_enc_http_closed(&svc->scratch, n);
+    return respond_buf(wsi, r, 200, &svc->scratch);
 }
 
-static int h_stats(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_stats(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_bus_stats_t bs;
-    sc_bus_stats(srv->bus, &bs);
-    sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers, srv->nconns,
+    sc_bus_stats(svc->srv->bus, &bs);
+    sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers, sc__total_connections(svc->srv),
                            bs.scopes};
-    sc_proto_enc_http_stats(&srv->scratch, &st);
-    return respond_buf(wsi, r, 200, &srv->scratch);
+    sc_proto_enc_http_stats(&svc->scratch, &st);
+    return respond_buf(wsi, r, 200, &svc->scratch);
 }
 
 static void metric(sc_buf_t *b, const char *name, const char *type,
@@ -236,13 +236,13 @@ static void metric(sc_buf_t *b, const char *name, const char *type,
     sc_buf_put(b, line, (size_t)n);
 }
 
-static int h_metrics(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_bus_stats_t bs;
-    sc_bus_stats(srv->bus, &bs);
-    sc_buf_t *b = &srv->scratch;
+    sc_bus_stats(svc->srv->bus, &bs);
+    sc_buf_t *b = &svc->scratch;
     metric(b, "scopecast_connections", "gauge", "Open WebSocket connections.",
-           srv->nconns);
+           sc__total_connections(svc->srv));
     metric(b, "scopecast_subscriptions", "gauge", "Live subscriptions.",
            bs.subscribers);
     metric(b, "scopecast_scopes", "gauge",
@@ -250,20 +250,23 @@ static int h_metrics(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
     metric(b, "scopecast_events_emitted_total", "counter",
            "Events emitted, with or without subscribers.", bs.emitted);
     metric(b, "scopecast_events_delivered_total", "counter",
-           "Pushes written to subscribers.", srv->delivered);
+           "Pushes written to subscribers.", SC_SUM(svc->srv, delivered));
     metric(b, "scopecast_events_dropped_total", "counter",
            "Pushes dropped because a subscriber queue was full.", bs.dropped);
     metric(b, "scopecast_bytes_sent_total", "counter",
-           "Bytes written to WebSocket connections.", srv->bytes_out);
+           "Bytes written to WebSocket connections.",
+           SC_SUM(svc->srv, bytes_out));
     metric(b, "scopecast_connections_total", "counter",
-           "WebSocket connections accepted.", srv->connections_total);
+           "WebSocket connections accepted.",
+           SC_SUM(svc->srv, connections_total));
     sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
                    "# TYPE scopecast_errors_total counter\n");
     for (int i = 0; i < SC_ERRC_COUNT; i++) {
         char line[128];
         int n = snprintf(
             line, sizeof line, "scopecast_errors_total{code=\"%s\"} %llu\n",
-            sc__err_code_names[i], (unsigned long long)srv->errors[i]);
+            sc__err_code_names[i], (unsigned long long)sc__sum_counter(
+                             svc->srv, offsetof(sc_svc_t, errors[i])));
         sc_buf_put(b, line, (size_t)n);
     }
     if (b->err != SC_OK)
@@ -286,7 +289,7 @@ static bool demo_name_ok(const char *s)
     return true;
 }
 
-static int h_demo_token(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_demo_token(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     json_tokener *tok = json_tokener_new();
     json_object *o = tok ? json_tokener_parse_ex(tok, r->body ? r->body : "",
@@ -307,16 +310,16 @@ static int h_demo_token(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
         return respond_error(wsi, r, 400, "bad_request", msg);
     }
     char *token = NULL;
-    int rc = sc_auth_sign(srv->jwt_secret, json_object_get_string(name), true,
+    int rc = sc_auth_sign(svc->srv->jwt_secret, json_object_get_string(name), true,
                           24 * 3600, time(NULL), &token);
     json_object_put(o);
     if (rc != SC_OK)
         return -1;
-    sc_buf_puts(&srv->scratch, "{\"token\":");
-    sc_buf_put_json_cstr(&srv->scratch, token);
-    sc_buf_putc(&srv->scratch, '}');
+    sc_buf_puts(&svc->scratch, "{\"token\":");
+    sc_buf_put_json_cstr(&svc->scratch, token);
+    sc_buf_putc(&svc->scratch, '}');
     free(token);
-    return respond_buf(wsi, r, 200, &srv->scratch);
+    return respond_buf(wsi, r, 200, &svc->scratch);
 }
 
 /* ---- static files ------------------------------------------------------- */
@@ -359,13 +362,13 @@ static bool static_path_ok(const char *p)
     return true;
 }
 
-static int h_static(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int h_static(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     const char *rel = strcmp(r->path, "/") == 0 ? "/index.html" : r->path;
     char full[1024];
     struct stat st;
     if (!static_path_ok(rel) ||
-        snprintf(full, sizeof full, "%s%s", srv->cfg->web_root, rel) >=
+        snprintf(full, sizeof full, "%s%s", svc->srv->cfg->web_root, rel) >=
             (int)sizeof full ||
         stat(full, &st) != 0 || !S_ISREG(st.st_mode))
         return respond_error(wsi, r, 404, "not_found", "no such resource");
@@ -399,23 +402,23 @@ static enum method method_of(struct lws *wsi)
 }
 
 /* Runs the decision taken for the request: an error or the handler. */
-static int finish(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static int finish(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     if (r->err_status)
         return respond_error(wsi, r, r->err_status, r->err_code, r->err_msg);
     if (r->route)
-        return r->route->fn(wsi, srv, r);
-    return h_static(wsi, srv, r);
+        return r->route->fn(wsi, svc, r);
+    return h_static(wsi, svc, r);
 }
 
 /* Picks the handler, or the error, from path, method and access rules. */
-static void route(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
+static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(r->path, routes[i].path) == 0)
             rt = &routes[i];
-    if (rt && rt->fn == h_demo_token && !srv->cfg->demo)
+    if (rt && rt->fn == h_demo_token && !svc->srv->cfg->demo)
         rt = NULL;
     enum method m = r->method == M_HEAD ? M_GET : r->method;
     if (!rt) {
@@ -432,7 +435,7 @@ static void route(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
         return;
     }
     if (rt->api)
-        check_api_access(wsi, srv, r);
+        check_api_access(wsi, svc, r);
     r->route = rt;
 }
 
@@ -441,7 +444,7 @@ static void route(struct lws *wsi, sc_server_t *srv, sc_httpreq_t *r)
  * then answered with 413 and the connection closed. */
 static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
 {
-    sc_server_t *srv = server_of(wsi);
+    sc_svc_t *svc = svc_of(wsi);
     req_free(pss);
     sc_httpreq_t *r = calloc(1, sizeof *r);
     if (!r)
@@ -449,27 +452,27 @@ static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
     pss->http = r;
     r->method = method_of(wsi);
     snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
-    route(wsi, srv, r);
+    route(wsi, svc, r);
     char cl[32] = "";
     bool has_cl =
         lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
     unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
-    r->too_large = n > srv->cfg->max_body;
+    r->too_large = n > svc->srv->cfg->max_body;
     if (n > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
         r->waiting_body = true;
         return 0;
     }
-    return finish(wsi, srv, r);
+    return finish(wsi, svc, r);
 }
 
 
 static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
                    size_t len)
 {
-    sc_server_t *srv = server_of(wsi);
+    sc_svc_t *svc = svc_of(wsi);
     if (r->too_large)
         return 0;
-    if (r->body_len + len > srv->cfg->max_body) {
+    if (r->body_len + len > svc->srv->cfg->max_body) {
         r->too_large = true;
         free(r->body);
         r->body = NULL;
@@ -505,7 +508,7 @@ int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
             return respond_error(wsi, r, 413, "too_large",
                                  "request body larger than the limit");
         }
-        return finish(wsi, server_of(wsi), r);
+        return finish(wsi, svc_of(wsi), r);
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (!r || !r->resp)
             return 0;

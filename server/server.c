@@ -9,10 +9,12 @@
 #include "server.h"
 #include "log.h"
 #include "wire.h"
+#include "listen.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TICK_US (200 * LWS_US_PER_MS)
 
@@ -52,9 +54,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     if (is_http_reason(reason))
         return sc__http_callback(wsi, reason, user, in, len);
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
-        sc_server_t *srv = lws_context_user(lws_get_context(wsi));
-        if (srv)
-            sc__ws_flush_pending(srv);
+        sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
+        if (svc)
+            sc__ws_flush_pending(svc);
         return 0;
     }
     return sc__ws_callback(wsi, reason, user, in, len);
@@ -62,18 +64,39 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 static struct lws_protocols protocols[] = {
     {"scopecast.v1", callback, sizeof(sc_pss_t), 4096, 0, NULL, 0},
+    {SC_ACCEPT_PROTOCOL_NAME, sc_listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+uint64_t sc__sum_counter(const sc_server_t *srv, size_t offset)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < srv->nsvcs; i++)
+        total += atomic_load_explicit(
+            (_Atomic uint64_t *)((char *)&srv->svcs[i] + offset),
+            memory_order_relaxed);
+    return total;
+}
+
+size_t sc__total_connections(const sc_server_t *srv)
+{
+    size_t total = 0;
+    for (int i = 0; i < srv->nsvcs; i++)
+        total += atomic_load(&srv->svcs[i].nconns);
+    return total;
+}
 
 static void tick(lws_sorted_usec_list_t *sul)
 {
-    sc_server_t *srv = lws_container_of(sul, sc_server_t, sul_tick);
+    sc_svc_t *svc = lws_container_of(sul, sc_svc_t, sul_tick);
+    sc_server_t *srv = svc->srv;
     int64_t now = sc__now_us();
-    if (*srv->stop_flag && !srv->draining)
-        sc__ws_begin_drain(srv);
-    if (srv->draining && (srv->nconns == 0 || now >= srv->drain_deadline_us))
-        srv->done = true;
-    sc__ws_tick(srv, now);
-    lws_sul_schedule(srv->ctx, 0, &srv->sul_tick, tick, TICK_US);
+    if ((*srv->stop_flag || atomic_load(&srv->draining)) && !svc->draining)
+        sc__ws_begin_drain(svc);
+    if (svc->draining && (atomic_load(&svc->nconns) == 0 ||
+                          now >= svc->drain_deadline_us))
+        svc->done = true;
+    sc__ws_tick(svc, now);
+    lws_sul_schedule(svc->ctx, 0, &svc->sul_tick, tick, TICK_US);
 }
 
 static void lws_log_to_ours(int level, const char *line)
@@ -116,62 +139,122 @@ static int make_secret(sc_server_t *srv)
     return SC_OK;
 }
 
+/* Creates service context `i` with its own listener on `port`. */
+static int svc_init(sc_server_t *srv, int i, int port)
+{
+    sc_svc_t *svc = &srv->svcs[i];
+    svc->srv = srv;
+    svc->index = i;
+    svc->listen_fd = -1;
+    pthread_mutex_init(&svc->pending_lock, NULL);
+    sc_buf_init(&svc->scratch);
+    svc->wbuf = malloc(LWS_PRE + SC_WRITE_CHUNK);
+    if (!svc->wbuf)
+        return SC_ENOMEM;
+    /* Our own SO_REUSEPORT listener per thread (see listen.h). */
+    int bound = port;
+    svc->listen_fd = sc_listen_open(srv->cfg->host, port, &bound);
+    if (svc->listen_fd < 0)
+        return SC_EINVAL;
+    if (i == 0)
+        srv->listen_port = bound;
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = protocols;
+    info.user = svc;
+    info.count_threads = 1;
+    info.fd_limit_per_thread = (unsigned int)srv->cfg->max_connections + 64;
+    info.max_http_header_data = 8192;
+    info.pt_serv_buf_size = 32768;
+    info.timeout_secs = 30;
+    svc->ctx = lws_create_context(&info);
+    struct lws_vhost *vh =
+        svc->ctx ? lws_get_vhost_by_name(svc->ctx, "default") : NULL;
+    if (!vh || sc_listen_attach(vh, svc->listen_fd) != 0) {
+        sc_log(SC_LOG_ERROR, "cannot start service thread %d", i);
+        return SC_EINVAL;
+    }
+    svc->listen_fd = -1; /* lws owns it now and closes it with the context */
+    lws_sul_schedule(svc->ctx, 0, &svc->sul_tick, tick, TICK_US);
+    return SC_OK;
+}
+
 int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
                    volatile sig_atomic_t *stop_flag)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
     srv->stop_flag = stop_flag;
-    pthread_mutex_init(&srv->pending_lock, NULL);
-    sc_buf_init(&srv->scratch);
-    srv->wbuf = malloc(LWS_PRE + SC_WRITE_CHUNK);
-    if (!srv->wbuf || make_bus(srv) != SC_OK || make_secret(srv) != SC_OK)
+    atomic_init(&srv->draining, false);
+    srv->svcs = calloc((size_t)cfg->threads, sizeof *srv->svcs);
+    if (!srv->svcs || make_bus(srv) != SC_OK || make_secret(srv) != SC_OK)
         return SC_ENOMEM;
-
+    srv->nsvcs = cfg->threads;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = cfg->port;
-    info.iface = cfg->host;
-    info.protocols = protocols;
-    info.user = srv;
-    info.count_threads = 1;
-    info.fd_limit_per_thread = (unsigned int)cfg->max_connections + 64;
-    info.max_http_header_data = 8192;
-    info.pt_serv_buf_size = 32768;
-    info.timeout_secs = 30;
-    srv->ctx = lws_create_context(&info);
-    if (!srv->ctx) {
-        sc_log(SC_LOG_ERROR, "cannot listen on %s:%d", cfg->host, cfg->port);
-        return SC_EINVAL;
+    for (int i = 0; i < srv->nsvcs; i++) {
+        /* The first context may pick the port (0); the others share it. */
+        int rc = svc_init(srv, i, i == 0 ? cfg->port : srv->listen_port);
+        if (rc != SC_OK)
+            return rc;
     }
-    srv->vhost = lws_get_vhost_by_name(srv->ctx, "default");
-    srv->listen_port =
-        srv->vhost ? lws_get_vhost_listen_port(srv->vhost) : cfg->port;
-    lws_sul_schedule(srv->ctx, 0, &srv->sul_tick, tick, TICK_US);
     return SC_OK;
+}
+
+static void *svc_loop(void *arg)
+{
+    sc_svc_t *svc = arg;
+    svc->status = 0;
+    while (!svc->done)
+        if (lws_service(svc->ctx, 0) < 0) {
+            svc->status = -1;
+            break;
+        }
+    return NULL;
 }
 
 int sc_server_run(sc_server_t *srv)
 {
-    sc_log(SC_LOG_INFO, "scopecast %s listening on http://%s:%d (ws: /ws)",
-           SC_VERSION, srv->cfg->host, srv->listen_port);
-    while (!srv->done)
-        if (lws_service(srv->ctx, 0) < 0)
-            return -1;
-    sc_log(SC_LOG_INFO, "stopped: %zu connection(s) left at exit", srv->nconns);
-    return 0;
+    sc_log(SC_LOG_INFO,
+           "scopecast %s listening on http://%s:%d (ws: /ws), %d service "
+           "thread(s)",
+           SC_VERSION, srv->cfg->host, srv->listen_port, srv->nsvcs);
+    for (int i = 1; i < srv->nsvcs; i++)
+        srv->svcs[i].thread_started =
+            pthread_create(&srv->svcs[i].thread, NULL, svc_loop,
+                           &srv->svcs[i]) == 0;
+    svc_loop(&srv->svcs[0]);
+    int status = srv->svcs[0].status;
+    for (int i = 1; i < srv->nsvcs; i++) {
+        if (!srv->svcs[i].thread_started) {
+            status = -1;
+            continue;
+        }
+        pthread_join(srv->svcs[i].thread, NULL);
+        if (srv->svcs[i].status)
+            status = -1;
+    }
+    sc_log(SC_LOG_INFO, "stopped: %zu connection(s) left at exit",
+           sc__total_connections(srv));
+    return status;
 }
 
 void sc_server_deinit(sc_server_t *srv)
 {
-    if (srv->ctx) {
-        lws_sul_cancel(&srv->sul_tick);
-        lws_context_destroy(srv->ctx); /* closes what is left (CLOSED) */
+    for (int i = 0; srv->svcs && i < srv->cfg->threads; i++) {
+        sc_svc_t *svc = &srv->svcs[i];
+        if (svc->ctx) {
+            lws_sul_cancel(&svc->sul_tick);
+            lws_context_destroy(svc->ctx); /* closes what is left */
+        }
+        if (svc->srv && svc->listen_fd >= 0)
+            close(svc->listen_fd);
+        sc_buf_deinit(&svc->scratch);
+        free(svc->wbuf);
+        if (svc->srv)
+            pthread_mutex_destroy(&svc->pending_lock);
     }
+    free(srv->svcs);
     sc_bus_destroy(srv->bus);
-    sc_buf_deinit(&srv->scratch);
-    free(srv->wbuf);
-    pthread_mutex_destroy(&srv->pending_lock);
     memset(srv, 0, sizeof *srv);
 }

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Bytes packed into one socket write (ARCHITECTURE.md: ~16 KB). */
@@ -34,6 +35,7 @@
 #define SC_CTL_LIMIT (4u * 1024 * 1024)
 
 typedef struct sc_server sc_server_t;
+typedef struct sc_svc sc_svc_t;
 
 enum sc_err_code {
     SC_ERRC_BAD_REQUEST,
@@ -49,7 +51,7 @@ enum sc_err_code {
  * ESTABLISHED, freed in CLOSED. */
 typedef struct sc_wsconn {
     struct lws *wsi;
-    sc_server_t *srv;
+    sc_svc_t *svc;               /* the service thread that owns it */
     sc_owner_t *owner; /* wakes us when a queue gets items */
     sc_conn_t info;    /* session, user, connected-at (no meta) */
     sc_claims_t claims;
@@ -84,41 +86,67 @@ typedef struct sc_pss {
     char *token;             /* ?token= seen at the upgrade (owned) */
 } sc_pss_t;
 
-struct sc_server {
-    sc_config_t *cfg; /* borrowed */
-    sc_bus_t *bus;
+/* One service thread: its lws context (sharing the listening port with
+ * the others through SO_REUSEPORT) and the connections it accepted. Fields
+ * are the thread's own unless tagged {pending_lock} or {atomic} (read by
+ * HTTP handlers of other threads). */
+struct sc_svc {
+    sc_server_t *srv;
+    int index;
     struct lws_context *ctx;
-    struct lws_vhost *vhost;
-    const char *jwt_secret; /* cfg's or the demo's generated one */
-    char demo_secret[SC_AUTH_SECRET_LEN];
-    int listen_port; /* the port actually bound */
-
-    sc_wsconn_t *conns; /* list of all WebSocket connections */
-    size_t nconns;
-    unsigned char *wbuf; /* LWS_PRE + SC_WRITE_CHUNK */
-    sc_buf_t scratch;    /* reply encoding */
-
+    int listen_fd;               /* our SO_REUSEPORT listener */
+    pthread_t thread;
+    bool thread_started;
+    sc_wsconn_t *conns;          /* list of this thread's connections */
+    _Atomic size_t nconns;       /* {atomic} */
+    unsigned char *wbuf;         /* LWS_PRE + SC_WRITE_CHUNK */
+    sc_buf_t scratch;            /* reply encoding */
     pthread_mutex_t pending_lock;
-    sc_wsconn_t *pending; /* {pending_lock} */
-
+    sc_wsconn_t *pending;        /* {pending_lock} */
     lws_sorted_usec_list_t sul_tick;
-    volatile sig_atomic_t *stop_flag; /* set by the signal handler */
-    bool draining;
+    bool draining;               /* this thread has begun draining */
     int64_t drain_deadline_us;
     bool done;
-
-    /* counters (service thread) */
-    uint64_t delivered;
-    uint64_t bytes_out;
-    uint64_t errors[SC_ERRC_COUNT];
-    uint64_t connections_total;
+    int status;                  /* the loop's result */
+    /* counters, {atomic}: written here, summed by /metrics anywhere */
+    _Atomic uint64_t delivered;
+    _Atomic uint64_t bytes_out;
+    _Atomic uint64_t errors[SC_ERRC_COUNT];
+    _Atomic uint64_t connections_total;
 };
+
+/* What every service thread shares. Set up before the threads start and
+ * read-only afterwards, except `draining`. */
+struct sc_server {
+    sc_config_t *cfg;            /* borrowed */
+    sc_bus_t *bus;
+    const char *jwt_secret;      /* cfg's or the demo's generated one */
+    char demo_secret[SC_AUTH_SECRET_LEN];
+    int listen_port;             /* the port actually bound */
+    volatile sig_atomic_t *stop_flag; /* set by the signal handler */
+    _Atomic bool draining;       /* shutdown has begun (any thread reads) */
+    sc_svc_t *svcs;
+    int nsvcs;
+};
+
+/* Adds to a counter of this thread (relaxed: statistics only). */
+#define SC_COUNT(field, n)                                                    \
+    atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+
+/* Sums one counter over every service thread. */
+uint64_t sc__sum_counter(const sc_server_t *srv, size_t offset);
+#define SC_SUM(srv, field) sc__sum_counter((srv), offsetof(sc_svc_t, field))
+size_t sc__total_connections(const sc_server_t *srv);
 
 extern const char *const sc__err_code_names[SC_ERRC_COUNT];
 
 /* server.c */
+/* Creates the bus and cfg->threads service contexts listening on one port.
+ * Returns SC_OK, SC_EINVAL (cannot listen) or SC_ENOMEM; call
+ * sc_server_deinit either way. Thread: main. */
 int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
                    volatile sig_atomic_t *stop_flag);
+/* Runs every service thread until shutdown has drained. Returns 0 or -1. */
 int sc_server_run(sc_server_t *srv);
 void sc_server_deinit(sc_server_t *srv);
 int64_t sc__now_us(void);
@@ -128,9 +156,9 @@ double sc__wall_seconds(void);
 int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len);
 void sc__ws_wake(void *ud);
-void sc__ws_flush_pending(sc_server_t *srv);
-void sc__ws_tick(sc_server_t *srv, int64_t now);
-void sc__ws_begin_drain(sc_server_t *srv);
+void sc__ws_flush_pending(sc_svc_t *svc);
+void sc__ws_tick(sc_svc_t *svc, int64_t now);
+void sc__ws_begin_drain(sc_svc_t *svc);
 
 /* http_api.c */
 int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,

@@ -49,62 +49,62 @@ static void session_id(char out[17])
 void sc__ws_wake(void *ud)
 {
     sc_wsconn_t *c = ud;
-    sc_server_t *srv = c->srv;
+    sc_svc_t *svc = c->svc;
     bool first = false;
-    pthread_mutex_lock(&srv->pending_lock);
+    pthread_mutex_lock(&svc->pending_lock);
     if (!c->in_pending) {
         c->in_pending = true;
-        c->pnext = srv->pending;
-        first = srv->pending == NULL;
-        srv->pending = c;
+        c->pnext = svc->pending;
+        first = svc->pending == NULL;
+        svc->pending = c;
     }
-    pthread_mutex_unlock(&srv->pending_lock);
+    pthread_mutex_unlock(&svc->pending_lock);
     if (first)
-        lws_cancel_service(srv->ctx);
+        lws_cancel_service(svc->ctx);
 }
 
-void sc__ws_flush_pending(sc_server_t *srv)
+void sc__ws_flush_pending(sc_svc_t *svc)
 {
-    pthread_mutex_lock(&srv->pending_lock);
-    for (sc_wsconn_t *c = srv->pending; c; c = c->pnext) {
+    pthread_mutex_lock(&svc->pending_lock);
+    for (sc_wsconn_t *c = svc->pending; c; c = c->pnext) {
         c->in_pending = false;
         lws_callback_on_writable(c->wsi);
     }
-    srv->pending = NULL;
-    pthread_mutex_unlock(&srv->pending_lock);
+    svc->pending = NULL;
+    pthread_mutex_unlock(&svc->pending_lock);
 }
 
 static void unlink_pending(sc_wsconn_t *c)
 {
-    sc_server_t *srv = c->srv;
-    pthread_mutex_lock(&srv->pending_lock);
+    sc_svc_t *svc = c->svc;
+    pthread_mutex_lock(&svc->pending_lock);
     if (c->in_pending) {
-        sc_wsconn_t **pp = &srv->pending;
+        sc_wsconn_t **pp = &svc->pending;
         while (*pp && *pp != c)
             pp = &(*pp)->pnext;
         if (*pp)
             *pp = c->pnext;
         c->in_pending = false;
     }
-    pthread_mutex_unlock(&srv->pending_lock);
+    pthread_mutex_unlock(&svc->pending_lock);
 }
 
 /* ---- replies ----------------------------------------------------------- */
 
-static void count_error(sc_server_t *srv, const char *code)
+static void count_error(sc_svc_t *svc, const char *code)
 {
     for (int i = 0; i < SC_ERRC_COUNT; i++)
         if (strcmp(code, sc__err_code_names[i]) == 0) {
-            srv->errors[i]++;
+            SC_COUNT(svc->errors[i], 1);
             return;
         }
-    srv->errors[SC_ERRC_INTERNAL]++;
+    SC_COUNT(svc->errors[SC_ERRC_INTERNAL], 1);
 }
 
 /* Frames what the scratch buffer holds into the control queue. */
 static int queue_scratch(sc_wsconn_t *c)
 {
-    sc_buf_t *s = &c->srv->scratch;
+    sc_buf_t *s = &c->svc->scratch;
     if (s->err != SC_OK) {
         sc_log(SC_LOG_ERROR, "session %s: out of memory encoding a reply",
                c->info.session_id);
@@ -130,8 +130,8 @@ static int queue_scratch(sc_wsconn_t *c)
 static int reply_error(sc_wsconn_t *c, const char *id_json, const char *code,
                         const char *message)
 {
-    count_error(c->srv, code);
-    sc_proto_enc_error(&c->srv->scratch, id_json, code, message);
+    count_error(c->svc, code);
+    sc_proto_enc_error(&c->svc->scratch, id_json, code, message);
     queue_scratch(c);
     return 0;
 }
@@ -172,15 +172,15 @@ static int reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
 {
     sc_conn_t *list = NULL;
     size_t n = 0;
-    if (sc_bus_presence(c->srv->bus, req->scope, &list, &n) != SC_OK) {
+    if (sc_bus_presence(c->svc->srv->bus, req->scope, &list, &n) != SC_OK) {
         reply_error(c, req->id_json, "internal", "out of memory");
         return 0;
     }
     if (subscribed)
-        sc_proto_enc_subscribed(&c->srv->scratch, req->id_json, req->scope, seq,
+        sc_proto_enc_subscribed(&c->svc->scratch, req->id_json, req->scope, seq,
                                 list, n);
     else
-        sc_proto_enc_presence(&c->srv->scratch, req->id_json, req->scope, list,
+        sc_proto_enc_presence(&c->svc->scratch, req->id_json, req->scope, list,
                               n);
     sc_presence_free(list, n);
     queue_scratch(c);
@@ -189,18 +189,18 @@ static int reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
 
 static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
 {
-    sc_server_t *srv = c->srv;
+    sc_svc_t *svc = c->svc;
     if (!scope_allowed(c, req->scope))
         return reply_error(c, req->id_json, "forbidden",
                            "scope: not allowed by the token");
     if (find_sub(c, req->scope, NULL))
         return reply_presence_list(c, req, true,
-                                   sc_bus_scope_seq(srv->bus, req->scope));
-    if (srv->draining) {
-        sc_proto_enc_closed(&srv->scratch, req->scope, SC_CLOSE_SHUTDOWN);
+                                   sc_bus_scope_seq(svc->srv->bus, req->scope));
+    if (atomic_load(&svc->srv->draining)) {
+        sc_proto_enc_closed(&svc->scratch, req->scope, SC_CLOSE_SHUTDOWN);
         return queue_scratch(c);
     }
-    if (c->nsubs >= (size_t)srv->cfg->max_subscriptions)
+    if (c->nsubs >= (size_t)svc->srv->cfg->max_subscriptions)
         return reply_error(c, req->id_json, "limit",
                            "too many subscriptions on this connection");
     if (c->nsubs == c->cap_subs) {
@@ -217,7 +217,7 @@ static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
     sc_sub_opts_t opts = {.conn = &info, .echo = req->echo};
     sc_sub_t *sub;
     uint64_t seq;
-    if (sc_bus_subscribe(srv->bus, req->scope, c->owner, &opts, &sub, &seq) !=
+    if (sc_bus_subscribe(svc->srv->bus, req->scope, c->owner, &opts, &sub, &seq) !=
         SC_OK)
         return reply_error(c, req->id_json, "internal", "out of memory");
     c->subs[c->nsubs++] = sub;
@@ -232,25 +232,25 @@ static int op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
     size_t i;
     if (find_sub(c, req->scope, &i))
         drop_sub_at(c, i);
-    sc_proto_enc_unsubscribed(&c->srv->scratch, req->id_json, req->scope);
+    sc_proto_enc_unsubscribed(&c->svc->scratch, req->id_json, req->scope);
     queue_scratch(c);
     return 0;
 }
 
 static int op_emit(sc_wsconn_t *c, const sc_request_t *req)
 {
-    sc_server_t *srv = c->srv;
+    sc_svc_t *svc = c->svc;
     bool allowed = c->has_claims ? sc_auth_emit_allowed(&c->claims, req->scope)
-                                 : srv->cfg->client_emit;
+                                 : svc->srv->cfg->client_emit;
     if (!allowed)
         return reply_error(c, req->id_json, "forbidden",
                            "emit: not allowed for this connection");
     sc_emit_t e;
     sc_request_to_emit(req, c->info.session_id, &e);
     uint64_t seq = 0;
-    if (sc_bus_emit(srv->bus, &e, &seq) != SC_OK)
+    if (sc_bus_emit(svc->srv->bus, &e, &seq) != SC_OK)
         return reply_error(c, req->id_json, "internal", "out of memory");
-    sc_proto_enc_emitted(&srv->scratch, req->id_json, req->scope, seq);
+    sc_proto_enc_emitted(&svc->scratch, req->id_json, req->scope, seq);
     queue_scratch(c);
     return 0;
 }
@@ -260,8 +260,8 @@ static void handle_message(sc_wsconn_t *c, const char *msg, size_t len)
     sc_request_t req;
     sc_proto_err_t err;
     if (sc_proto_decode(msg, len, &req, &err) != SC_OK) {
-        count_error(c->srv, err.code);
-        sc_proto_enc_decode_error(&c->srv->scratch, &err);
+        count_error(c->svc, err.code);
+        sc_proto_enc_decode_error(&c->svc->scratch, &err);
         queue_scratch(c);
         sc_proto_err_deinit(&err);
         return;
@@ -284,7 +284,7 @@ static void handle_message(sc_wsconn_t *c, const char *msg, size_t len)
             reply_presence_list(c, &req, false, 0);
         break;
     case SC_OP_PING:
-        sc_proto_enc_pong(&c->srv->scratch, req.id_json);
+        sc_proto_enc_pong(&c->svc->scratch, req.id_json);
         queue_scratch(c);
         break;
     }
@@ -337,13 +337,13 @@ static int close_now(struct lws *wsi, int code, const char *why)
 
 static int on_receive(sc_wsconn_t *c, const void *in, size_t len)
 {
-    sc_server_t *srv = c->srv;
+    sc_svc_t *svc = c->svc;
     c->last_seen_us = sc__now_us();
     if (lws_frame_is_binary(c->wsi))
         return close_now(c->wsi, 1003, "binary frames are not accepted");
     if (c->close_code)
         return 0; /* closing: ignore further requests */
-    size_t limit = srv->cfg->max_message;
+    size_t limit = svc->srv->cfg->max_message;
     if (c->rx_len + len > limit)
         return close_now(c->wsi, 1009, "message too big");
     if (c->rx_len + len + 1 > c->rx_cap) {
@@ -377,7 +377,7 @@ static int on_receive(sc_wsconn_t *c, const void *in, size_t len)
 
 typedef struct packer {
     sc_wsconn_t *c;
-    uint8_t *base; /* srv->wbuf + LWS_PRE */
+    uint8_t *base; /* svc->wbuf + LWS_PRE */
     size_t fill;
     bool direct; /* a frame larger than the buffer was written alone */
 } packer_t;
@@ -389,7 +389,7 @@ static size_t room(const packer_t *p)
 
 static void put_scratch(packer_t *p)
 {
-    sc_buf_t *s = &p->c->srv->scratch;
+    sc_buf_t *s = &p->c->svc->scratch;
     size_t len = sc_buf_len(s);
     if (s->err == SC_OK && len + SC_WS_MAX_HEADER <= room(p)) {
         p->fill += sc_ws_frame_header(p->base + p->fill, len);
@@ -405,7 +405,7 @@ static bool put_event(packer_t *p, sc_event_t *ev)
 {
     size_t len;
     const void *frame = sc_event_frame(ev, &len);
-    sc_server_t *srv = p->c->srv;
+    sc_svc_t *svc = p->c->svc;
     if (len <= room(p)) {
         memcpy(p->base + p->fill, frame, len);
         p->fill += len;
@@ -416,12 +416,12 @@ static bool put_event(packer_t *p, sc_event_t *ev)
         if (lws_write(p->c->wsi, (unsigned char *)frame, len, LWS_WRITE_RAW) <
             0)
             return true; /* the connection is going away; drop it */
-        srv->bytes_out += len;
+        SC_COUNT(svc->bytes_out, len);
         p->direct = true;
     } else {
         return false;
     }
-    srv->delivered++;
+    SC_COUNT(svc->delivered, 1);
     sc_event_unref(ev);
     return true;
 }
@@ -431,7 +431,7 @@ static bool put_event(packer_t *p, sc_event_t *ev)
  * the subscription ended. */
 static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
 {
-    sc_server_t *srv = p->c->srv;
+    sc_svc_t *svc = p->c->svc;
     for (;;) {
         if (room(p) < NOTICE_ROOM || p->direct)
             return true;
@@ -439,7 +439,7 @@ static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
         uint32_t dropped = 0;
         int rc = sc_sub_next(sub, &ev, &dropped);
         if (dropped) {
-            sc_proto_enc_dropped(&srv->scratch, sc_sub_scope(sub), dropped);
+            sc_proto_enc_dropped(&svc->scratch, sc_sub_scope(sub), dropped);
             put_scratch(p);
         }
         if (rc == SC_OK) {
@@ -451,7 +451,7 @@ static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
             continue;
         }
         if (rc == SC_ECLOSED) {
-            sc_proto_enc_closed(&srv->scratch, sc_sub_scope(sub),
+            sc_proto_enc_closed(&svc->scratch, sc_sub_scope(sub),
                                 sc_sub_close_reason(sub));
             put_scratch(p);
             *closed = true;
@@ -491,15 +491,15 @@ static bool drain_subs(packer_t *p)
             c->subs[out++] = c->subs[i];
     c->nsubs = out;
     c->rr++;
-    if (c->srv->draining && c->nsubs == 0 && !c->close_code)
+    if (c->svc->draining && c->nsubs == 0 && !c->close_code)
         c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
     return more;
 }
 
 static int on_writeable(sc_wsconn_t *c)
 {
-    sc_server_t *srv = c->srv;
-    packer_t p = {.c = c, .base = srv->wbuf + LWS_PRE};
+    sc_svc_t *svc = c->svc;
+    packer_t p = {.c = c, .base = svc->wbuf + LWS_PRE};
     sc_owner_rearm(c->owner);
     if (c->ping_due) {
         /* FIN + ping with a small payload: lws 4.1 reports a pong to us
@@ -527,7 +527,7 @@ static int on_writeable(sc_wsconn_t *c)
     if (p.fill) {
         if (lws_write(c->wsi, p.base, p.fill, LWS_WRITE_RAW) < 0)
             return -1;
-        srv->bytes_out += p.fill;
+        SC_COUNT(svc->bytes_out, p.fill);
     }
     bool wrote = p.fill || p.direct;
     if (more || (c->close_code && wrote)) {
@@ -542,24 +542,24 @@ static int on_writeable(sc_wsconn_t *c)
 
 /* ---- connection lifecycle ------------------------------------------------ */
 
-static void conn_link(sc_server_t *srv, sc_wsconn_t *c)
+static void conn_link(sc_svc_t *svc, sc_wsconn_t *c)
 {
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconns++;
+    c->next = svc->conns;
+    if (svc->conns)
+        svc->conns->prev = c;
+    svc->conns = c;
+    svc->nconns++;
 }
 
-static void conn_unlink(sc_server_t *srv, sc_wsconn_t *c)
+static void conn_unlink(sc_svc_t *svc, sc_wsconn_t *c)
 {
     if (c->prev)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        svc->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    srv->nconns--;
+    svc->nconns--;
 }
 
 /* Verifies the upgrade's token. Returns true when the connection may go on
@@ -567,13 +567,13 @@ static void conn_unlink(sc_server_t *srv, sc_wsconn_t *c)
 static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
                          size_t whylen)
 {
-    sc_server_t *srv = c->srv;
-    const char *secret = srv->jwt_secret;
+    sc_svc_t *svc = c->svc;
+    const char *secret = svc->srv->jwt_secret;
     snprintf(why, whylen, "token required");
     if (!secret || !*secret)
         return true; /* no JWT configured: everyone is anonymous */
     if (!token || !*token)
-        return !srv->cfg->require_auth;
+        return !svc->srv->cfg->require_auth;
     if (sc_auth_verify(token, secret, time(NULL), &c->claims, why, whylen) !=
         SC_OK)
         return false;
@@ -583,12 +583,12 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
 
 static int on_established(struct lws *wsi, sc_pss_t *pss)
 {
-    sc_server_t *srv = lws_context_user(lws_get_context(wsi));
+    sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
     sc_wsconn_t *c = calloc(1, sizeof *c);
     if (!c)
         return -1;
     c->wsi = wsi;
-    c->srv = srv;
+    c->svc = svc;
     sc_buf_init(&c->ctl);
     char sid[17], why[160];
     session_id(sid);
@@ -605,8 +605,8 @@ static int on_established(struct lws *wsi, sc_pss_t *pss)
         return -1;
     }
     pss->ws = c;
-    conn_link(srv, c);
-    srv->connections_total++;
+    conn_link(svc, c);
+    SC_COUNT(svc->connections_total, 1);
     c->last_seen_us = c->last_ping_us = sc__now_us();
     if (!ok) {
         sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", sid, why);
@@ -616,15 +616,15 @@ static int on_established(struct lws *wsi, sc_pss_t *pss)
     }
     sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid,
            c->info.user_id ? c->info.user_id : "-");
-    sc_proto_enc_welcome(&srv->scratch, sid, c->info.user_id,
-                         srv->cfg->heartbeat, (int)srv->cfg->maxsize);
+    sc_proto_enc_welcome(&svc->scratch, sid, c->info.user_id,
+                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize);
     queue_scratch(c);
     return 0;
 }
 
 static void on_closed(sc_wsconn_t *c)
 {
-    sc_server_t *srv = c->srv;
+    sc_svc_t *svc = c->svc;
     sc_log(SC_LOG_DEBUG, "session %s disconnected", c->info.session_id);
     sc_event_unref(c->carry);
     /* Subscriptions first: once they are gone no emitter can wake us, so
@@ -633,7 +633,7 @@ static void on_closed(sc_wsconn_t *c)
         sc_sub_destroy(c->subs[i]);
     unlink_pending(c);
     sc_owner_destroy(c->owner);
-    conn_unlink(srv, c);
+    conn_unlink(svc, c);
     free(c->subs);
     free(c->rx);
     sc_buf_deinit(&c->ctl);
@@ -647,14 +647,16 @@ static void on_closed(sc_wsconn_t *c)
  * Grabs ?token= while the headers are still there. */
 static int on_filter(struct lws *wsi, sc_pss_t *pss)
 {
-    sc_server_t *srv = lws_context_user(lws_get_context(wsi));
+    sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
     char uri[256];
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
         strcmp(uri, "/ws") != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
-    if (srv->draining || srv->nconns >= (size_t)srv->cfg->max_connections) {
+    if (atomic_load(&svc->srv->draining) ||
+        sc__total_connections(svc->srv) >=
+            (size_t)svc->srv->cfg->max_connections) {
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
         return -1;
     }
@@ -706,10 +708,10 @@ int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 /* ---- timers and shutdown ---------------------------------------------- */
 
-void sc__ws_tick(sc_server_t *srv, int64_t now)
+void sc__ws_tick(sc_svc_t *svc, int64_t now)
 {
-    int64_t hb = (int64_t)srv->cfg->heartbeat * 1000000;
-    for (sc_wsconn_t *c = srv->conns; c; c = c->next) {
+    int64_t hb = (int64_t)svc->srv->cfg->heartbeat * 1000000;
+    for (sc_wsconn_t *c = svc->conns; c; c = c->next) {
         if (c->close_code)
             continue;
         if (now - c->last_seen_us > 2 * hb) {
@@ -727,16 +729,22 @@ void sc__ws_tick(sc_server_t *srv, int64_t now)
     }
 }
 
-void sc__ws_begin_drain(sc_server_t *srv)
+void sc__ws_begin_drain(sc_svc_t *svc)
 {
-    srv->draining = true;
-    srv->drain_deadline_us =
+    sc_server_t *srv = svc->srv;
+    svc->draining = true;
+    svc->drain_deadline_us =
         sc__now_us() + (int64_t)srv->cfg->drain_timeout * 1000000;
-    size_t n = sc_bus_close(srv->bus, NULL, SC_CLOSE_SHUTDOWN);
-    sc_log(SC_LOG_INFO,
-           "shutting down: draining %zu connection(s), %zu subscription(s)",
-           srv->nconns, n);
-    for (sc_wsconn_t *c = srv->conns; c; c = c->next) {
+    /* The first thread to notice closes every subscription once; the
+     * others' connections get their `closed` pushes through their wakes. */
+    if (!atomic_exchange(&srv->draining, true)) {
+        size_t n = sc_bus_close(srv->bus, NULL, SC_CLOSE_SHUTDOWN);
+        sc_log(SC_LOG_INFO,
+               "shutting down: draining %zu connection(s), %zu "
+               "subscription(s)",
+               sc__total_connections(srv), n);
+    }
+    for (sc_wsconn_t *c = svc->conns; c; c = c->next) {
         if (c->nsubs == 0 && !c->close_code)
             c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
         lws_callback_on_writable(c->wsi);

@@ -1,0 +1,87 @@
+/* SO_REUSEPORT listeners adopted into lws contexts (see listen.h). */
+#define _GNU_SOURCE /* accept4 */
+#include "listen.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int sc_listen_open(const char *host, int port, int *bound_port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        sc_log(SC_LOG_ERROR, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    int one = 1;
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        sc_log(SC_LOG_ERROR, "cannot listen on %s:%d: %s", host, port,
+               strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    *bound_port = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *bound_port = ntohs(ss.ss_family == AF_INET6
+                                ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+int sc_listen_attach(struct lws_vhost *vhost, int fd)
+{
+    lws_sock_file_fd_type u;
+    u.filefd = (lws_filefd_type)fd;
+    struct lws *wsi = lws_adopt_descriptor_vhost(
+        vhost, LWS_ADOPT_RAW_FILE_DESC, u, SC_ACCEPT_PROTOCOL_NAME, NULL);
+    return wsi ? 0 : -1;
+}
+
+int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                       void *user, void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE: {
+        int lfd = (int)lws_get_socket_fd(wsi);
+        struct lws_vhost *vh = lws_get_vhost(wsi);
+        for (;;) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE)
+                    sc_log(SC_LOG_WARN, "accept: %s", strerror(errno));
+                break;
+            }
+            if (!lws_adopt_socket_vhost(vh, fd))
+                close(fd); /* lws refused it (out of fds or memory) */
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return -1; /* not a WebSocket subprotocol */
+    default:
+        return 0;
+    }
+}

@@ -1,0 +1,34 @@
+/*
+ * Listening sockets shared by several service threads.
+ *
+ * lws 4.1 on Linux cannot share one port between contexts (its
+ * ALLOW_LISTEN_SHARE option only matters on Windows), so every service
+ * thread opens its own listening socket with SO_REUSEPORT, the kernel
+ * spreads new connections over them, and each thread accepts on its own
+ * and hands the socket to its lws context with lws_adopt_socket_vhost().
+ *
+ * Thread: sc_listen_open runs on the main thread before the service
+ * threads start; the accept callback runs on its service thread.
+ */
+#ifndef SC_LISTEN_H
+#define SC_LISTEN_H
+
+#include <libwebsockets.h>
+
+/* Opens a non-blocking listening TCP socket on host:port with SO_REUSEADDR
+ * and SO_REUSEPORT. *bound_port receives the port (useful with port 0).
+ * Returns the fd, or -1 with the reason logged. */
+int sc_listen_open(const char *host, int port, int *bound_port);
+
+/* Registers `fd` with the context's loop (as an lws raw file) so that
+ * readiness accepts every pending connection into `vhost`. The lws
+ * protocol list must contain SC_ACCEPT_PROTOCOL (below). Returns 0 or -1.
+ * Thread: the service thread (or before it starts). */
+int sc_listen_attach(struct lws_vhost *vhost, int fd);
+
+/* The lws protocol entry whose callback accepts connections. */
+#define SC_ACCEPT_PROTOCOL_NAME "scopecast-accept"
+int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                       void *user, void *in, size_t len);
+
+#endif
