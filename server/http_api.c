@@ -470,7 +470,7 @@ static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
                    size_t len)
 {
     sc_svc_t *svc = svc_of(wsi);
-    if (r->too_large)
+    if (r->too_large || len == 0)
         return 0;
     if (r->body_len + len > svc->srv->cfg->max_body) {
         r->too_large = true;

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""Back-pressure: a client that stops reading must not slow down or grow the
+server, and must get exact `dropped` accounting when it reads again
+(PROTOCOL.md "queues", "dropped")."""
+
+import asyncio
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import CONFIG, T, ScopecastTestCase, check_drop_accounting, main  # noqa: E402
+
+MAXSIZE = 16
+N_EVENTS = 10000
+BATCH = MAXSIZE  # a batch is enqueued at once: more than maxsize would overflow even a fast reader
+PAYLOAD = 4000  # characters of data per event: ~4 KB frames
+SLACK_BYTES = 16 * 1024 * 1024
+
+
+class SlowClient(ScopecastTestCase):
+    SERVER_ARGS = ("--maxsize", str(MAXSIZE))
+    TEST_TIMEOUT = 150.0
+
+    async def test_slow_client_does_not_hurt(self):
+        S = "slow:doc"
+        normal = await self.client(name="normal")
+        normal.record = False
+        sub_n = await normal.subscribe(S)
+        slow = await self.raw(rcvbuf=4096, name="slow")
+        sub_s = await slow.subscribe(S)
+        self.assertEqual(slow.welcome["maxsize"], MAXSIZE)
+        self.assertSub(await normal.push(S), {"op": "join"})
+        slow.pause()  # stop reading; with a tiny SO_RCVBUF the kernel holds little
+        base_seq = sub_n["seq"]
+        self.assertEqual(sub_s["seq"], base_seq)
+        last_seq = base_seq + N_EVENTS
+
+        progress = {"seq": base_seq, "seqs": [], "dropped": [], "bad": []}
+
+        async def collect():
+            while progress["seq"] < last_seq:
+                try:
+                    m = await normal.next(timeout=T(2))
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; normal subscriber got up to seq {progress['seq']} of {last_seq}, "
+                                         f"{len(progress['seqs'])} events, dropped notices {progress['dropped']}")
+                if m.get("scope") != S:
+                    continue
+                if m["op"] == "event":
+                    progress["seqs"].append(m["seq"])
+                    progress["seq"] = m["seq"]
+                    want = f"{m['seq'] - base_seq - 1:06d}"
+                    if not isinstance(m.get("data"), str) or not m["data"].startswith(want):
+                        progress["bad"].append((m["seq"], str(m.get("data"))[:10]))
+                elif m["op"] == "dropped":
+                    progress["dropped"].append(m)
+
+        collector = asyncio.create_task(collect())
+        rss0 = self.srv.rss_kib()
+        rss_peak = rss0
+        t0 = time.monotonic()
+        i = 0
+        try:
+            while i < N_EVENTS:
+                items = [{"scope": S, "data": f"{k:06d}" + "x" * (PAYLOAD - 6)} for k in range(i, i + BATCH)]
+                seqs = await self.srv.emit_batch(items)
+                self.assertEqual(seqs, list(range(base_seq + i + 1, base_seq + i + BATCH + 1)))
+                i += BATCH
+                rss_peak = max(rss_peak, self.srv.rss_kib())
+                # lockstep with the normal client: its queue is empty before the next batch,
+                # so it never has a reason to drop
+                deadline = time.monotonic() + T(2)
+                while progress["seq"] < base_seq + i and not collector.done():
+                    self.assertLess(time.monotonic(), deadline, "the normal subscriber stopped receiving")
+                    await asyncio.sleep(0.002)
+                if collector.done():
+                    collector.result()
+            await asyncio.wait_for(collector, T(4))
+        finally:
+            collector.cancel()
+        emit_time = time.monotonic() - t0
+        rss1 = self.srv.rss_kib()
+        rss_peak = max(rss_peak, rss1)
+        print(f"\n  {N_EVENTS} events in {emit_time:.2f} s; VmRSS before {rss0} KiB, after {rss1} KiB, "
+              f"peak sample {rss_peak} KiB", file=sys.stderr)
+
+        # the normal subscriber got every event, in order, nothing dropped
+        self.assertEqual(progress["dropped"], [], "the normal subscriber must not drop")
+        self.assertEqual(progress["seqs"], list(range(base_seq + 1, last_seq + 1)))
+        self.assertEqual(progress["bad"], [], "events carry their own data")
+
+        # memory stays bounded by the queues, not by what the slow client missed
+        frame = PAYLOAD + 200
+        bound = MAXSIZE * 2 * frame + SLACK_BYTES
+        if CONFIG.sanitized:
+            print("  (sanitizer build: RSS bound not checked)", file=sys.stderr)
+        else:
+            self.assertLess((rss1 - rss0) * 1024, bound,
+                            f"VmRSS grew from {rss0} to {rss1} KiB with a client that does not read")
+            self.assertLess((rss_peak - rss0) * 1024, bound,
+                            f"VmRSS peaked at {rss_peak} KiB (from {rss0}) with a client that does not read")
+
+        # the slow client reads again: events, `dropped` for the gap, later events in order
+        slow.resume()
+        await slow.drain(idle=1.0, limit=60)
+        tail = [await self.srv.emit(S, data=f"tail{k}") for k in range(20)]
+        self.assertEqual(tail, list(range(last_seq + 1, last_seq + 21)))
+        msgs = await slow.events_until(S, tail[-1], timeout=T(2))
+        received, dropped = check_drop_accounting(msgs, base_seq + 1, tail[-1])
+        self.assertGreater(dropped, 0, "a client that did not read for 40 MB must have dropped events")
+        self.assertEqual(received + dropped, N_EVENTS + 20)
+        self.assertEqual([m.get("data") for m in msgs[-20:]], [f"tail{k}" for k in range(20)],
+                         "events after the notice arrive in order")
+        print(f"  slow client: received {received}, dropped {dropped} "
+              f"({len([m for m in msgs if m['op'] == 'dropped'])} notices)", file=sys.stderr)
+        st = await self.srv.stats()
+        self.assertEqual(st["dropped"], dropped, f"/api/stats: {st}")
+        self.assertEqual((await slow.call("ping"))["op"], "pong")
+        # and the normal subscriber got the tail too
+        normal.record = True
+        got = [await normal.push(S) for _ in range(20)]
+        self.assertEqual([m.get("seq") for m in got], tail)
+
+
+if __name__ == "__main__":
+    main()
