@@ -643,6 +643,33 @@ static void close_each_cb(sc__strmap_entry_t *e, void *ud)
     cx->count += close_scope_locked(cx->bus, cx->sh, e->value, cx->reason);
 }
 
+/* Calls fn on the entry of `scope`, or of every scope when it is NULL,
+ * one shard lock at a time; deferred reports run after each shard. */
+static void each_scope(const char *scope,
+                       void (*fn)(sc__strmap_entry_t *e, void *ud),
+                       struct close_ctx *cx)
+{
+    sc_bus_t *bus = cx->bus;
+    uint64_t hash = scope ? sc__hash(scope) : 0;
+    for (int i = 0; i < SHARDS; i++) {
+        cx->sh = scope ? shard_of(bus, hash) : &bus->shards[i];
+        pthread_mutex_lock(&cx->sh->lock);
+        if (scope) {
+            sc__strmap_entry_t *e =
+                sc__strmap_find(&cx->sh->scopes, scope, hash);
+            if (e)
+                fn(e, cx);
+        } else {
+            sc__strmap_each(&cx->sh->scopes, fn, cx);
+        }
+        pthread_mutex_unlock(&cx->sh->lock);
+        if (cx->af)
+            after_run(bus, cx->af);
+        if (scope)
+            break;
+    }
+}
+
 size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason)
 {
     if (!bus)
@@ -650,21 +677,7 @@ size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason)
     if (reason != SC_CLOSE_SHUTDOWN && reason != SC_CLOSE_KICKED)
         reason = SC_CLOSE_CLOSED;
     struct close_ctx cx = {.bus = bus, .reason = reason};
-    for (int i = 0; i < SHARDS; i++) {
-        uint64_t hash = scope ? sc__hash(scope) : 0;
-        cx.sh = scope ? shard_of(bus, hash) : &bus->shards[i];
-        pthread_mutex_lock(&cx.sh->lock);
-        if (scope) {
-            sc__strmap_entry_t *e = sc__strmap_find(&cx.sh->scopes, scope, hash);
-            if (e)
-                close_each_cb(e, &cx);
-        } else {
-            sc__strmap_each(&cx.sh->scopes, close_each_cb, &cx);
-        }
-        pthread_mutex_unlock(&cx.sh->lock);
-        if (scope)
-            break;
-    }
+    each_scope(scope, close_each_cb, &cx);
     return cx.count;
 }
 
@@ -697,22 +710,7 @@ size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id,
     after_t af;
     after_init(&af);
     struct close_ctx cx = {.bus = bus, .user = user_id, .af = &af};
-    for (int i = 0; i < SHARDS; i++) {
-        uint64_t hash = scope ? sc__hash(scope) : 0;
-        cx.sh = scope ? shard_of(bus, hash) : &bus->shards[i];
-        pthread_mutex_lock(&cx.sh->lock);
-        if (scope) {
-            sc__strmap_entry_t *e = sc__strmap_find(&cx.sh->scopes, scope, hash);
-            if (e)
-                kick_user_cb(e, &cx);
-        } else {
-            sc__strmap_each(&cx.sh->scopes, kick_user_cb, &cx);
-        }
-        pthread_mutex_unlock(&cx.sh->lock);
-        after_run(bus, &af);
-        if (scope)
-            break;
-    }
+    each_scope(scope, kick_user_cb, &cx);
     if (cx.leave_failed)
         sc__bus_logf(bus, SC_LOG_ERROR,
                      "out of memory: a leave of user='%s' was not announced",

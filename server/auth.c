@@ -23,6 +23,7 @@
 #endif
 
 #include "auth.h"
+#include "log.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -39,25 +40,6 @@
 #include <openssl/rand.h>
 
 #define SUB_MAX 1024 /* longest sub that sc_auth_sign accepts */
-
-#if defined(__GNUC__) || defined(__clang__)
-#define PRINTF_FMT(a, b) __attribute__((format(printf, a, b)))
-#else
-#define PRINTF_FMT(a, b)
-#endif
-
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-    PRINTF_FMT(3, 4);
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- token pre-checks ---------------------------------------------------- */
 
@@ -131,18 +113,18 @@ static int check_header(json_object *head, char *err, size_t errlen)
 
     if (!json_object_object_get_ex(head, "alg", &alg) ||
         !json_object_is_type(alg, json_type_string)) {
-        errfmt(err, errlen, "malformed token: no alg in the header");
+        sc_errfmt(err, errlen, "malformed token: no alg in the header");
         return SC_EINVAL;
     }
     if (strcmp(json_object_get_string(alg), "HS256") != 0) {
-        errfmt(err, errlen, "unsupported alg '%.16s' (only HS256)",
+        sc_errfmt(err, errlen, "unsupported alg '%.16s' (only HS256)",
                json_object_get_string(alg));
         return SC_EINVAL;
     }
     if (json_object_object_get_ex(head, "typ", &typ) &&
         (!json_object_is_type(typ, json_type_string) ||
          strcasecmp(json_object_get_string(typ), "JWT") != 0)) {
-        errfmt(err, errlen, "unsupported typ (only JWT)");
+        sc_errfmt(err, errlen, "unsupported typ (only JWT)");
         return SC_EINVAL;
     }
     return SC_OK;
@@ -158,19 +140,19 @@ static int precheck(const char *token, char *err, size_t errlen)
     int rc = SC_EINVAL;
 
     if (!dot2 || strchr(dot2 + 1, '.')) {
-        errfmt(err, errlen, "malformed token: expected three segments");
+        sc_errfmt(err, errlen, "malformed token: expected three segments");
         return SC_EINVAL;
     }
     head = segment_json(token, (size_t)(dot1 - token));
     if (!head) {
-        errfmt(err, errlen, "malformed token: bad header");
+        sc_errfmt(err, errlen, "malformed token: bad header");
         goto out;
     }
     if ((rc = check_header(head, err, errlen)) != SC_OK)
         goto out;
     body = segment_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
     if (!body) {
-        errfmt(err, errlen, "malformed token: bad payload");
+        sc_errfmt(err, errlen, "malformed token: bad payload");
         rc = SC_EINVAL;
     }
 out:
@@ -257,15 +239,15 @@ static int read_times(json_object *g, time_t now, sc_claims_t *c, char *err,
 
     if (time_claim(g, "exp", &c->has_exp, &c->exp) != SC_OK ||
         time_claim(g, "nbf", &has_nbf, &nbf) != SC_OK) {
-        errfmt(err, errlen, "invalid claims: exp and nbf must be numbers");
+        sc_errfmt(err, errlen, "invalid claims: exp and nbf must be numbers");
         return SC_EINVAL;
     }
     if (c->has_exp && (int64_t)now >= c->exp) {
-        errfmt(err, errlen, "token expired");
+        sc_errfmt(err, errlen, "token expired");
         return SC_EINVAL;
     }
     if (has_nbf && (int64_t)now < nbf) {
-        errfmt(err, errlen, "token not valid yet (nbf)");
+        sc_errfmt(err, errlen, "token not valid yet (nbf)");
         return SC_EINVAL;
     }
     return SC_OK;
@@ -281,7 +263,7 @@ static int read_rights(json_object *g, sc_claims_t *c, char *err, size_t errlen)
                  ? copy_patterns(v, &c->scopes, &c->nscopes)
                  : SC_EINVAL;
         if (rc == SC_EINVAL)
-            errfmt(err, errlen,
+            sc_errfmt(err, errlen,
                    "invalid claims: scopes must be an array "
                    "of strings");
         if (rc != SC_OK)
@@ -298,7 +280,7 @@ static int read_rights(json_object *g, sc_claims_t *c, char *err, size_t errlen)
              ? copy_patterns(v, &c->emit_patterns, &c->nemit)
              : SC_EINVAL;
     if (rc == SC_EINVAL)
-        errfmt(err, errlen,
+        sc_errfmt(err, errlen,
                "invalid claims: emit must be a boolean or an "
                "array of strings");
     if (rc == SC_OK)
@@ -317,13 +299,13 @@ static int read_claims(jwt_t *jwt, time_t now, sc_claims_t *c, char *err,
 
     free(text);
     if (!g || !json_object_is_type(g, json_type_object)) {
-        errfmt(err, errlen, "malformed token: bad payload");
+        sc_errfmt(err, errlen, "malformed token: bad payload");
         goto out;
     }
     if (!json_object_object_get_ex(g, "sub", &sub) ||
         !json_object_is_type(sub, json_type_string) ||
         json_object_get_string_len(sub) == 0) {
-        errfmt(err, errlen, "invalid claims: sub must be a non-empty string");
+        sc_errfmt(err, errlen, "invalid claims: sub must be a non-empty string");
         goto out;
     }
     if ((rc = read_times(g, now, c, err, errlen)) != SC_OK)
@@ -334,7 +316,7 @@ static int read_claims(jwt_t *jwt, time_t now, sc_claims_t *c, char *err,
     rc = c->sub ? SC_OK : SC_ENOMEM;
 out:
     if (rc == SC_ENOMEM)
-        errfmt(err, errlen, "out of memory");
+        sc_errfmt(err, errlen, "out of memory");
     json_object_put(g);
     return rc;
 }
@@ -345,16 +327,16 @@ int sc_auth_verify(const char *token, const char *secret, time_t now,
     jwt_t *jwt = NULL;
     int rc;
 
-    errfmt(err, errlen, "%s", "");
+    sc_errfmt(err, errlen, "%s", "");
     if (!out)
         return SC_EINVAL;
     memset(out, 0, sizeof(*out));
     if (!secret || !*secret) {
-        errfmt(err, errlen, "no secret configured");
+        sc_errfmt(err, errlen, "no secret configured");
         return SC_EINVAL;
     }
     if (!token || !*token || strlen(token) > SC_AUTH_TOKEN_MAX) {
-        errfmt(err, errlen, "malformed token: %s",
+        sc_errfmt(err, errlen, "malformed token: %s",
                token && *token ? "too long" : "empty");
         return SC_EINVAL;
     }
@@ -363,7 +345,7 @@ int sc_auth_verify(const char *token, const char *secret, time_t now,
     rc = jwt_decode(&jwt, token, (const unsigned char *)secret,
                     (int)strlen(secret));
     if (rc != 0 || !jwt || jwt_get_alg(jwt) != JWT_ALG_HS256) {
-        errfmt(err, errlen, rc == ENOMEM ? "out of memory" : "bad signature");
+        sc_errfmt(err, errlen, rc == ENOMEM ? "out of memory" : "bad signature");
         rc = rc == ENOMEM ? SC_ENOMEM : SC_EINVAL;
         goto fail;
     }

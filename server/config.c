@@ -118,19 +118,6 @@ struct argscan {
     const char *config; /* last --config value, borrowed from argv */
 };
 
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-    SC_PRINTF_FMT(3, 4);
-static void errfmt(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int sc_config_defaults(sc_config_t *cfg)
 {
     if (!cfg)
@@ -178,12 +165,12 @@ static int set_str(sc_config_t *cfg, const struct opt *o, const char *val,
     char **slot = (char **)((char *)cfg + o->off);
 
     if (*val == '\0') {
-        errfmt(err, errlen, "%s: must not be empty", src);
+        sc_errfmt(err, errlen, "%s: must not be empty", src);
         return SC_EINVAL;
     }
     char *dup = strdup(val);
     if (!dup) {
-        errfmt(err, errlen, "out of memory");
+        sc_errfmt(err, errlen, "out of memory");
         return SC_ENOMEM;
     }
     free(*slot);
@@ -198,7 +185,7 @@ static int set_num(sc_config_t *cfg, const struct opt *o, long long v,
     void *field = (char *)cfg + o->off;
 
     if (v < o->min || v > o->max) {
-        errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
+        sc_errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
                src, o->min, o->max, shown);
         return SC_EINVAL;
     }
@@ -224,7 +211,7 @@ static int set_int_text(sc_config_t *cfg, const struct opt *o, const char *val,
     if (digits)
         v = strtoll(val, &end, 10);
     if (!digits || *end != '\0') {
-        errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
+        sc_errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
                src, o->min, o->max, shown);
         return SC_EINVAL;
     }
@@ -264,7 +251,7 @@ static int set_text(sc_config_t *cfg, const struct opt *o, const char *val,
     case K_BOOL:
         b = val ? parse_bool(val) : 1;
         if (b < 0) {
-            errfmt(err, errlen,
+            sc_errfmt(err, errlen,
                    "%s: expected a boolean (1/0, true/false, yes/no, "
                    "on/off), got '%.*s'",
                    src, SHOWN_MAX, val);
@@ -274,7 +261,7 @@ static int set_text(sc_config_t *cfg, const struct opt *o, const char *val,
         return SC_OK;
     case K_LEVEL:
         if (sc_log_level_parse(val, &level) != SC_OK) {
-            errfmt(err, errlen,
+            sc_errfmt(err, errlen,
                    "%s: expected one of debug, info, warn, error, got '%.*s'",
                    src, SHOWN_MAX, val);
             return SC_EINVAL;
@@ -333,7 +320,7 @@ static int set_json(sc_config_t *cfg, const struct opt *o, json_object *v,
     if (v == NULL)
         return SC_OK; /* null leaves the option as it was */
     if (json_object_get_type(v) != want) {
-        errfmt(err, errlen, "%s: expected %s, got %s", src,
+        sc_errfmt(err, errlen, "%s: expected %s, got %s", src,
                kind_wanted(o->kind), json_kind(v));
         return SC_EINVAL;
     }
@@ -359,21 +346,21 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
     char *buf = NULL;
 
     if (!f) {
-        errfmt(err, errlen, "config file '%s': cannot open: %s", path,
+        sc_errfmt(err, errlen, "config file '%s': cannot open: %s", path,
                strerror(errno));
         return SC_EINVAL;
     }
     buf = malloc(FILE_MAX + 1);
     if (!buf) {
         fclose(f);
-        errfmt(err, errlen, "out of memory");
+        sc_errfmt(err, errlen, "out of memory");
         return SC_ENOMEM;
     }
     size_t n = fread(buf, 1, FILE_MAX + 1, f);
     int bad = ferror(f);
     fclose(f);
     if (bad || n > FILE_MAX) {
-        errfmt(err, errlen, "config file '%s': %s", path,
+        sc_errfmt(err, errlen, "config file '%s': %s", path,
                bad ? "read error" : "larger than 1 MiB");
         free(buf);
         return SC_EINVAL;
@@ -392,7 +379,7 @@ static int parse_json(const char *path, const char *text, size_t len,
     json_object *root = NULL;
 
     if (!tok) {
-        errfmt(err, errlen, "out of memory");
+        sc_errfmt(err, errlen, "out of memory");
         return SC_ENOMEM;
     }
     root = json_tokener_parse_ex(tok, text, (int)len);
@@ -402,17 +389,17 @@ static int parse_json(const char *path, const char *text, size_t len,
     if (jerr == json_tokener_continue)
         jerr = json_tokener_error_parse_eof;
     if (jerr != json_tokener_success) {
-        errfmt(err, errlen, "config file '%s': invalid JSON: %s", path,
+        sc_errfmt(err, errlen, "config file '%s': invalid JSON: %s", path,
                json_tokener_error_desc(jerr));
         goto fail;
     }
     if (text[end + strspn(text + end, " \t\r\n")] != '\0') {
-        errfmt(err, errlen, "config file '%s': invalid JSON: trailing data",
+        sc_errfmt(err, errlen, "config file '%s': invalid JSON: trailing data",
                path);
         goto fail;
     }
     if (!json_object_is_type(root, json_type_object)) {
-        errfmt(err, errlen, "config file '%s': expected a JSON object", path);
+        sc_errfmt(err, errlen, "config file '%s': expected a JSON object", path);
         goto fail;
     }
     *out = root;
@@ -448,7 +435,7 @@ static int apply_file(sc_config_t *cfg, const char *path, char *err,
     {
         const struct opt *o = find_key(key);
         if (!o) {
-            errfmt(err, errlen, "config file '%s': unknown key \"%.*s\"", path,
+            sc_errfmt(err, errlen, "config file '%s': unknown key \"%.*s\"", path,
                    SHOWN_MAX, key);
             rc = SC_EINVAL;
             goto out;
@@ -521,14 +508,14 @@ static int scan_one(struct argscan *s, int argc, char **argv, int *i, char *err,
     const struct opt *o =
         strncmp(arg, "--", 2) == 0 ? find_flag(arg, &eq) : NULL;
     if (!o) {
-        errfmt(err, errlen, "%s '%.*s' (see --help)",
+        sc_errfmt(err, errlen, "%s '%.*s' (see --help)",
                arg[0] == '-' ? "unknown option" : "unexpected argument",
                SHOWN_MAX, arg);
         return SC_EINVAL;
     }
     if (!eq && o->kind != K_BOOL) {
         if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
-            errfmt(err, errlen, "option --%s needs a value (%s)", o->flag,
+            sc_errfmt(err, errlen, "option --%s needs a value (%s)", o->flag,
                    o->arg);
             return SC_EINVAL;
         }
@@ -550,7 +537,7 @@ static int scan_args(struct argscan *s, int argc, char **argv, char *err,
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             if (i + 1 < argc && first == SC_OK) {
-                errfmt(err, errlen, "unexpected argument '%.*s' (see --help)",
+                sc_errfmt(err, errlen, "unexpected argument '%.*s' (see --help)",
                        SHOWN_MAX, argv[i + 1]);
                 first = SC_EINVAL;
             }
@@ -584,7 +571,7 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
     struct argscan s = {0};
     int rc;
 
-    errfmt(err, errlen, "%s", "");
+    sc_errfmt(err, errlen, "%s", "");
     if (!cfg || argc < 0 || (argc > 0 && !argv))
         return SC_EINVAL;
     memset(cfg, 0, sizeof(*cfg));
@@ -593,7 +580,7 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
         return SC_ENOMEM;
     rc = scan_args(&s, argc, argv, err, errlen);
     if (s.help || s.version) {
-        errfmt(err, errlen, "%s", "");
+        sc_errfmt(err, errlen, "%s", "");
         rc = s.help ? SC_CONFIG_HELP : SC_CONFIG_VERSION;
         goto fail;
     }

@@ -175,3 +175,14 @@ void sc_log_hook(void *ud, int level, const char *msg)
         return;
     log_tagged(level, (const char *)ud, "%s", msg ? msg : "");
 }
+
+void sc_errfmt(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -71,4 +71,10 @@ void sc_log(int level, const char *fmt, ...) SC_PRINTF_FMT(2, 3);
  * Thread: any. */
 void sc_log_hook(void *ud, int level, const char *msg);
 
+/* Formats a one-line error message into `err` (errlen bytes); a NULL
+ * `err` or errlen 0 is a no-op. For "char *err, size_t errlen" outputs.
+ * Thread: any. */
+void sc_errfmt(char *err, size_t errlen, const char *fmt, ...)
+    SC_PRINTF_FMT(3, 4);
+
 #endif
