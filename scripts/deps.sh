@@ -12,11 +12,18 @@ BUILD_PKGS=(
 TEST_PKGS=(
   libcmocka-dev python3 python3-websockets
   clang libclang-rt-14-dev
+  chromium
 )
 
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
   want+=("${TEST_PKGS[@]}")
+  # The JS tests need Node.js >= 20 with npm (playwright-core). Machines
+  # that already have one (e.g. nodesource's nodejs) keep it; otherwise
+  # Debian's nodejs and npm are installed.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    want+=(nodejs npm)
+  fi
 fi
 
 missing=()

@@ -1,0 +1,549 @@
+// Node tests of web/scopecast.js, with `ws` injected as the WebSocket, against
+// a real scopecast server (and a scripted fake socket for exact ordering).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import {
+  connect, backoffDelay, groupPresence, ScopecastError, DEFAULTS,
+} from '../../web/scopecast.js';
+import { startServer, waitFor, sleep, signJwt, seeded } from './helpers.mjs';
+
+const SECRET = 'js-test-secret';
+const clients = new Set();
+
+/** connect() with `ws`, short timeouts, and cleanup after each group. */
+function open(server, opts = {}) {
+  const c = connect(opts.url || server.ws, {
+    WebSocket,
+    reconnect: { initialDelay: 50, maxDelay: 400, factor: 2 },
+    requestTimeout: 3000,
+    pingInterval: 0,
+    ...opts,
+  });
+  clients.add(c);
+  return c;
+}
+function track(c) {
+  clients.add(c);
+  return c;
+}
+function closeAll() {
+  for (const c of clients) c.close();
+  clients.clear();
+}
+// Whatever fails, no client is left running (it would keep the process alive).
+after(closeAll);
+const isOpen = (c) => () => c.status === 'open';
+const users = (sub) => sub.presence.map((g) => `${g.user ?? 'anon'}:${g.connections.length}`).sort().join(',');
+
+// ---------------------------------------------------------------------------
+
+describe('backoffDelay', () => {
+  test('stays within [0, min(cap, base * factor^n)] for many samples', () => {
+    const opts = { initialDelay: 100, maxDelay: 10000, factor: 2 };
+    const rnd = seeded(42);
+    for (let n = 0; n < 40; n++) {
+      const ceiling = Math.min(opts.maxDelay, opts.initialDelay * 2 ** n);
+      let max = 0;
+      let sum = 0;
+      const N = 2000;
+      for (let i = 0; i < N; i++) {
+        const d = backoffDelay(n, opts, rnd);
+        assert.ok(Number.isInteger(d), `integer delay, got ${d}`);
+        assert.ok(d >= 0 && d <= ceiling, `attempt ${n}: ${d} outside [0, ${ceiling}]`);
+        max = Math.max(max, d);
+        sum += d;
+      }
+      // Full jitter: spread over the whole range, mean near the middle.
+      assert.ok(max >= ceiling * 0.98, `attempt ${n}: max ${max} should approach ${ceiling}`);
+      const mean = sum / N / ceiling;
+      assert.ok(mean > 0.45 && mean < 0.55, `attempt ${n}: mean ${mean} of the ceiling`);
+    }
+  });
+
+  test('uses Math.random by default, handles edges and defaults', () => {
+    for (let i = 0; i < 5000; i++) {
+      const n = i % 25;
+      const d = backoffDelay(n, { initialDelay: 250, maxDelay: 5000, factor: 1.7 });
+      assert.ok(d >= 0 && d <= Math.min(5000, 250 * 1.7 ** n));
+    }
+    assert.equal(backoffDelay(0, { initialDelay: 100 }, () => 0), 0);
+    assert.equal(backoffDelay(3, { initialDelay: 100, maxDelay: 10000, factor: 2 }, () => 1), 800);
+    assert.equal(backoffDelay(1e6, { initialDelay: 100, maxDelay: 7000, factor: 3 }, () => 0.999999), 6999);
+    assert.equal(backoffDelay(-3, { initialDelay: 100 }, () => 1), 100);
+    const d = backoffDelay(100, {}, () => 1); // defaults: 500ms base, 30s cap
+    assert.equal(d, DEFAULTS.reconnect.maxDelay);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+/** A scripted WebSocket: the test plays the server. */
+class FakeSocket {
+  static last = null;
+  static all = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.sent = [];
+    this.onmessage = this.onclose = this.onerror = null;
+    FakeSocket.last = this;
+    FakeSocket.all.push(this);
+  }
+  send(data) {
+    this.sent.push(JSON.parse(data));
+  }
+  close(code = 1000, reason = '') {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    queueMicrotask(() => this.onclose?.({ code, reason }));
+  }
+  // test side
+  accept(welcome = {}) {
+    this.readyState = 1;
+    this.push({ op: 'welcome', version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, ...welcome });
+  }
+  push(msg) {
+    this.onmessage?.({ data: JSON.stringify(msg) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: '' });
+  }
+}
+
+describe('request/reply matching (scripted socket)', () => {
+  test('replies are matched by id, whatever their order', async () => {
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', { WebSocket: FakeSocket, pingInterval: 0, token: 'tok' }));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    const ws = FakeSocket.last;
+    assert.match(ws.url, /\?token=tok$/);
+    assert.deepEqual(ws.protocols, ['scopecast.v1']);
+    // Requests made before the welcome wait for it.
+    const pA = c.presence('a');
+    const pB = c.presence('b');
+    const pE = c.emit('a', { data: { x: 1 }, paths: ['p'] });
+    const pF = c.emit('c', { data: null });
+    assert.equal(ws.sent.length, 0);
+    ws.accept();
+    assert.equal(c.status, 'open');
+    assert.deepEqual(c.welcome, { version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256 });
+    assert.equal(ws.sent.length, 4);
+    const [a, b, e, f] = ws.sent;
+    assert.deepEqual(e, { op: 'emit', scope: 'a', data: { x: 1 }, paths: ['p'], id: e.id });
+    assert.deepEqual(f, { op: 'emit', scope: 'c', data: null, id: f.id });
+    assert.equal(new Set([a.id, b.id, e.id, f.id]).size, 4, 'distinct ids');
+    // Reply in reverse order, plus noise: an unknown id and a push.
+    ws.push({ op: 'error', id: f.id, code: 'forbidden', message: 'emit: not allowed' });
+    ws.push({ op: 'emitted', id: e.id, scope: 'a', seq: 7 });
+    ws.push({ op: 'presence', id: 999, scope: 'zzz', presence: [] });
+    ws.push({ op: 'event', scope: 'a', seq: 8, paths: [], origin: null });
+    ws.push({ op: 'presence', id: b.id, scope: 'b', presence: [{ session: 'x', user: 'bob', at: 1, meta: {} }] });
+    ws.push({ op: 'presence', id: a.id, scope: 'a', presence: [] });
+    assert.deepEqual(await pA, []);
+    assert.deepEqual((await pB).map((x) => x.user), ['bob']);
+    assert.deepEqual(await pE, { scope: 'a', seq: 7 });
+    await assert.rejects(pF, (err) => err instanceof ScopecastError && err instanceof Error &&
+      err.code === 'forbidden' && err.message === 'emit: not allowed' && err.op === 'emit');
+    c.close();
+  });
+
+  test('timeouts and disconnects reject with local codes; subscriptions come back', async () => {
+    const statuses = [];
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', {
+      WebSocket: FakeSocket, pingInterval: 0, requestTimeout: 100,
+      reconnect: { initialDelay: 10, maxDelay: 10, factor: 2 },
+    }));
+    c.on('status', (s, info) => statuses.push([s, info.code]));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    const ws1 = FakeSocket.last;
+    ws1.accept();
+    const sub = c.subscribe('room:x', { meta: { n: 1 }, echo: true });
+    const subReq = ws1.sent.find((m) => m.op === 'subscribe');
+    assert.deepEqual(subReq, { op: 'subscribe', scope: 'room:x', meta: { n: 1 }, echo: true, id: subReq.id });
+    ws1.push({ op: 'subscribed', id: subReq.id, scope: 'room:x', seq: 3, presence: [{ session: 's1', user: 'ana', at: 1, meta: { n: 1 } }] });
+    assert.equal((await sub.ready).seq, 3);
+    assert.equal(users(sub), 'ana:1');
+    assert.equal(sub.presence[0].self, true);
+
+    await assert.rejects(c.ping(), (e) => e instanceof ScopecastError && e.code === 'timeout');
+    const inflight = c.presence('room:x');
+    ws1.drop(1006);
+    await assert.rejects(inflight, (e) => e.code === 'disconnected');
+    assert.equal(sub.state, 'pending');
+    await waitFor(() => FakeSocket.last !== ws1, { message: 'a new socket' });
+    const ws2 = FakeSocket.last;
+    ws2.accept({ session: 's2' });
+    const again = ws2.sent.find((m) => m.op === 'subscribe');
+    assert.deepEqual({ ...again, id: 0 }, { op: 'subscribe', scope: 'room:x', meta: { n: 1 }, echo: true, id: 0 });
+    const resub = new Promise((r) => sub.once('subscribed', r));
+    ws2.push({ op: 'subscribed', id: again.id, scope: 'room:x', seq: 0, presence: [{ session: 's2', user: 'ana', at: 2, meta: {} }, { session: 'b', user: 'bob', at: 3, meta: {} }] });
+    const info = await resub;
+    assert.equal(info.resubscribed, true);
+    assert.equal(users(sub), 'ana:1,bob:1');
+    assert.deepEqual(statuses.map((s) => s[0]), ['connecting', 'open', 'reconnecting', 'open']);
+    c.close();
+    assert.equal(c.status, 'closed');
+    await assert.rejects(c.presence('x'), (e) => e.code === 'disconnected');
+  });
+
+  test('a token function that never answers counts as a failed attempt', async () => {
+    let calls = 0;
+    const c = track(connect('ws://example.invalid/ws', {
+      WebSocket: FakeSocket, pingInterval: 0, connectTimeout: 50,
+      reconnect: { initialDelay: 10, maxDelay: 20, factor: 2 },
+      token: () => { calls++; return new Promise(() => {}); },
+    }));
+    const info = await new Promise((resolve) => {
+      const off = c.on('status', (s, i) => {
+        if (s === 'reconnecting') {
+          off();
+          resolve(i);
+        }
+      });
+    });
+    c.close();
+    assert.equal(info.error.code, 'timeout');
+    assert.equal(info.attempt, 1);
+    assert.ok(calls >= 1);
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('against a real server', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ demo: true, jwtSecret: SECRET });
+  });
+  after(async () => {
+    closeAll();
+    await server?.stop();
+  });
+
+  test('welcome, subscribe, emit, event, presence, many concurrent requests', async () => {
+    const token = await server.demoToken('ana');
+    const a = open(server, { token });
+    const b = open(server, { token: await server.demoToken('bob') });
+    const subA = a.subscribe('doc:1', { meta: { role: 'editor' } });
+    const subB = b.subscribe('doc:1', { echo: true });
+    const got = { a: [], b: [] };
+    subA.on('event', (ev) => got.a.push(ev));
+    subB.on('event', (ev) => got.b.push(ev));
+    const [ra, rb] = await Promise.all([subA.ready, subB.ready]);
+    assert.equal(ra.op, 'subscribed');
+    assert.equal(ra.scope, 'doc:1');
+    assert.ok(Array.isArray(rb.presence));
+    assert.equal(a.welcome.user, 'ana');
+    assert.equal(typeof a.welcome.session, 'string');
+    assert.equal(a.welcome.heartbeat, 25);
+    assert.equal(a.welcome.maxsize, 256);
+
+    // 60 concurrent mixed requests: each reply goes to its own promise.
+    const jobs = [];
+    for (let i = 0; i < 20; i++) {
+      jobs.push(b.emit('doc:1', { data: { i }, paths: [`p/${i}`] }).then((r) => ['emit', i, r]));
+      jobs.push(b.presence(i % 2 ? 'doc:1' : `empty:${i}`).then((r) => ['presence', i, r]));
+      jobs.push(b.ping().then((r) => ['ping', i, r]));
+    }
+    const results = await Promise.all(jobs);
+    const seqs = [];
+    for (const [kind, i, r] of results) {
+      if (kind === 'emit') {
+        assert.equal(r.scope, 'doc:1');
+        seqs.push([i, r.seq]);
+      } else if (kind === 'presence') {
+        assert.equal(r.length, i % 2 ? 2 : 0, `presence of request ${i}`);
+      } else {
+        assert.equal(typeof r, 'number');
+      }
+    }
+    // One order across emitters: seqs rise with the order of the emits.
+    for (let k = 1; k < seqs.length; k++) assert.ok(seqs[k][1] > seqs[k - 1][1]);
+    await waitFor(() => got.a.length === 20 && got.b.length === 20, { message: 'all events' });
+    assert.deepEqual(got.a.map((e) => e.data.i), [...Array(20).keys()]);
+    assert.deepEqual(got.a.map((e) => e.seq), seqs.map((s) => s[1]));
+    assert.equal(got.a[0].origin, b.welcome.session);
+    assert.deepEqual(got.a[3].paths, ['p/3']);
+    // Presence of a includes its meta as b sees it.
+    const meta = subB.connections.find((c) => c.user === 'ana').meta;
+    assert.deepEqual(meta, { role: 'editor' });
+  });
+
+  test('typed errors: forbidden, bad_request, timeout', async () => {
+    // Anonymous connections may not emit (client emit is off).
+    const anon = open(server);
+    await waitFor(isOpen(anon), { message: 'anon open' });
+    assert.equal(anon.welcome.user, null);
+    await assert.rejects(anon.emit('doc:1', { data: 1 }),
+      (e) => e instanceof ScopecastError && e.code === 'forbidden' && e.op === 'emit');
+
+    // A token limited to doc:* may not subscribe elsewhere.
+    const limited = open(server, { token: signJwt({ sub: 'carol', scopes: ['doc:*'], emit: true }, SECRET) });
+    const bad = limited.subscribe('secret:1');
+    const errors = [];
+    bad.on('error', (e) => errors.push(e.code));
+    await assert.rejects(bad.ready, (e) => e instanceof ScopecastError && e.code === 'forbidden');
+    assert.equal(bad.active, false);
+    assert.deepEqual(errors, ['forbidden']);
+    const fine = limited.subscribe('doc:7');
+    await fine.ready;
+    await assert.rejects(limited.presence('secret:1'), (e) => e.code === 'forbidden');
+
+    // Malformed requests.
+    await assert.rejects(limited.subscribe('has space').ready, (e) => e.code === 'bad_request');
+    await assert.rejects(limited.emit('', { data: 1 }), (e) => e.code === 'bad_request');
+    await assert.rejects(limited.request({ op: 'nope' }), (e) => e.code === 'bad_request');
+
+    // No reply in time: the server process is frozen.
+    await waitFor(isOpen(limited));
+    server.pause();
+    try {
+      const t0 = Date.now();
+      await assert.rejects(limited.emit('doc:7', { data: 1 }, { timeout: 200 }),
+        (e) => e instanceof ScopecastError && e.code === 'timeout' && e.op === 'emit');
+      assert.ok(Date.now() - t0 < 2000);
+    } finally {
+      server.resume();
+    }
+    // The connection is still good afterwards.
+    assert.ok(typeof (await limited.ping()) === 'number');
+  });
+
+  test('presence is grouped by user: two connections of one user count once', async () => {
+    const scope = 'room:grouping';
+    const tAna = await server.demoToken('ana');
+    const obs = open(server, { token: await server.demoToken('olga') });
+    const subObs = obs.subscribe(scope);
+    await subObs.ready;
+    const joins = [];
+    const leaves = [];
+    subObs.on('join', (m) => joins.push([m.conn.user, m.first]));
+    subObs.on('leave', (m) => leaves.push([m.conn.user, m.last]));
+    let presenceEvents = 0;
+    subObs.on('presence', () => presenceEvents++);
+
+    const ana1 = open(server, { token: tAna });
+    const s1 = ana1.subscribe(scope, { meta: { tab: 1 } });
+    await s1.ready;
+    const ana2 = open(server, { token: tAna });
+    const s2 = ana2.subscribe(scope, { meta: { tab: 2 } });
+    await s2.ready;
+    const anon = open(server);
+    await anon.subscribe(scope).ready;
+
+    await waitFor(() => subObs.connections.length === 4, { message: 'four connections' });
+    assert.equal(users(subObs), 'ana:2,anon:1,olga:1');
+    const ana = subObs.presence.find((g) => g.user === 'ana');
+    assert.deepEqual(ana.connections.map((c) => c.meta.tab).sort(), [1, 2]);
+    assert.equal(subObs.presence.find((g) => g.user === 'olga').self, true);
+    assert.equal(ana.self, false);
+    // Each tab of ana sees the same grouping, itself included.
+    await waitFor(() => users(s2) === 'ana:2,anon:1,olga:1', { message: 'ana2 view' });
+    assert.equal(s2.presence.find((g) => g.user === 'ana').self, true);
+    assert.deepEqual(joins, [['ana', true], ['ana', false], [null, true]]);
+    assert.ok(presenceEvents >= 3);
+
+    await s1.unsubscribe();
+    await waitFor(() => users(subObs) === 'ana:1,anon:1,olga:1', { message: 'ana down to one tab' });
+    ana2.close();
+    anon.close();
+    await waitFor(() => users(subObs) === 'olga:1', { message: 'only olga left' });
+    assert.deepEqual(leaves.sort(), [['ana', false], ['ana', true], [null, true]].sort());
+    // The server agrees.
+    assert.deepEqual(groupPresence(await obs.presence(scope)).map((g) => g.user), ['olga']);
+  });
+
+  test('groupPresence orders by connection time and keeps anonymous apart', () => {
+    const g = groupPresence([
+      { session: 'c', user: 'bob', at: 5, meta: {} },
+      { session: 'a', user: 'ana', at: 1, meta: {} },
+      { session: 'n1', user: null, at: 2, meta: {} },
+      { session: 'b', user: 'ana', at: 3, meta: {} },
+      { session: 'n2', user: null, at: 4, meta: {} },
+    ], 'b');
+    assert.deepEqual(g.map((x) => [x.user, x.connections.map((c) => c.session), x.self]), [
+      ['ana', ['a', 'b'], true], [null, ['n1'], false], [null, ['n2'], false], ['bob', ['c'], false],
+    ]);
+  });
+
+  test('dropped: a slow reader is told, and presence is refetched', async () => {
+    const slow = await startServer({ demo: true, jwtSecret: SECRET, args: ['--maxsize', '4'] });
+    try {
+      let raw = null;
+      class Capturing extends WebSocket {
+        constructor(...args) {
+          super(...args);
+          raw = this;
+        }
+      }
+      const c = open(slow, { token: await slow.demoToken('sam'), WebSocket: Capturing });
+      const sub = c.subscribe('flood');
+      await sub.ready;
+      const dropped = [];
+      let events = 0;
+      sub.on('dropped', (d) => dropped.push(d.count));
+      sub.on('event', () => events++);
+      const presenceRequests = [];
+      c.on('message', (m) => { if (m.op === 'presence') presenceRequests.push(m); });
+      // Stop reading: the kernel buffers fill, then the server's queue.
+      raw._socket.pause();
+      const blob = 'x'.repeat(4000);
+      for (let k = 0; k < 20; k++) {
+        const batch = Array.from({ length: 100 }, (_, i) => ({ scope: 'flood', data: { k, i, blob } }));
+        const r = await slow.apiEmit(batch);
+        assert.equal(r.status, 202);
+      }
+      raw._socket.resume();
+      await waitFor(() => dropped.length > 0, { timeout: 10000, message: 'a dropped notice' });
+      assert.ok(dropped.reduce((x, y) => x + y, 0) + events <= 2000);
+      await waitFor(() => presenceRequests.length > 0, { message: 'presence refetched' });
+      assert.equal(users(sub), 'sam:1');
+    } finally {
+      await slow.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('reconnect', () => {
+  after(closeAll);
+
+  test('after a server restart: resubscribes, rebuilds presence, receives events', async () => {
+    let server = await startServer({ demo: true, jwtSecret: SECRET });
+    const port = server.port;
+    try {
+      const opts = { reconnect: { initialDelay: 50, maxDelay: 300, factor: 2 } };
+      const a = open(server, { ...opts, token: await server.demoToken('ana') });
+      const b = open(server, { ...opts, token: await server.demoToken('bob') });
+      const subA = a.subscribe('room:restart', { meta: { color: 'red' } });
+      const subB = b.subscribe('room:restart', { meta: { color: 'blue' } });
+      await Promise.all([subA.ready, subB.ready]);
+      await waitFor(() => users(subA) === 'ana:1,bob:1', { message: 'both present' });
+      const statuses = [];
+      a.on('status', (s, info) => statuses.push({ s, ...info }));
+      const resubscribed = [];
+      subA.on('subscribed', (info) => resubscribed.push(info));
+      const firstSession = a.welcome.session;
+      server.pause(); // the request below goes on the wire and is never answered
+      const inflight = a.presence('room:restart', { timeout: 60000 }).then(() => null, (e) => e);
+      await server.kill();
+      const lost = await inflight;
+      assert.ok(lost instanceof ScopecastError && lost.code === 'disconnected', String(lost));
+      await waitFor(() => a.status === 'reconnecting' && b.status === 'reconnecting', { message: 'reconnecting' });
+
+      // Let a few attempts fail, then bring the server back on the same port.
+      await waitFor(() => a.attempt >= 3, { message: 'a few failed attempts' });
+      server = await startServer({ port, demo: true, jwtSecret: SECRET });
+      await waitFor(() => a.status === 'open' && b.status === 'open', { timeout: 5000, message: 'both open again' });
+      assert.notEqual(a.welcome.session, firstSession);
+      await waitFor(() => resubscribed.length === 1, { message: 'resubscribed' });
+      assert.equal(resubscribed[0].resubscribed, true);
+      await waitFor(() => users(subA) === 'ana:1,bob:1' && users(subB) === 'ana:1,bob:1', { message: 'presence rebuilt' });
+      assert.deepEqual(subA.connections.find((c) => c.user === 'bob').meta, { color: 'blue' });
+      assert.ok(subA.connections.every((c) => c.session !== firstSession), 'no stale connection');
+      assert.equal(subA.presence.find((g) => g.user === 'ana').self, true);
+
+      // Backoff delays that were used respect their bounds.
+      const retries = statuses.filter((x) => x.s === 'reconnecting');
+      assert.ok(retries.length >= 3);
+      for (const r of retries) {
+        assert.ok(r.delay >= 0 && r.delay <= Math.min(300, 50 * 2 ** (r.attempt - 1)), JSON.stringify(r));
+      }
+
+      const got = new Promise((r) => subA.once('event', r));
+      await b.emit('room:restart', { data: { hello: 'again' } });
+      assert.deepEqual((await got).data, { hello: 'again' });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a dead link (no pong) is detected by the ping op and reconnected', async () => {
+    const server = await startServer({ demo: true, jwtSecret: SECRET });
+    try {
+      const c = open(server, {
+        token: await server.demoToken('pat'),
+        pingInterval: 100, pingTimeout: 300, connectTimeout: 300,
+      });
+      const sub = c.subscribe('room:ping');
+      await sub.ready;
+      const statuses = [];
+      c.on('status', (s, info) => statuses.push([s, info.code, info.reason]));
+      server.pause();
+      try {
+        await waitFor(() => c.status === 'reconnecting', { timeout: 3000, message: 'ping timeout noticed' });
+      } finally {
+        server.resume();
+      }
+      assert.deepEqual(statuses[0], ['reconnecting', 4000, 'ping timeout']);
+      await waitFor(() => c.status === 'open' && sub.state === 'subscribed', { timeout: 5000, message: 'back' });
+      assert.equal(users(sub), 'pat:1');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('4401 (bad token) stops for good; close() stops for good', async () => {
+    const server = await startServer({ demo: true, jwtSecret: SECRET });
+    try {
+      for (const token of ['garbage', signJwt({ sub: 'eve' }, 'another-secret')]) {
+        const statuses = [];
+        const errors = [];
+        const c = open(server, { token, reconnect: { initialDelay: 10, maxDelay: 20, factor: 2 } });
+        c.on('status', (s, info) => statuses.push([s, info.code]));
+        c.on('error', (e) => errors.push(e));
+        const sub = c.subscribe('room:x');
+        await waitFor(() => c.status === 'closed', { message: '4401 close' });
+        assert.deepEqual(statuses, [['connecting', undefined], ['closed', 4401]]);
+        assert.equal(c.closeCode, 4401);
+        assert.equal(errors.length, 1);
+        assert.ok(errors[0] instanceof ScopecastError);
+        assert.equal(errors[0].code, 'unauthorized');
+        await sleep(300); // many backoff windows
+        assert.equal(c.connects, 1, 'no further connection attempts');
+        assert.equal(c.status, 'closed');
+        assert.equal(sub.state, 'pending');
+        await assert.rejects(c.ping(), (e) => e.code === 'disconnected');
+      }
+
+      const c = open(server, { token: await server.demoToken('ann'), reconnect: { initialDelay: 10, maxDelay: 20 } });
+      await waitFor(isOpen(c));
+      c.close();
+      await sleep(200);
+      assert.equal(c.status, 'closed');
+      assert.equal(c.connects, 1);
+      assert.equal(c.closeCode, null);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a token function is called again for every attempt', async () => {
+    // The demo secret is new on every start: a static token would be refused
+    // after a restart, a token function fetches a fresh one.
+    let server = await startServer({ demo: true });
+    const port = server.port;
+    try {
+      let calls = 0;
+      const c = open(server, {
+        token: async () => { calls++; return server.demoToken('tina'); },
+        reconnect: { initialDelay: 20, maxDelay: 200, factor: 2 },
+      });
+      const sub = c.subscribe('room:tok');
+      await sub.ready;
+      await server.kill();
+      await waitFor(() => c.status === 'reconnecting');
+      server = await startServer({ port, demo: true });
+      await waitFor(() => c.status === 'open' && sub.state === 'subscribed', { timeout: 5000, message: 'back' });
+      assert.ok(calls >= 2);
+      assert.equal(c.welcome.user, 'tina');
+    } finally {
+      await server.stop();
+    }
+  });
+});

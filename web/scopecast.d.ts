@@ -1,0 +1,295 @@
+// Type declarations for scopecast.js (scopecast wire protocol v1).
+
+/** The WebSocket subprotocol offered by the client. */
+export const PROTOCOL: 'scopecast.v1';
+
+export interface ReconnectOptions {
+  /** Base delay in ms of the first retry (default 500). */
+  initialDelay?: number;
+  /** Cap of the delay in ms (default 30000). */
+  maxDelay?: number;
+  /** Growth per attempt (default 2). */
+  factor?: number;
+}
+
+export const DEFAULTS: {
+  readonly reconnect: Readonly<Required<ReconnectOptions>>;
+  readonly pingInterval: number;
+  readonly requestTimeout: number;
+};
+
+/** A WebSocket constructor compatible with the browser's (e.g. `ws` in Node). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export type TokenSource = string | null | undefined | (() => string | null | undefined | Promise<string | null | undefined>);
+
+export interface ConnectOptions {
+  /** JWT sent as `?token=`; a function is called before every (re)connect attempt. */
+  token?: TokenSource;
+  reconnect?: ReconnectOptions;
+  /** ms between `ping` ops once open (default 15000; 0 disables). */
+  pingInterval?: number;
+  /** ms to wait for a pong before the link counts as dead (default: requestTimeout). */
+  pingTimeout?: number;
+  /** ms to wait for any reply (default 10000). */
+  requestTimeout?: number;
+  /** ms for the token function, and from opening the socket to `welcome` (default: requestTimeout). */
+  connectTimeout?: number;
+  /** WebSocket implementation (default: globalThis.WebSocket). */
+  WebSocket?: WebSocketConstructor;
+  /** Subprotocols offered (default ['scopecast.v1']). */
+  protocols?: string | string[];
+  /** Random source in [0, 1) for the backoff jitter (default Math.random). */
+  random?: () => number;
+}
+
+/** Protocol error codes, plus local ones. */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'limit'
+  | 'not_found'
+  | 'internal'
+  | 'timeout'
+  | 'disconnected'
+  | (string & {});
+
+export class ScopecastError extends Error {
+  constructor(code: ErrorCode, message?: string, details?: { id?: number | string; op?: string; scope?: string });
+  readonly name: 'ScopecastError';
+  /** Protocol error code, or 'timeout' / 'disconnected' for local failures. */
+  code: ErrorCode;
+  /** Request id, when the error answers a request. */
+  id?: number | string;
+  /** Op of the failed request. */
+  op?: string;
+  scope?: string;
+}
+
+/** A connection in a scope's presence. */
+export interface Conn {
+  session: string;
+  user: string | null;
+  /** Connected-at, seconds since the epoch. */
+  at: number;
+  meta: Record<string, unknown>;
+}
+
+/** Presence grouped by user; anonymous connections are each their own group. */
+export interface PresenceUser {
+  user: string | null;
+  connections: Conn[];
+  /** true when one of the connections is this client's. */
+  self: boolean;
+}
+
+export interface Welcome {
+  version: number;
+  session: string;
+  user: string | null;
+  /** Server heartbeat, seconds. */
+  heartbeat: number;
+  /** Queue bound per subscription. */
+  maxsize: number;
+}
+
+export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface StatusInfo {
+  /** Close code of the socket that went away (4401 for a rejected token). */
+  code?: number | null;
+  reason?: string;
+  /** reconnecting: failed attempts so far, and the delay in ms before the next. */
+  attempt?: number;
+  delay?: number;
+  /** reconnecting: why the attempt failed before a socket existed (e.g. token function threw). */
+  error?: unknown;
+  /** open: the server's welcome. */
+  welcome?: Welcome;
+}
+
+export interface EventMessage<T = unknown> {
+  op: 'event';
+  scope: string;
+  seq: number;
+  paths: string[];
+  origin: string | null;
+  /** Omitted when the event had none; null is a value. */
+  data?: T;
+}
+export interface JoinMessage {
+  op: 'join';
+  scope: string;
+  conn: Conn;
+  /** The user's first connection in this scope. */
+  first: boolean;
+}
+export interface LeaveMessage {
+  op: 'leave';
+  scope: string;
+  conn: Conn;
+  /** The user's last connection left. */
+  last: boolean;
+}
+export interface DroppedMessage {
+  op: 'dropped';
+  scope: string;
+  count: number;
+}
+export interface ClosedMessage {
+  op: 'closed';
+  scope: string;
+  /** 'error' when the server refused a (re)subscribe; see `error`. */
+  reason: 'closed' | 'kicked' | 'shutdown' | 'error';
+  error?: ScopecastError;
+}
+export interface SubscribedMessage {
+  op: 'subscribed';
+  id?: number | string;
+  scope: string;
+  seq: number;
+  presence: Conn[];
+}
+export interface SubscribedInfo {
+  seq: number;
+  presence: PresenceUser[];
+  /** true after a reconnect (events may have been missed meanwhile: refetch). */
+  resubscribed: boolean;
+}
+
+type Off = () => void;
+
+interface Emitter<M> {
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof M>(type: K, fn: M[K]): Off;
+  once<K extends keyof M>(type: K, fn: M[K]): Off;
+  off<K extends keyof M>(type: K, fn: M[K]): this;
+}
+
+export interface SubscriptionEvents<T = unknown> {
+  event: (ev: EventMessage<T>) => void;
+  join: (msg: JoinMessage) => void;
+  leave: (msg: LeaveMessage) => void;
+  /** Events (or joins/leaves) were lost: refetch your data. Presence is refetched by the client. */
+  dropped: (msg: DroppedMessage) => void;
+  /** The server ended the subscription. With reason 'shutdown' it is kept and resubscribed after reconnecting. */
+  closed: (msg: ClosedMessage) => void;
+  /** The grouped presence changed. */
+  presence: (users: PresenceUser[]) => void;
+  /** Every `subscribed` reply: the first one and each one after a reconnect. */
+  subscribed: (info: SubscribedInfo) => void;
+  /** A (re)subscribe failed. */
+  error: (err: ScopecastError) => void;
+}
+
+export type SubscriptionState = 'pending' | 'subscribing' | 'subscribed' | 'closed';
+
+export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>> {
+  private constructor();
+  readonly client: ScopecastClient;
+  readonly scope: string;
+  readonly meta: Record<string, unknown> | null;
+  readonly echo: boolean;
+  /** Last seq seen (from `subscribed` or an event). */
+  readonly seq: number;
+  readonly state: SubscriptionState;
+  /** false once unsubscribed or closed for good. */
+  readonly active: boolean;
+  /** Reason of the last `closed` push, if any. */
+  readonly closeReason: string | null;
+  /** Resolves with the first `subscribed` reply. Rejects with a ScopecastError:
+   *  forbidden, bad_request, limit... (the subscription is ended), or timeout
+   *  (no reply in time; it is still retried after a reconnect). A connection
+   *  lost before the reply does not reject: the subscribe is sent again. */
+  readonly ready: Promise<SubscribedMessage>;
+  /** Live presence, grouped by user. */
+  readonly presence: PresenceUser[];
+  /** Live presence, one entry per connection. */
+  readonly connections: Conn[];
+  /** Re-reads presence from the server. */
+  refreshPresence(): Promise<PresenceUser[]>;
+  unsubscribe(): Promise<void>;
+  on<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): Off;
+  once<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): Off;
+  off<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): this;
+}
+
+export interface ClientEvents {
+  status: (status: Status, info: StatusInfo) => void;
+  welcome: (welcome: Welcome) => void;
+  /** Errors not tied to a request, e.g. 'unauthorized' before a 4401 close. */
+  error: (err: ScopecastError) => void;
+  /** Every message received (parsed). */
+  message: (msg: Record<string, unknown> & { op: string }) => void;
+}
+
+export interface SubscribeOptions {
+  /** Shown to others in presence (conn.meta). */
+  meta?: Record<string, unknown> | null;
+  /** Also receive the events this connection emits. */
+  echo?: boolean;
+}
+
+export interface EmitOptions<T = unknown> {
+  paths?: string[] | null;
+  data?: T;
+  /** User ids; absent = everyone, [] = nobody. */
+  audience?: string[] | null;
+}
+
+export interface RequestOptions {
+  /** ms; default: the client's requestTimeout. */
+  timeout?: number;
+}
+
+export class ScopecastClient implements Emitter<ClientEvents> {
+  private constructor();
+  readonly url: string;
+  readonly status: Status;
+  /** The last welcome received, or null before the first. */
+  readonly welcome: Welcome | null;
+  readonly connected: boolean;
+  /** 4401 when the server rejected the token (the client stopped), else null. */
+  readonly closeCode: number | null;
+  /** Failed attempts since the last welcome. */
+  readonly attempt: number;
+  /** WebSocket objects created so far. */
+  readonly connects: number;
+  readonly subscriptions: Subscription[];
+
+  /** Subscribes (or returns the existing subscription of that scope). Sent
+   *  once the connection is open, and again after every reconnect. Throws a
+   *  ScopecastError 'disconnected' once the client is closed. */
+  subscribe<T = unknown>(scope: string, opts?: SubscribeOptions): Subscription<T>;
+  emit<T = unknown>(scope: string, opts?: EmitOptions<T>, req?: RequestOptions): Promise<{ scope: string; seq: number }>;
+  presence(scope: string, req?: RequestOptions): Promise<Conn[]>;
+  /** Round trip of a `ping` op in ms. */
+  ping(req?: RequestOptions): Promise<number>;
+  /** Low level: sends `{...msg, id}` and resolves with the reply. */
+  request<R = Record<string, unknown>>(msg: { op: string; [k: string]: unknown }, req?: RequestOptions): Promise<R>;
+  /** Stops for good. */
+  close(): void;
+
+  on<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): Off;
+  once<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): Off;
+  off<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): this;
+}
+
+/** Opens a client; `url` is ws(s)://host/ws or, in a page, a path like '/ws'. */
+export function connect(url: string, options?: ConnectOptions): ScopecastClient;
+export default connect;
+
+/** Backoff with full jitter: a delay in [0, min(maxDelay, initialDelay * factor^attempt)] ms. */
+export function backoffDelay(attempt: number, opts?: ReconnectOptions, random?: () => number): number;
+
+/** Groups a presence list by user (see PresenceUser). */
+export function groupPresence(conns: Iterable<Conn>, selfSession?: string | null): PresenceUser[];

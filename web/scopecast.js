@@ -1,0 +1,688 @@
+// scopecast.js — browser (and Node) client for the scopecast wire protocol v1.
+//
+// One ES module, no dependencies, no build step. See scopecast.d.ts for the
+// typed API and /work/shared/design/PROTOCOL.md for the protocol.
+//
+//   import { connect } from '/scopecast.js';
+//   const client = connect('/ws', { token });
+//   const sub = client.subscribe('room:lobby', { meta: { name: 'ana' } });
+//   sub.on('event', (ev) => console.log(ev.data));
+//   sub.on('presence', (users) => render(users));
+//   await client.emit('room:lobby', { data: { hello: 'world' } });
+
+export const PROTOCOL = 'scopecast.v1';
+
+export const DEFAULTS = Object.freeze({
+  reconnect: Object.freeze({ initialDelay: 500, maxDelay: 30000, factor: 2 }),
+  pingInterval: 15000,
+  requestTimeout: 10000,
+});
+
+const WS_OPEN = 1;
+const CLOSE_UNAUTHORIZED = 4401;
+
+/** Error of a request or of the connection; `code` is the protocol's error
+ *  code, or 'timeout' / 'disconnected' for local failures. */
+export class ScopecastError extends Error {
+  constructor(code, message, details = {}) {
+    super(message || code);
+    this.name = 'ScopecastError';
+    this.code = code;
+    if (details.id !== undefined) this.id = details.id;
+    if (details.op !== undefined) this.op = details.op;
+    if (details.scope !== undefined) this.scope = details.scope;
+  }
+}
+
+/**
+ * Delay before reconnect attempt `attempt` (0 for the first retry):
+ * exponential backoff with full jitter, capped.
+ * Returns a number of milliseconds in [0, min(maxDelay, initialDelay * factor^attempt)].
+ */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const base = num(opts.initialDelay, DEFAULTS.reconnect.initialDelay);
+  const cap = num(opts.maxDelay, DEFAULTS.reconnect.maxDelay);
+  const factor = num(opts.factor, DEFAULTS.reconnect.factor);
+  const n = Math.max(0, Math.floor(num(attempt, 0)));
+  const ceiling = Math.max(0, Math.min(cap, base * Math.pow(factor, n)));
+  const r = Math.min(1, Math.max(0, Number(random()) || 0));
+  return Math.floor(r * ceiling);
+}
+
+function num(v, dflt) {
+  return typeof v === 'number' && Number.isFinite(v) ? v : dflt;
+}
+
+/**
+ * Groups a presence list (conn objects) by user. Anonymous connections
+ * (user null) are each their own group. Groups are ordered by their oldest
+ * connection, connections within a group by `at`.
+ */
+export function groupPresence(conns, selfSession = null) {
+  const groups = new Map();
+  const sorted = [...conns].sort((a, b) => (a.at ?? 0) - (b.at ?? 0) ||
+    String(a.session).localeCompare(String(b.session)));
+  for (const c of sorted) {
+    const key = c.user == null ? '\u0000' + c.session : 'u:' + c.user;
+    let g = groups.get(key);
+    if (!g) {
+      g = { user: c.user ?? null, connections: [], self: false };
+      groups.set(key, g);
+    }
+    g.connections.push(c);
+    if (selfSession != null && c.session === selfSession) g.self = true;
+  }
+  return [...groups.values()];
+}
+
+/** Minimal event emitter: on() returns a function that removes the listener. */
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+  on(type, fn) {
+    if (typeof fn !== 'function') throw new TypeError('listener must be a function');
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(fn);
+    return () => this.off(type, fn);
+  }
+  once(type, fn) {
+    const off = this.on(type, (...args) => {
+      off();
+      fn(...args);
+    });
+    return off;
+  }
+  off(type, fn) {
+    const set = this._listeners.get(type);
+    if (set) set.delete(fn);
+    return this;
+  }
+  _emit(type, ...args) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        // A failing listener must not break the client's state machine.
+        setTimeout(() => { throw err; }, 0);
+      }
+    }
+  }
+}
+
+/** One subscription to a scope; survives reconnects until unsubscribed or
+ *  closed by the server. */
+export class Subscription extends Emitter {
+  constructor(client, scope, opts) {
+    super();
+    this.client = client;
+    this.scope = scope;
+    this.meta = opts.meta ?? null;
+    this.echo = !!opts.echo;
+    /** Last seq seen (from `subscribed` or an event). */
+    this.seq = 0;
+    /** 'pending' | 'subscribing' | 'subscribed' | 'closed' */
+    this.state = 'pending';
+    this.closeReason = null;
+    this._conns = new Map(); // session -> conn
+    this._presence = null; // cached grouped view
+    this._subscribedOnce = false;
+    this.ready = new Promise((resolve, reject) => {
+      this._resolveReady = resolve;
+      this._rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // a rejection nobody awaits is not a crash
+  }
+
+  /** true until unsubscribed or closed for good. */
+  get active() {
+    return this.state !== 'closed';
+  }
+
+  /** Live presence grouped by user: [{user, connections:[conn...], self}]. */
+  get presence() {
+    if (!this._presence) {
+      this._presence = groupPresence(this._conns.values(), this.client.welcome?.session ?? null);
+    }
+    return this._presence;
+  }
+
+  /** Flat list of the connections in the scope (self included). */
+  get connections() {
+    return [...this._conns.values()];
+  }
+
+  /** Re-reads presence from the server and rebuilds the view. */
+  async refreshPresence() {
+    const list = await this.client.presence(this.scope);
+    if (this.active) this._setPresence(list);
+    return this.presence;
+  }
+
+  unsubscribe() {
+    return this.client._unsubscribe(this);
+  }
+
+  // ---- internal -----------------------------------------------------------
+
+  _setPresence(list) {
+    this._conns.clear();
+    for (const c of list || []) if (c && c.session != null) this._conns.set(c.session, c);
+    this._presenceChanged();
+  }
+
+  _presenceChanged() {
+    this._presence = null;
+    this._emit('presence', this.presence);
+  }
+
+  _onSubscribed(msg) {
+    const resubscribed = this._subscribedOnce;
+    this._subscribedOnce = true;
+    this.state = 'subscribed';
+    this.seq = msg.seq ?? 0;
+    this._setPresence(msg.presence);
+    this._emit('subscribed', { seq: this.seq, presence: this.presence, resubscribed });
+    this._resolveReady(msg);
+  }
+
+  _onPush(msg) {
+    switch (msg.op) {
+      case 'event':
+        if (typeof msg.seq === 'number') this.seq = msg.seq;
+        this._emit('event', msg);
+        break;
+      case 'join':
+        if (msg.conn && msg.conn.session != null) {
+          this._conns.set(msg.conn.session, msg.conn);
+          this._emit('join', msg);
+          this._presenceChanged();
+        }
+        break;
+      case 'leave':
+        if (msg.conn && msg.conn.session != null) {
+          this._conns.delete(msg.conn.session);
+          this._emit('leave', msg);
+          this._presenceChanged();
+        }
+        break;
+      case 'dropped':
+        this._emit('dropped', msg);
+        // Joins/leaves may have been lost too: rebuild presence. Applying
+        // later join/leave pushes on top is idempotent.
+        this.refreshPresence().catch(() => {});
+        break;
+      case 'closed':
+        this._onServerClosed(msg);
+        break;
+    }
+  }
+
+  _onServerClosed(msg) {
+    this.closeReason = msg.reason;
+    if (msg.reason === 'shutdown') {
+      // The server is going away; we resubscribe after reconnecting.
+      this.state = 'pending';
+      this._emit('closed', msg);
+      return;
+    }
+    this._end();
+    this._emit('closed', msg);
+  }
+
+  _end() {
+    this.state = 'closed';
+    this.client._subs.delete(this.scope);
+    this._conns.clear();
+    this._presence = null;
+  }
+}
+
+/** The client returned by connect(). */
+export class ScopecastClient extends Emitter {
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.options = options;
+    this.reconnectOptions = { ...DEFAULTS.reconnect, ...(options.reconnect || {}) };
+    this.pingInterval = options.pingInterval ?? DEFAULTS.pingInterval;
+    this.requestTimeout = options.requestTimeout ?? DEFAULTS.requestTimeout;
+    this.pingTimeout = options.pingTimeout ?? this.requestTimeout;
+    this.connectTimeout = options.connectTimeout ?? this.requestTimeout;
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== 'function') {
+      throw new TypeError('no WebSocket implementation: pass options.WebSocket');
+    }
+    this._random = options.random ?? Math.random;
+    /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
+    this.status = 'connecting';
+    /** The server's welcome ({session, user, heartbeat, maxsize, version}) or null. */
+    this.welcome = null;
+    /** Close code that ended the client for good (4401), else null. */
+    this.closeCode = null;
+    this.attempt = 0; // failed attempts since the last welcome
+    this.connects = 0; // WebSocket objects created
+    this._ws = null;
+    this._subs = new Map(); // scope -> Subscription
+    this._pending = new Map(); // id -> request
+    this._nextId = 1;
+    this._stopped = false;
+    this._gen = 0; // connection attempts started
+    this._unauthorized = false;
+    this._retryTimer = null;
+    this._connectTimer = null;
+    this._pingTimer = null;
+    this._onOnline = () => {
+      if (this.status === 'reconnecting' && this._retryTimer) this._retryNow();
+    };
+    if (typeof globalThis.addEventListener === 'function') {
+      globalThis.addEventListener('online', this._onOnline);
+    }
+    // Listeners attached right after connect() still see 'connecting'.
+    queueMicrotask(() => {
+      if (this.status === 'connecting' && !this._stopped) this._setStatus('connecting', {});
+    });
+    this._open();
+  }
+
+  get connected() {
+    return this.status === 'open';
+  }
+
+  get subscriptions() {
+    return [...this._subs.values()];
+  }
+
+  // ---- public API ---------------------------------------------------------
+
+  subscribe(scope, opts = {}) {
+    if (this._stopped) throw new ScopecastError('disconnected', 'client is closed');
+    const existing = this._subs.get(scope);
+    if (existing) return existing; // one subscription per scope (as the server)
+    const sub = new Subscription(this, scope, opts);
+    this._subs.set(scope, sub);
+    if (this.status === 'open') this._sendSubscribe(sub);
+    return sub;
+  }
+
+  emit(scope, { paths, data, audience } = {}, opts = {}) {
+    const req = { op: 'emit', scope };
+    if (paths != null) req.paths = paths;
+    if (data !== undefined) req.data = data;
+    if (audience != null) req.audience = audience;
+    return this.request(req, opts).then((r) => ({ scope: r.scope, seq: r.seq }));
+  }
+
+  presence(scope, opts = {}) {
+    return this.request({ op: 'presence', scope }, opts).then((r) => r.presence || []);
+  }
+
+  /** Round trip of the `ping` op; resolves with milliseconds. */
+  ping(opts = {}) {
+    const t0 = now();
+    return this.request({ op: 'ping' }, opts).then(() => now() - t0);
+  }
+
+  /**
+   * Sends a request and resolves with its reply (rejects with ScopecastError).
+   * Made while not connected, it waits for the connection (its timeout runs).
+   */
+  request(msg, opts = {}) {
+    if (this._stopped) {
+      return Promise.reject(new ScopecastError('disconnected', 'client is closed', { op: msg.op }));
+    }
+    const id = this._nextId++;
+    const frame = JSON.stringify({ ...msg, id });
+    const timeout = opts.timeout ?? this.requestTimeout;
+    return new Promise((resolve, reject) => {
+      const req = { id, op: msg.op, scope: msg.scope, frame, resolve, reject, sent: false, timer: null };
+      if (timeout > 0 && Number.isFinite(timeout)) {
+        req.timer = setTimeout(() => {
+          this._pending.delete(id);
+          reject(new ScopecastError('timeout', `${msg.op}: no reply within ${timeout} ms`,
+            { id, op: msg.op, scope: msg.scope }));
+        }, timeout);
+      }
+      this._pending.set(id, req);
+      if (this.status === 'open') this._sendRequest(req);
+    });
+  }
+
+  /** Stops for good: closes the socket, rejects what is pending. */
+  close() {
+    if (this._stopped) return;
+    this._stop(null, 'closed by the client');
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  _setStatus(status, info) {
+    this.status = status;
+    this._emit('status', status, info);
+  }
+
+  async _open() {
+    if (this._stopped) return;
+    this._retryTimer = null;
+    const gen = ++this._gen;
+    let url;
+    try {
+      const token = await withTimeout(this._token(), this.connectTimeout, 'token');
+      if (this._stopped || gen !== this._gen) return;
+      url = this._url(token);
+    } catch (err) {
+      if (this._stopped || gen !== this._gen) return;
+      this._scheduleRetry({ error: err });
+      return;
+    }
+    let ws;
+    try {
+      ws = new this._WebSocket(url, this.options.protocols ?? [PROTOCOL]);
+    } catch (err) {
+      this._scheduleRetry({ error: err });
+      return;
+    }
+    this.connects++;
+    this._ws = ws;
+    this._unauthorized = false;
+    this._connectTimer = setTimeout(() => {
+      this._connectTimer = null;
+      if (this._ws === ws) this._abandon(ws, 4000, 'connect timeout');
+    }, this.connectTimeout);
+    ws.onmessage = (ev) => {
+      if (this._ws === ws) this._onMessage(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (this._ws === ws) this._onClose(ev.code, ev.reason || '');
+    };
+    ws.onerror = () => {}; // onclose follows
+  }
+
+  async _token() {
+    const t = this.options.token;
+    if (typeof t === 'function') return t();
+    return t;
+  }
+
+  _url(token) {
+    let u = this.url;
+    const loc = globalThis.location;
+    if (!/^wss?:\/\//i.test(u)) {
+      if (/^https?:\/\//i.test(u)) u = u.replace(/^http/i, 'ws');
+      else if (loc && loc.href) {
+        const abs = new URL(u, loc.href);
+        abs.protocol = abs.protocol === 'https:' ? 'wss:' : 'ws:';
+        u = abs.href;
+      }
+    }
+    if (token == null || token === '') return u;
+    const url = new URL(u);
+    url.searchParams.set('token', token);
+    return url.href;
+  }
+
+  /** Drops a socket that may be dead without waiting for its close event. */
+  _abandon(ws, code, reason) {
+    ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    try {
+      ws.close(code, reason);
+    } catch {
+      /* ignore */
+    }
+    if (this._ws === ws) this._onClose(code, reason);
+  }
+
+  _onClose(code, reason) {
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) ws.onmessage = ws.onclose = null;
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    this._stopPing();
+    // Requests already on the wire cannot be answered any more.
+    for (const req of [...this._pending.values()]) {
+      if (req.sent) this._failRequest(req, new ScopecastError('disconnected',
+        `${req.op}: connection lost before the reply`, { id: req.id, op: req.op, scope: req.scope }));
+    }
+    for (const sub of this._subs.values()) if (sub.state !== 'closed') sub.state = 'pending';
+    if (this._stopped) return;
+    if (code === CLOSE_UNAUTHORIZED || this._unauthorized) {
+      if (!this._unauthorized) this._emit('error', new ScopecastError('unauthorized', reason || 'token rejected'));
+      this._stop(CLOSE_UNAUTHORIZED, reason || 'unauthorized');
+      return;
+    }
+    this._scheduleRetry({ code, reason });
+  }
+
+  _scheduleRetry(info) {
+    if (this._stopped) return;
+    const delay = backoffDelay(this.attempt, this.reconnectOptions, this._random);
+    this.attempt++;
+    this._retryTimer = setTimeout(() => this._open(), delay);
+    this._setStatus('reconnecting', { ...info, attempt: this.attempt, delay });
+  }
+
+  _retryNow() {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    this._open();
+  }
+
+  _stop(code, reason) {
+    this._stopped = true;
+    this.closeCode = code;
+    clearTimeout(this._retryTimer);
+    clearTimeout(this._connectTimer);
+    this._retryTimer = this._connectTimer = null;
+    this._stopPing();
+    if (typeof globalThis.removeEventListener === 'function') {
+      globalThis.removeEventListener('online', this._onOnline);
+    }
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onmessage = ws.onclose = null;
+      try {
+        ws.close(1000, 'bye');
+      } catch {
+        /* ignore */
+      }
+    }
+    for (const req of [...this._pending.values()]) {
+      this._failRequest(req, new ScopecastError('disconnected', `${req.op}: client is closed`,
+        { id: req.id, op: req.op, scope: req.scope }));
+    }
+    this._setStatus('closed', { code, reason });
+  }
+
+  _failRequest(req, err) {
+    clearTimeout(req.timer);
+    this._pending.delete(req.id);
+    req.reject(err);
+  }
+
+  _send(obj) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WS_OPEN) return false;
+    try {
+      ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _sendRequest(req) {
+    if (this._send(req.frame)) req.sent = true;
+  }
+
+  _sendSubscribe(sub) {
+    sub.state = 'subscribing';
+    const msg = { op: 'subscribe', scope: sub.scope };
+    if (sub.meta != null) msg.meta = sub.meta;
+    if (sub.echo) msg.echo = true;
+    this.request(msg).catch((err) => {
+      if (!sub.active || this._subs.get(sub.scope) !== sub) return;
+      if (err.code === 'disconnected') return; // resubscribed on the next connection
+      if (err.code === 'timeout') {
+        // No reply on this connection: tell, and try again on the next one.
+        if (sub.state === 'subscribing') sub.state = 'pending';
+        sub._rejectReady(err);
+        sub._emit('error', err);
+        return;
+      }
+      // The server refused (forbidden, bad_request, limit...): end it.
+      sub._end();
+      sub._rejectReady(err);
+      sub._emit('error', err);
+      sub._emit('closed', { op: 'closed', scope: sub.scope, reason: 'error', error: err });
+    });
+  }
+
+  _onWelcome(msg) {
+    clearTimeout(this._connectTimer);
+    this._connectTimer = null;
+    this.welcome = {
+      version: msg.version,
+      session: msg.session,
+      user: msg.user ?? null,
+      heartbeat: msg.heartbeat,
+      maxsize: msg.maxsize,
+    };
+    this.attempt = 0;
+    this._setStatus('open', { welcome: this.welcome });
+    this._emit('welcome', this.welcome);
+    // Resubscribe first, then send requests queued while offline.
+    for (const sub of this._subs.values()) if (sub.active) this._sendSubscribe(sub);
+    for (const req of this._pending.values()) if (!req.sent) this._sendRequest(req);
+    this._startPing();
+  }
+
+  _startPing() {
+    this._stopPing();
+    if (!(this.pingInterval > 0)) return;
+    const ws = this._ws;
+    const tick = () => {
+      if (this._ws !== ws || this.status !== 'open') return;
+      this.request({ op: 'ping' }, { timeout: this.pingTimeout })
+        .then(() => {
+          if (this._ws === ws) this._pingTimer = setTimeout(tick, this.pingInterval);
+        })
+        .catch((err) => {
+          if (err.code === 'timeout' && this._ws === ws) {
+            // No pong in time: the link is dead (or the server hangs).
+            this._abandon(ws, 4000, 'ping timeout');
+          }
+        });
+    };
+    this._pingTimer = setTimeout(tick, this.pingInterval);
+  }
+
+  _stopPing() {
+    clearTimeout(this._pingTimer);
+    this._pingTimer = null;
+  }
+
+  _onMessage(data) {
+    if (typeof data !== 'string') return; // the protocol is text only
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== 'object') return;
+    this._emit('message', msg);
+    if (msg.id != null) {
+      const req = this._pending.get(msg.id);
+      if (req) {
+        clearTimeout(req.timer);
+        this._pending.delete(msg.id);
+        if (msg.op === 'error') {
+          req.reject(new ScopecastError(msg.code || 'error', msg.message,
+            { id: msg.id, op: req.op, scope: req.scope }));
+        } else {
+          // State first (e.g. presence of a subscription), then the promise.
+          if (msg.op === 'subscribed') this._routeSubscribed(msg);
+          req.resolve(msg);
+        }
+        return;
+      }
+      if (msg.op === 'subscribed') this._routeSubscribed(msg); // late reply
+      return;
+    }
+    switch (msg.op) {
+      case 'welcome':
+        this._onWelcome(msg);
+        break;
+      case 'error': {
+        const err = new ScopecastError(msg.code || 'error', msg.message);
+        if (msg.code === 'unauthorized') this._unauthorized = true;
+        this._emit('error', err);
+        break;
+      }
+      case 'event':
+      case 'join':
+      case 'leave':
+      case 'dropped':
+      case 'closed': {
+        const sub = this._subs.get(msg.scope);
+        if (sub && sub.active) sub._onPush(msg);
+        break;
+      }
+      case 'subscribed':
+        this._routeSubscribed(msg);
+        break;
+    }
+  }
+
+  _routeSubscribed(msg) {
+    const sub = this._subs.get(msg.scope);
+    if (sub && sub.active) sub._onSubscribed(msg);
+  }
+
+  async _unsubscribe(sub) {
+    if (this._subs.get(sub.scope) !== sub || sub.state === 'closed') return;
+    const wasOnServer = sub.state === 'subscribed' || sub.state === 'subscribing';
+    sub._end();
+    sub._emit('presence', []);
+    if (wasOnServer && this.status === 'open') {
+      try {
+        await this.request({ op: 'unsubscribe', scope: sub.scope });
+      } catch (err) {
+        // The connection went away: the server dropped the subscription too.
+        if (err.code !== 'disconnected') throw err;
+      }
+    }
+  }
+}
+
+/** Resolves or rejects as `promise` does, or rejects after `ms`. */
+function withTimeout(promise, ms, what) {
+  if (!(ms > 0) || !Number.isFinite(ms)) return promise;
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new ScopecastError('timeout', `${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+function now() {
+  return globalThis.performance && typeof performance.now === 'function' ? performance.now() : Date.now();
+}
+
+/**
+ * Opens a client. `url`: ws(s)://host/ws, or a path such as '/ws' in a page.
+ * Options: token (string or function returning one, called on every
+ * attempt), reconnect {initialDelay, maxDelay, factor}, pingInterval,
+ * pingTimeout, requestTimeout, connectTimeout, WebSocket, protocols.
+ */
+export function connect(url, options = {}) {
+  return new ScopecastClient(url, options);
+}
+
+export default connect;
