@@ -688,6 +688,23 @@ class Close(ScopecastTestCase):
         self.assertEqual((await alice.call("ping"))["op"], "pong")
 
 
+class SubscriptionLimit(ScopecastTestCase):
+    SERVER_ARGS = ("--max-subscriptions", "2")
+
+    async def test_subscriptions_past_the_limit_get_limit_error(self):
+        a = await self.client()
+        await a.subscribe("lim:1")
+        await a.subscribe("lim:2")
+        m = await a.call("subscribe", scope="lim:3")
+        self.assertError(m, "limit", id=m.get("id"))
+        self.assertEqual((await a.subscribe("lim:1"))["scope"], "lim:1",
+                         "re-subscribing to a scope already held is not a new subscription")
+        await a.ok("unsubscribe", scope="lim:2")
+        self.assertEqual((await a.subscribe("lim:3"))["scope"], "lim:3",
+                         "a freed slot can be used again")
+        self.assertEqual((await a.call("ping"))["op"], "pong", "the connection stays open")
+
+
 class Heartbeat(ScopecastTestCase):
     SERVER_ARGS = ("--heartbeat", "1", "--client-emit")
 
