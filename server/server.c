@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <ev.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,8 +94,11 @@ static void tick(lws_sorted_usec_list_t *sul)
     if ((*srv->stop_flag || atomic_load(&srv->draining)) && !svc->draining)
         sc__ws_begin_drain(svc);
     if (svc->draining && (atomic_load(&svc->nconns) == 0 ||
-                          now >= svc->drain_deadline_us))
+                          now >= svc->drain_deadline_us)) {
         svc->done = true;
+        ev_break(svc->loop, EVBREAK_ALL);
+        return;
+    }
     sc__ws_tick(svc, now);
     lws_sul_schedule(svc->ctx, 0, &svc->sul_tick, tick, TICK_US);
 }
@@ -158,8 +162,17 @@ static int svc_init(sc_server_t *srv, int i, int port)
         return SC_EINVAL;
     if (i == 0)
         srv->listen_port = bound;
+    /* libev (epoll) instead of lws's poll() loop, which scans every
+     * connection on each wake-up (ARCHITECTURE.md: ~3 ms at 9k). The loop
+     * is ours, so the service thread runs it and can break out of it. */
+    svc->loop = ev_loop_new(EVFLAG_AUTO | EVBACKEND_EPOLL);
+    if (!svc->loop)
+        return SC_ENOMEM;
+    void *foreign_loops[1] = {svc->loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = foreign_loops;
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = protocols;
     info.user = svc;
@@ -205,11 +218,7 @@ static void *svc_loop(void *arg)
 {
     sc_svc_t *svc = arg;
     svc->status = 0;
-    while (!svc->done)
-        if (lws_service(svc->ctx, 0) < 0) {
-            svc->status = -1;
-            break;
-        }
+    ev_run(svc->loop, 0); /* until tick() breaks it after draining */
     return NULL;
 }
 
@@ -247,6 +256,8 @@ void sc_server_deinit(sc_server_t *srv)
             lws_sul_cancel(&svc->sul_tick);
             lws_context_destroy(svc->ctx); /* closes what is left */
         }
+        if (svc->loop)
+            ev_loop_destroy(svc->loop);
         if (svc->srv && svc->listen_fd >= 0)
             close(svc->listen_fd);
         sc_buf_deinit(&svc->scratch);

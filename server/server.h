@@ -94,6 +94,7 @@ struct sc_svc {
     sc_server_t *srv;
     int index;
     struct lws_context *ctx;
+    struct ev_loop *loop;        /* libev loop the context runs on */
     int listen_fd;               /* our SO_REUSEPORT listener */
     pthread_t thread;
     bool thread_started;
