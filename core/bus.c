@@ -228,16 +228,50 @@ void sc_bus_destroy(sc_bus_t *bus)
 
 /* Pushes `ev` into `sub`'s ring or counts a drop. Caller holds the shard
  * lock. Returns true when queued. */
+/* Replaces a full ring of `cap` slots by one twice as large holding the
+ * same items [head, tail). Caller holds the shard lock. Returns false when
+ * out of memory. */
+static bool grow_ring_locked(sc_sub_t *sub, uint32_t tail, uint32_t cap)
+{
+    sc__ring_t *old = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
+    uint32_t size = cap ? cap * 2 : SC__RING_MIN;
+    if (size > sub->_ring_max)
+        size = sub->_ring_max;
+    sc__ring_t *r = malloc(sizeof *r + (size_t)size * sizeof r->slots[0]);
+    if (!r)
+        return false;
+    r->next = NULL;
+    r->mask = size - 1;
+    for (uint32_t i = sub->_head_cache; old && i != tail; i++)
+        r->slots[i & r->mask] = old->slots[i & old->mask];
+    atomic_store_explicit(&sub->_ring, r, memory_order_release);
+    if (old) {
+        old->next = atomic_load(&sub->_retired);
+        while (!atomic_compare_exchange_weak(&sub->_retired, &old->next, old))
+            ;
+    }
+    return true;
+}
+
 static bool push_locked(sc_sub_t *sub, sc_event_t *ev)
 {
     /* Only this producer (under the lock) moves the tail or adds to the
      * gap; the consumer may only take a non-zero gap (CAS to zero). */
     uint64_t w = atomic_load_explicit(&sub->_tailgap, memory_order_relaxed);
     uint32_t tail = SC__TAIL(w);
-    if (tail - sub->_head_cache >= sub->_maxsize) {
+    sc__ring_t *r = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
+    uint32_t cap = r ? r->mask + 1 : 0;
+    uint32_t used = tail - sub->_head_cache;
+    if (used >= sub->_maxsize || used >= cap) {
         sub->_head_cache =
             atomic_load_explicit(&sub->_head, memory_order_acquire);
-        if (tail - sub->_head_cache >= sub->_maxsize) {
+        used = tail - sub->_head_cache;
+        bool full = used >= sub->_maxsize;
+        if (!full && used >= cap) {
+            full = !grow_ring_locked(sub, tail, cap); /* out of memory */
+            r = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
+        }
+        if (full) {
             while (SC__GAP(w) != UINT32_MAX && /* saturate, never carry */
                    !atomic_compare_exchange_weak(&sub->_tailgap, &w, w + 1))
                 ;
@@ -250,7 +284,7 @@ static bool push_locked(sc_sub_t *sub, sc_event_t *ev)
     while (gap && !atomic_compare_exchange_weak(&sub->_tailgap, &w,
                                                 w & ~SC__GAP_MASK))
         gap = SC__GAP(w); /* the consumer took it meanwhile */
-    sc__slot_t *slot = &sub->_ring[tail & sub->_mask];
+    sc__slot_t *slot = &r->slots[tail & r->mask];
     slot->ev = ev;
     slot->dropped_before = gap;
     /* seq_cst publish (see sub.c); the gap is zero now and stays so. */
@@ -396,11 +430,10 @@ static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope,
     sub->_bus = bus;
     sub->_owner = owner;
     sub->_maxsize = (uint32_t)bus->cfg.maxsize;
-    sub->_mask = ring_size(sub->_maxsize) - 1;
-    sub->_ring = malloc(((size_t)sub->_mask + 1) * sizeof *sub->_ring);
+    sub->_ring_max = ring_size(sub->_maxsize);
     size_t slen = strlen(scope) + 1;
     sub->_scope_name = malloc(slen);
-    if (!sub->_ring || !sub->_scope_name)
+    if (!sub->_scope_name)
         goto fail;
     memcpy(sub->_scope_name, scope, slen);
     sub->_hash = sc__hash(scope);
@@ -417,7 +450,6 @@ static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope,
     }
     return sub;
 fail:
-    free(sub->_ring);
     free(sub->_scope_name);
     free(sub);
     return NULL;
@@ -426,7 +458,6 @@ fail:
 static void sub_free_unregistered(sc_sub_t *sub)
 {
     sc_conn_deinit(&sub->_conn);
-    free(sub->_ring);
     free(sub->_scope_name);
     free(sub);
 }

@@ -29,6 +29,15 @@ typedef struct sc__slot {
     uint32_t dropped_before; /* items dropped right before this one */
 } sc__slot_t;
 
+typedef struct sc__ring {
+    struct sc__ring *next; /* in the retired stack */
+    uint32_t mask;         /* size - 1 (size is a power of two) */
+    sc__slot_t slots[];
+} sc__ring_t;
+
+/* The first ring a subscription gets, in slots. */
+#define SC__RING_MIN 8
+
 struct sc_owner {
     _Atomic int _pending; /* 1 between a wake and the next re-arm */
     sc_wake_fn _wake;     /* {const} */
@@ -54,8 +63,13 @@ struct sc_sub {
     struct sc__scope *_scope;     /* {shard} NULL once removed */
     size_t _index;                /* {shard} position in _scope->subs */
     uint32_t _maxsize;            /* {const} */
-    uint32_t _mask;               /* {const} ring size - 1 */
-    sc__slot_t *_ring;            /* {const} pointer; slots per SPSC rules */
+    uint32_t _ring_max;           /* {const} largest ring (pow2 >= maxsize) */
+    /* The ring grows on demand (an idle subscription holds none): the
+     * producer copies the live slots into a twice larger ring, publishes
+     * it and hands the old one to the consumer through _retired, which
+     * frees it before its next read of _ring. */
+    _Atomic(sc__ring_t *) _ring;  /* {shard} writes, {owner} reads */
+    _Atomic(sc__ring_t *) _retired; /* {atomic} stack of replaced rings */
     uint32_t _head_cache;         /* {shard} producer's view of _head */
     /* {atomic} tail index (high 32 bits) and drops not yet reported (low
      * 32 bits) in one word, so the consumer can take trailing drops only

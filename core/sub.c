@@ -106,6 +106,25 @@ int sc_owner_wait(sc_owner_t *o, int timeout_ms)
     return rc;
 }
 
+static void free_rings(sc__ring_t *r)
+{
+    while (r) {
+        sc__ring_t *next = r->next;
+        free(r);
+        r = next;
+    }
+}
+
+/* The ring to read, after freeing the ones the producer replaced. A ring
+ * retired before the exchange was replaced before it too, so the ring
+ * loaded after it is never one of those freed. */
+static sc__ring_t *current_ring(sc_sub_t *sub)
+{
+    if (atomic_load_explicit(&sub->_retired, memory_order_relaxed))
+        free_rings(atomic_exchange(&sub->_retired, NULL));
+    return atomic_load_explicit(&sub->_ring, memory_order_acquire);
+}
+
 int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
 {
     /* The close reason is read before the ring: the bus removes a
@@ -115,7 +134,8 @@ int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
     uint64_t w = atomic_load(&sub->_tailgap);
     for (;;) {
         if (head != SC__TAIL(w)) {
-            sc__slot_t *slot = &sub->_ring[head & sub->_mask];
+            sc__ring_t *r = current_ring(sub);
+            sc__slot_t *slot = &r->slots[head & r->mask];
             *ev = slot->ev;
             if (dropped)
                 *dropped = slot->dropped_before;
@@ -179,8 +199,9 @@ void sc__sub_release_queue(sc_sub_t *sub)
 {
     uint32_t head = atomic_load(&sub->_head);
     uint32_t tail = SC__TAIL(atomic_load(&sub->_tailgap));
+    sc__ring_t *r = head != tail ? current_ring(sub) : NULL;
     for (; head != tail; head++)
-        sc_event_unref(sub->_ring[head & sub->_mask].ev);
+        sc_event_unref(r->slots[head & r->mask].ev);
     atomic_store(&sub->_head, head);
 }
 
@@ -197,7 +218,8 @@ void sc_sub_destroy(sc_sub_t *sub)
                      "on_disconnect callback failed for scope='%s'",
                      sub->_scope_name);
     sc_conn_deinit(&sub->_conn);
-    free(sub->_ring);
+    free_rings(atomic_load(&sub->_retired));
+    free(atomic_load(&sub->_ring));
     free(sub->_scope_name);
     free(sub);
 }
