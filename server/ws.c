@@ -365,11 +365,11 @@ static int on_receive(sc_wsconn_t *c, const void *in, size_t len)
     if (!utf8_valid((const unsigned char *)c->rx, n))
         return close_now(c->wsi, 1007, "invalid UTF-8");
     handle_message(c, c->rx, n);
-    if (c->rx_cap > 65536) { /* do not keep a big buffer per connection */
-        free(c->rx);
-        c->rx = NULL;
-        c->rx_cap = 0;
-    }
+    /* Idle connections are the common case: keep no buffer between
+     * messages (malloc per client message is cheap next to its parsing). */
+    free(c->rx);
+    c->rx = NULL;
+    c->rx_cap = 0;
     return 0;
 }
 
@@ -517,8 +517,8 @@ static int on_writeable(sc_wsconn_t *c)
         p.fill += n;
         c->ctl_off += n;
         more = n < ctl_left;
-        if (!more) {
-            sc_buf_reset(&c->ctl);
+        if (!more) { /* written: release it, idle connections keep none */
+            sc_buf_deinit(&c->ctl);
             c->ctl_off = 0;
         }
     }
