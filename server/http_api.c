@@ -4,8 +4,8 @@
  *
  * A transaction: LWS_CALLBACK_HTTP routes by path and method; POST bodies
  * are collected (up to max_body, inclusive) and handled at
- * HTTP_BODY_COMPLETION; the answer's headers are written at once and its
- * body on the next HTTP_WRITEABLE. Every error body is
+ * HTTP_BODY_COMPLETION; each answer is written whole in one write and the
+ * transaction completed right away (pipelined requests wait their turn). Every error body is
  * {"error":code,"message":text} (PROTOCOL.md).
  */
 #include "server.h"
@@ -31,8 +31,6 @@ typedef struct sc_httpreq {
     char *body;
     size_t body_len;
     bool too_large;
-    unsigned char *resp; /* LWS_PRE + resp_len */
-    size_t resp_len;
     bool close_after;
     const struct route *route; /* the handler to run, NULL: static */
     bool waiting_body;
@@ -54,7 +52,6 @@ static void req_free(sc_pss_t *pss)
     if (!pss || !pss->http)
         return;
     free(pss->http->body);
-    free(pss->http->resp);
     free(pss->http);
     pss->http = NULL;
 }
@@ -64,26 +61,32 @@ static sc_svc_t *svc_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-/* Writes the headers now and keeps the body for HTTP_WRITEABLE. */
+/* Writes the whole answer (headers and body in one write) and ends the
+ * transaction at once, so lws never starts on a pipelined next request
+ * while this one is still unanswered. Returns what the callback returns. */
 static int respond(struct lws *wsi, sc_httpreq_t *r, unsigned status,
                    const char *ctype, const char *body, size_t len)
 {
-    unsigned char hdr[LWS_PRE + 1024];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr;
-    free(r->resp);
-    r->resp = malloc(LWS_PRE + len + 1);
-    if (!r->resp)
+    size_t cap = LWS_PRE + 1024 + len;
+    unsigned char *buf = malloc(cap);
+    if (!buf)
         return -1;
-    memcpy(r->resp + LWS_PRE, body, len);
-    r->resp_len = len;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len;
     if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"cache-control:",
             (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        lws_finalize_http_header(wsi, &p, end)) {
+        free(buf);
         return -1;
-    lws_callback_on_writable(wsi);
-    return 0;
+    }
+    memcpy(p, body, len);
+    p += len;
+    int n = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    if (n < 0 || r->close_after)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 static int respond_buf(struct lws *wsi, sc_httpreq_t *r, unsigned status,
@@ -509,17 +512,6 @@ int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
                                  "request body larger than the limit");
         }
         return finish(wsi, svc_of(wsi), r);
-    case LWS_CALLBACK_HTTP_WRITEABLE: {
-        if (!r || !r->resp)
-            return 0;
-        int n = lws_write(wsi, r->resp + LWS_PRE, r->resp_len,
-                          LWS_WRITE_HTTP_FINAL);
-        bool close_after = r->close_after;
-        req_free(pss);
-        if (n < 0 || close_after)
-            return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    }
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         req_free(pss);
         return lws_http_transaction_completed(wsi) ? -1 : 0;
