@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# scopecast side-by-side benchmark.
+#
+#   bench/run.sh [SCENARIO] [SERVER]
+#     SCENARIO: S1 S2 S3 S4 S5 S6 or all (default all)
+#     SERVER:   scopecast uws nchan nodews mosquitto or all (default all)
+#
+# Each measurement starts a fresh server pinned to core $SERVER_CORE, runs
+# bench/loadgen pinned to core $LOADGEN_CORE for $DURATION seconds (after
+# $WARMUP), stops the server by its PID and appends the loadgen's RESULT line
+# to the "Raw results" section of bench/RESULTS.md; the tables above it are
+# rebuilt from all raw lines, so re-running one scenario or one server
+# replaces only its own rows.
+#
+# Environment: DURATION (10) WARMUP (2) REPEAT (1: best of N runs)
+#   SERVER_CORE (0) LOADGEN_CORE (1) RESULTS (bench/RESULTS.md)
+#   BUILD_DIR (build-bench) NO_INSTALL=1 (skip apt-get/npm)
+#   S1_WINDOW_<server>=N / S1_BATCH_<server>=N ... per-scenario overrides
+#
+# Scenarios
+#   S1 saturation: 1 scope x 1000 subscribers x 64-byte events, closed loop
+#   S2 1000 scopes x 10 subscribers (10,000 connections), closed loop
+#   S3 latency at a fixed 100k deliveries/s (1 scope x 1000 x 100 events/s)
+#   S4 S3 plus one subscriber that never reads: others' latency, server RSS
+#   S5 10,000 idle subscribed connections: server RSS per connection
+#   S6 16 KB events, 1 scope x 1000 subscribers, closed loop
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+BUILD=${BUILD_DIR:-$ROOT/build-bench}
+case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+RESULTS=${RESULTS:-$BENCH/RESULTS.md}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+REPEAT=${REPEAT:-1}
+SERVER_CORE=${SERVER_CORE:-0}
+LOADGEN_CORE=${LOADGEN_CORE:-1}
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6"
+ALL_SERVERS="scopecast uws nchan nodews mosquitto"
+
+ORIG_ARGS="$*"
+want_scen=${1:-all}
+want_srv=${2:-all}
+[ "$want_scen" = all ] && want_scen=$ALL_SCENARIOS
+[ "$want_srv" = all ] && want_srv=$ALL_SERVERS
+for s in $want_scen; do
+  case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario $s ($ALL_SCENARIOS)" >&2; exit 2 ;; esac
+done
+for s in $want_srv; do
+  case " $ALL_SERVERS " in *" $s "*) ;; *) echo "unknown server $s ($ALL_SERVERS)" >&2; exit 2 ;; esac
+done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---- dependencies ----------------------------------------------------------
+install_deps() {
+  bash "$ROOT/scripts/deps.sh"
+  local missing=() p
+  for p in nginx libnginx-mod-nchan mosquitto; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    log "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    # policy-rc.d/no systemd: the packages' own services are not started
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # the Debian packages may start their system services: this benchmark runs
+  # its own instances and never uses those
+  if [ -f "$BENCH/peers/node/package-lock.json" ] &&
+     { [ ! -d "$BENCH/peers/node/node_modules/ws" ] || [ ! -d "$BENCH/peers/node/node_modules/uws-pack" ]; }; then
+    log "npm ci in bench/peers/node"
+    (cd "$BENCH/peers/node" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+build() {
+  log "building scopecast (Release) in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSC_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$BUILD" -j2 >/dev/null
+  LOADGEN=$BUILD/bench/loadgen/loadgen
+  if [ ! -x "$LOADGEN" ]; then
+    # bench/CMakeLists.txt does not add loadgen yet: build it on its own
+    cmake -S "$BENCH/loadgen" -B "$BUILD/loadgen-standalone" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD/loadgen-standalone" -j2 >/dev/null
+    LOADGEN=$BUILD/loadgen-standalone/loadgen
+  fi
+  SCOPECAST=$BUILD/server/scopecast
+}
+
+if [ "${NO_INSTALL:-0}" != 1 ]; then install_deps; fi
+build
+
+# file descriptors: S2/S5 open 10,000 connections on each side
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" -lt 12000 ]; then
+  log "warning: ulimit -n is $(ulimit -n); S2 and S5 need more than 10,000"
+fi
+
+WORK=$(mktemp -d /tmp/scopecast-bench.XXXXXX)
+log "logs in $WORK"
+
+# ---- servers ---------------------------------------------------------------
+SRV_PID=""
+SRV_PIDS=""
+cleanup() {
+  if [ -n "$SRV_PID" ]; then stop_server; fi
+}
+trap cleanup EXIT INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+  local p=$1
+  while ! port_free "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+wait_port() {
+  local i
+  for i in $(seq 1 100); do
+    if ! kill -0 "$SRV_PID" 2>/dev/null; then return 1; fi
+    if ! port_free "$1"; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+start_server() { # name port
+  local name=$1 port=$2 d=$WORK/$1-$2
+  mkdir -p "$d"
+  case $name in
+    scopecast)
+      # closed-loop scenarios need room for the whole window in every queue;
+      # the others run with the default queue size (256), as users would
+      # (each subscription's ring is allocated at --maxsize slots)
+      local maxsize=256
+      case $CUR_SCEN in S1|S2|S6) maxsize=4096 ;; esac
+      taskset -c "$SERVER_CORE" "$SCOPECAST" --host 127.0.0.1 --port "$port" \
+        --maxsize "$maxsize" --max-connections 20000 --log-level warn >"$d/server.log" 2>&1 &
+      SRV_PID=$! ;;
+    uws)
+      PORT=$port HOST=127.0.0.1 taskset -c "$SERVER_CORE" node "$BENCH/peers/node/uws-server.mjs" >"$d/server.log" 2>&1 &
+      SRV_PID=$! ;;
+    nodews)
+      PORT=$port HOST=127.0.0.1 taskset -c "$SERVER_CORE" node "$BENCH/peers/node/ws-server.js" >"$d/server.log" 2>&1 &
+      SRV_PID=$! ;;
+    nchan)
+      sed -e "s#@PORT@#$port#g" -e "s#@DIR@#$d#g" "$BENCH/peers/nginx/nginx.conf" >"$d/nginx.conf"
+      taskset -c "$SERVER_CORE" nginx -p "$d" -c "$d/nginx.conf" -e stderr >"$d/server.log" 2>&1 &
+      SRV_PID=$! ;;
+    mosquitto)
+      sed -e "s#@PORT@#$port#g" -e "s#@MQTTPORT@#$(pick_port $((port + 1000)))#g" \
+        "$BENCH/peers/mosquitto/mosquitto.conf" >"$d/mosquitto.conf"
+      taskset -c "$SERVER_CORE" mosquitto -c "$d/mosquitto.conf" >"$d/server.log" 2>&1 &
+      SRV_PID=$! ;;
+  esac
+  if ! wait_port "$port"; then
+    log "$name did not start; its log:"
+    tail -20 "$d/server.log" >&2 || true
+    SRV_PID=""
+    return 1
+  fi
+  SRV_PIDS=$SRV_PID
+  if [ "$name" = nchan ]; then # master + its worker
+    local w
+    for w in $(pgrep -P "$SRV_PID" || true); do SRV_PIDS="$SRV_PIDS,$w"; done
+  fi
+  sleep 0.3
+}
+
+stop_server() {
+  local pid=$SRV_PID i
+  SRV_PID=""
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# ---- scenarios -------------------------------------------------------------
+proto_of() {
+  case $1 in scopecast) echo scopecast ;; uws|nodews) echo raw ;; nchan) echo nchan ;; mosquitto) echo mqtt ;; esac
+}
+
+# closed-loop window (events in flight) and batch per scenario and server,
+# chosen so that no server is measured on a pathological pipeline (see
+# bench/README.md); overridable with S1_WINDOW_uws=... etc.
+knob() { # scenario server kind default
+  local v="${1}_${3}_${2}"
+  echo "${!v:-$4}"
+}
+window_batch() { # scenario server -> "--window W --batch B [--pipeline P] --read-us U"
+  local s=$1 srv=$2 w b p="" r=2000
+  case $s:$srv in
+    S1:scopecast) w=256 b=128 ;;
+    # uWS drains a subscriber inside publish() once it holds 32 messages,
+    # while the publisher's socket is corked: every message then costs a
+    # syscall and throughput collapses (0.27M at W=256). 31 in flight keeps
+    # it on its fast path.
+    S1:uws)       w=31  b=31 r=1000 ;;
+    S1:nchan)     w=256 b=32 p=64 ;;
+    S1:*)         w=256 b=32 ;;
+    S2:scopecast) w=4096 b=1024 ;;
+    S2:uws)       w=4096 b=256 ;;
+    S2:nchan)     w=4096 b=256 p=256 ;;
+    S2:*)         w=4096 b=256 ;;
+    S6:scopecast) w=16 b=8 ;;
+    S6:nchan)     w=16 b=8 p=16 ;;
+    S6:*)         w=16 b=8 ;;
+  esac
+  w=$(knob "$s" "$srv" WINDOW "$w")
+  b=$(knob "$s" "$srv" BATCH "$b")
+  p=$(knob "$s" "$srv" PIPELINE "$p")
+  r=$(knob "$s" "$srv" READUS "$r")
+  echo "--window $w --batch $b${p:+ --pipeline $p} --read-us $r"
+}
+
+lg_args() { # scenario server
+  local s=$1 srv=$2
+  local common="--proto $(proto_of "$srv") --duration $DURATION --warmup $WARMUP"
+  case $s in
+    S1) echo "$common --subs 1000 --scopes 1 --size 64 $(window_batch S1 "$srv")" ;;
+    S2) echo "$common --subs 10000 --scopes 1000 --size 64 $(window_batch S2 "$srv")" ;;
+    # one event per publish; a publisher that fell behind catches up in
+    # batches of up to 16
+    S3) echo "$common --subs 1000 --scopes 1 --size 64 --deliveries-rate 100000 --read-us 0 --batch 16" ;;
+    S4) echo "$common --subs 1000 --scopes 1 --size 64 --deliveries-rate 100000 --read-us 0 --batch 16 --stall 1" ;;
+    # 1000 scopes x 10 like S2: with all 10,000 in one scope scopecast's
+    # presence (join pushes, presence lists in replies) is O(N^2) (see notes)
+    S5) echo "--proto $(proto_of "$srv") --subs 10000 --scopes 1000 --idle --settle 3" ;;
+    S6) echo "$common --subs 1000 --scopes 1 --size 16384 $(window_batch S6 "$srv")" ;;
+  esac
+}
+
+# the figure that decides "best of REPEAT": higher is better for throughput,
+# lower for latency and memory
+score() { # scenario resultline
+  local key
+  case $1 in
+    S1|S2|S6) key=deliveries_per_s ;;
+    S3|S4) key=p99_us ;;
+    S5) key=bytes_per_conn ;;
+  esac
+  local v
+  v=$(sed -n "s/.* $key=\([0-9.]*\).*/\1/p" <<<" $2")
+  case $1 in S1|S2|S6) echo "${v:-0}" ;; *) echo "-${v:-999999999}" ;; esac
+}
+
+CUR_SCEN=""
+run_one() { # scenario server -> prints "SCEN SERVER DATE RESULT..."
+  local s=$1 srv=$2 port best="" bestscore="" r n args
+  CUR_SCEN=$s
+  args=$(lg_args "$s" "$srv")
+  for n in $(seq 1 "$REPEAT"); do
+    port=$(pick_port 18400)
+    if ! start_server "$srv" "$port"; then
+      echo "$s $srv $(date -u +%FT%TZ) RESULT error=server_start"
+      return
+    fi
+    log "$s $srv (run $n/$REPEAT): loadgen $args"
+    # shellcheck disable=SC2086
+    r=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" --port "$port" --server-pid "$SRV_PIDS" $args \
+        2>>"$WORK/$s-$srv.loadgen.log" | grep '^RESULT' | tail -1) || true
+    stop_server
+    [ -n "$r" ] || r="RESULT error=loadgen"
+    log "  $r"
+    local sc
+    sc=$(score "$s" "$r")
+    if [ -z "$best" ] || awk -v a="$sc" -v b="$bestscore" 'BEGIN{exit !(a+0>b+0)}'; then
+      best=$r
+      bestscore=$sc
+    fi
+  done
+  echo "$s $srv $(date -u +%FT%TZ) $best args=${args// /,} repeat=$REPEAT"
+}
+
+# ---- results file ----------------------------------------------------------
+RAW=$WORK/raw.txt
+: >"$RAW"
+if [ -f "$RESULTS" ]; then
+  # keep earlier raw lines (between the markers) except those re-run now
+  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^S[0-9] ' >"$WORK/old.txt" || true
+  sed -n '/^<!-- notes-begin -->$/,/^<!-- notes-end -->$/p' "$RESULTS" | sed '1d;$d' >"$WORK/notes.md" || true
+  while read -r line; do
+    set -- $line
+    case " $want_scen " in *" $1 "*) case " $want_srv " in *" $2 "*) continue ;; esac ;; esac
+    echo "$line" >>"$RAW"
+  done <"$WORK/old.txt"
+fi
+
+for s in $want_scen; do
+  for srv in $want_srv; do
+    run_one "$s" "$srv" >>"$RAW"
+  done
+done
+
+# ---- report ------------------------------------------------------------------
+machine() {
+  local cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+  echo "- Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
+  echo "- Server pinned to core $SERVER_CORE, loadgen to core $LOADGEN_CORE (taskset); loopback only"
+  echo "- Versions: scopecast $("$SCOPECAST" --version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //') + nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null), node $(node --version 2>/dev/null), ws $(node -p "require('$BENCH/peers/node/node_modules/ws/package.json').version" 2>/dev/null), uws-pack $(node -p "require('$BENCH/peers/node/node_modules/uws-pack/package.json').version" 2>/dev/null)"
+  echo "- Last run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/run.sh $ORIG_ARGS\` (DURATION=$DURATION s, WARMUP=$WARMUP s, REPEAT=$REPEAT); each raw line below has its own date"
+}
+
+{
+  echo "# scopecast benchmark results"
+  echo
+  echo "Generated by \`bench/run.sh\` (see bench/README.md for method and caveats). Every row"
+  echo "comes from one RESULT line of bench/loadgen kept in *Raw results* below;"
+  echo "\"× sc\" is this server's figure divided by scopecast's in the same table."
+  echo "\`other CPU\` is what the rest of the machine used meanwhile (all cores' busy time"
+  echo "minus the server's and the loadgen's, in % of one core): well above 0 means"
+  echo "the figures of that row were disturbed. A loadgen above ~90% of its core"
+  echo "means the row is a lower bound on the server."
+  echo
+  machine
+  echo
+  # a hand-written notes section survives regeneration
+  echo '<!-- notes-begin -->'
+  if [ -f "$WORK/notes.md" ]; then cat "$WORK/notes.md"; fi
+  echo '<!-- notes-end -->'
+  echo
+  awk -f - "$RAW" <<'AWK'
+function val(k,   i) { return (k in F) ? F[k] : "" }
+function num(x) { return x + 0 }
+function fmtrate(x) { x = num(x); if (x >= 1e6) return sprintf("%.2fM", x/1e6); if (x >= 1e3) return sprintf("%.0fk", x/1e3); return sprintf("%.0f", x) }
+function fmtus(x) { x = num(x); if (x >= 1e6) return sprintf("%.2f s", x/1e6); if (x >= 1e3) return sprintf("%.1f ms", x/1e3); return sprintf("%d µs", x) }
+function ratio(a, b) { if (b == "" || num(b) == 0 || a == "") return "–"; return sprintf("%.2f×", num(a)/num(b)) }
+{
+  sc = $1; srv = $2
+  delete F
+  for (i = 5; i <= NF; i++) { n = index($i, "="); if (n) F[substr($i, 1, n-1)] = substr($i, n+1) }
+  key = sc SUBSEP srv
+  have[key] = 1
+  line[key] = $0
+  for (k in F) R[key, k] = F[k]
+  when[key] = $3
+}
+function get(sc, srv, k) { return ((sc, srv, k) in R) ? R[sc, srv, k] : "" }
+function lossinfo(sc, srv,   s) {
+  s = ""
+  if (num(get(sc, srv, "drops")) > 0) s = s sprintf("drops %s (%s notices) ", get(sc, srv, "drops"), get(sc, srv, "drop_notices"))
+  if (num(get(sc, srv, "gaps")) > 0) s = s "gaps " get(sc, srv, "gaps") " "
+  if (num(get(sc, srv, "lost")) > 0) s = s "lost " get(sc, srv, "lost") " "
+  if (num(get(sc, srv, "closed")) > 0) s = s "closed " get(sc, srv, "closed") " "
+  if (num(get(sc, srv, "errors")) + num(get(sc, srv, "pub_errors")) > 0) s = s "errors " (num(get(sc, srv, "errors")) + num(get(sc, srv, "pub_errors")))
+  return s == "" ? "none" : s
+}
+function throughput(sc, title, n,   i, srv, base) {
+  print "## " title; print ""
+  print "| server | deliveries/s | × sc | events/s | MB/s | p50 | p99 | p99.9 | max | window/batch | loss | loadgen CPU | server CPU | other CPU |"
+  print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
+  base = get(sc, "scopecast", "deliveries_per_s")
+  for (i = 1; i <= n; i++) {
+    srv = S[i]
+    if (!((sc, srv) in have)) continue
+    if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", name[srv], get(sc, srv, "error"); continue }
+    printf "| %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s/%s | %s | %s%% | %s%% | %s%% |\n", name[srv],
+      fmtrate(get(sc, srv, "deliveries_per_s")), ratio(get(sc, srv, "deliveries_per_s"), base),
+      fmtrate(get(sc, srv, "events_per_s")), num(get(sc, srv, "mbytes_per_s")),
+      fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")), fmtus(get(sc, srv, "p999_us")), fmtus(get(sc, srv, "max_us")),
+      get(sc, srv, "window"), get(sc, srv, "batch"), lossinfo(sc, srv),
+      get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "server_cpu_pct"), get(sc, srv, "other_cpu_pct")
+  }
+  print ""
+}
+function latency(sc, title, n, stall,   i, srv, base) {
+  print "## " title; print ""
+  if (stall)
+    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | server RSS start → end | loss (others) | loadgen CPU | server CPU | other CPU |"
+  else
+    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | loss | loadgen CPU | server CPU | other CPU |"
+  if (stall) print "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
+  else print "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+  base = get(sc, "scopecast", "p99_us")
+  for (i = 1; i <= n; i++) {
+    srv = S[i]
+    if (!((sc, srv) in have)) continue
+    if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", name[srv], get(sc, srv, "error"); continue }
+    printf "| %s | %s | %s | %s | %s | %s | %s |", name[srv], fmtrate(get(sc, srv, "deliveries_per_s")),
+      fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")), ratio(get(sc, srv, "p99_us"), base),
+      fmtus(get(sc, srv, "p999_us")), fmtus(get(sc, srv, "max_us"))
+    if (stall) printf " %.1f → %.1f MB |", num(get(sc, srv, "server_rss_kb_start"))/1024, num(get(sc, srv, "server_rss_kb_end"))/1024
+    printf " %s | %s%% | %s%% | %s%% |\n", lossinfo(sc, srv), get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "server_cpu_pct"), get(sc, srv, "other_cpu_pct")
+  }
+  print ""
+}
+function memory(sc, title, n,   i, srv, base) {
+  print "## " title; print ""
+  print "| server | connections | RSS before | RSS after | bytes/connection | × sc |"
+  print "|---|---:|---:|---:|---:|---:|"
+  base = get(sc, "scopecast", "bytes_per_conn")
+  for (i = 1; i <= n; i++) {
+    srv = S[i]
+    if (!((sc, srv) in have)) continue
+    if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", name[srv], get(sc, srv, "error"); continue }
+    printf "| %s | %s | %.1f MB | %.1f MB | %.0f | %s |\n", name[srv], get(sc, srv, "subs"),
+      num(get(sc, srv, "rss_before_kb"))/1024, num(get(sc, srv, "rss_after_kb"))/1024,
+      num(get(sc, srv, "bytes_per_conn")), ratio(get(sc, srv, "bytes_per_conn"), base)
+  }
+  print ""
+}
+END {
+  n = split("scopecast uws nchan nodews mosquitto", S, " ")
+  name["scopecast"] = "scopecast"; name["uws"] = "uWebSockets.js (uws-pack)"; name["nchan"] = "nginx + nchan"
+  name["nodews"] = "Node ws"; name["mosquitto"] = "mosquitto (MQTT/WS)"
+  throughput("S1", "S1 — saturation: 1 scope × 1000 subscribers × 64-byte events", n)
+  throughput("S2", "S2 — 1000 scopes × 10 subscribers (10,000 connections)", n)
+  latency("S3", "S3 — latency at a fixed 100k deliveries/s (100 events/s × 1000 subscribers)", n, 0)
+  latency("S4", "S4 — S3 with one subscriber that stopped reading", n, 1)
+  memory("S5", "S5 — 10,000 idle subscribed connections", n)
+  throughput("S6", "S6 — 16 KB events, 1 scope × 1000 subscribers", n)
+}
+AWK
+  echo "## Raw results"
+  echo
+  echo "One line per scenario and server: the loadgen's RESULT line, its arguments."
+  echo
+  echo '<!-- raw-begin -->'
+  echo '```text'
+  sort -k1,1 -k2,2 "$RAW"
+  echo '```'
+  echo '<!-- raw-end -->'
+} >"$WORK/RESULTS.md"
+cp "$WORK/RESULTS.md" "$RESULTS"
+log "wrote $RESULTS"
