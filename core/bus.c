@@ -445,6 +445,7 @@ static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope,
         }
         sub->_echo = opts->echo;
         sub->_quiet = opts->quiet;
+        sub->_hidden = opts->hidden;
         sub->_on_disconnect = opts->on_disconnect;
         sub->_on_disconnect_ud = opts->on_disconnect_ud;
     }
@@ -506,14 +507,15 @@ static int attach_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     bool first = true;
     if (reserve_sub_slot(sc) != 0)
         return SC_ENOMEM;
-    if (sub->_has_conn && sub->_conn.user_id) {
+    bool shown = sub->_has_conn && !sub->_hidden;
+    if (shown && sub->_conn.user_id) {
         const char *uid = sub->_conn.user_id;
         user = sc__strmap_upsert(&sc->users, uid, sc__hash(uid));
         if (!user)
             return SC_ENOMEM;
         first = user->value == NULL;
     }
-    if (sub->_has_conn && sc->nsubs > 0) {
+    if (shown && sc->nsubs > 0) {
         sc_event_t *join = sc__event_create_presence(
             SC_EVENT_JOIN, sub->_scope_name, &sub->_conn, first);
         if (!join || encode(bus, join) != 0) {
@@ -583,7 +585,7 @@ static bool detach_locked(sc_bus_t *bus, sc__scope_t *sc, sc_sub_t *sub)
     sc->subs[i]->_index = i;
     sub->_scope = NULL;
     atomic_fetch_sub(&bus->subscribers, 1);
-    if (!sub->_has_conn || !sub->_conn.user_id)
+    if (!sub->_has_conn || sub->_hidden || !sub->_conn.user_id)
         return true;
     const char *uid = sub->_conn.user_id;
     sc__strmap_entry_t *user = sc__strmap_find(&sc->users, uid, sc__hash(uid));
@@ -604,7 +606,7 @@ static bool leave_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
                          sc_sub_t *sub, after_t *af)
 {
     bool last = detach_locked(bus, sc, sub);
-    if (!sub->_has_conn || sc->nsubs == 0)
+    if (!sub->_has_conn || sub->_hidden || sc->nsubs == 0)
         return true;
     sc_event_t *leave = sc__event_create_presence(
         SC_EVENT_LEAVE, sub->_scope_name, &sub->_conn, last);
@@ -810,7 +812,7 @@ int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
     if (sc && sc->nsubs && !(v = calloc(sc->nsubs, sizeof *v)))
         rc = SC_ENOMEM;
     for (size_t i = 0; v && sc && i < sc->nsubs; i++) {
-        if (!sc->subs[i]->_has_conn)
+        if (!sc->subs[i]->_has_conn || sc->subs[i]->_hidden)
             continue;
         if (sc_conn_copy(&v[count], &sc->subs[i]->_conn) != SC_OK) {
             rc = SC_ENOMEM;

@@ -122,6 +122,9 @@ typedef struct sc_sub_opts {
     bool echo;               /* deliver events whose origin is this conn's
                                 session (default false: suppressed) */
     bool quiet;              /* do not receive join/leave of others */
+    bool hidden;             /* not announced: no JOIN/LEAVE for it, left
+                                out of presence and of first/last counts
+                                (its conn still serves audience and echo) */
     sc_on_disconnect_fn on_disconnect; /* optional */
     void *on_disconnect_ud;
 } sc_sub_opts_t;
@@ -152,7 +155,7 @@ size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id,
                          const char *scope);
 
 /* Presence snapshot: copies of the conn infos of `scope`'s live
- * subscribers that gave one, de-duplicated by value. *out is a new array
+ * subscribers that gave one and are not hidden, de-duplicated by value. *out is a new array
  * (free with sc_presence_free), NULL with *n = 0 for an unknown scope.
  * Returns SC_OK or SC_ENOMEM. Thread: any. */
 int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,

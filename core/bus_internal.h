@@ -58,6 +58,7 @@ struct sc_sub {
     bool _has_conn;               /* {const} */
     bool _echo;                   /* {const} */
     bool _quiet;                  /* {const} */
+    bool _hidden;                 /* {const} */
     sc_on_disconnect_fn _on_disconnect; /* {const} */
     void *_on_disconnect_ud;      /* {const} */
     struct sc__scope *_scope;     /* {shard} NULL once removed */

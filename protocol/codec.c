@@ -111,18 +111,23 @@ static int decode_op(json_object *root, sc_op_t *op, sc_proto_err_t *err)
     return SC_EINVAL;
 }
 
-/* subscribe: meta (object or null) and echo (boolean or null). */
+/* subscribe: meta (object or null), echo and presence (boolean or null;
+ * presence is a scopecast addition to v1, default true). */
 static int decode_subscribe(json_object *root, sc_request_t *req,
                             sc_proto_err_t *err)
 {
     json_object *meta = sc__member(root, "meta");
     json_object *echo = sc__member(root, "echo");
+    json_object *presence = sc__member(root, "presence");
 
     if (meta != NULL && !json_object_is_type(meta, json_type_object))
         return sc__err_field(err, "", "meta", "must be an object");
     if (echo != NULL && !json_object_is_type(echo, json_type_boolean))
         return sc__err_field(err, "", "echo", "must be a boolean");
+    if (presence != NULL && !json_object_is_type(presence, json_type_boolean))
+        return sc__err_field(err, "", "presence", "must be a boolean");
     req->echo = echo != NULL && json_object_get_boolean(echo);
+    req->no_presence = presence != NULL && !json_object_get_boolean(presence);
     if (meta != NULL && (req->meta_json = sc__json_text(meta)) == NULL)
         return sc__err_nomem(err);
     return SC_OK;

@@ -25,6 +25,7 @@
  *   "scope: must be a string",
  *   "scope: must be 1-200 printable ASCII characters without spaces",
  *   "meta: must be an object", "echo: must be a boolean",
+ *   "presence: must be a boolean",
  *   "paths: must be an array of strings",
  *   "paths: must not contain NUL characters",
  *   "audience: must be an array of strings",
@@ -77,6 +78,8 @@ typedef struct sc_request {
     char *scope;     /* NULL for ping; else a valid scope */
     char *meta_json; /* subscribe: object text; NULL when absent/null */
     bool echo;       /* subscribe: default false */
+    bool no_presence; /* subscribe: "presence": false (an addition to v1):
+                         neither sees nor shows presence */
     char **paths;    /* emit: npaths strings, NULL when none */
     size_t npaths;
     bool has_data;     /* emit: `data` present (null included) */

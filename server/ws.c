@@ -172,7 +172,9 @@ static int reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
 {
     sc_conn_t *list = NULL;
     size_t n = 0;
-    if (sc_bus_presence(c->svc->srv->bus, req->scope, &list, &n) != SC_OK) {
+    bool blind = subscribed && req->no_presence; /* answers "presence":[] */
+    if (!blind &&
+        sc_bus_presence(c->svc->srv->bus, req->scope, &list, &n) != SC_OK) {
         reply_error(c, req->id_json, "internal", "out of memory");
         return 0;
     }
@@ -214,7 +216,10 @@ static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
     sc_conn_t info = c->info; /* borrowed fields; the bus copies them */
     info.meta = req->meta_json;
     info.meta_len = req->meta_json ? strlen(req->meta_json) : 0;
-    sc_sub_opts_t opts = {.conn = &info, .echo = req->echo};
+    sc_sub_opts_t opts = {.conn = &info,
+                          .echo = req->echo,
+                          .quiet = req->no_presence,
+                          .hidden = req->no_presence};
     sc_sub_t *sub;
     uint64_t seq;
     if (sc_bus_subscribe(svc->srv->bus, req->scope, c->owner, &opts, &sub, &seq) !=

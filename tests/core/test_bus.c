@@ -1924,6 +1924,59 @@ static void test_bus_join_goes_to_others_not_self_nor_quiet(void **state)
     fx_close(&fx);
 }
 
+/* A hidden subscription (the protocol's "presence": false) is neither
+ * announced nor listed, does not count for first/last, and still gets
+ * events through its conn's audience rule. */
+static void test_bus_hidden_subscriber_is_not_announced_nor_listed(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 256);
+    sc_conn_t ca, ch;
+    mkconn(&ca, "s1", "alice");
+    mkconn(&ch, "sh", "alice");
+    sc_sub_t *w = sub_plain(&fx, "doc:h");
+    sc_sub_t *a = sub_conn(&fx, "doc:h", &ca, false, false);
+    take_presence(w, SC_EVENT_JOIN, "s1", true);
+    sc_sub_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.conn = &ch;
+    o.quiet = true;
+    o.hidden = true;
+    sc_sub_t *h = sub_opts(&fx, "doc:h", NULL, &o, NULL);
+    expect_empty(a); /* no JOIN for the hidden one */
+    sc_conn_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(sc_bus_presence(fx.bus, "doc:h", &list, &n), SC_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].session_id, "s1");
+    sc_presence_free(list, n);
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    const char *aud[] = {"alice"};
+    e.scope = "doc:h";
+    e.audience = aud;
+    e.naudience = 1;
+    e.has_audience = true;
+    emit_ok(&fx, &e);
+    size_t got = 0;
+    drain(h, &got, NULL, NULL, 0);
+    assert_int_equal(got, 1); /* the audience still sees its user */
+    drain(a, &got, NULL, NULL, 0);
+    assert_int_equal(got, 1);
+    drain(w, &got, NULL, NULL, 0);
+    assert_int_equal(got, 0); /* no conn: not in the audience, no JOIN */
+    sc_sub_destroy(a);   /* alice's last *shown* connection: last = true */
+    take_presence(w, SC_EVENT_LEAVE, "s1", true);
+    expect_empty(h);     /* quiet: no LEAVE either */
+    sc_sub_destroy(h);
+    expect_empty(w);     /* the hidden one leaves unannounced */
+    sc_sub_destroy(w);
+    sc_conn_deinit(&ca);
+    sc_conn_deinit(&ch);
+    fx_close(&fx);
+}
+
 static void test_bus_join_event_carries_scope_and_connection(void **state)
 {
     (void)state;
@@ -2638,6 +2691,7 @@ int main(void)
         cmocka_unit_test(test_bus_seq_starts_at_one_and_rises_by_one_per_emit),
         cmocka_unit_test(test_bus_subscribe_seq_equals_scope_last_seq),
         cmocka_unit_test(test_bus_join_goes_to_others_not_self_nor_quiet),
+        cmocka_unit_test(test_bus_hidden_subscriber_is_not_announced_nor_listed),
         cmocka_unit_test(test_bus_join_event_carries_scope_and_connection),
         cmocka_unit_test(test_bus_join_first_flag_is_per_user),
         cmocka_unit_test(test_bus_join_anonymous_connections_are_always_first),

@@ -705,6 +705,37 @@ class SubscriptionLimit(ScopecastTestCase):
         self.assertEqual((await a.call("ping"))["op"], "pong", "the connection stays open")
 
 
+class PresenceOptOut(ScopecastTestCase):
+    """scopecast's addition to v1: subscribe with "presence": false."""
+
+    async def test_presence_false_neither_sees_nor_shows_presence(self):
+        S = "room:blind"
+        a = await self.client()
+        await a.subscribe(S)
+        b = await self.client()
+        sb = await b.subscribe(S, presence=False)
+        self.assertEqual(sb["presence"], [], "a blind subscription gets no list")
+        self.assertEqual(await a.quiet(0.3, op="join"), [],
+                         "a presence:false subscriber is not announced")
+        pres = await a.ok("presence", scope=S)
+        self.assertEqual([c["session"] for c in pres["presence"]], [a.session],
+                         "a presence:false subscriber is not listed")
+        c = await self.client()
+        await c.subscribe(S)
+        j = await a.wait("join", scope=S)
+        self.assertEqual(j["conn"]["session"], c.session)
+        seq = await self.srv.emit(S, data="x")
+        ev = await b.wait("event", scope=S)
+        self.assertEqual(ev["seq"], seq, "events still arrive; joins did not")
+        await c.close()
+        await a.wait("leave", scope=S)
+        await b.close()
+        self.assertEqual(await a.quiet(0.5, op="leave"), [],
+                         "the blind subscriber leaves unannounced")
+        m = await a.call("subscribe", scope="room:x", presence="no")
+        self.assertError(m, "bad_request", id=m.get("id"))
+
+
 class Heartbeat(ScopecastTestCase):
     SERVER_ARGS = ("--heartbeat", "1", "--client-emit")
 
