@@ -1,5 +1,6 @@
 /* Protocol adapters.
- *  scopecast: {"op":"subscribe"} on /ws; events {"op":"event",...,"data":P}
+ *  scopecast: {"op":"subscribe","presence":false} on /ws (no peer has
+ *             presence, so none is asked for); events {"op":"event",...,"data":P}
  *  raw:       GET /sub/<scope> upgrades; every text message is a payload P
  *             (Node ws and uWebSockets.js peers; publisher sends
  *             "<scope>\n<P>" over a WebSocket to the pub path)
@@ -123,7 +124,7 @@ void proto_on_open(conn_t *c)
     scope_name(sc, c->scope);
     switch (cfg.proto) {
     case P_SCOPECAST: {
-        int n = snprintf(buf, sizeof buf, "{\"op\":\"subscribe\",\"scope\":\"%s\",\"id\":1}", sc);
+        int n = snprintf(buf, sizeof buf, "{\"op\":\"subscribe\",\"scope\":\"%s\",\"id\":1,\"presence\":false}", sc);
         ws_send(c, 1, buf, (size_t)n);
         break;
     }
