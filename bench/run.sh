@@ -200,7 +200,10 @@ knob() { # scenario server kind default
 window_batch() { # scenario server -> "--window W --batch B [--pipeline P] --read-us U"
   local s=$1 srv=$2 w b p="" r=2000
   case $s:$srv in
-    S1:scopecast) w=256 b=128 ;;
+    # scopecast keeps up to --maxsize (4096 here) per subscriber and packs
+    # them into ~16 KB writes: at W=256 it idles between batches (3.3M at
+    # 70% CPU); W=1024 keeps it busy (6.0M at 99%).
+    S1:scopecast) w=1024 b=256 ;;
     # uWS drains a subscriber inside publish() once it holds 32 messages,
     # while the publisher's socket is corked: every message then costs a
     # syscall and throughput collapses (0.27M at W=256). 31 in flight keeps

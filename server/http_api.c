@@ -76,6 +76,10 @@ static int respond(struct lws *wsi, sc_httpreq_t *r, unsigned status,
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"cache-control:",
             (const unsigned char *)"no-store", 8, &p, end) ||
+        (r->close_after &&
+         lws_add_http_header_by_name(
+             wsi, (const unsigned char *)"connection:",
+             (const unsigned char *)"close", 5, &p, end)) ||
         lws_finalize_http_header(wsi, &p, end)) {
         free(buf);
         return -1;
@@ -462,6 +466,10 @@ static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
     unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
     r->too_large = n > svc->srv->cfg->max_body;
     if (n > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
+        /* lws 4.1 loses the body of a request pipelined behind one with a
+         * body and then spins on the leftover bytes; closing after every
+         * answer to a request with a body leaves nothing to pipeline. */
+        r->close_after = true;
         r->waiting_body = true;
         return 0;
     }

@@ -31,6 +31,9 @@ static size_t olen, ooff, ocap;
 static char *ibuf;
 static size_t ilen, icap;
 static int inflight;
+/* The server answered "connection: close" (scopecast does for requests with
+ * a body): reconnect once the answers are read, not an error. */
+static int server_closes;
 static uint64_t next_g, acked_g, sent_events, errors, reqs;
 static int64_t start_ns, last_progress_ns;
 static int running;
@@ -103,6 +106,7 @@ int pub_init(int ep)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &P};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     inflight = 0;
+    server_closes = 0;
     olen = ooff = ilen = 0;
     return 0;
 }
@@ -182,6 +186,8 @@ static void http_parse(void)
         reqs++;
         if (inflight > 0)
             inflight--;
+        if (hdr_value(b, hl, "connection:", v, sizeof v) && strstr(v, "close"))
+            server_closes = 1;
         pos += hl + body;
     }
     if (pos > 0) {
@@ -238,6 +244,13 @@ void pub_io(uint32_t events)
         ilen += (size_t)r;
         if (is_http()) {
             http_parse();
+            if (server_closes && inflight == 0) {
+                epoll_ctl(pep, EPOLL_CTL_DEL, P.fd, NULL);
+                close(P.fd);
+                if (pub_init(pep) < 0)
+                    P.state = S_CLOSED;
+                return;
+            }
             continue;
         }
         size_t off = 0;
