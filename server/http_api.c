@@ -29,7 +29,7 @@ typedef struct sc_httpreq {
     enum method method;
     char path[256];
     char *body;
-    size_t body_len;
+    size_t body_len, body_cap;
     bool too_large;
     bool close_after;
     const struct route *route; /* the handler to run, NULL: static */
@@ -487,14 +487,20 @@ static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
         r->too_large = true;
         free(r->body);
         r->body = NULL;
-        r->body_len = 0;
+        r->body_len = r->body_cap = 0;
         return 0;
     }
-    char *p = realloc(r->body, r->body_len + len + 1);
-    if (!p)
-        return -1;
-    memcpy(p + r->body_len, in, len);
-    r->body = p;
+    if (r->body_len + len + 1 > r->body_cap) { /* grow geometrically */
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + len + 1)
+            cap *= 2;
+        char *p = realloc(r->body, cap);
+        if (!p)
+            return -1;
+        r->body = p;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, in, len);
     r->body_len += len;
     r->body[r->body_len] = '\0';
     return 0;

@@ -104,6 +104,8 @@ struct sc_svc {
     sc_buf_t scratch;            /* reply encoding */
     pthread_mutex_t pending_lock;
     sc_wsconn_t *pending;        /* {pending_lock} */
+    sc_wsconn_t **batch;         /* pending connections being written */
+    size_t batch_cap;
     lws_sorted_usec_list_t sul_tick;
     bool draining;               /* this thread has begun draining */
     int64_t drain_deadline_us;

@@ -26,6 +26,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* Pushes a connection may have queued and still be written at wake-up. */
+#define DIRECT_MAX 16
+
 /* Room kept free for a `dropped` or `closed` frame (scope <= 200 bytes). */
 #define NOTICE_ROOM 512
 
@@ -42,6 +45,28 @@ static void session_id(char out[17])
         out[2 * i + 1] = hex[rnd[i] & 15];
     }
     out[16] = '\0';
+}
+
+static int on_writeable(sc_wsconn_t *c);
+
+/* Writes what a connection has queued right away (on the service thread,
+ * outside its WRITEABLE callback) unless lws still holds part of an earlier
+ * write: this saves the POLLOUT round trip (two epoll_ctl calls and a loop
+ * pass) per connection and wake-up, which dominates when each event
+ * reaches a few connections or arrives alone. lws keeps at most one
+ * partial write, so a slow client still costs one packed write at most;
+ * closing, held data or a failed write go through WRITEABLE as usual. */
+static void write_now(sc_wsconn_t *c)
+{
+    /* A deep queue is a throughput case: leave it to WRITEABLE, where lws
+     * interleaves it with reading (measured: S1 drops from ~5M to ~1.6M
+     * deliveries/s when bursts are written here). */
+    size_t queued = 0;
+    for (size_t i = 0; i < c->nsubs && queued <= DIRECT_MAX; i++)
+        queued += sc_sub_pending(c->subs[i]);
+    if (queued > DIRECT_MAX || c->close_code ||
+        lws_partial_buffered(c->wsi) || on_writeable(c) < 0)
+        lws_callback_on_writable(c->wsi);
 }
 
 /* ---- wake / pending list (any thread) --------------------------------- */
@@ -65,13 +90,30 @@ void sc__ws_wake(void *ud)
 
 void sc__ws_flush_pending(sc_svc_t *svc)
 {
+    /* Take the list, then write without the lock (wakes may re-add). */
     pthread_mutex_lock(&svc->pending_lock);
+    size_t n = 0;
+    for (sc_wsconn_t *c = svc->pending; c; c = c->pnext)
+        n++;
+    if (n > svc->batch_cap) {
+        sc_wsconn_t **v = realloc(svc->batch, n * sizeof *v);
+        if (v) {
+            svc->batch = v;
+            svc->batch_cap = n;
+        }
+    }
+    size_t k = 0;
     for (sc_wsconn_t *c = svc->pending; c; c = c->pnext) {
         c->in_pending = false;
-        lws_callback_on_writable(c->wsi);
+        if (k < svc->batch_cap)
+            svc->batch[k++] = c;
+        else
+            lws_callback_on_writable(c->wsi); /* no room: the usual way */
     }
     svc->pending = NULL;
     pthread_mutex_unlock(&svc->pending_lock);
+    for (size_t i = 0; i < k; i++)
+        write_now(svc->batch[i]);
 }
 
 static void unlink_pending(sc_wsconn_t *c)
