@@ -46,6 +46,8 @@ typedef struct {
     int nsubs, nscopes, size, window, batch, procs, stall, idle;
     int read_us;       /* subscriber read pacing; 0 = read as soon as ready */
     int pipeline;      /* HTTP requests in flight (nchan); scopecast: 1 */
+    int pub_ws;        /* scopecast: publish with the WebSocket emit op
+                          (server needs --client-emit) instead of HTTP */
     double rate;       /* events/s; 0 = closed loop flat out */
     double duration, warmup, drain, settle, connect_timeout;
     int timestamps;    /* SO_TIMESTAMPNS */

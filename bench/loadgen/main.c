@@ -25,6 +25,7 @@ static void usage(void)
 "  --host ADDR --port N                server (default 127.0.0.1:8080)\n"
 "  --sub-path P   subscriber path, %%s = scope (scopecast /ws, raw|nchan /sub/%%s, mqtt /mqtt)\n"
 "  --pub-path P   publisher path (scopecast /api/emit, raw /pub, nchan /pub/%%s, mqtt /mqtt)\n"
+"  --pub-ws       scopecast: publish with WebSocket emit ops on /ws (needs --client-emit)\n"
 "  --subs N       subscribers (default 1000)      --scopes S   scopes (default 1)\n"
 "  --size B       payload bytes (default 64)      --stall K    extra subscribers that never read\n"
 "  --rate E       events/s; 0 = closed loop flat out (default 0)\n"
@@ -285,7 +286,7 @@ int main(int argc, char **argv)
         {"warmup", 1, 0, 6}, {"drain", 1, 0, 7}, {"read-us", 1, 0, 8},
         {"procs", 1, 0, 9}, {"idle", 0, 0, 10}, {"settle", 1, 0, 11},
         {"server-pid", 1, 0, 12}, {"no-timestamps", 0, 0, 13}, {"connects", 1, 0, 14},
-        {"rcvbuf", 1, 0, 15}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
+        {"rcvbuf", 1, 0, 15}, {"pub-ws", 0, 0, 16}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "P:h:p:n:s:z:r:w:b:d:qH", lo, NULL)) != -1) {
         switch (o) {
@@ -320,6 +321,7 @@ int main(int argc, char **argv)
         case 13: cfg.timestamps = 0; break;
         case 14: cfg.concurrent_connects = atoi(optarg); break;
         case 15: cfg.rcvbuf = atoi(optarg); break;
+        case 16: cfg.pub_ws = 1; break;
         case 'q': cfg.quiet = 1; break;
         default: usage(); return o == 'H' ? 0 : 2;
         }
@@ -327,7 +329,8 @@ int main(int argc, char **argv)
     if (!cfg.sub_path[0])
         strcpy(cfg.sub_path, cfg.proto == P_SCOPECAST ? "/ws" : cfg.proto == P_MQTT ? "/mqtt" : "/sub/%s");
     if (!cfg.pub_path[0])
-        strcpy(cfg.pub_path, cfg.proto == P_SCOPECAST ? "/api/emit" : cfg.proto == P_MQTT ? "/mqtt"
+        strcpy(cfg.pub_path, cfg.proto == P_SCOPECAST ? (cfg.pub_ws ? "/ws" : "/api/emit")
+                             : cfg.proto == P_MQTT ? "/mqtt"
                              : cfg.proto == P_NCHAN ? "/pub/%s" : "/pub");
     if (cfg.nsubs < 1 || cfg.nscopes < 1 || cfg.nscopes > cfg.nsubs || cfg.window < 1 || cfg.batch < 1 ||
         cfg.window >= (int)(RING / 4)) {

@@ -44,7 +44,7 @@ uint64_t pub_forced;
 
 static int is_http(void)
 {
-    return cfg.proto == P_SCOPECAST || cfg.proto == P_NCHAN;
+    return (cfg.proto == P_SCOPECAST && !cfg.pub_ws) || cfg.proto == P_NCHAN;
 }
 
 static void ensure(size_t more)
@@ -285,7 +285,7 @@ static int can_send(size_t count)
 {
     if (P.state != S_READY)
         return 0;
-    if (cfg.proto == P_SCOPECAST)
+    if (cfg.proto == P_SCOPECAST && !cfg.pub_ws)
         return inflight == 0 && olen == ooff;
     if (cfg.proto == P_NCHAN)
         return inflight + (int)count <= cfg.pipeline && olen - ooff < (8u << 20);
@@ -301,7 +301,7 @@ static void send_events(size_t count)
         tmp_cap = item * count + 64;
         tmp = realloc(tmp, tmp_cap);
     }
-    if (cfg.proto == P_SCOPECAST) {
+    if (cfg.proto == P_SCOPECAST && !cfg.pub_ws) {
         size_t bl = 0;
         tmp[bl++] = '[';
         for (size_t i = 0; i < count; i++) {
@@ -351,6 +351,10 @@ static void send_events(size_t count)
             if (cfg.proto == P_MQTT) {
                 n = mqtt_publish_hdr(pl, sc, (size_t)cfg.size);
                 n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+            } else if (cfg.proto == P_SCOPECAST) { /* --pub-ws */
+                n = (size_t)sprintf((char *)pl, "{\"op\":\"emit\",\"scope\":\"%s\",\"data\":", sc);
+                n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+                pl[n++] = '}';
             } else {
                 n = (size_t)sprintf((char *)pl, "%s\n", sc);
                 n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
