@@ -220,11 +220,25 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
     return SC_OK;
 }
 
+_Thread_local sc_svc_t *sc__current_svc;
+
+static void flush_before_sleep(struct ev_loop *loop, ev_prepare *w,
+                               int revents)
+{
+    (void)loop;
+    (void)revents;
+    sc__ws_flush_pending(lws_container_of(w, sc_svc_t, flush_watcher));
+}
+
 static void *svc_loop(void *arg)
 {
     sc_svc_t *svc = arg;
     svc->status = 0;
+    sc__current_svc = svc;
+    ev_prepare_init(&svc->flush_watcher, flush_before_sleep);
+    ev_prepare_start(svc->loop, &svc->flush_watcher);
     ev_run(svc->loop, 0); /* until tick() breaks it after draining */
+    ev_prepare_stop(svc->loop, &svc->flush_watcher);
     return NULL;
 }
 

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "jsonw.h"
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <signal.h>
@@ -97,6 +98,7 @@ struct sc_svc {
     struct ev_loop *loop;        /* libev loop the context runs on */
     int listen_fd;               /* our SO_REUSEPORT listener */
     pthread_t thread;
+    ev_prepare flush_watcher;    /* flushes pending writes before sleeping */
     bool thread_started;
     sc_wsconn_t *conns;          /* list of this thread's connections */
     _Atomic size_t nconns;       /* {atomic} */
@@ -142,6 +144,9 @@ uint64_t sc__sum_counter(const sc_server_t *srv, size_t offset);
 size_t sc__total_connections(const sc_server_t *srv);
 
 extern const char *const sc__err_code_names[SC_ERRC_COUNT];
+
+/* The service context the calling thread runs, NULL on other threads. */
+extern _Thread_local sc_svc_t *sc__current_svc;
 
 /* server.c */
 /* Creates the bus and cfg->threads service contexts listening on one port.

@@ -84,7 +84,10 @@ void sc__ws_wake(void *ud)
         svc->pending = c;
     }
     pthread_mutex_unlock(&svc->pending_lock);
-    if (first)
+    /* On the service thread itself (a client's or an HTTP emit) the loop's
+     * prepare watcher flushes before it next sleeps: no wake-up needed, and
+     * everything emitted in this pass goes out in one write per connection. */
+    if (first && sc__current_svc != svc)
         lws_cancel_service(svc->ctx);
 }
 
