@@ -215,7 +215,9 @@ window_batch() { # scenario server -> "--window W --batch B [--pipeline P] --rea
     # connection ~4 events per write (b=1024: 129k/s, b=4096: 415-448k/s);
     # uWS gets the same chance with S2_WINDOW_uws/S2_BATCH_uws (see notes)
     S2:scopecast) w=8192 b=4096 ;;
-    S2:uws)       w=4096 b=256 ;;
+    # uWS also does better with bigger batches here (b=256: ~330k,
+    # b=1024: ~650k)
+    S2:uws)       w=8192 b=1024 ;;
     S2:nchan)     w=4096 b=256 p=256 ;;
     S2:*)         w=4096 b=256 ;;
     S6:scopecast) w=16 b=8 ;;
