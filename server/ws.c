@@ -59,8 +59,7 @@ static int on_writeable(sc_wsconn_t *c);
 static void write_now(sc_wsconn_t *c)
 {
     /* A deep queue is a throughput case: leave it to WRITEABLE, where lws
-     * interleaves it with reading (measured: S1 drops from ~5M to ~1.6M
-     * deliveries/s when bursts are written here). */
+     * interleaves the writes with reading what the publishers send. */
     size_t queued = 0;
     for (size_t i = 0; i < c->nsubs && queued <= DIRECT_MAX; i++)
         queued += sc_sub_pending(c->subs[i]);
