@@ -11,7 +11,6 @@ const char *sc_strerror(int err)
     case SC_ECLOSED: return "subscription closed";
     case SC_ETIMEDOUT: return "timed out";
     case SC_ENOTFOUND: return "not found";
-    case SC_ECALLBACK: return "callback failed";
     default: return "unknown error";
     }
 }

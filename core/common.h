@@ -21,7 +21,6 @@ enum sc_err {
     SC_ECLOSED = -4, /* the subscription was closed and is fully drained */
     SC_ETIMEDOUT = -5, /* a blocking wait ran out of time */
     SC_ENOTFOUND = -6, /* no such scope, user or object */
-    SC_ECALLBACK = -7, /* reserved for callbacks that report failure */
 };
 
 /* Returns a static, human-readable string for an sc_err value; unknown

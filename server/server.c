@@ -154,7 +154,6 @@ static int svc_init(sc_server_t *srv, int i, int port)
 {
     sc_svc_t *svc = &srv->svcs[i];
     svc->srv = srv;
-    svc->index = i;
     svc->listen_fd = -1;
     pthread_mutex_init(&svc->pending_lock, NULL);
     sc_buf_init(&svc->scratch);

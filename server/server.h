@@ -66,12 +66,10 @@ typedef struct sc_wsconn {
     sc_sub_t *carry_sub;
     char *rx; /* message being reassembled */
     size_t rx_len, rx_cap;
-    bool rx_too_big;
     int64_t last_seen_us; /* last data frame or pong */
     int64_t last_ping_us;
     bool ping_due;
     int close_code;                /* > 0: close with it once flushed */
-    bool wrote_last;               /* flushed something in the last callback */
     struct sc_wsconn *next, *prev; /* all connections */
     struct sc_wsconn *pnext;       /* {pending_lock} */
     bool in_pending;               /* {pending_lock} */
@@ -93,7 +91,6 @@ typedef struct sc_pss {
  * HTTP handlers of other threads). */
 struct sc_svc {
     sc_server_t *srv;
-    int index;
     struct lws_context *ctx;
     struct ev_loop *loop;        /* libev loop the context runs on */
     int listen_fd;               /* our SO_REUSEPORT listener */
