@@ -70,8 +70,14 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
         for (;;) {
             int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
-                if (errno == EMFILE || errno == ENFILE)
-                    sc_log(SC_LOG_WARN, "accept: %s", strerror(errno));
+                if (errno == EMFILE || errno == ENFILE) {
+                    /* Out of descriptors: the backlog stays readable, so
+                     * stop listening for a moment rather than spin. */
+                    sc_log(SC_LOG_WARN, "accept: %s; pausing accepts",
+                           strerror(errno));
+                    lws_rx_flow_control(wsi, 0);
+                    lws_set_timer_usecs(wsi, 200 * LWS_US_PER_MS);
+                }
                 break;
             }
             if (!lws_adopt_socket_vhost(vh, fd))
@@ -79,6 +85,9 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
         }
         return 0;
     }
+    case LWS_CALLBACK_TIMER:
+        lws_rx_flow_control(wsi, 1); /* try accepting again */
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return -1; /* not a WebSocket subprotocol */
     default:

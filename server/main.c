@@ -8,15 +8,19 @@
 #include "server.h"
 
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 
-static volatile sig_atomic_t stop_requested;
+/* Lock-free atomic: safe to set from the signal handler and to read from
+ * every service thread (a volatile sig_atomic_t is only for one thread). */
+static _Atomic int stop_requested;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    atomic_store(&stop_requested, 1);
 }
 
 static void install_signals(void)
@@ -28,6 +32,25 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* Raises the soft limit on open files toward what --max-connections needs
+ * (systems often start at 1024), up to the hard limit. */
+static void raise_fd_limit(int max_connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
+                      ? want
+                      : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        sc_log(SC_LOG_WARN,
+               "open-file limit %llu is below --max-connections + 256; "
+               "raise the hard limit (ulimit -Hn) for that many connections",
+               (unsigned long long)rl.rlim_cur);
 }
 
 int main(int argc, char **argv)
@@ -50,6 +73,7 @@ int main(int argc, char **argv)
     }
     sc_log_set_level(cfg.log_level);
     install_signals();
+    raise_fd_limit(cfg.max_connections);
 
     sc_server_t srv;
     int status = 1;

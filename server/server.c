@@ -97,9 +97,13 @@ static void tick(lws_sorted_usec_list_t *sul)
     sc_svc_t *svc = lws_container_of(sul, sc_svc_t, sul_tick);
     sc_server_t *srv = svc->srv;
     int64_t now = sc__now_us();
-    if ((*srv->stop_flag || atomic_load(&srv->draining)) && !svc->draining)
+    if ((atomic_load(srv->stop_flag) || atomic_load(&srv->draining)) &&
+        !svc->draining)
         sc__ws_begin_drain(svc);
-    if (svc->draining && (atomic_load(&svc->nconns) == 0 ||
+    /* Every thread keeps serving (its listener answers 503 to upgrades and
+     * /healthz) until all threads' connections are gone: with SO_REUSEPORT a
+     * stopped thread's listener would still be handed new connections. */
+    if (svc->draining && (sc__total_connections(srv) == 0 ||
                           now >= svc->drain_deadline_us)) {
         svc->done = true;
         ev_break(svc->loop, EVBREAK_ALL);
@@ -199,7 +203,7 @@ static int svc_init(sc_server_t *srv, int i, int port)
 }
 
 int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
-                   volatile sig_atomic_t *stop_flag)
+                   _Atomic int *stop_flag)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;

@@ -125,7 +125,7 @@ struct sc_server {
     const char *jwt_secret;      /* cfg's or the demo's generated one */
     char demo_secret[SC_AUTH_SECRET_LEN];
     int listen_port;             /* the port actually bound */
-    volatile sig_atomic_t *stop_flag; /* set by the signal handler */
+    _Atomic int *stop_flag; /* set by the signal handler */
     _Atomic bool draining;       /* shutdown has begun (any thread reads) */
     sc_svc_t *svcs;
     int nsvcs;
@@ -150,7 +150,7 @@ extern _Thread_local sc_svc_t *sc__current_svc;
  * Returns SC_OK, SC_EINVAL (cannot listen) or SC_ENOMEM; call
  * sc_server_deinit either way. Thread: main. */
 int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
-                   volatile sig_atomic_t *stop_flag);
+                   _Atomic int *stop_flag);
 /* Runs every service thread until shutdown has drained. Returns 0 or -1. */
 int sc_server_run(sc_server_t *srv);
 void sc_server_deinit(sc_server_t *srv);

@@ -238,6 +238,9 @@ class Server:
             cmd = [CONFIG.server, "--host", HOST, "--port", str(self.port)]
             if "--web-root" not in self.args:
                 cmd += ["--web-root", CONFIG.web_root]
+            # SC_IT_SERVER_ARGS: flags for every server of the run (CMake
+            # uses it for the "--threads 2" variants); the test's own come last.
+            cmd += os.environ.get("SC_IT_SERVER_ARGS", "").split()
             cmd += self.args
             env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
             env.update(self.extra_env)
