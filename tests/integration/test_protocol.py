@@ -618,7 +618,11 @@ class Dropped(ScopecastTestCase):
         await slow.drain(idle=0.5)
         upto = slow.log.index(closed)
         msgs = [m for m in slow.log[:upto] if m.get("scope") == S and m.get("op") in ("event", "dropped")]
-        self.assertEqual(msgs[-1]["op"], "dropped", "a pending `dropped` is sent before `closed`")
+        # Whether the queue ended on drops depends on how far the server had
+        # written into the socket meanwhile (timing, threads): when the last
+        # event was not delivered, its loss must be reported before `closed`.
+        if not (msgs[-1]["op"] == "event" and msgs[-1].get("seq") == last):
+            self.assertEqual(msgs[-1]["op"], "dropped", "a pending `dropped` is sent before `closed`")
         received, dropped = check_drop_accounting(msgs + [{"op": "event", "seq": last + 1}], sub["seq"] + 1,
                                                   last + 1)
         self.assertEqual(received - 1 + dropped, last - sub["seq"])
