@@ -81,19 +81,26 @@ static int encode(void *ud, sc_event_t *ev)
 
 /* ---- phase 1: emits with no subscribers ------------------------------ */
 
+/* The emit both phases send: SCOPE with a PAYLOAD-byte payload (borrowed
+ * from `payload`, which must outlive the emits). */
+static void bench_emit(sc_emit_t *e, char payload[PAYLOAD], char fill)
+{
+    memset(payload, fill, PAYLOAD);
+    memset(e, 0, sizeof *e);
+    e->scope = SCOPE;
+    e->payload = payload;
+    e->payload_len = PAYLOAD;
+    e->has_payload = true;
+}
+
 static double bench_no_subscribers(double seconds, uint64_t *count)
 {
     sc_bus_t *bus = NULL;
     if (sc_bus_create(NULL, &bus) != SC_OK)
         return -1;
     char payload[PAYLOAD];
-    memset(payload, 'x', sizeof payload);
     sc_emit_t e;
-    memset(&e, 0, sizeof e);
-    e.scope = SCOPE;
-    e.payload = payload;
-    e.payload_len = sizeof payload;
-    e.has_payload = true;
+    bench_emit(&e, payload, 'x');
     uint64_t n = 0;
     double t0 = now_s(), t1 = t0;
     while (t1 - t0 < seconds) {
@@ -187,13 +194,8 @@ static void *emitter(void *p)
 {
     bench_t *b = p;
     char payload[PAYLOAD];
-    memset(payload, 'y', sizeof payload);
     sc_emit_t e;
-    memset(&e, 0, sizeof e);
-    e.scope = SCOPE;
-    e.payload = payload;
-    e.payload_len = sizeof payload;
-    e.has_payload = true;
+    bench_emit(&e, payload, 'y');
     uint64_t n = 0;
     while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
         for (int i = 0; i < 64; i++)
