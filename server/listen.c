@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -80,6 +82,10 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
                 }
                 break;
             }
+            /* lws sets this only on sockets it accepts itself: without it
+             * Nagle holds a small push while an earlier one is unacked. */
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             if (!lws_adopt_socket_vhost(vh, fd))
                 close(fd); /* lws refused it (out of fds or memory) */
         }
