@@ -1,6 +1,7 @@
 /* SO_REUSEPORT listeners adopted into lws contexts (see listen.h). */
 #define _GNU_SOURCE /* accept4 */
 #include "listen.h"
+#include "server.h"
 #include "log.h"
 
 #include <errno.h>
@@ -68,7 +69,7 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE: {
         int lfd = (int)lws_get_socket_fd(wsi);
-        struct lws_vhost *vh = lws_get_vhost(wsi);
+        sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
         for (;;) {
             int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
@@ -86,8 +87,8 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
              * Nagle holds a small push while an earlier one is unacked. */
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (!lws_adopt_socket_vhost(vh, fd))
-                close(fd); /* lws refused it (out of fds or memory) */
+            /* WebSocket upgrades stay with us, the rest goes to lws */
+            sc__wsio_accept(svc, fd);
         }
         return 0;
     }

@@ -63,12 +63,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     return sc__ws_callback(wsi, reason, user, in, len);
 }
 
-/* rx_buffer_size 1024: lws keeps that much per WebSocket connection; client
- * messages are small, and longer ones arrive in pieces we reassemble. With
- * 4 KB of header space (long enough for a JWT in ?token=) an idle
- * subscribed connection costs about 3.2 KB (bench S5). tx_packet_size must
- * be set: lws otherwise cuts every write into rx_buffer_size pieces, which
- * undoes the packing of SC_WRITE_CHUNK (bench S1: 2.3M -> 9.5M/s). */
+/* lws serves HTTP only (WebSockets are wsio.c's). tx_packet_size must be
+ * set: lws otherwise cuts every write into rx_buffer_size pieces. */
 static struct lws_protocols protocols[] = {
     {"scopecast.v1", callback, sizeof(sc_pss_t), 1024, 0, NULL, SC_WRITE_CHUNK},
     {SC_ACCEPT_PROTOCOL_NAME, sc_listen_callback, 0, 0, 0, NULL, 0},
@@ -110,6 +106,7 @@ static void tick(lws_sorted_usec_list_t *sul)
         return;
     }
     sc__ws_tick(svc, now);
+    sc__wsio_tick(svc, now);
     lws_sul_schedule(svc->ctx, 0, &svc->sul_tick, tick, TICK_US);
 }
 
@@ -162,7 +159,8 @@ static int svc_init(sc_server_t *srv, int i, int port)
     pthread_mutex_init(&svc->pending_lock, NULL);
     sc_buf_init(&svc->scratch);
     svc->wbuf = malloc(LWS_PRE + SC_WRITE_CHUNK);
-    if (!svc->wbuf)
+    svc->rbuf = malloc(SC_READ_CHUNK);
+    if (!svc->wbuf || !svc->rbuf)
         return SC_ENOMEM;
     /* Our own SO_REUSEPORT listener per thread (see listen.h). */
     int bound = port;
@@ -198,6 +196,7 @@ static int svc_init(sc_server_t *srv, int i, int port)
         return SC_EINVAL;
     }
     svc->listen_fd = -1; /* lws owns it now and closes it with the context */
+    svc->vhost = vh;
     lws_sul_schedule(svc->ctx, 0, &svc->sul_tick, tick, TICK_US);
     return SC_OK;
 }
@@ -242,6 +241,7 @@ static void *svc_loop(void *arg)
     ev_prepare_start(svc->loop, &svc->flush_watcher);
     ev_run(svc->loop, 0); /* until tick() breaks it after draining */
     ev_prepare_stop(svc->loop, &svc->flush_watcher);
+    sc__wsio_shutdown(svc); /* what the drain deadline left */
     return NULL;
 }
 
@@ -285,6 +285,7 @@ void sc_server_deinit(sc_server_t *srv)
             close(svc->listen_fd);
         sc_buf_deinit(&svc->scratch);
         free(svc->wbuf);
+        free(svc->rbuf);
         free(svc->batch);
         if (svc->srv)
             pthread_mutex_destroy(&svc->pending_lock);

@@ -48,41 +48,69 @@ enum sc_err_code {
     SC_ERRC_COUNT
 };
 
-/* One WebSocket connection. Owned by the service thread: created in
- * ESTABLISHED, freed in CLOSED. */
+/* Bytes read from a socket at once (the thread's read buffer). */
+#define SC_READ_CHUNK 65536
+
+enum sc_ws_state {
+    SC_WS_OPEN,    /* serving */
+    SC_WS_CLOSING, /* our close frame waits for room in the socket */
+    SC_WS_LINGER   /* close frame sent, our side shut: waiting for the FIN */
+};
+
+/* One WebSocket connection (wsio.c: transport, ws.c: protocol). Owned by
+ * the service thread: created by sc__ws_open() after the upgrade, freed by
+ * sc__wsio_destroy(). The fields the write path touches for every event
+ * come first, to share cache lines. */
 typedef struct sc_wsconn {
-    struct lws *wsi;
-    sc_svc_t *svc;               /* the service thread that owns it */
+    int fd;
+    uint8_t state;     /* enum sc_ws_state */
+    bool in_pending;   /* {pending_lock} */
+    bool ping_due;     /* a heartbeat ping goes out with the next write */
+    bool write_armed;  /* EV_WRITE is on: the socket refused bytes */
+    int close_code;    /* > 0: close with it once flushed */
+    sc_svc_t *svc;     /* the service thread that owns it */
+    struct sc_wsconn *pnext; /* {pending_lock} */
+    sc_sub_t **subs;   /* this connection's subscriptions */
+    size_t nsubs;
+    size_t rr;         /* round-robin start for fairness */
     sc_owner_t *owner; /* wakes us when a queue gets items */
+    sc_event_t *carry; /* popped but not yet written */
+    sc_sub_t *carry_sub;
+    uint8_t *out;      /* bytes the socket has not taken yet (or NULL) */
+    size_t out_len, out_off;
+    sc_buf_t ctl;      /* framed replies waiting to be written */
+    size_t ctl_off;    /* bytes of ctl already written */
+    ev_io io;
+    /* receive state (wsio.c) */
+    uint8_t hdr[14];   /* a frame header split by reads */
+    uint8_t hdr_len;
+    uint8_t op;        /* opcode of the frame being read */
+    bool fin;
+    bool in_frame;     /* header read, payload bytes `left` to come */
+    bool in_message;   /* a fragmented text message is in progress */
+    uint8_t mask[4];
+    uint8_t mask_off;
+    uint8_t cbuf_len;
+    uint8_t *cbuf;     /* a control frame split by reads (or NULL) */
+    uint64_t left;
+    char *rx;          /* message being reassembled (or NULL) */
+    size_t rx_len, rx_cap;
+    /* the rest */
+    size_t cap_subs;
+    int64_t last_seen_us; /* last frame from the client */
+    int64_t last_ping_us;
+    int64_t close_deadline_us; /* closing: destroyed at this time */
+    struct sc_wsconn *next, *prev; /* all connections */
     sc_conn_t info;    /* session, user, connected-at (no meta) */
     sc_claims_t claims;
     bool has_claims;
-    sc_sub_t **subs; /* this connection's subscriptions */
-    size_t nsubs, cap_subs;
-    size_t rr;         /* round-robin start for fairness */
-    sc_buf_t ctl;      /* framed replies waiting to be written */
-    size_t ctl_off;    /* bytes of ctl already written */
-    sc_event_t *carry; /* popped but not yet written */
-    sc_sub_t *carry_sub;
-    char *rx; /* message being reassembled */
-    size_t rx_len, rx_cap;
-    int64_t last_seen_us; /* last data frame or pong */
-    int64_t last_ping_us;
-    bool ping_due;
-    int close_code;                /* > 0: close with it once flushed */
-    struct sc_wsconn *next, *prev; /* all connections */
-    struct sc_wsconn *pnext;       /* {pending_lock} */
-    bool in_pending;               /* {pending_lock} */
 } sc_wsconn_t;
 
 struct sc_httpreq;
 
-/* lws per-session data (zeroed by lws). HTTP and WebSocket share the one
- * protocol, so a wsi uses one side or the other. */
+/* lws per-session data (zeroed by lws): HTTP only, WebSockets are ours. */
 typedef struct sc_pss {
-    sc_wsconn_t *ws;         /* WebSocket: the connection */
-    struct sc_httpreq *http; /* HTTP: the transaction in progress */
-    char *token;             /* ?token= seen at the upgrade (owned) */
+    struct sc_httpreq *http; /* the transaction in progress */
 } sc_pss_t;
 
 /* One service thread: its lws context (sharing the listening port with
@@ -104,6 +132,9 @@ struct sc_svc {
     pthread_mutex_t pending_lock;
     sc_wsconn_t *pending;        /* {pending_lock} */
     sc_wsconn_t **batch;         /* pending connections being written */
+    struct sc_hs *hs;            /* accepted, first request not seen yet */
+    struct lws_vhost *vhost;     /* where plain HTTP connections go */
+    uint8_t *rbuf;               /* SC_READ_CHUNK: socket reads */
     size_t batch_cap;
     lws_sorted_usec_list_t sul_tick;
     bool draining;               /* this thread has begun draining */
@@ -157,13 +188,47 @@ void sc_server_deinit(sc_server_t *srv);
 int64_t sc__now_us(void);
 double sc__wall_seconds(void);
 
-/* ws.c */
+/* ws.c: the protocol over a connection */
+/* Refuses an upgrade lws sees (only after a request on a kept-alive HTTP
+ * connection: fresh upgrades never reach lws). */
 int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len);
+/* A connection whose 101 has been sent: authenticates `token` (owned,
+ * may be NULL) and queues the welcome. Returns it, or NULL (fd untouched). */
+sc_wsconn_t *sc__ws_open(sc_svc_t *svc, int fd, char *token);
+/* One whole, valid UTF-8 text message from the client. */
+void sc__ws_message(sc_wsconn_t *c, const char *msg, size_t len);
+/* Appends a ready frame (a pong) to the replies. */
+void sc__ws_queue_frame(sc_wsconn_t *c, const void *frame, size_t len);
+/* The socket has room: packs and writes. Returns -1 to destroy c. */
+int sc__ws_writeable(sc_wsconn_t *c);
+/* Frees c and its subscriptions (the transport has closed its socket). */
+void sc__ws_free(sc_wsconn_t *c);
 void sc__ws_wake(void *ud);
 void sc__ws_flush_pending(sc_svc_t *svc);
 void sc__ws_tick(sc_svc_t *svc, int64_t now);
 void sc__ws_begin_drain(sc_svc_t *svc);
+
+/* wsio.c: the WebSocket transport */
+/* A connection just accepted: WebSocket upgrades are ours, the rest goes
+ * to lws. Takes fd. */
+void sc__wsio_accept(sc_svc_t *svc, int fd);
+/* Starts reading an upgraded connection. */
+void sc__wsio_start(sc_wsconn_t *c, int fd);
+/* Writes or holds `n` bytes. Returns 0, or -1 when the connection is
+ * broken (destroy it). */
+int sc__wsio_send(sc_wsconn_t *c, const void *data, size_t n);
+/* Asks (or stops asking) to be told when the socket has room. */
+void sc__wsio_want_write(sc_wsconn_t *c, bool on);
+/* Sends a close frame and starts the closing handshake (once). Returns 0,
+ * or -1 when the connection is broken (destroy it). */
+int sc__wsio_close(sc_wsconn_t *c, int code, const char *why);
+/* Closes the socket and frees c. */
+void sc__wsio_destroy(sc_wsconn_t *c);
+/* Drops new connections that did not send a request head in time. */
+void sc__wsio_tick(sc_svc_t *svc, int64_t now);
+/* At exit: closes what is left. */
+void sc__wsio_shutdown(sc_svc_t *svc);
 
 /* http_api.c */
 int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,

@@ -1,20 +1,22 @@
 /*
- * WebSocket connections: upgrade checks, identity, requests, replies and
- * the packed write path.
+ * WebSocket connections: identity, requests, replies and the packed write
+ * path (the transport underneath, handshake, frames and sockets, is
+ * wsio.c).
  *
  * Write path (ARCHITECTURE.md "Server design"): every event arrives with a
- * ready frame built once per emit; on WRITEABLE we re-arm the owner, then
- * gather, in order, a heartbeat ping, pending replies (the control queue)
- * and queued pushes of every subscription (round-robin), into one buffer
- * of up to SC_WRITE_CHUNK bytes and hand it to a single
- * lws_write(LWS_WRITE_RAW). If more remains we ask for WRITEABLE again;
- * otherwise the owner's wake brings us back when something new is queued.
- * Replies go before pushes, so `subscribed` precedes the scope's events
- * and `emitted` precedes the client's own echoed event.
+ * ready frame built once per emit. When a connection's queues get items
+ * its owner's wake puts it on the thread's pending list, which is flushed
+ * once per loop pass (before the loop sleeps); a flush re-arms the owner,
+ * then gathers, in order, a heartbeat ping, pending replies (the control
+ * queue) and queued pushes of every subscription (round-robin) into one
+ * buffer of up to SC_WRITE_CHUNK bytes and writes it with one send(). If
+ * more remains, or the socket refused bytes, we wait for the socket to
+ * have room (EV_WRITE). Replies go before pushes, so `subscribed` precedes
+ * the scope's events and `emitted` precedes the client's own echoed event.
  *
  * A slow client costs at most its subscriptions' bounded queues (event
  * references), its unsent replies (capped at SC_CTL_LIMIT) and one packed
- * write that lws holds while the socket is full.
+ * write held while the socket is full.
  */
 #include "server.h"
 #include "codec.h"
@@ -47,25 +49,25 @@ static void session_id(char out[17])
     out[16] = '\0';
 }
 
-static int on_writeable(sc_wsconn_t *c);
-
-/* Writes what a connection has queued right away (on the service thread,
- * outside its WRITEABLE callback) unless lws still holds part of an earlier
- * write: this saves the POLLOUT round trip (two epoll_ctl calls and a loop
- * pass) per connection and wake-up, which dominates when each event
- * reaches a few connections or arrives alone. lws keeps at most one
- * partial write, so a slow client still costs one packed write at most;
- * closing, held data or a failed write go through WRITEABLE as usual. */
+/* Writes what a connection has queued right away, on the service thread,
+ * instead of waiting for EV_WRITE (two epoll_ctl calls and a loop pass per
+ * connection and wake-up, which dominate when each event reaches a few
+ * connections or arrives alone). A deep queue is a throughput case: it
+ * waits for EV_WRITE, so that writes interleave with reading what the
+ * publishers send. */
 static void write_now(sc_wsconn_t *c)
 {
-    /* A deep queue is a throughput case: leave it to WRITEABLE, where lws
-     * interleaves the writes with reading what the publishers send. */
+    if (c->state != SC_WS_OPEN || c->write_armed)
+        return; /* closing, or EV_WRITE comes anyway */
     size_t queued = 0;
     for (size_t i = 0; i < c->nsubs && queued <= DIRECT_MAX; i++)
         queued += sc_sub_pending(c->subs[i]);
-    if (queued > DIRECT_MAX || c->close_code ||
-        lws_partial_buffered(c->wsi) || on_writeable(c) < 0)
-        lws_callback_on_writable(c->wsi);
+    if (queued > DIRECT_MAX) {
+        sc__wsio_want_write(c, true);
+        return;
+    }
+    if (sc__ws_writeable(c) < 0)
+        sc__wsio_destroy(c);
 }
 
 /* ---- wake / pending list (any thread) --------------------------------- */
@@ -109,13 +111,21 @@ void sc__ws_flush_pending(sc_svc_t *svc)
         c->in_pending = false;
         if (k < svc->batch_cap)
             svc->batch[k++] = c;
-        else
-            lws_callback_on_writable(c->wsi); /* no room: the usual way */
+        else if (c->state == SC_WS_OPEN)
+            sc__wsio_want_write(c, true); /* no room: the usual way */
     }
     svc->pending = NULL;
     pthread_mutex_unlock(&svc->pending_lock);
-    for (size_t i = 0; i < k; i++)
-        write_now(svc->batch[i]);
+    sc_wsconn_t **v = svc->batch;
+    for (size_t i = 0; i < k; i++) {
+        /* The write of a connection is a system call: meanwhile, bring the
+         * next connections' write-path lines into the cache. */
+        if (i + 2 < k)
+            __builtin_prefetch(v[i + 2]);
+        if (i + 1 < k && v[i + 1]->nsubs)
+            __builtin_prefetch(v[i + 1]->subs[0]);
+        write_now(v[i]);
+    }
 }
 
 static void unlink_pending(sc_wsconn_t *c)
@@ -165,10 +175,16 @@ static int queue_scratch(sc_wsconn_t *c)
         sc_buf_len(&c->ctl) - c->ctl_off > SC_CTL_LIMIT) {
         sc_log(SC_LOG_WARN, "session %s: replies not read, closing",
                c->info.session_id);
-        c->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        c->close_code = 1008; /* policy violation */
     }
-    lws_callback_on_writable(c->wsi);
+    sc__ws_wake(c);
     return 0;
+}
+
+void sc__ws_queue_frame(sc_wsconn_t *c, const void *frame, size_t len)
+{
+    sc_buf_put(&c->ctl, frame, len);
+    sc__ws_wake(c);
 }
 
 static int reply_error(sc_wsconn_t *c, const char *id_json, const char *code,
@@ -304,8 +320,10 @@ static int op_emit(sc_wsconn_t *c, const sc_request_t *req)
     return 0;
 }
 
-static void handle_message(sc_wsconn_t *c, const char *msg, size_t len)
+void sc__ws_message(sc_wsconn_t *c, const char *msg, size_t len)
 {
+    if (c->close_code)
+        return; /* closing: further requests are ignored */
     sc_request_t req;
     sc_proto_err_t err;
     if (sc_proto_decode(msg, len, &req, &err) != SC_OK) {
@@ -340,88 +358,6 @@ static void handle_message(sc_wsconn_t *c, const char *msg, size_t len)
     sc_request_deinit(&req);
 }
 
-/* ---- receive ------------------------------------------------------------- */
-
-/* Strict UTF-8 (RFC 3629: no overlongs, surrogates or code points past
- * U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp, min;
-        if ((b & 0xe0) == 0xc0)
-            k = 1, cp = b & 0x1f, min = 0x80;
-        else if ((b & 0xf0) == 0xe0)
-            k = 2, cp = b & 0x0f, min = 0x800;
-        else if ((b & 0xf8) == 0xf0)
-            k = 3, cp = b & 0x07, min = 0x10000;
-        else
-            return false;
-        if (n - i <= k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
-}
-
-static int close_now(struct lws *wsi, int code, const char *why)
-{
-    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why,
-                     strlen(why));
-    return -1;
-}
-
-static int on_receive(sc_wsconn_t *c, const void *in, size_t len)
-{
-    sc_svc_t *svc = c->svc;
-    c->last_seen_us = sc__now_us();
-    if (lws_frame_is_binary(c->wsi))
-        return close_now(c->wsi, 1003, "binary frames are not accepted");
-    if (c->close_code)
-        return 0; /* closing: ignore further requests */
-    size_t limit = svc->srv->cfg->max_message;
-    if (c->rx_len + len > limit)
-        return close_now(c->wsi, 1009, "message too big");
-    if (c->rx_len + len + 1 > c->rx_cap) {
-        size_t cap = c->rx_cap ? c->rx_cap : 1024;
-        while (cap < c->rx_len + len + 1)
-            cap *= 2;
-        char *p = realloc(c->rx, cap);
-        if (!p)
-            return close_now(c->wsi, 1011, "out of memory");
-        c->rx = p;
-        c->rx_cap = cap;
-    }
-    memcpy(c->rx + c->rx_len, in, len);
-    c->rx_len += len;
-    if (!lws_is_final_fragment(c->wsi) || lws_remaining_packet_payload(c->wsi))
-        return 0;
-    size_t n = c->rx_len;
-    c->rx_len = 0;
-    if (!utf8_valid((const unsigned char *)c->rx, n))
-        return close_now(c->wsi, 1007, "invalid UTF-8");
-    handle_message(c, c->rx, n);
-    /* Idle connections are the common case: keep no buffer between
-     * messages (malloc per client message is cheap next to its parsing). */
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_cap = 0;
-    return 0;
-}
-
 /* ---- write path ---------------------------------------------------------- */
 
 typedef struct packer {
@@ -429,6 +365,7 @@ typedef struct packer {
     uint8_t *base; /* svc->wbuf + LWS_PRE */
     size_t fill;
     bool direct; /* a frame larger than the buffer was written alone */
+    bool broken; /* a write failed: the connection is gone */
 } packer_t;
 
 static size_t room(const packer_t *p)
@@ -459,12 +396,10 @@ static bool put_event(packer_t *p, sc_event_t *ev)
         memcpy(p->base + p->fill, frame, len);
         p->fill += len;
     } else if (p->fill == 0) {
-        /* Bigger than the buffer: write it on its own (the encoder left
-         * LWS_PRE head room in front of it); lws keeps what the socket
-         * does not take. */
-        if (lws_write(p->c->wsi, (unsigned char *)frame, len, LWS_WRITE_RAW) <
-            0)
-            return true; /* the connection is going away; drop it */
+        /* Bigger than the buffer: write it on its own; the transport
+         * holds what the socket does not take. */
+        if (sc__wsio_send(p->c, frame, len) < 0)
+            p->broken = true; /* dropped with the connection */
         SC_COUNT(svc->bytes_out, len);
         p->direct = true;
     } else {
@@ -541,18 +476,18 @@ static bool drain_subs(packer_t *p)
     c->nsubs = out;
     c->rr++;
     if (c->svc->draining && c->nsubs == 0 && !c->close_code)
-        c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+        c->close_code = 1001; /* going away */
     return more;
 }
 
-static int on_writeable(sc_wsconn_t *c)
+int sc__ws_writeable(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
     packer_t p = {.c = c, .base = svc->wbuf + LWS_PRE};
     sc_owner_rearm(c->owner);
     if (c->ping_due) {
-        /* FIN + ping with a small payload: lws 4.1 reports a pong to us
-         * (RECEIVE_PONG) only when it carries payload. */
+        /* FIN + ping with a small payload (any frame from the client
+         * counts as a sign of life, the pong too). */
         static const uint8_t ping[] = {0x89, 0x04, 's', 'c', 'p', 'g'};
         memcpy(p.base, ping, sizeof ping);
         p.fill = sizeof ping;
@@ -573,19 +508,21 @@ static int on_writeable(sc_wsconn_t *c)
     }
     if (!more && !c->close_code)
         more = drain_subs(&p);
+    if (p.broken)
+        return -1;
     if (p.fill) {
-        if (lws_write(c->wsi, p.base, p.fill, LWS_WRITE_RAW) < 0)
+        if (sc__wsio_send(c, p.base, p.fill) < 0)
             return -1;
         SC_COUNT(svc->bytes_out, p.fill);
     }
-    bool wrote = p.fill || p.direct;
-    if (more || (c->close_code && wrote)) {
-        lws_callback_on_writable(c->wsi);
+    if (more) {
+        sc__wsio_want_write(c, true);
         return 0;
     }
     if (c->close_code)
-        return close_now(c->wsi, c->close_code,
-                         c->close_code == 1001 ? "server shutting down" : "");
+        return sc__wsio_close(c, c->close_code,
+                              c->close_code == 1001 ? "server shutting down"
+                                                    : "");
     return 0;
 }
 
@@ -630,20 +567,19 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
     return true;
 }
 
-static int on_established(struct lws *wsi, sc_pss_t *pss)
+sc_wsconn_t *sc__ws_open(sc_svc_t *svc, int fd, char *token)
 {
-    sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
     sc_wsconn_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
-    c->wsi = wsi;
+    if (!c) {
+        free(token);
+        return NULL;
+    }
     c->svc = svc;
     sc_buf_init(&c->ctl);
     char sid[17], why[160];
     session_id(sid);
-    bool ok = authenticate(c, pss->token, why, sizeof why);
-    free(pss->token);
-    pss->token = NULL;
+    bool ok = authenticate(c, token, why, sizeof why);
+    free(token);
     if (sc_conn_init(&c->info, sid, c->has_claims ? c->claims.sub : NULL,
                      sc__wall_seconds(), NULL, 0) != SC_OK ||
         sc_owner_create(sc__ws_wake, c, &c->owner) != SC_OK) {
@@ -651,27 +587,27 @@ static int on_established(struct lws *wsi, sc_pss_t *pss)
         if (c->has_claims)
             sc_claims_deinit(&c->claims);
         free(c);
-        return -1;
+        return NULL;
     }
-    pss->ws = c;
     conn_link(svc, c);
     SC_COUNT(svc->connections_total, 1);
     c->last_seen_us = c->last_ping_us = sc__now_us();
+    sc__wsio_start(c, fd);
     if (!ok) {
         sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", sid, why);
         reply_error(c, NULL, "unauthorized", why);
         c->close_code = 4401;
-        return 0;
+        return c;
     }
     sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid,
            c->info.user_id ? c->info.user_id : "-");
     sc_proto_enc_welcome(&svc->scratch, sid, c->info.user_id,
                          svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize);
     queue_scratch(c);
-    return 0;
+    return c;
 }
 
-static void on_closed(sc_wsconn_t *c)
+void sc__ws_free(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
     sc_log(SC_LOG_DEBUG, "session %s disconnected", c->info.session_id);
@@ -692,67 +628,19 @@ static void on_closed(sc_wsconn_t *c)
     free(c);
 }
 
-/* Upgrade checks: path /ws only, not while draining, connection limit.
- * Grabs ?token= while the headers are still there. */
-static int on_filter(struct lws *wsi, sc_pss_t *pss)
-{
-    sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
-    char uri[256];
-    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
-        strcmp(uri, "/ws") != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-        return -1;
-    }
-    if (atomic_load(&svc->srv->draining) ||
-        sc__total_connections(svc->srv) >=
-            (size_t)svc->srv->cfg->max_connections) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-        return -1;
-    }
-    char *buf = malloc(SC_AUTH_TOKEN_MAX + 16);
-    if (!buf)
-        return -1;
-    const char *v =
-        lws_get_urlarg_by_name(wsi, "token=", buf, SC_AUTH_TOKEN_MAX + 16);
-    if (v && *v) {
-        size_t n = strlen(v) + 1;
-        memmove(buf, v, n);
-        pss->token = buf;
-    } else {
-        free(buf);
-    }
-    return 0;
-}
-
 int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
                     void *user, void *in, size_t len)
 {
-    sc_pss_t *pss = user;
-    switch (reason) {
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return on_filter(wsi, pss);
-    case LWS_CALLBACK_ESTABLISHED:
-        return on_established(wsi, pss);
-    case LWS_CALLBACK_RECEIVE:
-        return pss && pss->ws ? on_receive(pss->ws, in, len) : -1;
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (pss && pss->ws)
-            pss->ws->last_seen_us = sc__now_us();
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return pss && pss->ws ? on_writeable(pss->ws) : 0;
-    case LWS_CALLBACK_CLOSED:
-        if (pss && pss->ws) {
-            on_closed(pss->ws);
-            pss->ws = NULL;
-        }
-        free(pss ? pss->token : NULL);
-        if (pss)
-            pss->token = NULL;
-        return 0;
-    default:
-        return 0;
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION) {
+        /* An upgrade after a request on a kept-alive connection: the
+         * WebSocket must be the connection's first request. */
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return -1;
     }
+    return 0;
 }
 
 /* ---- timers and shutdown ---------------------------------------------- */
@@ -760,20 +648,26 @@ int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 void sc__ws_tick(sc_svc_t *svc, int64_t now)
 {
     int64_t hb = (int64_t)svc->srv->cfg->heartbeat * 1000000;
-    for (sc_wsconn_t *c = svc->conns; c; c = c->next) {
+    for (sc_wsconn_t *c = svc->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->close_deadline_us && now >= c->close_deadline_us) {
+            /* the peer neither read our close nor closed */
+            sc__wsio_destroy(c);
+            continue;
+        }
         if (c->close_code)
             continue;
         if (now - c->last_seen_us > 2 * hb) {
             sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout",
                    c->info.session_id);
             c->close_code = 4408;
-            /* If the socket never drains, lws drops it after 5 s. */
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
-            lws_callback_on_writable(c->wsi);
+            /* if the socket never drains, it is dropped after 5 s */
+            c->close_deadline_us = now + 5000000;
+            sc__ws_wake(c);
         } else if (now - c->last_ping_us >= hb) {
             c->last_ping_us = now;
             c->ping_due = true;
-            lws_callback_on_writable(c->wsi);
+            sc__ws_wake(c);
         }
     }
 }
@@ -795,7 +689,7 @@ void sc__ws_begin_drain(sc_svc_t *svc)
     }
     for (sc_wsconn_t *c = svc->conns; c; c = c->next) {
         if (c->nsubs == 0 && !c->close_code)
-            c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-        lws_callback_on_writable(c->wsi);
+            c->close_code = 1001; /* going away */
+        sc__ws_wake(c);
     }
 }

@@ -9,13 +9,14 @@ own server.
 """
 
 import asyncio
+import base64
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (HOST, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, ScopecastTestCase,  # noqa: E402
+from harness import (HOST, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, ScopecastTestCase,  # noqa: E402
                      Server, assert_conn, assert_http_error, build_frame, main)
 
 MAX_MESSAGE = 1024
@@ -68,21 +69,6 @@ def ws_close(frames, code, opener=None):
             tc.assertTrue(closed.clean, f"expected close frame with code {code}, the TCP connection just ended")
             tc.assertEqual(closed.code, code, f"close code: {closed}")
         tc.assertEqual([m for m in c.log if m.get("op") == "pong"], [], "nothing of the bad message was served")
-    return run
-
-
-def ws_survive(frames):
-    """Frames PROTOCOL.md says nothing about (RFC 6455 says the server should
-    fail the connection): only the server's survival is checked."""
-    async def run(tc):
-        c = await tc.raw(name="offender")
-        for f in frames:
-            c.send_raw(f)
-        try:
-            await c.quiet(0.3)
-        except AssertionError:
-            pass
-        c.abort()
     return run
 
 
@@ -186,6 +172,82 @@ async def many_bad_requests_in_a_row(tc):
     tc.assertEqual((await c.call("ping"))["op"], "pong")
 
 
+async def ping_frame_gets_pong(tc):
+    c = await tc.raw(name="pinger")
+    c.send_frame(OP_PING, b"hello")
+    deadline = time.monotonic() + 2
+    while True:
+        f = await c._frame(max(0.0, deadline - time.monotonic()))
+        tc.assertNotIn(f, ("timeout", None), "a ping frame is answered with a pong")
+        if f[1] == OP_PONG:
+            tc.assertEqual(f[2], b"hello", "the pong carries the ping's payload")
+            return
+
+
+async def frame_split_byte_by_byte(tc):
+    """Every byte in its own TCP segment: header, mask and payload all split."""
+    c = await tc.raw(name="trickle")
+    data = F(b'{"op":"ping","id":"trickle"}') + F(b"ab", OP_PING)
+    for i in range(len(data)):
+        c.send_raw(data[i:i + 1])
+        await asyncio.sleep(0.004)
+    tc.assertSub(await c.wait(id="trickle"), {"op": "pong", "id": "trickle"})
+
+
+def upgrade_request(status, version="13", key=True, http="HTTP/1.1", pad=0, header=None):
+    """A hand-made upgrade request; the answer has this status."""
+    async def run(tc):
+        lines = [f"GET /ws {http}", f"Host: {HOST}:{tc.srv.port}", "Upgrade: websocket",
+                 "Connection: Upgrade", f"Sec-WebSocket-Version: {version}"]
+        if key:
+            lines.append("Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode())
+        if pad:
+            lines.append("X-Pad: " + "p" * pad)
+        req = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        c = await tc.raw(request=req, check=False, read_welcome=False, name="upgrader")
+        tc.assertEqual(c.status, status, f"answer to {lines[0]!r} version {version} key {key} pad {pad}")
+        if header:
+            tc.assertEqual(c.headers.get(header[0]), header[1])
+    return run
+
+
+async def upgrade_head_in_pieces(tc):
+    """The request head arrives in three pieces 50 ms apart: still upgraded."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    req = (f"GET /ws HTTP/1.1\r\nHost: {HOST}:{tc.srv.port}\r\nUpgrade: websocket\r\n"
+           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    r, w = await asyncio.open_connection(HOST, tc.srv.port)
+    try:
+        for part in (req[:2], req[2:40], req[40:]):
+            w.write(part)
+            await w.drain()
+            await asyncio.sleep(0.05)
+        line = await asyncio.wait_for(r.readline(), 2)
+        tc.assertTrue(line.startswith(b"HTTP/1.1 101"), line)
+    finally:
+        w.transport.abort()
+
+
+async def upgrade_after_http_request(tc):
+    """A WebSocket must be a connection's first request: after a kept-alive
+    HTTP request the upgrade is refused (400), the connection is not served."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    r, w = await asyncio.open_connection(HOST, tc.srv.port)
+    try:
+        w.write(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        line = await asyncio.wait_for(r.readline(), 2)
+        tc.assertTrue(line.startswith(b"HTTP/1.1 200"), line)
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 2)
+        n = int([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0])
+        await asyncio.wait_for(r.readexactly(n), 2)
+        w.write((f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        line = await asyncio.wait_for(r.readline(), 2)
+        tc.assertFalse(line.startswith(b"HTTP/1.1 101"), line)
+    finally:
+        w.transport.abort()
+
+
 SCOPE_201 = "s" * 201
 S = "s:bad"
 
@@ -267,14 +329,29 @@ CASES = [
      None),
     ("over_size_default_64k", ws_close([F(ping_of_size(65537))], 1009), ("--client-emit",)),
     ("exactly_default_64k", ws_reply([F(ping_of_size(65536))], ping_id(65536)), ("--client-emit",)),
-    # RFC 6455 5.1 wants the connection failed; lws 4.1 accepts unmasked frames: survival only
-    ("rfc6455_unmasked_client_frame", ws_survive([F(b'{"op":"ping","id":1}', mask=False)]), None),
-    ("reserved_opcode", ws_close([F(b"x", 3)], None), None),
-    ("rsv_bits_without_extension", ws_close([F(b'{"op":"ping","id":1}', rsv=4)], None), None),
-    ("control_frame_too_long", ws_close([F(b"p" * 126, OP_PING)], None), None),
-    ("continuation_without_start", ws_close([F(b"abc", OP_CONT)], None), None),
+    # RFC 6455 5.1: a server fails the connection on an unmasked frame (1002)
+    ("rfc6455_unmasked_client_frame", ws_close([F(b'{"op":"ping","id":1}', mask=False)], 1002), None),
+    ("reserved_opcode", ws_close([F(b"x", 3)], 1002), None),
+    ("reserved_control_opcode", ws_close([F(b"x", 11)], 1002), None),
+    ("rsv_bits_without_extension", ws_close([F(b'{"op":"ping","id":1}', rsv=4)], 1002), None),
+    ("control_frame_too_long", ws_close([F(b"p" * 126, OP_PING)], 1002), None),
+    ("fragmented_control_frame", ws_close([F(b"p", OP_PING, fin=False)], 1002), None),
+    ("continuation_without_start", ws_close([F(b"abc", OP_CONT)], 1002), None),
+    ("new_message_inside_fragmented", ws_close([F(b'{"op":', fin=False), F(b'{"op":"ping"}')], 1002), None),
     ("client_close_frame", client_close_frame, None),
-    ("close_frame_bad_code", ws_close([F(b"\x03\xe7", OP_CLOSE)], None), None),
+    ("close_frame_bad_code", ws_close([F(b"\x03\xe7", OP_CLOSE)], 1002), None),
+    ("close_frame_one_byte", ws_close([F(b"\x03", OP_CLOSE)], 1002), None),
+    ("close_frame_bad_utf8_reason", ws_close([F(b"\x03\xe8\xff", OP_CLOSE)], 1007), None),
+    ("ping_frame_gets_pong", ping_frame_gets_pong, None),
+    ("ping_between_fragments", ws_reply([F(b'{"op":"ping",', fin=False), F(b"x", OP_PING),
+                                         F(b'"id":"frag"}', OP_CONT)], "frag"), None),
+    ("frame_split_byte_by_byte", frame_split_byte_by_byte, None),
+    ("upgrade_head_in_pieces", upgrade_head_in_pieces, None),
+    ("upgrade_after_http_request", upgrade_after_http_request, None),
+    ("upgrade_wrong_version", upgrade_request(426, version="8", header=("sec-websocket-version", "13")), None),
+    ("upgrade_without_key", upgrade_request(400, key=False), None),
+    ("upgrade_http_1_0", upgrade_request(400, http="HTTP/1.0"), None),
+    ("upgrade_head_too_large", upgrade_request(431, pad=9000), None),
     # connections
     ("abrupt_disconnect_while_subscribed", abrupt_disconnect_while_subscribed, None),
     ("abrupt_disconnect_mid_frame", abrupt_disconnect_mid_frame, None),
