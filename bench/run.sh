@@ -234,11 +234,18 @@ window_batch() { # scenario server -> "--window W --batch B [--pipeline P] --rea
 lg_args() { # scenario server
   local s=$1 srv=$2
   local common="--proto $(proto_of "$srv") --duration $DURATION --warmup $WARMUP"
-  # scopecast's publisher: HTTP POST /api/emit batches (SC_PUB=http, the
-  # default: how a backend emits) or WebSocket emit ops (SC_PUB=ws; slower
-  # today, see the notes in RESULTS.md)
-  if [ "$srv" = scopecast ] && [ "${SC_PUB:-http}" = ws ]; then
-    common="$common --pub-ws"
+  # scopecast's publisher: WebSocket emit ops (ws, like the uWS and Node ws
+  # peers' publishers) or HTTP POST /api/emit batches (http). S2 publishes
+  # 4096-event batches to 1000 scopes: one HTTP request per batch beats 4096
+  # emit ops and their replies there. SC_PUB=ws|http forces one for every
+  # scenario, S3_PUB_scopecast=http one scenario's. The "pub" column of
+  # RESULTS.md says which was used.
+  if [ "$srv" = scopecast ]; then
+    local def=ws
+    [ "$s" = S2 ] && def=http
+    if [ "${SC_PUB:-$(knob "$s" scopecast PUB "$def")}" = ws ]; then
+      common="$common --pub-ws"
+    fi
   fi
   case $s in
     S1) echo "$common --subs 1000 --scopes 1 --size 64 $(window_batch S1 "$srv")" ;;
@@ -349,6 +356,13 @@ function val(k,   i) { return (k in F) ? F[k] : "" }
 function num(x) { return x + 0 }
 function fmtrate(x) { x = num(x); if (x >= 1e6) return sprintf("%.2fM", x/1e6); if (x >= 1e3) return sprintf("%.0fk", x/1e3); return sprintf("%.0f", x) }
 function fmtus(x) { x = num(x); if (x >= 1e6) return sprintf("%.2f s", x/1e6); if (x >= 1e3) return sprintf("%.1f ms", x/1e3); return sprintf("%d µs", x) }
+function pubof(sc, srv,   p) {
+  if (index(get(sc, srv, "args"), "--pub-ws")) return "WS"
+  p = get(sc, srv, "proto")
+  if (p == "scopecast" || p == "nchan") return "HTTP"
+  if (p == "mqtt") return "MQTT"
+  return "WS"
+}
 function ratio(a, b) { if (b == "" || num(b) == 0 || a == "") return "–"; return sprintf("%.2f×", num(a)/num(b)) }
 {
   sc = $1; srv = $2
@@ -372,18 +386,18 @@ function lossinfo(sc, srv,   s) {
 }
 function throughput(sc, title, n,   i, srv, base) {
   print "## " title; print ""
-  print "| server | deliveries/s | × sc | events/s | MB/s | p50 | p99 | p99.9 | max | window/batch | loss | loadgen CPU | server CPU | other CPU |"
-  print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
+  print "| server | deliveries/s | × sc | events/s | MB/s | p50 | p99 | p99.9 | max | window/batch | pub | loss | loadgen CPU | server CPU | other CPU |"
+  print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"
   base = get(sc, "scopecast", "deliveries_per_s")
   for (i = 1; i <= n; i++) {
     srv = S[i]
     if (!((sc, srv) in have)) continue
     if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", name[srv], get(sc, srv, "error"); continue }
-    printf "| %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s/%s | %s | %s%% | %s%% | %s%% |\n", name[srv],
+    printf "| %s | %s | %s | %s | %.1f | %s | %s | %s | %s | %s/%s | %s | %s | %s%% | %s%% | %s%% |\n", name[srv],
       fmtrate(get(sc, srv, "deliveries_per_s")), ratio(get(sc, srv, "deliveries_per_s"), base),
       fmtrate(get(sc, srv, "events_per_s")), num(get(sc, srv, "mbytes_per_s")),
       fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")), fmtus(get(sc, srv, "p999_us")), fmtus(get(sc, srv, "max_us")),
-      get(sc, srv, "window"), get(sc, srv, "batch"), lossinfo(sc, srv),
+      get(sc, srv, "window"), get(sc, srv, "batch"), pubof(sc, srv), lossinfo(sc, srv),
       get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "server_cpu_pct"), get(sc, srv, "other_cpu_pct")
   }
   print ""
@@ -391,11 +405,11 @@ function throughput(sc, title, n,   i, srv, base) {
 function latency(sc, title, n, stall,   i, srv, base) {
   print "## " title; print ""
   if (stall)
-    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | server RSS start → end | loss (others) | loadgen CPU | server CPU | other CPU |"
+    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | pub | server RSS start → end | loss (others) | loadgen CPU | server CPU | other CPU |"
   else
-    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | loss | loadgen CPU | server CPU | other CPU |"
-  if (stall) print "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
-  else print "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    print "| server | deliveries/s | p50 | p99 | × sc (p99) | p99.9 | max | pub | loss | loadgen CPU | server CPU | other CPU |"
+  if (stall) print "|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"
+  else print "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"
   base = get(sc, "scopecast", "p99_us")
   for (i = 1; i <= n; i++) {
     srv = S[i]
@@ -404,6 +418,7 @@ function latency(sc, title, n, stall,   i, srv, base) {
     printf "| %s | %s | %s | %s | %s | %s | %s |", name[srv], fmtrate(get(sc, srv, "deliveries_per_s")),
       fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")), ratio(get(sc, srv, "p99_us"), base),
       fmtus(get(sc, srv, "p999_us")), fmtus(get(sc, srv, "max_us"))
+    printf " %s |", pubof(sc, srv)
     if (stall) printf " %.1f → %.1f MB |", num(get(sc, srv, "server_rss_kb_start"))/1024, num(get(sc, srv, "server_rss_kb_end"))/1024
     printf " %s | %s%% | %s%% | %s%% |\n", lossinfo(sc, srv), get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "server_cpu_pct"), get(sc, srv, "other_cpu_pct")
   }

@@ -1,13 +1,14 @@
 /*
  * scopecast server internals shared by the server/ sources (not a public API).
  *
- * One libwebsockets service thread owns every socket, every connection
- * struct and every connection's control queue; the core bus decides who
+ * Each service thread runs one libev loop with one lws context (HTTP) and
+ * owns every socket it accepted, every WebSocket connection struct (wsio.c
+ * and ws.c) and every connection's control queue; the core bus decides who
  * gets which event. Emitters on any thread reach the service thread only
  * through an owner's wake callback, which puts the connection on the
- * pending list (guarded by pending_lock) and calls lws_cancel_service()
- * when the list goes from empty to non-empty; the service thread then asks
- * for WRITEABLE on each pending connection.
+ * pending list (guarded by pending_lock) and, from another thread, calls
+ * lws_cancel_service() when the list goes from empty to non-empty; the
+ * service thread writes every pending connection before its loop sleeps.
  *
  * Thread: everything here runs on the service thread, except the fields
  * tagged {pending_lock} and sc__ws_wake() (any thread, with a bus lock

@@ -364,7 +364,7 @@ typedef struct packer {
     sc_wsconn_t *c;
     uint8_t *base; /* svc->wbuf + LWS_PRE */
     size_t fill;
-    bool direct; /* a frame larger than the buffer was written alone */
+    size_t direct; /* bytes of frames larger than the buffer, written alone */
     bool broken; /* a write failed: the connection is gone */
 } packer_t;
 
@@ -401,7 +401,7 @@ static bool put_event(packer_t *p, sc_event_t *ev)
         if (sc__wsio_send(p->c, frame, len) < 0)
             p->broken = true; /* dropped with the connection */
         SC_COUNT(svc->bytes_out, len);
-        p->direct = true;
+        p->direct += len;
     } else {
         return false;
     }
@@ -417,7 +417,10 @@ static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
 {
     sc_svc_t *svc = p->c->svc;
     for (;;) {
-        if (room(p) < NOTICE_ROOM || p->direct)
+        /* Stop when the buffer is full, when the socket holds back part
+         * of a large frame, or after 4 large frames (fairness). */
+        if (room(p) < NOTICE_ROOM || p->broken ||
+            (p->direct && (p->c->out_len || p->direct >= 4 * SC_WRITE_CHUNK)))
             return true;
         sc_event_t *ev;
         uint32_t dropped = 0;

@@ -526,6 +526,29 @@ class Ordering(ScopecastTestCase):
         self.assertEqual([e["seq"] for e in evs], list(range(sub["seq"] + 1, n + 1)))
         self.assertEqual([e["data"] for e in evs], list(range(sub["seq"], n)))
 
+    async def test_large_and_small_events_keep_order(self):
+        """Events larger than one packed write (16 KB) go out on their own,
+        possibly in several socket writes; mixed with small ones they still
+        arrive whole and in seq order, at a fast and at a slow reader."""
+        S = "doc:large"
+        fast = await self.client(name="fast")
+        slow = await self.raw(name="slow", rcvbuf=4096)
+        await fast.subscribe(S)
+        await slow.subscribe(S)
+        await fast.push(S)  # join of slow
+        slow.pause()
+        items = []
+        for i in range(24):
+            size = (40000, 17000, 10)[i % 3]
+            items.append({"scope": S, "data": f"{i}:" + "x" * size})
+        await self.srv.emit_batch(items)
+        await asyncio.sleep(0.3)
+        slow.resume()
+        for c in (fast, slow):
+            evs = await c.events_until(S, len(items))
+            self.assertEqual([e["seq"] for e in evs], list(range(1, len(items) + 1)), c.name)
+            self.assertEqual([e["data"] for e in evs], [it["data"] for it in items], c.name)
+
     async def test_one_order_across_emitters(self):
         S = "doc:multi"
         x = await self.client(name="x")
