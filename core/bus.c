@@ -298,7 +298,9 @@ static bool wants_change(const sc_sub_t *sub, const sc_event_t *ev)
     if (ev->_has_audience &&
         !(sub->_has_conn && sc_event_audience_allows(ev, sub->_conn.user_id)))
         return false;
+    /* the hashes first: no string (and no cache miss) per subscriber */
     if (ev->_origin && !sub->_echo && sub->_has_conn &&
+        sub->_session_hash == ev->_origin_hash &&
         strcmp(ev->_origin, sub->_conn.session_id) == 0)
         return false;
     return true;
@@ -338,6 +340,11 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     sc__event_add_refs(ev, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         sc_sub_t *sub = sc->subs[i];
+        if (i + 4 < n) { /* a few subscribers ahead: their lines we touch */
+            const sc_sub_t *a = sc->subs[i + 4];
+            __builtin_prefetch(a);
+            __builtin_prefetch(&a->_tailgap, 1);
+        }
         if (change ? !wants_change(sub, ev) : sub->_quiet)
             continue;
         if (push_locked(sub, ev))
@@ -442,6 +449,8 @@ static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope,
             if (sc_conn_copy(&sub->_conn, opts->conn) != SC_OK)
                 goto fail;
             sub->_has_conn = true;
+            if (sub->_conn.session_id)
+                sub->_session_hash = sc__hash(sub->_conn.session_id);
         }
         sub->_echo = opts->echo;
         sub->_quiet = opts->quiet;

@@ -221,6 +221,11 @@ int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
 /* Number of items queued now. Thread: owner (a snapshot elsewhere). */
 size_t sc_sub_pending(const sc_sub_t *sub);
 
+/* Hints the CPU to load what sc_sub_next() reads first (a consumer about
+ * to read many subscriptions in a row). No effect on behaviour. Thread:
+ * the owner. */
+void sc_sub_prefetch(const sc_sub_t *sub);
+
 /* Why the bus closed the subscription (SC_CLOSE_NONE while open). The
  * reason is set before the owner is woken. Thread: any. */
 int sc_sub_close_reason(const sc_sub_t *sub);

@@ -55,6 +55,7 @@ struct sc_sub {
     uint64_t _hash;               /* {const} */
     sc_owner_t *_owner;           /* {const} */
     sc_conn_t _conn;              /* {const} */
+    uint64_t _session_hash;       /* {const} sc__hash(_conn.session_id) */
     bool _has_conn;               /* {const} */
     bool _echo;                   /* {const} */
     bool _quiet;                  /* {const} */

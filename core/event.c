@@ -5,6 +5,7 @@
  * encoder's allocator).
  */
 #include "event_internal.h"
+#include "strmap.h"
 #include "common.h"
 
 #include <stdlib.h>
@@ -73,8 +74,10 @@ sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq)
     for (size_t i = 0; i < na; i++)
         ev->_audience[i] = put_str(&cur, e->audience[i]);
     ev->_naudience = sort_unique(ev->_audience, na);
-    if (e->origin)
+    if (e->origin) {
         ev->_origin = put_str(&cur, e->origin);
+        ev->_origin_hash = sc__hash(e->origin);
+    }
     if (e->has_payload) {
         if (e->payload_len)
             memcpy(cur, e->payload, e->payload_len);

@@ -20,6 +20,7 @@ struct sc_event {
     const char **_paths;
     size_t _npaths;
     const char *_origin;
+    uint64_t _origin_hash; /* sc__hash(_origin): echo checks compare it first */
     const char **_audience;
     size_t _naudience;
     const void *_payload;

@@ -125,6 +125,12 @@ static sc__ring_t *current_ring(sc_sub_t *sub)
     return atomic_load_explicit(&sub->_ring, memory_order_acquire);
 }
 
+void sc_sub_prefetch(const sc_sub_t *sub)
+{
+    __builtin_prefetch(&sub->_ring);
+    __builtin_prefetch(&sub->_close_reason);
+}
+
 int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
 {
     /* The close reason is read before the ring: the bus removes a

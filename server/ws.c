@@ -28,9 +28,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* Pushes a connection may have queued and still be written at wake-up. */
-#define DIRECT_MAX 16
-
 /* Room kept free for a `dropped` or `closed` frame (scope <= 200 bytes). */
 #define NOTICE_ROOM 512
 
@@ -52,20 +49,13 @@ static void session_id(char out[17])
 /* Writes what a connection has queued right away, on the service thread,
  * instead of waiting for EV_WRITE (two epoll_ctl calls and a loop pass per
  * connection and wake-up, which dominate when each event reaches a few
- * connections or arrives alone). A deep queue is a throughput case: it
- * waits for EV_WRITE, so that writes interleave with reading what the
+ * connections or arrives alone). One packed write at most: a deeper queue
+ * continues on EV_WRITE, so that writes interleave with reading what the
  * publishers send. */
 static void write_now(sc_wsconn_t *c)
 {
     if (c->state != SC_WS_OPEN || c->write_armed)
         return; /* closing, or EV_WRITE comes anyway */
-    size_t queued = 0;
-    for (size_t i = 0; i < c->nsubs && queued <= DIRECT_MAX; i++)
-        queued += sc_sub_pending(c->subs[i]);
-    if (queued > DIRECT_MAX) {
-        sc__wsio_want_write(c, true);
-        return;
-    }
     if (sc__ws_writeable(c) < 0)
         sc__wsio_destroy(c);
 }
@@ -106,24 +96,35 @@ void sc__ws_flush_pending(sc_svc_t *svc)
             svc->batch_cap = n;
         }
     }
-    size_t k = 0;
-    for (sc_wsconn_t *c = svc->pending; c; c = c->pnext) {
+    /* The list is newest first: write in wake order (subscription order
+     * for one emit), from the end of the batch backwards. */
+    size_t k = n <= svc->batch_cap ? n : 0;
+    for (sc_wsconn_t *c = svc->pending, *nx; c; c = nx) {
+        nx = c->pnext;
         c->in_pending = false;
-        if (k < svc->batch_cap)
-            svc->batch[k++] = c;
+        if (k > 0)
+            svc->batch[--k] = c;
         else if (c->state == SC_WS_OPEN)
             sc__wsio_want_write(c, true); /* no room: the usual way */
     }
+    k = n <= svc->batch_cap ? n : 0;
     svc->pending = NULL;
     pthread_mutex_unlock(&svc->pending_lock);
     sc_wsconn_t **v = svc->batch;
     for (size_t i = 0; i < k; i++) {
-        /* The write of a connection is a system call: meanwhile, bring the
-         * next connections' write-path lines into the cache. */
-        if (i + 2 < k)
+        /* The write of a connection is a system call that evicts much of
+         * the cache: meanwhile, bring the next connections' write-path
+         * lines back (their struct two ahead, then what it points to). */
+        if (i + 2 < k) {
             __builtin_prefetch(v[i + 2]);
-        if (i + 1 < k && v[i + 1]->nsubs)
-            __builtin_prefetch(v[i + 1]->subs[0]);
+            __builtin_prefetch((char *)v[i + 2] + 64);
+        }
+        if (i + 1 < k) {
+            sc_wsconn_t *nx = v[i + 1];
+            __builtin_prefetch(nx->owner);
+            if (nx->nsubs)
+                sc_sub_prefetch(nx->subs[0]);
+        }
         write_now(v[i]);
     }
 }
