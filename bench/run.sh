@@ -2,7 +2,7 @@
 # scopecast side-by-side benchmark.
 #
 #   bench/run.sh [SCENARIO] [SERVER]
-#     SCENARIO: S1 S2 S3 S4 S5 S6 or all (default all)
+#     SCENARIO: S1 S2 S3 S4 S5 S6 MC or all (default all)
 #     SERVER:   scopecast uws nchan nodews mosquitto or all (default all)
 #
 # Each measurement starts a fresh server pinned to core $SERVER_CORE, runs
@@ -24,6 +24,10 @@
 #   S4 S3 plus one subscriber that never reads: others' latency, server RSS
 #   S5 10,000 idle subscribed connections: server RSS per connection
 #   S6 16 KB events, 1 scope x 1000 subscribers, closed loop
+#   MC multi-core efficiency, scopecast only: S1's load against 1 and 2
+#      service threads (the 2-thread server may use both cores, the loadgen
+#      shares one of them); the figure is server CPU-seconds per million
+#      deliveries, not the rate
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +40,7 @@ WARMUP=${WARMUP:-2}
 REPEAT=${REPEAT:-1}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
-ALL_SCENARIOS="S1 S2 S3 S4 S5 S6"
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC"
 ALL_SERVERS="scopecast uws nchan nodews mosquitto"
 
 ORIG_ARGS="$*"
@@ -139,7 +143,9 @@ start_server() { # name port
       # (each subscription's ring is allocated at --maxsize slots)
       local maxsize=256
       case $CUR_SCEN in S1|S2|S6) maxsize=4096 ;; esac
-      taskset -c "$SERVER_CORE" "$SCOPECAST" --host 127.0.0.1 --port "$port" \
+      local threads=${CUR_THREADS:-1} cores=$SERVER_CORE
+      [ "$threads" -gt 1 ] && cores="$SERVER_CORE,$LOADGEN_CORE"
+      taskset -c "$cores" "$SCOPECAST" --host 127.0.0.1 --port "$port" --threads "$threads" \
         --maxsize "$maxsize" --max-connections 20000 --client-emit --log-level warn >"$d/server.log" 2>&1 &
       SRV_PID=$! ;;
     uws)
@@ -266,30 +272,32 @@ lg_args() { # scenario server
 score() { # scenario resultline
   local key
   case $1 in
-    S1|S2|S6) key=deliveries_per_s ;;
+    S1|S2|S6|MC) key=deliveries_per_s ;;
     S3|S4) key=p99_us ;;
     S5) key=bytes_per_conn ;;
   esac
   local v
   v=$(sed -n "s/.* $key=\([0-9.]*\).*/\1/p" <<<" $2")
-  case $1 in S1|S2|S6) echo "${v:-0}" ;; *) echo "-${v:-999999999}" ;; esac
+  case $1 in S1|S2|S6|MC) echo "${v:-0}" ;; *) echo "-${v:-999999999}" ;; esac
 }
 
 CUR_SCEN=""
-run_one() { # scenario server -> prints "SCEN SERVER DATE RESULT..."
+run_one() { # scenario server[/threads] -> prints "SCEN SERVER DATE RESULT..."
   local s=$1 srv=$2 port best="" bestscore="" r n args
-  CUR_SCEN=$s
-  args=$(lg_args "$s" "$srv")
+  local base=${srv%%/*} ls=$s
+  [ "$s" = MC ] && ls=S1 # MC: S1's load
+  CUR_SCEN=$ls
+  args=$(lg_args "$ls" "$base")
   for n in $(seq 1 "$REPEAT"); do
     port=$(pick_port 18400)
-    if ! start_server "$srv" "$port"; then
+    if ! start_server "$base" "$port"; then
       echo "$s $srv $(date -u +%FT%TZ) RESULT error=server_start"
       return
     fi
     log "$s $srv (run $n/$REPEAT): loadgen $args"
     # shellcheck disable=SC2086
     r=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" --port "$port" --server-pid "$SRV_PIDS" $args \
-        2>>"$WORK/$s-$srv.loadgen.log" | grep '^RESULT' | tail -1) || true
+        2>>"$WORK/$s-${srv//\//-}.loadgen.log" | grep '^RESULT' | tail -1) || true
     stop_server
     [ -n "$r" ] || r="RESULT error=loadgen"
     log "  $r"
@@ -308,17 +316,23 @@ RAW=$WORK/raw.txt
 : >"$RAW"
 if [ -f "$RESULTS" ]; then
   # keep earlier raw lines (between the markers) except those re-run now
-  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^S[0-9] ' >"$WORK/old.txt" || true
+  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC) ' >"$WORK/old.txt" || true
   sed -n '/^<!-- notes-begin -->$/,/^<!-- notes-end -->$/p' "$RESULTS" | sed '1d;$d' >"$WORK/notes.md" || true
   while read -r line; do
     set -- $line
-    case " $want_scen " in *" $1 "*) case " $want_srv " in *" $2 "*) continue ;; esac ;; esac
+    case " $want_scen " in *" $1 "*) case " $want_srv " in *" ${2%%/*} "*) continue ;; esac ;; esac
     echo "$line" >>"$RAW"
   done <"$WORK/old.txt"
 fi
 
 for s in $want_scen; do
   for srv in $want_srv; do
+    if [ "$s" = MC ]; then
+      [ "$srv" = scopecast ] || continue
+      for t in 1 2; do CUR_THREADS=$t run_one MC "scopecast/$t" >>"$RAW"; done
+      CUR_THREADS=1
+      continue
+    fi
     run_one "$s" "$srv" >>"$RAW"
   done
 done
@@ -439,6 +453,21 @@ function memory(sc, title, n,   i, srv, base) {
   }
   print ""
 }
+function multicore(sc, title,   t, srv, cpu, rate) {
+  if (!((sc, "scopecast/1") in have)) return
+  print "## " title; print ""
+  print "| service threads | cores allowed | deliveries/s | server CPU | CPU-s per million deliveries | loadgen CPU |"
+  print "|---:|---|---:|---:|---:|---:|"
+  for (t = 1; t <= 2; t++) {
+    srv = "scopecast/" t
+    if (!((sc, srv) in have)) continue
+    cpu = num(get(sc, srv, "server_cpu_pct")) / 100; rate = num(get(sc, srv, "deliveries_per_s")) / 1e6
+    printf "| %d | %s | %s | %s%% | %s | %s%% |\n", t, (t == 1 ? "1 (its own)" : "2 (one shared with the loadgen)"),
+      fmtrate(get(sc, srv, "deliveries_per_s")), get(sc, srv, "server_cpu_pct"),
+      (rate > 0 ? sprintf("%.4f", cpu / rate) : "–"), get(sc, srv, "loadgen_cpu_pct")
+  }
+  print ""
+}
 END {
   n = split("scopecast uws nchan nodews mosquitto", S, " ")
   name["scopecast"] = "scopecast"; name["uws"] = "uWebSockets.js (uws-pack)"; name["nchan"] = "nginx + nchan"
@@ -449,6 +478,7 @@ END {
   latency("S4", "S4 — S3 with one subscriber that stopped reading", n, 1)
   memory("S5", "S5 — 10,000 idle subscribed connections", n)
   throughput("S6", "S6 — 16 KB events, 1 scope × 1000 subscribers", n)
+  multicore("MC", "MC — multi-core efficiency: S1's load, scopecast with 1 and 2 service threads")
 }
 AWK
   echo "## Raw results"
