@@ -157,6 +157,57 @@ static void count_error(sc_svc_t *svc, const char *code)
 }
 
 /* Frames what the scratch buffer holds into the control queue. */
+/* Drops the replies not written yet, except the rest of a frame already
+ * partly written (replies go out in buffer-sized slices, not per frame):
+ * the close frame must start on a frame boundary. */
+static void drop_unsent_replies(sc_wsconn_t *c)
+{
+    const uint8_t *b = (const uint8_t *)sc_buf_str(&c->ctl);
+    size_t len = sc_buf_len(&c->ctl), end = 0;
+    while (end < c->ctl_off && end + 2 <= len) {
+        uint64_t n = b[end + 1] & 0x7f;
+        size_t h = 2;
+        if (n == 126 && end + 4 <= len) {
+            n = (uint64_t)b[end + 2] << 8 | b[end + 3];
+            h = 4;
+        } else if (n == 127 && end + 10 <= len) {
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = n << 8 | b[end + 2 + i];
+            h = 10;
+        }
+        end += h + (size_t)n;
+    }
+    if (end > len)
+        end = len;
+    size_t keep = end > c->ctl_off ? end - c->ctl_off : 0;
+    uint8_t part[256], *heap = NULL;
+    uint8_t *rest = keep <= sizeof part ? part : (heap = malloc(keep));
+    if (keep && rest)
+        memcpy(rest, b + c->ctl_off, keep);
+    sc_buf_deinit(&c->ctl);
+    sc_buf_init(&c->ctl);
+    c->ctl_off = 0;
+    if (keep && rest) /* (out of memory: the stream is cut, we close) */
+        sc_buf_put(&c->ctl, rest, keep);
+    free(heap);
+}
+
+/* Replies the client does not read are capped: past SC_CTL_LIMIT (or out
+ * of memory) the connection is closed. Then the writer is woken. */
+static void ctl_queued(sc_wsconn_t *c)
+{
+    if (!c->close_code && (c->ctl.err != SC_OK ||
+                           sc_buf_len(&c->ctl) - c->ctl_off > SC_CTL_LIMIT)) {
+        sc_log(SC_LOG_WARN, "session %s: replies not read, closing",
+               c->info.session_id);
+        drop_unsent_replies(c);
+        c->close_code = 1008; /* policy violation */
+        c->close_deadline_us = sc__now_us() + 5000000;
+    }
+    sc__ws_wake(c);
+}
+
 static int queue_scratch(sc_wsconn_t *c)
 {
     sc_buf_t *s = &c->svc->scratch;
@@ -172,20 +223,16 @@ static int queue_scratch(sc_wsconn_t *c)
     sc_buf_put(&c->ctl, hdr, hl);
     sc_buf_put(&c->ctl, sc_buf_str(s), len);
     sc_buf_reset(s);
-    if (c->ctl.err != SC_OK ||
-        sc_buf_len(&c->ctl) - c->ctl_off > SC_CTL_LIMIT) {
-        sc_log(SC_LOG_WARN, "session %s: replies not read, closing",
-               c->info.session_id);
-        c->close_code = 1008; /* policy violation */
-    }
-    sc__ws_wake(c);
+    ctl_queued(c);
     return 0;
 }
 
 void sc__ws_queue_frame(sc_wsconn_t *c, const void *frame, size_t len)
 {
+    if (c->close_code)
+        return; /* closing: no more answers */
     sc_buf_put(&c->ctl, frame, len);
-    sc__ws_wake(c);
+    ctl_queued(c);
 }
 
 static int reply_error(sc_wsconn_t *c, const char *id_json, const char *code,

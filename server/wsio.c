@@ -32,7 +32,8 @@
 
 #define HS_MAX 8192              /* request head of an upgrade */
 #define HS_TIMEOUT_US 10000000   /* to send the whole head */
-#define HS_RETRY_S 0.005         /* re-peek an incomplete head */
+#define HS_RETRY_S 0.005         /* re-peek an incomplete head after this, */
+#define HS_RETRY_MAX_S 0.2       /* doubling up to this (slow senders) */
 #define CLOSE_WAIT_US 5000000    /* for the peer to take our close */
 
 /* A new connection whose first request has not been seen whole yet. */
@@ -41,6 +42,7 @@ typedef struct sc_hs {
     sc_svc_t *svc;
     ev_io io;
     ev_timer retry;
+    double retry_s;       /* the next re-peek delay */
     int64_t deadline_us;
     struct sc_hs *next, *prev;
 } sc_hs_t;
@@ -734,8 +736,10 @@ static void hs_peek(sc_hs_t *hs)
         /* Incomplete: the bytes stay readable, so look again shortly
          * rather than spin on the level-triggered watcher. */
         ev_io_stop(svc->loop, &hs->io);
-        ev_timer_set(&hs->retry, HS_RETRY_S, 0.);
+        ev_timer_set(&hs->retry, hs->retry_s, 0.);
         ev_timer_start(svc->loop, &hs->retry);
+        if (hs->retry_s < HS_RETRY_MAX_S)
+            hs->retry_s *= 2;
         return;
     }
     size_t hl = (size_t)(end - b) + 4, ul = 0;
@@ -784,6 +788,7 @@ void sc__wsio_accept(sc_svc_t *svc, int fd)
     hs->fd = fd;
     hs->svc = svc;
     hs->deadline_us = sc__now_us() + HS_TIMEOUT_US;
+    hs->retry_s = HS_RETRY_S;
     ev_io_init(&hs->io, hs_on_io, fd, EV_READ);
     ev_timer_init(&hs->retry, hs_on_retry, HS_RETRY_S, 0.);
     hs->next = svc->hs;

@@ -10,7 +10,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import CONFIG, T, ScopecastTestCase, check_drop_accounting, main  # noqa: E402
+from harness import (CONFIG, OP_PING, T, ScopecastTestCase, build_frame, check_drop_accounting,  # noqa: E402
+                     main)
 
 MAXSIZE = 16
 N_EVENTS = 10000
@@ -122,6 +123,25 @@ class SlowClient(ScopecastTestCase):
         normal.record = True
         got = [await normal.push(S) for _ in range(20)]
         self.assertEqual([m.get("seq") for m in got], tail)
+
+
+class RepliesNotRead(ScopecastTestCase):
+    async def test_unread_replies_close_with_1008(self):
+        """A client that sends requests (here WebSocket pings) but never reads
+        the answers costs the server at most SC_CTL_LIMIT (4 MiB) of replies:
+        then it is closed with 1008, and others are served meanwhile."""
+        other = await self.client(name="other")
+        c = await self.raw(name="flooder", rcvbuf=4096)
+        c.pause()
+        chunk = build_frame(OP_PING, b"p" * 125) * 2000  # 2000 pongs: 254 KB of replies
+        for _ in range(48):  # 12 MB of pongs: more than the cap plus socket buffers
+            c.send_raw(chunk)
+            await asyncio.sleep(0.01)
+        self.assertEqual((await other.call("ping"))["op"], "pong", "others are served meanwhile")
+        c.resume()
+        closed = await c.wait_closed(timeout=30)
+        self.assertEqual(closed.code, 1008, f"{closed}")
+        self.assertEqual((await other.call("ping"))["op"], "pong")
 
 
 if __name__ == "__main__":
