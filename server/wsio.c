@@ -729,6 +729,9 @@ static void hs_peek(sc_hs_t *hs)
         if (n >= HS_MAX) {
             int fd = hs->fd;
             hs_free(hs);
+            /* take what was peeked: closing with unread input would reset
+             * the connection and lose the answer */
+            (void)recv(fd, b, (size_t)n, 0);
             refuse(fd, 431, "Request Header Fields Too Large", "bad_request",
                    "request head too large", NULL);
             return;
