@@ -437,18 +437,29 @@ static int parse(sc_wsconn_t *c, uint8_t *p, size_t n)
     return 0;
 }
 
+/* Reads up to this many buffers per readiness: a publisher's burst is
+ * taken in one loop pass, so the writes that follow carry more events per
+ * connection; then other connections get their turn. */
+#define READS_PER_PASS 8
+
 static int can_read(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
-    ssize_t r = recv(c->fd, svc->rbuf, SC_READ_CHUNK, 0);
-    if (r == 0)
-        return -1; /* the peer is gone (or answered our close) */
-    if (r < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0
-                                                                         : -1;
-    if (c->state != SC_WS_OPEN)
-        return 0; /* closing: nothing more is read */
-    return parse(c, svc->rbuf, (size_t)r);
+    for (int i = 0; i < READS_PER_PASS; i++) {
+        ssize_t r = recv(c->fd, svc->rbuf, SC_READ_CHUNK, 0);
+        if (r == 0)
+            return -1; /* the peer is gone (or answered our close) */
+        if (r < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                       ? 0
+                       : -1;
+        if (c->state == SC_WS_OPEN && parse(c, svc->rbuf, (size_t)r) < 0)
+            return -1;
+        /* (closing: what arrives is read and dropped) */
+        if ((size_t)r < SC_READ_CHUNK)
+            return 0; /* drained */
+    }
+    return 0;
 }
 
 static int can_write(sc_wsconn_t *c)
