@@ -11,6 +11,8 @@ own server.
 import asyncio
 import base64
 import os
+import random
+import struct
 import sys
 import time
 
@@ -248,6 +250,55 @@ async def upgrade_after_http_request(tc):
         w.transport.abort()
 
 
+def _random_frame(r):
+    """Mostly plausible, often broken: valid requests, pings, random opcodes,
+    bits and masks, garbage bytes, absurd 64-bit lengths."""
+    k = r.random()
+    if k < 0.3:
+        return F(b'{"op":"ping","id":%d}' % r.randint(0, 99))
+    if k < 0.4:
+        return F(r.randbytes(r.randint(0, 125)), OP_PING)
+    if k < 0.5:
+        return build_frame(r.choice([0, 1, 2, 3, 8, 10, 11, 15]), r.randbytes(r.randint(0, 300)),
+                           fin=r.random() < 0.7, mask=r.random() < 0.9, rsv=r.choice([0, 0, 0, 1, 4]))
+    if k < 0.6:
+        return r.randbytes(r.randint(1, 40))
+    if k < 0.7:
+        return F(b'{"op":"subscribe","scope":"fuzz%d"}' % r.randint(0, 3))
+    if k < 0.8:
+        return F(b'{"op":"emit","scope":"fuzz%d","data":%d}' % (r.randint(0, 3), r.randint(0, 9)))
+    return (bytes([0x81, 0xFF]) + struct.pack("!Q", r.choice([0, 1, 70000, 2**40, 2**63 - 1]))
+            + r.randbytes(4 + r.randint(0, 100)))
+
+
+async def random_frames_from_many_clients(tc):
+    """300 connections (50 at a time) send random frame sequences cut at
+    random points, then close or reset; fixed seeds, so a failure repeats."""
+    async def one(seed):
+        r = random.Random(seed)
+        key = base64.b64encode(r.randbytes(16)).decode()
+        rd, w = await asyncio.open_connection(HOST, tc.srv.port)
+        try:
+            w.write((f"GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            data = b"".join(_random_frame(r) for _ in range(r.randint(1, 30)))
+            pos = 0
+            while pos < len(data):
+                n = r.randint(1, 200)
+                w.write(data[pos:pos + n])
+                pos += n
+                if r.random() < 0.3:
+                    await asyncio.sleep(0.001)
+            try:
+                await asyncio.wait_for(rd.read(1 << 20), 0.2)
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+        finally:
+            w.transport.abort() if r.random() < 0.5 else w.close()
+    for base in range(0, 300, 50):
+        await asyncio.gather(*(one(s) for s in range(base, base + 50)))
+
+
 SCOPE_201 = "s" * 201
 S = "s:bad"
 
@@ -346,6 +397,7 @@ CASES = [
     ("ping_between_fragments", ws_reply([F(b'{"op":"ping",', fin=False), F(b"x", OP_PING),
                                          F(b'"id":"frag"}', OP_CONT)], "frag"), None),
     ("frame_split_byte_by_byte", frame_split_byte_by_byte, None),
+    ("random_frames_from_many_clients", random_frames_from_many_clients, None),
     ("upgrade_head_in_pieces", upgrade_head_in_pieces, None),
     ("upgrade_after_http_request", upgrade_after_http_request, None),
     ("upgrade_wrong_version", upgrade_request(426, version="8", header=("sec-websocket-version", "13")), None),
