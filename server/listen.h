@@ -5,7 +5,9 @@
  * ALLOW_LISTEN_SHARE option only matters on Windows), so every service
  * thread opens its own listening socket with SO_REUSEPORT, the kernel
  * spreads new connections over them, and each thread accepts on its own
- * and hands the socket to its lws context with lws_adopt_socket_vhost().
+ * and hands the socket to sc__wsio_accept() (wsio.c), which keeps
+ * WebSocket upgrades and gives the rest to its lws context with
+ * lws_adopt_socket_vhost().
  *
  * Thread: sc_listen_open runs on the main thread before the service
  * threads start; the accept callback runs on its service thread.
@@ -21,7 +23,7 @@
 int sc_listen_open(const char *host, int port, int *bound_port);
 
 /* Registers `fd` with the context's loop (as an lws raw file) so that
- * readiness accepts every pending connection into `vhost`. The lws
+ * readiness accepts every pending connection (see above). The lws
  * protocol list must contain SC_ACCEPT_PROTOCOL (below). Returns 0 or -1.
  * Thread: the service thread (or before it starts). */
 int sc_listen_attach(struct lws_vhost *vhost, int fd);

@@ -94,8 +94,7 @@ typedef struct sc_wsconn {
     uint8_t cbuf_len;
     uint8_t *cbuf;     /* a control frame split by reads (or NULL) */
     uint64_t left;
-    char *rx;          /* message being reassembled (or NULL) */
-    size_t rx_len, rx_cap;
+    sc_buf_t rx;       /* message being reassembled (empty: no allocation) */
     /* the rest */
     size_t cap_subs;
     int64_t last_seen_us; /* last frame from the client */

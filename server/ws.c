@@ -627,6 +627,7 @@ sc_wsconn_t *sc__ws_open(sc_svc_t *svc, int fd, char *token)
     }
     c->svc = svc;
     sc_buf_init(&c->ctl);
+    sc_buf_init(&c->rx);
     char sid[17], why[160];
     session_id(sid);
     bool ok = authenticate(c, token, why, sizeof why);
@@ -671,7 +672,7 @@ void sc__ws_free(sc_wsconn_t *c)
     sc_owner_destroy(c->owner);
     conn_unlink(svc, c);
     free(c->subs);
-    free(c->rx);
+    sc_buf_deinit(&c->rx);
     sc_buf_deinit(&c->ctl);
     if (c->has_claims)
         sc_claims_deinit(&c->claims);

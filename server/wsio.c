@@ -261,38 +261,12 @@ static int on_control(sc_wsconn_t *c, uint8_t op, uint8_t *p, size_t n)
 }
 
 /* A whole text message. */
-static int on_message(sc_wsconn_t *c, uint8_t *msg, size_t n)
+static int on_message(sc_wsconn_t *c, const uint8_t *msg, size_t n)
 {
     if (!utf8_valid(msg, n))
         return sc__wsio_close(c, 1007, "invalid UTF-8");
     sc__ws_message(c, (const char *)msg, n);
     return 0;
-}
-
-static int append_rx(sc_wsconn_t *c, const uint8_t *p, size_t n)
-{
-    if (c->rx_len + n + 1 > c->rx_cap) {
-        size_t cap = c->rx_cap ? c->rx_cap : 1024;
-        while (cap < c->rx_len + n + 1)
-            cap *= 2;
-        char *q = realloc(c->rx, cap);
-        if (!q)
-            return -1;
-        c->rx = q;
-        c->rx_cap = cap;
-    }
-    memcpy(c->rx + c->rx_len, p, n);
-    c->rx_len += n;
-    return 0;
-}
-
-static void release_rx(sc_wsconn_t *c)
-{
-    /* Idle connections are the common case: keep no buffer between
-     * messages. */
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_len = c->rx_cap = 0;
 }
 
 /* Parses a frame header from c->hdr. Returns 1 (parsed: frame fields set),
@@ -348,7 +322,7 @@ static int parse_header(sc_wsconn_t *c, size_t *need)
             return sc__wsio_close(c, 1002, "new message inside a fragmented one");
         if (op == 0x2)
             return sc__wsio_close(c, 1003, "binary frames are not accepted");
-        if (c->rx_len + len > c->svc->srv->cfg->max_message)
+        if (sc_buf_len(&c->rx) + len > c->svc->srv->cfg->max_message)
             return sc__wsio_close(c, 1009, "message too big");
         c->in_message = !fin;
     }
@@ -411,21 +385,24 @@ static int parse(sc_wsconn_t *c, uint8_t *p, size_t n)
                 if (r < 0)
                     return -1;
             }
-        } else if (done && c->fin && c->rx_len == 0) {
+        } else if (done && c->fin && sc_buf_len(&c->rx) == 0) {
             /* the whole message is in this read: no copy */
             c->in_frame = false;
             c->last_seen_us = sc__now_us();
             if (on_message(c, p, take) < 0)
                 return -1;
         } else {
-            if (take && append_rx(c, p, take) < 0)
-                return -1;
+            sc_buf_put(&c->rx, p, take);
+            if (c->rx.err != SC_OK)
+                return -1; /* out of memory */
             if (done) {
                 c->in_frame = false;
                 c->last_seen_us = sc__now_us();
                 if (c->fin) {
-                    int r = on_message(c, (uint8_t *)c->rx, c->rx_len);
-                    release_rx(c);
+                    int r = on_message(c, (const uint8_t *)sc_buf_str(&c->rx),
+                                       sc_buf_len(&c->rx));
+                    /* idle connections keep no buffer between messages */
+                    sc_buf_deinit(&c->rx);
                     if (r < 0)
                         return -1;
                 }
