@@ -121,7 +121,8 @@ static void lws_log_to_ours(int level, const char *line)
     sc_log(ours, "lws: %.*s", (int)n, line);
 }
 
-static sc_proto_event_cfg_t event_enc = {.headroom = LWS_PRE};
+/* Frames are sent with send(): no head room for lws needed. */
+static sc_proto_event_cfg_t event_enc = {.headroom = 0};
 
 static int make_bus(sc_server_t *srv)
 {
@@ -158,7 +159,7 @@ static int svc_init(sc_server_t *srv, int i, int port)
     svc->listen_fd = -1;
     pthread_mutex_init(&svc->pending_lock, NULL);
     sc_buf_init(&svc->scratch);
-    svc->wbuf = malloc(LWS_PRE + SC_WRITE_CHUNK);
+    svc->wbuf = malloc(SC_WRITE_CHUNK);
     svc->rbuf = malloc(SC_READ_CHUNK);
     if (!svc->wbuf || !svc->rbuf)
         return SC_ENOMEM;

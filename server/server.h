@@ -127,7 +127,7 @@ struct sc_svc {
     bool thread_started;
     sc_wsconn_t *conns;          /* list of this thread's connections */
     _Atomic size_t nconns;       /* {atomic} */
-    unsigned char *wbuf;         /* LWS_PRE + SC_WRITE_CHUNK */
+    unsigned char *wbuf;         /* SC_WRITE_CHUNK: one packed write */
     sc_buf_t scratch;            /* reply encoding */
     pthread_mutex_t pending_lock;
     sc_wsconn_t *pending;        /* {pending_lock} */

@@ -410,7 +410,7 @@ void sc__ws_message(sc_wsconn_t *c, const char *msg, size_t len)
 
 typedef struct packer {
     sc_wsconn_t *c;
-    uint8_t *base; /* svc->wbuf + LWS_PRE */
+    uint8_t *base; /* svc->wbuf */
     size_t fill;
     size_t direct; /* bytes of frames larger than the buffer, written alone */
     bool broken; /* a write failed: the connection is gone */
@@ -534,7 +534,7 @@ static bool drain_subs(packer_t *p)
 int sc__ws_writeable(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
-    packer_t p = {.c = c, .base = svc->wbuf + LWS_PRE};
+    packer_t p = {.c = c, .base = svc->wbuf};
     sc_owner_rearm(c->owner);
     if (c->ping_due) {
         /* FIN + ping with a small payload (any frame from the client
