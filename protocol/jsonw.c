@@ -3,10 +3,12 @@
  *
  * The escaper is the hot part: it runs once per emit under a bus lock. It
  * copies runs of bytes that need no escaping with one memcpy and validates
- * UTF-8 inline (RFC 3629: no overlongs, no surrogates, nothing above
- * U+10FFFF), so plain ASCII and valid UTF-8 cost one pass and one copy.
+ * UTF-8 as it goes with sc_utf8_seq() (utf8.h: RFC 3629, no overlongs, no
+ * surrogates, nothing above U+10FFFF), so plain ASCII and valid UTF-8 cost
+ * one pass and one copy.
  */
 #include "jsonw.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -166,40 +168,6 @@ void sc_buf_put_i64(sc_buf_t *b, int64_t v)
     sc_buf_put_u64(b, (uint64_t)v);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when
- * the bytes there are not a valid sequence. s[0] >= 0x80. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t k, i;
-
-    if (c >= 0xc2 && c <= 0xdf)
-        k = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        k = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        k = 4;
-    else
-        return 0;
-    if (k > n)
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (c == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (c == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < k; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    }
-    return k;
-}
-
 /* Writes the escape for one byte that cannot appear raw in a JSON string. */
 static void put_escape(sc_buf_t *b, unsigned char c)
 {
@@ -249,7 +217,7 @@ void sc_buf_put_json_str(sc_buf_t *b, const char *s, size_t n)
             i++;
             continue;
         }
-        if (c >= 0x80 && (k = utf8_seq(u + i, n - i)) != 0) {
+        if (c >= 0x80 && (k = sc_utf8_seq(u + i, n - i)) != 0) {
             i += k;
             continue;
         }

@@ -1,5 +1,6 @@
 /*
- * WebSocket framing and the event encoder (see wire.h).
+ * WebSocket frame building and the event encoder (see wire.h; the frame
+ * header itself is wsframe.c's).
  *
  * The event encoder sizes its one allocation from the event (head room,
  * header, fixed text, scope, paths, origin, payload, conn) assuming nothing
@@ -16,28 +17,6 @@
 
 /* Fixed text of the largest message shape, rounded up generously. */
 #define EVENT_FIXED 96
-
-size_t sc_ws_frame_header(uint8_t out[SC_WS_MAX_HEADER], size_t payload_len)
-{
-    uint64_t n = (uint64_t)payload_len;
-    int i;
-
-    out[0] = 0x81; /* FIN | text */
-    if (n <= 125) {
-        out[1] = (uint8_t)n;
-        return 2;
-    }
-    if (n <= 0xffff) {
-        out[1] = 126;
-        out[2] = (uint8_t)(n >> 8);
-        out[3] = (uint8_t)n;
-        return 4;
-    }
-    out[1] = 127;
-    for (i = 0; i < 8; i++)
-        out[2 + i] = (uint8_t)(n >> (56 - 8 * i));
-    return 10;
-}
 
 int sc_ws_frame_begin(sc_buf_t *b, size_t headroom, size_t size_hint)
 {

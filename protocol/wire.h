@@ -2,7 +2,8 @@
  * scopecast protocol: WebSocket framing and the bus's event encoder.
  *
  * Server-to-client frames are RFC 6455 text frames: FIN + opcode 1 (0x81),
- * unmasked, with the 7-bit, 16-bit or 64-bit length form. The frame is
+ * unmasked, with the 7-bit, 16-bit or 64-bit length form (the header comes
+ * from sc_ws_frame_header(), wsframe.h, included here). The frame is
  * built once per event by sc_proto_encode_event() (installed as the bus's
  * encoder hook) and then shared by every subscriber queue, so fan-out never
  * re-encodes. Replies can be framed the same way with sc_ws_frame_begin()
@@ -31,17 +32,10 @@
 
 #include "event.h"
 #include "jsonw.h"
+#include "wsframe.h" /* SC_WS_MAX_HEADER, sc_ws_frame_header */
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Longest server-to-client frame header (2 + 8 bytes). */
-#define SC_WS_MAX_HEADER 10
-
-/* Writes the header of an unmasked, final text frame carrying
- * `payload_len` bytes into `out`. Returns its length: 2 (payload <= 125),
- * 4 (<= 65535) or 10. */
-size_t sc_ws_frame_header(uint8_t out[SC_WS_MAX_HEADER], size_t payload_len);
 
 /* Starts a frame in an empty buffer `b` (initialised, no payload yet):
  * reserves headroom + SC_WS_MAX_HEADER bytes and room for `size_hint`

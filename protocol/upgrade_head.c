@@ -1,0 +1,285 @@
+/*
+ * The WebSocket upgrade request head (see upgrade_head.h).
+ *
+ * Moved from the server's transport unchanged in behaviour: the same
+ * checks in the same order, the same refusals, the same answers byte for
+ * byte (tests/protocol/test_upgrade_head.c pins them, and the integration
+ * tests' upgrade refusal cases run them through the server). Only the
+ * bounds are explicit now, so any bytes can be given (protocol/
+ * fuzz_upgrade.c).
+ */
+#include "upgrade_head.h"
+#include "jsonw.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* RFC 6455 section 1.3: appended to the key before hashing. */
+static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+#define KEY_LEN 24
+
+const sc_http_refusal_t sc_upgrade_refusal_too_large = {
+    431, "Request Header Fields Too Large", "bad_request",
+    "request head too large", NULL};
+
+static const sc_http_refusal_t refuse_malformed = {
+    400, "Bad Request", "bad_request", "malformed request", NULL};
+static const sc_http_refusal_t refuse_not_found = {
+    404, "Not Found", "not_found", "WebSocket endpoint is /ws", NULL};
+static const sc_http_refusal_t refuse_version = {
+    426, "Upgrade Required", "bad_request", "WebSocket version 13 required",
+    "sec-websocket-version: 13\r\n"};
+static const sc_http_refusal_t refuse_not_upgrade = {
+    400, "Bad Request", "bad_request", "not a valid WebSocket upgrade", NULL};
+static const sc_http_refusal_t refuse_subprotocol = {
+    400, "Bad Request", "bad_request", "subprotocol scopecast.v1 required",
+    NULL};
+
+/* The value of header `name` (with its colon, lower case) in a request
+ * head, trimmed of spaces and tabs; NULL when absent. Only lines after the
+ * first are looked at; the first match wins. */
+static const char *header(const char *h, size_t hl, const char *name,
+                          size_t *vlen)
+{
+    size_t nl = strlen(name);
+    const char *end = h + hl, *line, *s, *v, *e;
+
+    for (line = memchr(h, '\n', hl); line && line + 1 < end;
+         line = memchr(line + 1, '\n', (size_t)(end - line - 1))) {
+        s = line + 1;
+        if ((size_t)(end - s) > nl && strncasecmp(s, name, nl) == 0) {
+            v = s + nl;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            e = v;
+            while (e < end && *e != '\r' && *e != '\n')
+                e++;
+            while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            *vlen = (size_t)(e - v);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* Whether a comma-separated header value lists `token` (any case). */
+static bool has_token(const char *v, size_t vl, const char *token)
+{
+    size_t tl = strlen(token);
+    const char *end = v + vl, *e, *t;
+
+    while (v < end) {
+        while (v < end && (*v == ' ' || *v == ','))
+            v++;
+        e = v;
+        while (e < end && *e != ',')
+            e++;
+        t = e;
+        while (t > v && t[-1] == ' ')
+            t--;
+        if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
+            return true;
+        v = e;
+    }
+    return false;
+}
+
+/* The end of the first CRLFCRLF in b[0..n) (the byte after it), or NULL. */
+static const char *head_end(const char *b, size_t n)
+{
+    const char *p = b, *end = b + n;
+
+    while ((size_t)(end - p) >= 4 &&
+           (p = memchr(p, '\r', (size_t)(end - p) - 3)) != NULL) {
+        if (memcmp(p, "\r\n\r\n", 4) == 0)
+            return p + 4;
+        p++;
+    }
+    return NULL;
+}
+
+enum sc_head_kind sc_upgrade_classify(const char *b, size_t n, size_t max,
+                                      size_t *head_len)
+{
+    size_t k = n < 4 ? n : 4, ul = 0, hl;
+    const char *end, *up;
+
+    if (k > 0 && memcmp(b, "GET ", k) != 0)
+        return SC_HEAD_OTHER; /* HTTP API (or garbage) */
+    end = n > 0 ? head_end(b, n) : NULL;
+    if (end == NULL)
+        return n >= max ? SC_HEAD_TOO_LARGE : SC_HEAD_INCOMPLETE;
+    hl = (size_t)(end - b);
+    up = header(b, hl, "upgrade:", &ul);
+    if (up == NULL || !has_token(up, ul, "websocket"))
+        return SC_HEAD_OTHER; /* plain HTTP */
+    *head_len = hl;
+    return SC_HEAD_UPGRADE;
+}
+
+int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
+                     sc_http_refusal_t *refusal)
+{
+    const char *sp1, *sp2, *eol, *target, *qm, *ver, *key, *conn, *proto;
+    size_t tl, pl, vl = 0, kl = 0, cl = 0, pvl = 0;
+    bool with_proto;
+
+    memset(req, 0, sizeof(*req));
+    if (h == NULL || hl == 0) {
+        *refusal = refuse_malformed;
+        return SC_EINVAL;
+    }
+    sp1 = memchr(h, ' ', hl);
+    eol = memchr(h, '\r', hl);
+    sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(h + hl - sp1 - 1)) : NULL;
+    if (!sp1 || !sp2 || !eol || sp2 > eol || (size_t)(h + hl - (sp2 + 1)) < 8 ||
+        memcmp(sp2 + 1, "HTTP/1.1", 8)) {
+        *refusal = refuse_malformed;
+        return SC_EINVAL;
+    }
+    target = sp1 + 1;
+    tl = (size_t)(sp2 - target);
+    qm = memchr(target, '?', tl);
+    pl = qm ? (size_t)(qm - target) : tl;
+    if (pl != 3 || memcmp(target, "/ws", 3) != 0) {
+        *refusal = refuse_not_found;
+        return SC_EINVAL;
+    }
+    ver = header(h, hl, "sec-websocket-version:", &vl);
+    key = header(h, hl, "sec-websocket-key:", &kl);
+    conn = header(h, hl, "connection:", &cl);
+    proto = header(h, hl, "sec-websocket-protocol:", &pvl);
+    if (!ver || vl != 2 || memcmp(ver, "13", 2) != 0) {
+        *refusal = refuse_version;
+        return SC_EINVAL;
+    }
+    if (!key || kl != KEY_LEN || !conn || !has_token(conn, cl, "upgrade")) {
+        *refusal = refuse_not_upgrade;
+        return SC_EINVAL;
+    }
+    with_proto = proto && has_token(proto, pvl, "scopecast.v1");
+    if (proto && !with_proto) {
+        *refusal = refuse_subprotocol;
+        return SC_EINVAL;
+    }
+    req->query = qm ? qm + 1 : NULL;
+    req->query_len = qm ? tl - pl - 1 : 0;
+    req->key = key;
+    req->with_protocol = with_proto;
+    return SC_OK;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
+{
+    const char *end, *e, *v;
+    size_t vl, i;
+    char *t, *o;
+    int h1, h2;
+
+    if (q == NULL)
+        return NULL;
+    end = q + ql;
+    while (q < end) {
+        e = memchr(q, '&', (size_t)(end - q));
+        if (!e)
+            e = end;
+        if ((size_t)(e - q) > 6 && memcmp(q, "token=", 6) == 0) {
+            v = q + 6;
+            vl = (size_t)(e - v);
+            if (vl > max_len)
+                vl = max_len;
+            t = malloc(vl + 1);
+            if (!t)
+                return NULL;
+            o = t;
+            for (i = 0; i < vl; i++) {
+                if (v[i] == '%' && i + 2 < vl && (h1 = hexval(v[i + 1])) >= 0 &&
+                    (h2 = hexval(v[i + 2])) >= 0) {
+                    *o++ = (char)(h1 << 4 | h2);
+                    i += 2;
+                } else {
+                    *o++ = v[i];
+                }
+            }
+            *o = '\0';
+            return t;
+        }
+        q = e + 1;
+    }
+    return NULL;
+}
+
+size_t sc_upgrade_accept(const sc_upgrade_req_t *req, char *out, size_t cap)
+{
+    /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
+    char kg[KEY_LEN + sizeof(ws_guid)];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdl = 0;
+    char acc[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    int n;
+
+    if (req->key == NULL)
+        return 0;
+    memcpy(kg, req->key, KEY_LEN);
+    memcpy(kg + KEY_LEN, ws_guid, sizeof(ws_guid) - 1);
+    if (!EVP_Digest(kg, KEY_LEN + sizeof(ws_guid) - 1, md, &mdl, EVP_sha1(),
+                    NULL))
+        return 0;
+    EVP_EncodeBlock((unsigned char *)acc, md, (int)mdl);
+    n = snprintf(out, cap,
+                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+                 "connection: Upgrade\r\nsec-websocket-accept: %s\r\n%s\r\n",
+                 acc,
+                 req->with_protocol ? "sec-websocket-protocol: scopecast.v1\r\n"
+                                    : "");
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}
+
+size_t sc_http_refusal_write(const sc_http_refusal_t *r, char *out, size_t cap)
+{
+    sc_buf_t body;
+    const char *text;
+    int n;
+
+    /* the body with the JSON writer: the same bytes as "{\"error\":\"%s\",
+     * \"message\":\"%s\"}" for plain ASCII, and escaped otherwise */
+    sc_buf_init(&body);
+    sc_buf_put(&body, "{\"error\":", 9);
+    sc_buf_put_json_cstr(&body, r->code);
+    sc_buf_put(&body, ",\"message\":", 11);
+    sc_buf_put_json_cstr(&body, r->message);
+    sc_buf_putc(&body, '}');
+    text = sc_buf_str(&body);
+    if (text == NULL) {
+        sc_buf_deinit(&body);
+        return 0;
+    }
+    n = snprintf(out, cap,
+                 "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+                 "content-length: %zu\r\n%sconnection: close\r\n\r\n%s",
+                 r->status, r->reason_phrase ? r->reason_phrase : "",
+                 sc_buf_len(&body), r->extra_headers ? r->extra_headers : "",
+                 text);
+    sc_buf_deinit(&body);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}
