@@ -4,15 +4,17 @@
  * Scopes are spread over SHARDS shards by hash; each shard has one mutex
  * guarding its scope map, the scopes' subscriber arrays, seqs, user counts
  * and drop-warning state, and the producer side of their subscriptions'
- * rings. An emit takes exactly one shard lock, so emitters into different
+ * queues. An emit takes exactly one shard lock, so emitters into different
  * scopes rarely meet, and emitters into one scope are serialised, which
  * gives the scope one seq order that every subscriber sees.
  *
- * Fan-out is one pointer push per subscriber: the event's reference count
- * is raised to cover every subscriber before the first push and the unused
- * part is returned once at the end, so a fan-out to N subscribers does one
- * atomic add on the event, not N. Work that calls out of the bus (on_drop,
- * the drop warning) is collected while locked and run after unlocking.
+ * Fan-out is one pointer push per subscriber (sc__queue_push, inline from
+ * queue.h), each push that queued followed by a wake of the subscriber's
+ * owner (owner.c). The event's reference count is raised to cover every
+ * subscriber before the first push and the unused part is returned once at
+ * the end, so a fan-out to N subscribers does one atomic add on the event,
+ * not N. Work that calls out of the bus (on_drop, the drop warning) is
+ * collected while locked and run after unlocking.
  */
 #include "bus_internal.h"
 
@@ -37,8 +39,8 @@ typedef struct sc__scope {
 
 typedef struct shard {
     _Alignas(64) pthread_mutex_t lock;
-    sc__strmap_t scopes;        /* {lock} */
-    _Atomic uint64_t emitted;   /* incremented under lock, read anywhere */
+    sc__strmap_t scopes;      /* {lock} */
+    _Atomic uint64_t emitted; /* incremented under lock, read anywhere */
     _Atomic uint64_t dropped;
 } shard_t;
 
@@ -51,7 +53,7 @@ struct sc_bus {
 
 /* What to do after unlocking: report drops of one event. */
 typedef struct after_item {
-    sc_event_t *ev;      /* a reference */
+    sc_event_t *ev; /* a reference */
     uint32_t drops;
     uint64_t warn_count; /* > 0: log a drop warning with this count */
 } after_item_t;
@@ -226,73 +228,6 @@ void sc_bus_destroy(sc_bus_t *bus)
 
 /* ---- fan-out --------------------------------------------------------- */
 
-/* Pushes `ev` into `sub`'s ring or counts a drop. Caller holds the shard
- * lock. Returns true when queued. */
-/* Replaces a full ring of `cap` slots by one twice as large holding the
- * same items [head, tail). Caller holds the shard lock. Returns false when
- * out of memory. */
-static bool grow_ring_locked(sc_sub_t *sub, uint32_t tail, uint32_t cap)
-{
-    sc__ring_t *old = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
-    uint32_t size = cap ? cap * 2 : SC__RING_MIN;
-    if (size > sub->_ring_max)
-        size = sub->_ring_max;
-    sc__ring_t *r = malloc(sizeof *r + (size_t)size * sizeof r->slots[0]);
-    if (!r)
-        return false;
-    r->next = NULL;
-    r->mask = size - 1;
-    for (uint32_t i = sub->_head_cache; old && i != tail; i++)
-        r->slots[i & r->mask] = old->slots[i & old->mask];
-    atomic_store_explicit(&sub->_ring, r, memory_order_release);
-    if (old) {
-        old->next = atomic_load(&sub->_retired);
-        while (!atomic_compare_exchange_weak(&sub->_retired, &old->next, old))
-            ;
-    }
-    return true;
-}
-
-static bool push_locked(sc_sub_t *sub, sc_event_t *ev)
-{
-    /* Only this producer (under the lock) moves the tail or adds to the
-     * gap; the consumer may only take a non-zero gap (CAS to zero). */
-    uint64_t w = atomic_load_explicit(&sub->_tailgap, memory_order_relaxed);
-    uint32_t tail = SC__TAIL(w);
-    sc__ring_t *r = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
-    uint32_t cap = r ? r->mask + 1 : 0;
-    uint32_t used = tail - sub->_head_cache;
-    if (used >= sub->_maxsize || used >= cap) {
-        sub->_head_cache =
-            atomic_load_explicit(&sub->_head, memory_order_acquire);
-        used = tail - sub->_head_cache;
-        bool full = used >= sub->_maxsize;
-        if (!full && used >= cap) {
-            full = !grow_ring_locked(sub, tail, cap); /* out of memory */
-            r = atomic_load_explicit(&sub->_ring, memory_order_relaxed);
-        }
-        if (full) {
-            while (SC__GAP(w) != UINT32_MAX && /* saturate, never carry */
-                   !atomic_compare_exchange_weak(&sub->_tailgap, &w, w + 1))
-                ;
-            atomic_fetch_add_explicit(&sub->_dropped_total, 1,
-                                      memory_order_relaxed);
-            return false;
-        }
-    }
-    uint32_t gap = SC__GAP(w);
-    while (gap && !atomic_compare_exchange_weak(&sub->_tailgap, &w,
-                                                w & ~SC__GAP_MASK))
-        gap = SC__GAP(w); /* the consumer took it meanwhile */
-    sc__slot_t *slot = &r->slots[tail & r->mask];
-    slot->ev = ev;
-    slot->dropped_before = gap;
-    /* seq_cst publish (see sub.c); the gap is zero now and stays so. */
-    atomic_store(&sub->_tailgap, (uint64_t)(tail + 1) << 32);
-    sc__owner_wake(sub->_owner);
-    return true;
-}
-
 static bool wants_change(const sc_sub_t *sub, const sc_event_t *ev)
 {
     if (ev->_has_audience &&
@@ -343,14 +278,17 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
         if (i + 4 < n) { /* a few subscribers ahead: their lines we touch */
             const sc_sub_t *a = sc->subs[i + 4];
             __builtin_prefetch(a);
-            __builtin_prefetch(&a->_tailgap, 1);
+            __builtin_prefetch(&a->_queue._tailgap, 1);
         }
         if (change ? !wants_change(sub, ev) : sub->_quiet)
             continue;
-        if (push_locked(sub, ev))
+        if (sc__queue_push(&sub->_queue, ev)) {
+            /* After the push's seq_cst publish: the wake protocol. */
+            sc__owner_wake(sub->_owner);
             delivered++;
-        else
+        } else {
             drops++;
+        }
     }
     sc__event_unref_many(ev, (uint32_t)n - delivered);
     if (drops)
@@ -420,24 +358,15 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
 
 /* ---- subscribe ------------------------------------------------------- */
 
-static uint32_t ring_size(uint32_t maxsize)
-{
-    uint32_t n = 1;
-    while (n < maxsize)
-        n <<= 1;
-    return n;
-}
-
-static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope,
-                            sc_owner_t *owner, const sc_sub_opts_t *opts)
+static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
+                            const sc_sub_opts_t *opts)
 {
     sc_sub_t *sub = calloc(1, sizeof *sub);
     if (!sub)
         return NULL;
     sub->_bus = bus;
     sub->_owner = owner;
-    sub->_maxsize = (uint32_t)bus->cfg.maxsize;
-    sub->_ring_max = ring_size(sub->_maxsize);
+    sc__queue_init(&sub->_queue, (uint32_t)bus->cfg.maxsize);
     size_t slen = strlen(scope) + 1;
     sub->_scope_name = malloc(slen);
     if (!sub->_scope_name)
@@ -465,8 +394,10 @@ fail:
     return NULL;
 }
 
+/* Frees a subscription that was never registered (nothing was queued). */
 static void sub_free_unregistered(sc_sub_t *sub)
 {
+    sc__queue_deinit(&sub->_queue);
     sc_conn_deinit(&sub->_conn);
     free(sub->_scope_name);
     free(sub);
@@ -649,6 +580,8 @@ void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub)
 
 /* ---- close ----------------------------------------------------------- */
 
+/* Sets the close reason of a subscription already removed from its scope,
+ * then wakes its owner (the wake protocol, owner.c). */
 static void end_sub_locked(sc_sub_t *sub, int reason)
 {
     atomic_store(&sub->_close_reason, reason);
@@ -744,8 +677,7 @@ static void kick_user_cb(sc__strmap_entry_t *e, void *ud)
         scope_drop_locked(cx->bus, cx->sh, sc);
 }
 
-size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id,
-                         const char *scope)
+size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope)
 {
     if (!bus || !user_id)
         return 0;
@@ -866,10 +798,10 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
 {
     memset(out, 0, sizeof *out);
     for (int i = 0; i < SHARDS; i++) {
-        out->emitted += atomic_load_explicit(&bus->shards[i].emitted,
-                                             memory_order_relaxed);
-        out->dropped += atomic_load_explicit(&bus->shards[i].dropped,
-                                             memory_order_relaxed);
+        out->emitted +=
+            atomic_load_explicit(&bus->shards[i].emitted, memory_order_relaxed);
+        out->dropped +=
+            atomic_load_explicit(&bus->shards[i].dropped, memory_order_relaxed);
     }
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);

@@ -77,29 +77,29 @@ typedef int (*sc_encode_fn)(void *ud, sc_event_t *ev);
 typedef double (*sc_clock_fn)(void *ud);
 
 typedef struct sc_bus_config {
-    int maxsize;                 /* queue bound per subscription (>= 1) */
-    sc_on_drop_fn on_drop;       /* optional */
+    int maxsize;           /* queue bound per subscription (>= 1) */
+    sc_on_drop_fn on_drop; /* optional */
     void *on_drop_ud;
-    sc_log_fn log;               /* optional; NULL = silent */
+    sc_log_fn log; /* optional; NULL = silent */
     void *log_ud;
-    sc_encode_fn encode;         /* optional; NULL = events carry no frame */
+    sc_encode_fn encode; /* optional; NULL = events carry no frame */
     void *encode_ud;
-    sc_clock_fn clock;           /* optional; NULL = CLOCK_MONOTONIC */
+    sc_clock_fn clock; /* optional; NULL = CLOCK_MONOTONIC */
     void *clock_ud;
-    double drop_log_interval;    /* seconds between drop warnings per scope
-                                    (default 10) */
+    double drop_log_interval; /* seconds between drop warnings per scope
+                                 (default 10) */
 } sc_bus_config_t;
 
 #define SC_BUS_DEFAULT_MAXSIZE 256
 #define SC_BUS_DROP_LOG_INTERVAL 10.0
 
 /* Fills `cfg` with the defaults: maxsize 256, 10 s drop-log interval, no
- * hooks. Start from this and change what you need. */
+ * hooks. Start from this and change what you need. Thread: any. */
 void sc_bus_config_default(sc_bus_config_t *cfg);
 
 /* Creates a bus. `cfg` may be NULL (all defaults); it is copied.
  * maxsize < 1 (0 and negatives) is SC_EINVAL: *out stays NULL and nothing
- * is created. Returns SC_OK, SC_EINVAL or SC_ENOMEM. */
+ * is created. Returns SC_OK, SC_EINVAL or SC_ENOMEM. Thread: any. */
 int sc_bus_create(const sc_bus_config_t *cfg, sc_bus_t **out);
 
 /* Destroys the bus. Every subscription and owner must be destroyed first
@@ -108,6 +108,7 @@ int sc_bus_create(const sc_bus_config_t *cfg, sc_bus_t **out);
  * NULL is a no-op. Thread: any, once nothing else uses the bus. */
 void sc_bus_destroy(sc_bus_t *bus);
 
+/* The queue bound per subscription (the config's maxsize). Thread: any. */
 int sc_bus_maxsize(const sc_bus_t *bus);
 
 /* Emits one change event into `e->scope`. Never blocks on a consumer.
@@ -117,14 +118,14 @@ int sc_bus_maxsize(const sc_bus_t *bus);
 int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out);
 
 typedef struct sc_sub_opts {
-    const sc_conn_t *conn;   /* optional; copied. Enables audience and
-                                presence (join/leave) */
-    bool echo;               /* deliver events whose origin is this conn's
-                                session (default false: suppressed) */
-    bool quiet;              /* do not receive join/leave of others */
-    bool hidden;             /* not announced: no JOIN/LEAVE for it, left
-                                out of presence and of first/last counts
-                                (its conn still serves audience and echo) */
+    const sc_conn_t *conn; /* optional; copied. Enables audience and
+                              presence (join/leave) */
+    bool echo;             /* deliver events whose origin is this conn's
+                              session (default false: suppressed) */
+    bool quiet;            /* do not receive join/leave of others */
+    bool hidden;           /* not announced: no JOIN/LEAVE for it, left
+                              out of presence and of first/last counts
+                              (its conn still serves audience and echo) */
     sc_on_disconnect_fn on_disconnect; /* optional */
     void *on_disconnect_ud;
 } sc_sub_opts_t;
@@ -151,18 +152,19 @@ size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason);
 /* Ends the subscriptions of `user_id` in `scope` (NULL: in every scope) with
  * reason SC_CLOSE_KICKED; remaining subscribers get LEAVE events. Returns
  * the number ended. Thread: any. */
-size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id,
-                         const char *scope);
+size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope);
 
 /* Presence snapshot: copies of the conn infos of `scope`'s live
- * subscribers that gave one and are not hidden, de-duplicated by value. *out is a new array
- * (free with sc_presence_free), NULL with *n = 0 for an unknown scope.
- * Returns SC_OK or SC_ENOMEM. Thread: any. */
+ * subscribers that gave one and are not hidden, de-duplicated by value. *out is
+ * a new array (free with sc_presence_free), NULL with *n = 0 for an unknown
+ * scope. Returns SC_OK or SC_ENOMEM. Thread: any. */
 int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
                     size_t *n);
+/* Frees a presence snapshot (NULL is a no-op). Thread: any. */
 void sc_presence_free(sc_conn_t *list, size_t n);
 
-/* The scope's last assigned seq; 0 when it has no subscribers. */
+/* The scope's last assigned seq; 0 when it has no subscribers.
+ * Thread: any. */
 uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope);
 
 typedef struct sc_bus_stats {
@@ -184,10 +186,11 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out);
 typedef void (*sc_wake_fn)(void *ud);
 
 /* Creates an owner. `wake` NULL gives a built-in condition variable for
- * sc_owner_wait(). Returns SC_OK or SC_ENOMEM. */
+ * sc_owner_wait(). Returns SC_OK or SC_ENOMEM. Thread: any. */
 int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out);
 
-/* Destroys an owner with no subscriptions left. NULL is a no-op. */
+/* Destroys an owner with no subscriptions left. NULL is a no-op.
+ * Thread: owner (no producer can reach an owner without subscriptions). */
 void sc_owner_destroy(sc_owner_t *owner);
 
 /* Re-arms the wake: call it before draining. Wakes that happen after it are
@@ -230,8 +233,11 @@ void sc_sub_prefetch(const sc_sub_t *sub);
  * reason is set before the owner is woken. Thread: any. */
 int sc_sub_close_reason(const sc_sub_t *sub);
 
+/* The subscription's scope, its conn (a copy; NULL when none) and its
+ * owner, fixed at subscribe time. Thread: any, while the subscription
+ * lives. */
 const char *sc_sub_scope(const sc_sub_t *sub);
-const sc_conn_t *sc_sub_conn(const sc_sub_t *sub); /* NULL when none */
+const sc_conn_t *sc_sub_conn(const sc_sub_t *sub);
 sc_owner_t *sc_sub_owner(const sc_sub_t *sub);
 /* Total items ever dropped for this subscription. Thread: any. */
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub);
