@@ -176,6 +176,64 @@ fail:
     return rc;
 }
 
+void sc_demo_token_body_deinit(sc_demo_token_body_t *body)
+{
+    if (body == NULL)
+        return;
+    free(body->name);
+    body->name = NULL;
+}
+
+/* A demo name: 1-64 bytes, no control characters. */
+static bool demo_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+int sc_proto_decode_demo_token_body(const char *body, size_t len,
+                                    sc_demo_token_body_t *out,
+                                    sc_proto_err_t *err)
+{
+    json_object *root = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(err, 0, sizeof(*err));
+    rc = sc__json_parse(body, len, &root, err);
+    if (rc != SC_OK)
+        goto fail;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = sc__err_field(err, "", NULL, "not an object");
+        goto fail;
+    }
+    json_object *name = sc__member(root, "name");
+    if (name == NULL || !json_object_is_type(name, json_type_string) ||
+        strlen(json_object_get_string(name)) !=
+            (size_t)json_object_get_string_len(name) ||
+        !demo_name_ok(json_object_get_string(name))) {
+        rc = sc__err_field(err, "", "name",
+                           "must be a string of 1-64 characters");
+        goto fail;
+    }
+    out->name = strdup(json_object_get_string(name));
+    if (out->name == NULL) {
+        rc = sc__err_nomem(err);
+        goto fail;
+    }
+    json_object_put(root);
+    return SC_OK;
+fail:
+    sc_demo_token_body_deinit(out);
+    json_object_put(root);
+    return rc;
+}
+
 int sc_proto_enc_http_seq(sc_buf_t *b, uint64_t seq)
 {
     LIT(b, "{\"seq\":");

@@ -22,6 +22,10 @@
  * not contain NUL characters". An empty body is "invalid JSON" (closing
  * everything takes an explicit {}).
  *
+ * POST /demo/token (demo mode): {"name":N}, N a string of 1-64 bytes
+ * without control characters. Messages: "invalid JSON...", "not an
+ * object", "name: must be a string of 1-64 characters".
+ *
  * Errors have code "bad_request" (HTTP 400), or "internal" with SC_ENOMEM;
  * err->id_json is always NULL here.
  *
@@ -87,6 +91,20 @@ int sc_proto_decode_close_body(const char *body, size_t len,
 
 /* Frees what `body` owns and zeroes it. NULL is a no-op. */
 void sc_close_body_deinit(sc_close_body_t *body);
+
+typedef struct sc_demo_token_body {
+    char *name; /* the user name to sign a token for */
+} sc_demo_token_body_t;
+
+/* Parses a POST /demo/token body. Returns SC_OK (*out filled, free with
+ * sc_demo_token_body_deinit), SC_EINVAL or SC_ENOMEM (*err filled, *out
+ * zeroed). */
+int sc_proto_decode_demo_token_body(const char *body, size_t len,
+                                    sc_demo_token_body_t *out,
+                                    sc_proto_err_t *err);
+
+/* Frees what `body` owns and zeroes it. NULL is a no-op. */
+void sc_demo_token_body_deinit(sc_demo_token_body_t *body);
 
 /* {"seq":N} */
 int sc_proto_enc_http_seq(sc_buf_t *b, uint64_t seq);

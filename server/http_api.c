@@ -1,6 +1,5 @@
 /*
- * HTTP on the WebSocket port: the API (the /api/ routes), /metrics, /healthz, the
- * demo token endpoint and static files from the web root.
+ * HTTP on the WebSocket port (see http_api.h).
  *
  * A transaction: LWS_CALLBACK_HTTP routes by path and method; POST bodies
  * are collected (up to max_body, inclusive) and handled at
@@ -8,20 +7,16 @@
  * transaction completed right away (pipelined requests wait their turn). Every error body is
  * {"error":code,"message":text} (PROTOCOL.md).
  */
-#include "server.h"
+#include "http_api.h"
 #include "http_body.h"
 #include "log.h"
 #include "reply.h"
 #include "scope.h"
+#include "svc.h"
 
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-const char *const sc__err_code_names[SC_ERRC_COUNT] = {
-    "bad_request", "unauthorized", "forbidden",
-    "limit",       "not_found",    "internal"};
 
 enum method { M_OTHER, M_GET, M_POST, M_HEAD };
 
@@ -35,7 +30,8 @@ typedef struct sc_httpreq {
     const struct route *route; /* the handler to run, NULL: static */
     bool waiting_body;
     unsigned err_status;       /* > 0: answer this error instead */
-    const char *err_code, *err_msg; /* static strings */
+    enum sc_errc err_code;
+    const char *err_msg;       /* static */
 } sc_httpreq_t;
 
 typedef int (*handler_fn)(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r);
@@ -47,13 +43,13 @@ struct route {
     bool api; /* under the API key / loopback rule */
 };
 
-static void req_free(sc_pss_t *pss)
+static void req_free(sc_http_pss_t *pss)
 {
-    if (!pss || !pss->http)
+    if (!pss || !pss->req)
         return;
-    free(pss->http->body);
-    free(pss->http);
-    pss->http = NULL;
+    free(pss->req->body);
+    free(pss->req);
+    pss->req = NULL;
 }
 
 static sc_svc_t *svc_of(struct lws *wsi)
@@ -107,17 +103,15 @@ static int respond_buf(struct lws *wsi, sc_httpreq_t *r, unsigned status,
 }
 
 static int respond_error(struct lws *wsi, sc_httpreq_t *r, unsigned status,
-                         const char *code, const char *message)
+                         enum sc_errc code, const char *message)
 {
     sc_svc_t *svc = svc_of(wsi);
-    for (int i = 0; i < SC_ERRC_COUNT; i++)
-        if (strcmp(code, sc__err_code_names[i]) == 0)
-            SC_COUNT(svc->errors[i], 1);
-    sc_proto_enc_http_error(&svc->scratch, code, message);
+    sc_stats_error(&svc->stats, code);
+    sc_proto_enc_http_error(&svc->scratch, sc_errc_name(code), message);
     return respond_buf(wsi, r, status, &svc->scratch);
 }
 
-bool sc__peer_is_loopback(struct lws *wsi)
+static bool peer_is_loopback(struct lws *wsi)
 {
     char ip[64] = "";
     lws_get_peer_simple(wsi, ip, sizeof ip);
@@ -125,7 +119,7 @@ bool sc__peer_is_loopback(struct lws *wsi)
            strncmp(ip, "::ffff:127.", 11) == 0;
 }
 
-static void fail(sc_httpreq_t *r, unsigned status, const char *code,
+static void fail(sc_httpreq_t *r, unsigned status, enum sc_errc code,
                  const char *msg)
 {
     r->err_status = status;
@@ -139,8 +133,8 @@ static void check_api_access(struct lws *wsi, sc_svc_t *svc,
                              sc_httpreq_t *r)
 {
     if (!svc->srv->cfg->api_key) {
-        if (!sc__peer_is_loopback(wsi))
-            fail(r, 403, "forbidden",
+        if (!peer_is_loopback(wsi))
+            fail(r, 403, SC_ERRC_FORBIDDEN,
                  "the API answers only loopback callers unless an API key "
                  "is configured");
         return;
@@ -148,7 +142,7 @@ static void check_api_access(struct lws *wsi, sc_svc_t *svc,
     char auth[512] = "";
     lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (!sc_auth_api_key_ok(svc->srv->cfg->api_key, auth))
-        fail(r, 401, "unauthorized",
+        fail(r, 401, SC_ERRC_UNAUTHORIZED,
              auth[0] ? "wrong API key" : "missing API key");
 }
 
@@ -166,7 +160,7 @@ static int h_emit(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     sc_emit_body_t body;
     sc_proto_err_t err;
     if (sc_proto_decode_emit_body(r->body, r->body_len, &body, &err) != SC_OK) {
-        int rc = respond_error(wsi, r, 400, "bad_request", err.message);
+        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
         sc_proto_err_deinit(&err);
         return rc;
     }
@@ -195,7 +189,7 @@ static int h_presence(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     char buf[300];
     const char *scope = lws_get_urlarg_by_name(wsi, "scope=", buf, sizeof buf);
     if (!scope || !sc_proto_scope_valid(scope, strlen(scope)))
-        return respond_error(wsi, r, 400, "bad_request",
+        return respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST,
                              "scope: must be 1-200 printable ASCII characters "
                              "without spaces");
     sc_conn_t *list;
@@ -213,7 +207,7 @@ static int h_close(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     sc_proto_err_t err;
     if (sc_proto_decode_close_body(r->body, r->body_len, &body, &err) !=
         SC_OK) {
-        int rc = respond_error(wsi, r, 400, "bad_request", err.message);
+        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
         sc_proto_err_deinit(&err);
         return rc;
     }
@@ -228,8 +222,8 @@ static int h_stats(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_bus_stats_t bs;
     sc_bus_stats(svc->srv->bus, &bs);
-    sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers, sc__total_connections(svc->srv),
-                           bs.scopes};
+    sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers,
+                           sc_total_connections(svc->srv), bs.scopes};
     sc_proto_enc_http_stats(&svc->scratch, &st);
     return respond_buf(wsi, r, 200, &svc->scratch);
 }
@@ -247,9 +241,11 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     sc_bus_stats_t bs;
     sc_bus_stats(svc->srv->bus, &bs);
+    sc_stats_t st;
+    sc_total_stats(svc->srv, &st);
     sc_buf_t *b = &svc->scratch;
     metric(b, "scopecast_connections", "gauge", "Open WebSocket connections.",
-           sc__total_connections(svc->srv));
+           sc_total_connections(svc->srv));
     metric(b, "scopecast_subscriptions", "gauge", "Live subscriptions.",
            bs.subscribers);
     metric(b, "scopecast_scopes", "gauge",
@@ -257,23 +253,23 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     metric(b, "scopecast_events_emitted_total", "counter",
            "Events emitted, with or without subscribers.", bs.emitted);
     metric(b, "scopecast_events_delivered_total", "counter",
-           "Pushes written to subscribers.", SC_SUM(svc->srv, delivered));
+           "Pushes written to subscribers.", SC_STAT(st.delivered));
     metric(b, "scopecast_events_dropped_total", "counter",
            "Pushes dropped because a subscriber queue was full.", bs.dropped);
     metric(b, "scopecast_bytes_sent_total", "counter",
            "Bytes written to WebSocket connections.",
-           SC_SUM(svc->srv, bytes_out));
+           SC_STAT(st.bytes_out));
     metric(b, "scopecast_connections_total", "counter",
            "WebSocket connections accepted.",
-           SC_SUM(svc->srv, connections_total));
+           SC_STAT(st.connections_total));
     sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
                    "# TYPE scopecast_errors_total counter\n");
-    for (int i = 0; i < SC_ERRC_COUNT; i++) {
+    for (int i = 0; i < SC_ERRC_COUNTED; i++) {
         char line[128];
-        int n = snprintf(
-            line, sizeof line, "scopecast_errors_total{code=\"%s\"} %llu\n",
-            sc__err_code_names[i], (unsigned long long)sc__sum_counter(
-                             svc->srv, offsetof(sc_svc_t, errors[i])));
+        int n = snprintf(line, sizeof line,
+                         "scopecast_errors_total{code=\"%s\"} %llu\n",
+                         sc_errc_name((enum sc_errc)i),
+                         (unsigned long long)SC_STAT(st.errors[i]));
         sc_buf_put(b, line, (size_t)n);
     }
     if (b->err != SC_OK)
@@ -284,42 +280,20 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     return rc;
 }
 
-/* A demo name: 1-64 bytes, no control characters. */
-static bool demo_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
-}
-
 static int h_demo_token(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
-    json_tokener *tok = json_tokener_new();
-    json_object *o = tok ? json_tokener_parse_ex(tok, r->body ? r->body : "",
-                                                 (int)r->body_len)
-                         : NULL;
-    bool complete = tok && json_tokener_get_error(tok) == json_tokener_success;
-    json_tokener_free(tok);
-    json_object *name = NULL;
-    const char *msg = NULL;
-    if (!complete || !json_object_is_type(o, json_type_object))
-        msg = complete ? "not an object" : "invalid JSON";
-    else if (!json_object_object_get_ex(o, "name", &name) ||
-             !json_object_is_type(name, json_type_string) ||
-             !demo_name_ok(json_object_get_string(name)))
-        msg = "name: must be a string of 1-64 characters";
-    if (msg) {
-        json_object_put(o);
-        return respond_error(wsi, r, 400, "bad_request", msg);
+    sc_demo_token_body_t body;
+    sc_proto_err_t err;
+    if (sc_proto_decode_demo_token_body(r->body, r->body_len, &body, &err) !=
+        SC_OK) {
+        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
+        sc_proto_err_deinit(&err);
+        return rc;
     }
     char *token = NULL;
-    int rc = sc_auth_sign(svc->srv->jwt_secret, json_object_get_string(name), true,
-                          24 * 3600, time(NULL), &token);
-    json_object_put(o);
+    int rc = sc_auth_sign(svc->srv->jwt_secret, body.name, true, 24 * 3600,
+                          time(NULL), &token);
+    sc_demo_token_body_deinit(&body);
     if (rc != SC_OK)
         return -1;
     sc_buf_puts(&svc->scratch, "{\"token\":");
@@ -378,7 +352,7 @@ static int h_static(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
         snprintf(full, sizeof full, "%s%s", svc->srv->cfg->web_root, rel) >=
             (int)sizeof full ||
         stat(full, &st) != 0 || !S_ISREG(st.st_mode))
-        return respond_error(wsi, r, 404, "not_found", "no such resource");
+        return respond_error(wsi, r, 404, SC_ERRC_NOT_FOUND, "no such resource");
     int n = lws_serve_http_file(wsi, full, mime_of(full), NULL, 0);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
         return -1;
@@ -431,13 +405,13 @@ static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     if (!rt) {
         if (strncmp(r->path, "/api/", 5) == 0 ||
             strncmp(r->path, "/demo/", 6) == 0)
-            fail(r, 404, "not_found", "no such endpoint");
+            fail(r, 404, SC_ERRC_NOT_FOUND, "no such endpoint");
         else if (m != M_GET)
-            fail(r, 405, "method_not_allowed", "only GET is allowed here");
+            fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED, "only GET is allowed here");
         return; /* a static file */
     }
     if (rt->method != m) {
-        fail(r, 405, "method_not_allowed",
+        fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED,
              rt->method == M_GET ? "use GET" : "use POST");
         return;
     }
@@ -449,14 +423,14 @@ static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 /* Answers now, or after the body when one comes (lws reads it before it
  * lets us write the answer). A body over the limit is read and discarded,
  * then answered with 413 and the connection closed. */
-static int on_http(struct lws *wsi, sc_pss_t *pss, const char *path)
+static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
 {
     sc_svc_t *svc = svc_of(wsi);
     req_free(pss);
     sc_httpreq_t *r = calloc(1, sizeof *r);
     if (!r)
         return -1;
-    pss->http = r;
+    pss->req = r;
     r->method = method_of(wsi);
     snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
     route(wsi, svc, r);
@@ -506,12 +480,18 @@ static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
     return 0;
 }
 
-int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
-                      void *user, void *in, size_t len)
+int sc_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
+                     void *user, void *in, size_t len)
 {
-    sc_pss_t *pss = user;
-    sc_httpreq_t *r = pss ? pss->http : NULL;
+    sc_http_pss_t *pss = user;
+    sc_httpreq_t *r = pss ? pss->req : NULL;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* An upgrade after a request on a kept-alive connection (fresh
+         * upgrades never reach lws): the WebSocket must be the
+         * connection's first request. */
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return -1;
     case LWS_CALLBACK_HTTP:
         return pss ? on_http(wsi, pss, in) : -1;
     case LWS_CALLBACK_HTTP_BODY:
@@ -522,7 +502,7 @@ int sc__http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         r->waiting_body = false;
         if (r->too_large) {
             r->close_after = true;
-            return respond_error(wsi, r, 413, "too_large",
+            return respond_error(wsi, r, 413, SC_ERRC_TOO_LARGE,
                                  "request body larger than the limit");
         }
         return finish(wsi, svc_of(wsi), r);

@@ -1,7 +1,6 @@
 /* SO_REUSEPORT listeners adopted into lws contexts (see listen.h). */
 #define _GNU_SOURCE /* accept4 */
 #include "listen.h"
-#include "server.h"
 #include "log.h"
 
 #include <errno.h>
@@ -51,13 +50,16 @@ int sc_listen_open(const char *host, int port, int *bound_port)
     return fd;
 }
 
-int sc_listen_attach(struct lws_vhost *vhost, int fd)
+int sc_listen_attach(struct lws_vhost *vhost, int fd, sc_listener_t *l)
 {
     lws_sock_file_fd_type u;
     u.filefd = (lws_filefd_type)fd;
     struct lws *wsi = lws_adopt_descriptor_vhost(
         vhost, LWS_ADOPT_RAW_FILE_DESC, u, SC_ACCEPT_PROTOCOL_NAME, NULL);
-    return wsi ? 0 : -1;
+    if (!wsi)
+        return -1;
+    lws_set_opaque_user_data(wsi, l);
+    return 0;
 }
 
 int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -69,7 +71,7 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
     switch (reason) {
     case LWS_CALLBACK_RAW_RX_FILE: {
         int lfd = (int)lws_get_socket_fd(wsi);
-        sc_svc_t *svc = lws_context_user(lws_get_context(wsi));
+        sc_listener_t *l = lws_get_opaque_user_data(wsi);
         for (;;) {
             int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
@@ -87,8 +89,7 @@ int sc_listen_callback(struct lws *wsi, enum lws_callback_reasons reason,
              * Nagle holds a small push while an earlier one is unacked. */
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            /* WebSocket upgrades stay with us, the rest goes to lws */
-            sc__wsio_accept(svc, fd);
+            l->fn(l->ud, fd);
         }
         return 0;
     }

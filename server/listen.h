@@ -5,9 +5,9 @@
  * ALLOW_LISTEN_SHARE option only matters on Windows), so every service
  * thread opens its own listening socket with SO_REUSEPORT, the kernel
  * spreads new connections over them, and each thread accepts on its own
- * and hands the socket to sc__wsio_accept() (wsio.c), which keeps
- * WebSocket upgrades and gives the rest to its lws context with
- * lws_adopt_socket_vhost().
+ * and hands each socket to the accept callback its owner registered
+ * (server.c registers upgrade.c's, which keeps WebSocket upgrades and
+ * gives the rest to its lws context).
  *
  * Thread: sc_listen_open runs on the main thread before the service
  * threads start; the accept callback runs on its service thread.
@@ -22,11 +22,18 @@
  * Returns the fd, or -1 with the reason logged. */
 int sc_listen_open(const char *host, int port, int *bound_port);
 
+/* Where accepted sockets go: `fn(ud, fd)` takes each one (non-blocking,
+ * TCP_NODELAY set). Owned by the caller, borrowed while attached. */
+typedef struct sc_listener {
+    void (*fn)(void *ud, int fd);
+    void *ud;
+} sc_listener_t;
+
 /* Registers `fd` with the context's loop (as an lws raw file) so that
- * readiness accepts every pending connection (see above). The lws
- * protocol list must contain SC_ACCEPT_PROTOCOL (below). Returns 0 or -1.
- * Thread: the service thread (or before it starts). */
-int sc_listen_attach(struct lws_vhost *vhost, int fd);
+ * readiness accepts every pending connection and hands it to `l`. The lws
+ * protocol list must contain SC_ACCEPT_PROTOCOL_NAME (below). Returns 0 or
+ * -1. Thread: the service thread (or before it starts). */
+int sc_listen_attach(struct lws_vhost *vhost, int fd, sc_listener_t *l);
 
 /* The lws protocol entry whose callback accepts connections. */
 #define SC_ACCEPT_PROTOCOL_NAME "scopecast-accept"

@@ -1,272 +1,139 @@
 /*
- * WebSocket connections: identity, requests, replies and the packed write
- * path (the transport underneath, handshake, frames and sockets, is
- * wsio.c).
- *
- * Write path (ARCHITECTURE.md "Server design"): every event arrives with a
- * ready frame built once per emit. When a connection's queues get items
- * its owner's wake puts it on the thread's pending list, which is flushed
- * once per loop pass (before the loop sleeps); a flush re-arms the owner,
- * then gathers, in order, a heartbeat ping, pending replies (the control
- * queue) and queued pushes of every subscription (round-robin) into one
- * buffer of up to SC_WRITE_CHUNK bytes and writes it with one send(). If
- * more remains, or the socket refused bytes, we wait for the socket to
- * have room (EV_WRITE). Replies go before pushes, so `subscribed` precedes
- * the scope's events and `emitted` precedes the client's own echoed event.
- *
- * A slow client costs at most its subscriptions' bounded queues (event
- * references), its unsent replies (capped at SC_CTL_LIMIT) and one packed
- * write held while the socket is full.
+ * WebSocket sessions (see ws.h): the only place a connection is allocated
+ * and freed, and the protocol's requests and replies.
  */
-#include "server.h"
+#include "ws.h"
+#include "clock.h"
 #include "codec.h"
 #include "log.h"
 #include "reply.h"
-#include "wire.h"
+#include "writer.h"
+#include "wsio.h"
 
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
-/* Room kept free for a `dropped` or `closed` frame (scope <= 200 bytes). */
-#define NOTICE_ROOM 512
+/* One WebSocket connection. The writer's fields come first: the write
+ * path touches them for every event. */
+typedef struct sc_wsconn {
+    sc_writer_t out;          /* writer.c: everything waiting to be sent */
+    sc_svc_t *svc;            /* the service thread that owns it */
+    sc_sublist_t subs;        /* this connection's subscriptions */
+    sc_wsio_t io;             /* wsio.c: the socket and frame parser */
+    int64_t last_ping_us;
+    struct sc_wsconn *next, *prev; /* all connections of the thread */
+    sc_conn_t info;           /* session, user, connected-at (no meta) */
+    sc_claims_t claims;
+    bool has_claims;
+} sc_wsconn_t;
 
-static void session_id(char out[17])
+struct sc_ws_thread {
+    sc_wsconn_t *conns; /* every connection of the thread */
+    sc_wsio_env_t env;  /* what their transports share */
+};
+
+static sc_wsconn_t *conn_of_io(sc_wsio_t *io)
 {
-    unsigned char rnd[8];
-    static const char hex[] = "0123456789abcdef";
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        uint64_t t = (uint64_t)sc__now_us() ^ (uint64_t)(uintptr_t)out;
-        memcpy(rnd, &t, sizeof rnd);
-    }
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hex[rnd[i] >> 4];
-        out[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    out[16] = '\0';
+    return (sc_wsconn_t *)((char *)io - offsetof(sc_wsconn_t, io));
 }
 
-/* Writes what a connection has queued right away, on the service thread,
- * instead of waiting for EV_WRITE (two epoll_ctl calls and a loop pass per
- * connection and wake-up, which dominate when each event reaches a few
- * connections or arrives alone). One packed write at most: a deeper queue
- * continues on EV_WRITE, so that writes interleave with reading what the
- * publishers send. */
-static void write_now(sc_wsconn_t *c)
+static sc_wsconn_t *conn_of_writer(sc_writer_t *w)
 {
-    if (c->state != SC_WS_OPEN || c->write_armed)
-        return; /* closing, or EV_WRITE comes anyway */
-    if (sc__ws_writeable(c) < 0)
-        sc__wsio_destroy(c);
+    return (sc_wsconn_t *)((char *)w - offsetof(sc_wsconn_t, out));
 }
 
-/* ---- wake / pending list (any thread) --------------------------------- */
+static const char *sid(const sc_wsconn_t *c)
+{
+    return c->info.session_id;
+}
 
-void sc__ws_wake(void *ud)
+/* ---- lifetime ------------------------------------------------------------ */
+
+static void conn_link(sc_svc_t *svc, sc_wsconn_t *c)
+{
+    struct sc_ws_thread *wt = svc->ws;
+    c->next = wt->conns;
+    if (wt->conns)
+        wt->conns->prev = c;
+    wt->conns = c;
+    atomic_fetch_add(&svc->nconns, 1);
+}
+
+static void conn_unlink(sc_svc_t *svc, sc_wsconn_t *c)
+{
+    struct sc_ws_thread *wt = svc->ws;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        wt->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    atomic_fetch_sub(&svc->nconns, 1);
+}
+
+/* Frees c: its subscriptions first (once they are gone no emitter can
+ * wake it, so the pending list cannot get it back), then what waits to be
+ * sent, the socket, the session. */
+static void conn_destroy(sc_wsconn_t *c)
+{
+    sc_svc_t *svc = c->svc;
+    sc_log(SC_LOG_DEBUG, "session %s disconnected", sid(c));
+    for (size_t i = 0; i < c->subs.n; i++)
+        sc_sub_destroy(c->subs.v[i]);
+    free(c->subs.v);
+    sc_writer_deinit(svc, &c->out);
+    sc_wsio_close(&c->io);
+    conn_unlink(svc, c);
+    if (c->has_claims)
+        sc_claims_deinit(&c->claims);
+    sc_conn_deinit(&c->info);
+    free(c);
+}
+
+/* The core's wake for c's queues. Thread: any (an emitter). */
+static void conn_wake(void *ud)
 {
     sc_wsconn_t *c = ud;
-    sc_svc_t *svc = c->svc;
-    bool first = false;
-    pthread_mutex_lock(&svc->pending_lock);
-    if (!c->in_pending) {
-        c->in_pending = true;
-        c->pnext = svc->pending;
-        first = svc->pending == NULL;
-        svc->pending = c;
-    }
-    pthread_mutex_unlock(&svc->pending_lock);
-    /* On the service thread itself (a client's or an HTTP emit) the loop's
-     * prepare watcher flushes before it next sleeps: no wake-up needed, and
-     * everything emitted in this pass goes out in one write per connection. */
-    if (first && sc__current_svc != svc)
-        lws_cancel_service(svc->ctx);
+    sc_writer_wake(c->svc, &c->out);
 }
 
-void sc__ws_flush_pending(sc_svc_t *svc)
+/* ---- replies ------------------------------------------------------------- */
+
+static void reply(sc_wsconn_t *c)
 {
-    /* Take the list, then write without the lock (wakes may re-add). */
-    pthread_mutex_lock(&svc->pending_lock);
-    size_t n = 0;
-    for (sc_wsconn_t *c = svc->pending; c; c = c->pnext)
-        n++;
-    if (n > svc->batch_cap) {
-        sc_wsconn_t **v = realloc(svc->batch, n * sizeof *v);
-        if (v) {
-            svc->batch = v;
-            svc->batch_cap = n;
-        }
-    }
-    /* The list is newest first: write in wake order (subscription order
-     * for one emit), from the end of the batch backwards. */
-    size_t k = n <= svc->batch_cap ? n : 0;
-    for (sc_wsconn_t *c = svc->pending, *nx; c; c = nx) {
-        nx = c->pnext;
-        c->in_pending = false;
-        if (k > 0)
-            svc->batch[--k] = c;
-        else if (c->state == SC_WS_OPEN)
-            sc__wsio_want_write(c, true); /* no room: the usual way */
-    }
-    k = n <= svc->batch_cap ? n : 0;
-    svc->pending = NULL;
-    pthread_mutex_unlock(&svc->pending_lock);
-    sc_wsconn_t **v = svc->batch;
-    for (size_t i = 0; i < k; i++) {
-        /* The write of a connection is a system call that evicts much of
-         * the cache: meanwhile, bring the next connections' write-path
-         * lines back (their struct two ahead, then what it points to). */
-        if (i + 2 < k) {
-            __builtin_prefetch(v[i + 2]);
-            __builtin_prefetch((char *)v[i + 2] + 64);
-        }
-        if (i + 1 < k) {
-            sc_wsconn_t *nx = v[i + 1];
-            __builtin_prefetch(nx->owner);
-            if (nx->nsubs)
-                sc_sub_prefetch(nx->subs[0]);
-        }
-        write_now(v[i]);
-    }
+    sc_writer_reply(c->svc, &c->out, sid(c));
 }
 
-static void unlink_pending(sc_wsconn_t *c)
+static void reply_error(sc_wsconn_t *c, const char *id_json,
+                        enum sc_errc code, const char *message)
 {
-    sc_svc_t *svc = c->svc;
-    pthread_mutex_lock(&svc->pending_lock);
-    if (c->in_pending) {
-        sc_wsconn_t **pp = &svc->pending;
-        while (*pp && *pp != c)
-            pp = &(*pp)->pnext;
-        if (*pp)
-            *pp = c->pnext;
-        c->in_pending = false;
-    }
-    pthread_mutex_unlock(&svc->pending_lock);
-}
-
-/* ---- replies ----------------------------------------------------------- */
-
-static void count_error(sc_svc_t *svc, const char *code)
-{
-    for (int i = 0; i < SC_ERRC_COUNT; i++)
-        if (strcmp(code, sc__err_code_names[i]) == 0) {
-            SC_COUNT(svc->errors[i], 1);
-            return;
-        }
-    SC_COUNT(svc->errors[SC_ERRC_INTERNAL], 1);
-}
-
-/* Frames what the scratch buffer holds into the control queue. */
-/* Drops the replies not written yet, except the rest of a frame already
- * partly written (replies go out in buffer-sized slices, not per frame):
- * the close frame must start on a frame boundary. */
-static void drop_unsent_replies(sc_wsconn_t *c)
-{
-    const uint8_t *b = (const uint8_t *)sc_buf_str(&c->ctl);
-    size_t len = sc_buf_len(&c->ctl), end = 0;
-    while (end < c->ctl_off && end + 2 <= len) {
-        uint64_t n = b[end + 1] & 0x7f;
-        size_t h = 2;
-        if (n == 126 && end + 4 <= len) {
-            n = (uint64_t)b[end + 2] << 8 | b[end + 3];
-            h = 4;
-        } else if (n == 127 && end + 10 <= len) {
-            n = 0;
-            for (int i = 0; i < 8; i++)
-                n = n << 8 | b[end + 2 + i];
-            h = 10;
-        }
-        end += h + (size_t)n;
-    }
-    if (end > len)
-        end = len;
-    size_t keep = end > c->ctl_off ? end - c->ctl_off : 0;
-    uint8_t part[256], *heap = NULL;
-    uint8_t *rest = keep <= sizeof part ? part : (heap = malloc(keep));
-    if (keep && rest)
-        memcpy(rest, b + c->ctl_off, keep);
-    sc_buf_deinit(&c->ctl);
-    sc_buf_init(&c->ctl);
-    c->ctl_off = 0;
-    if (keep && rest) /* (out of memory: the stream is cut, we close) */
-        sc_buf_put(&c->ctl, rest, keep);
-    free(heap);
-}
-
-/* Replies the client does not read are capped: past SC_CTL_LIMIT (or out
- * of memory) the connection is closed. Then the writer is woken. */
-static void ctl_queued(sc_wsconn_t *c)
-{
-    if (!c->close_code && (c->ctl.err != SC_OK ||
-                           sc_buf_len(&c->ctl) - c->ctl_off > SC_CTL_LIMIT)) {
-        sc_log(SC_LOG_WARN, "session %s: replies not read, closing",
-               c->info.session_id);
-        drop_unsent_replies(c);
-        c->close_code = 1008; /* policy violation */
-        c->close_deadline_us = sc__now_us() + 5000000;
-    }
-    sc__ws_wake(c);
-}
-
-static int queue_scratch(sc_wsconn_t *c)
-{
-    sc_buf_t *s = &c->svc->scratch;
-    if (s->err != SC_OK) {
-        sc_log(SC_LOG_ERROR, "session %s: out of memory encoding a reply",
-               c->info.session_id);
-        sc_buf_reset(s);
-        return 0;
-    }
-    uint8_t hdr[SC_WS_MAX_HEADER];
-    size_t len = sc_buf_len(s);
-    size_t hl = sc_ws_frame_header(hdr, len);
-    sc_buf_put(&c->ctl, hdr, hl);
-    sc_buf_put(&c->ctl, sc_buf_str(s), len);
-    sc_buf_reset(s);
-    ctl_queued(c);
-    return 0;
-}
-
-void sc__ws_queue_frame(sc_wsconn_t *c, const void *frame, size_t len)
-{
-    if (c->close_code)
-        return; /* closing: no more answers */
-    sc_buf_put(&c->ctl, frame, len);
-    ctl_queued(c);
-}
-
-static int reply_error(sc_wsconn_t *c, const char *id_json, const char *code,
-                        const char *message)
-{
-    count_error(c->svc, code);
-    sc_proto_enc_error(&c->svc->scratch, id_json, code, message);
-    queue_scratch(c);
-    return 0;
+    sc_stats_error(&c->svc->stats, code);
+    sc_proto_enc_error(&c->svc->scratch, id_json, sc_errc_name(code),
+                       message);
+    reply(c);
 }
 
 /* ---- subscriptions ------------------------------------------------------- */
 
 static sc_sub_t *find_sub(sc_wsconn_t *c, const char *scope, size_t *index)
 {
-    for (size_t i = 0; i < c->nsubs; i++)
-        if (strcmp(sc_sub_scope(c->subs[i]), scope) == 0) {
+    for (size_t i = 0; i < c->subs.n; i++)
+        if (strcmp(sc_sub_scope(c->subs.v[i]), scope) == 0) {
             if (index)
                 *index = i;
-            return c->subs[i];
+            return c->subs.v[i];
         }
     return NULL;
 }
 
 static void drop_sub_at(sc_wsconn_t *c, size_t i)
 {
-    sc_sub_t *sub = c->subs[i];
-    if (c->carry_sub == sub) {
-        sc_event_unref(c->carry);
-        c->carry = NULL;
-        c->carry_sub = NULL;
-    }
-    memmove(&c->subs[i], &c->subs[i + 1], (c->nsubs - i - 1) * sizeof *c->subs);
-    c->nsubs--;
+    sc_sub_t *sub = c->subs.v[i];
+    sc_writer_forget_sub(&c->out, sub);
+    memmove(&c->subs.v[i], &c->subs.v[i + 1],
+            (c->subs.n - i - 1) * sizeof *c->subs.v);
+    c->subs.n--;
     sc_sub_destroy(sub);
 }
 
@@ -275,51 +142,67 @@ static bool scope_allowed(sc_wsconn_t *c, const char *scope)
     return !c->has_claims || sc_auth_scope_allowed(&c->claims, scope);
 }
 
-static int reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
+static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
                                 bool subscribed, uint64_t seq)
 {
+    sc_svc_t *svc = c->svc;
     sc_conn_t *list = NULL;
     size_t n = 0;
     bool blind = subscribed && req->no_presence; /* answers "presence":[] */
-    if (!blind &&
-        sc_bus_presence(c->svc->srv->bus, req->scope, &list, &n) != SC_OK) {
-        reply_error(c, req->id_json, "internal", "out of memory");
-        return 0;
+    if (!blind && sc_bus_presence(svc->srv->bus, req->scope, &list, &n) != SC_OK) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
     }
     if (subscribed)
-        sc_proto_enc_subscribed(&c->svc->scratch, req->id_json, req->scope, seq,
+        sc_proto_enc_subscribed(&svc->scratch, req->id_json, req->scope, seq,
                                 list, n);
     else
-        sc_proto_enc_presence(&c->svc->scratch, req->id_json, req->scope, list,
+        sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list,
                               n);
     sc_presence_free(list, n);
-    queue_scratch(c);
-    return 0;
+    reply(c);
 }
 
-static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
+static bool subs_reserve(sc_sublist_t *s)
+{
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? s->cap * 2 : 4;
+    sc_sub_t **v = realloc(s->v, cap * sizeof *v);
+    if (!v)
+        return false;
+    s->v = v;
+    s->cap = cap;
+    return true;
+}
+
+static void op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
-    if (!scope_allowed(c, req->scope))
-        return reply_error(c, req->id_json, "forbidden",
-                           "scope: not allowed by the token");
-    if (find_sub(c, req->scope, NULL))
-        return reply_presence_list(c, req, true,
-                                   sc_bus_scope_seq(svc->srv->bus, req->scope));
-    if (atomic_load(&svc->srv->draining)) {
-        sc_proto_enc_closed(&svc->scratch, req->scope, SC_CLOSE_SHUTDOWN);
-        return queue_scratch(c);
+    sc_server_t *srv = svc->srv;
+    if (!scope_allowed(c, req->scope)) {
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "scope: not allowed by the token");
+        return;
     }
-    if (c->nsubs >= (size_t)svc->srv->cfg->max_subscriptions)
-        return reply_error(c, req->id_json, "limit",
-                           "too many subscriptions on this connection");
-    if (c->nsubs == c->cap_subs) {
-        size_t cap = c->cap_subs ? c->cap_subs * 2 : 4;
-        sc_sub_t **v = realloc(c->subs, cap * sizeof *v);
-        if (!v)
-            return reply_error(c, req->id_json, "internal", "out of memory");
-        c->subs = v;
-        c->cap_subs = cap;
+    if (find_sub(c, req->scope, NULL)) {
+        reply_presence_list(c, req, true,
+                            sc_bus_scope_seq(srv->bus, req->scope));
+        return;
+    }
+    if (atomic_load(&srv->draining)) {
+        sc_proto_enc_closed(&svc->scratch, req->scope, SC_CLOSE_SHUTDOWN);
+        reply(c);
+        return;
+    }
+    if (c->subs.n >= (size_t)srv->cfg->max_subscriptions) {
+        reply_error(c, req->id_json, SC_ERRC_LIMIT,
+                    "too many subscriptions on this connection");
+        return;
+    }
+    if (!subs_reserve(&c->subs)) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
     }
     sc_conn_t info = c->info; /* borrowed fields; the bus copies them */
     info.meta = req->meta_json;
@@ -330,54 +213,59 @@ static int op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
                           .hidden = req->no_presence};
     sc_sub_t *sub;
     uint64_t seq;
-    if (sc_bus_subscribe(svc->srv->bus, req->scope, c->owner, &opts, &sub, &seq) !=
-        SC_OK)
-        return reply_error(c, req->id_json, "internal", "out of memory");
-    c->subs[c->nsubs++] = sub;
-    sc_log(SC_LOG_DEBUG, "session %s subscribed to %s", c->info.session_id,
-           req->scope);
+    if (sc_bus_subscribe(srv->bus, req->scope, c->out.owner, &opts, &sub,
+                         &seq) != SC_OK) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    c->subs.v[c->subs.n++] = sub;
+    sc_log(SC_LOG_DEBUG, "session %s subscribed to %s", sid(c), req->scope);
     reply_presence_list(c, req, true, seq);
-    return 0;
 }
 
-static int op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
+static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
 {
     size_t i;
     if (find_sub(c, req->scope, &i))
         drop_sub_at(c, i);
     sc_proto_enc_unsubscribed(&c->svc->scratch, req->id_json, req->scope);
-    queue_scratch(c);
-    return 0;
+    reply(c);
 }
 
-static int op_emit(sc_wsconn_t *c, const sc_request_t *req)
+static void op_emit(sc_wsconn_t *c, const sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
     bool allowed = c->has_claims ? sc_auth_emit_allowed(&c->claims, req->scope)
                                  : svc->srv->cfg->client_emit;
-    if (!allowed)
-        return reply_error(c, req->id_json, "forbidden",
-                           "emit: not allowed for this connection");
+    if (!allowed) {
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "emit: not allowed for this connection");
+        return;
+    }
     sc_emit_t e;
-    sc_request_to_emit(req, c->info.session_id, &e);
+    sc_request_to_emit(req, sid(c), &e);
     uint64_t seq = 0;
-    if (sc_bus_emit(svc->srv->bus, &e, &seq) != SC_OK)
-        return reply_error(c, req->id_json, "internal", "out of memory");
+    if (sc_bus_emit(svc->srv->bus, &e, &seq) != SC_OK) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
     sc_proto_enc_emitted(&svc->scratch, req->id_json, req->scope, seq);
-    queue_scratch(c);
-    return 0;
+    reply(c);
 }
 
-void sc__ws_message(sc_wsconn_t *c, const char *msg, size_t len)
+/* One whole, valid UTF-8 text message from the client. */
+static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
 {
-    if (c->close_code)
+    if (sc_writer_closing(&c->out))
         return; /* closing: further requests are ignored */
     sc_request_t req;
     sc_proto_err_t err;
-    if (sc_proto_decode(msg, len, &req, &err) != SC_OK) {
-        count_error(c->svc, err.code);
+    int rc = sc_proto_decode(msg, len, &req, &err);
+    if (rc != SC_OK) {
+        sc_stats_error(&c->svc->stats, rc == SC_ENOMEM ? SC_ERRC_INTERNAL
+                                                       : SC_ERRC_BAD_REQUEST);
         sc_proto_enc_decode_error(&c->svc->scratch, &err);
-        queue_scratch(c);
+        reply(c);
         sc_proto_err_deinit(&err);
         return;
     }
@@ -393,210 +281,82 @@ void sc__ws_message(sc_wsconn_t *c, const char *msg, size_t len)
         break;
     case SC_OP_PRESENCE:
         if (!scope_allowed(c, req.scope))
-            reply_error(c, req.id_json, "forbidden",
+            reply_error(c, req.id_json, SC_ERRC_FORBIDDEN,
                         "scope: not allowed by the token");
         else
             reply_presence_list(c, &req, false, 0);
         break;
     case SC_OP_PING:
         sc_proto_enc_pong(&c->svc->scratch, req.id_json);
-        queue_scratch(c);
+        reply(c);
         break;
     }
     sc_request_deinit(&req);
 }
 
-/* ---- write path ---------------------------------------------------------- */
+/* ---- the transport's callbacks ------------------------------------------- */
 
-typedef struct packer {
-    sc_wsconn_t *c;
-    uint8_t *base; /* svc->wbuf */
-    size_t fill;
-    size_t direct; /* bytes of frames larger than the buffer, written alone */
-    bool broken; /* a write failed: the connection is gone */
-} packer_t;
-
-static size_t room(const packer_t *p)
+static int io_msg(sc_wsio_t *io, const sc_ws_msg_t *m)
 {
-    return SC_WRITE_CHUNK - p->fill;
-}
-
-static void put_scratch(packer_t *p)
-{
-    sc_buf_t *s = &p->c->svc->scratch;
-    size_t len = sc_buf_len(s);
-    if (s->err == SC_OK && len + SC_WS_MAX_HEADER <= room(p)) {
-        p->fill += sc_ws_frame_header(p->base + p->fill, len);
-        memcpy(p->base + p->fill, sc_buf_str(s), len);
-        p->fill += len;
-    }
-    sc_buf_reset(s);
-}
-
-/* Packs one event frame. Returns false when it does not fit (the caller
- * keeps it as the carry). */
-static bool put_event(packer_t *p, sc_event_t *ev)
-{
-    size_t len;
-    const void *frame = sc_event_frame(ev, &len);
-    sc_svc_t *svc = p->c->svc;
-    if (len <= room(p)) {
-        memcpy(p->base + p->fill, frame, len);
-        p->fill += len;
-    } else if (p->fill == 0) {
-        /* Bigger than the buffer: write it on its own; the transport
-         * holds what the socket does not take. */
-        if (sc__wsio_send(p->c, frame, len) < 0)
-            p->broken = true; /* dropped with the connection */
-        SC_COUNT(svc->bytes_out, len);
-        p->direct += len;
-    } else {
-        return false;
-    }
-    SC_COUNT(svc->delivered, 1);
-    sc_event_unref(ev);
-    return true;
-}
-
-/* Drains one subscription into the buffer. Returns true when the buffer is
- * full (stop), false when the queue is empty or closed. *closed is set when
- * the subscription ended. */
-static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
-{
-    sc_svc_t *svc = p->c->svc;
-    for (;;) {
-        /* Stop when the buffer is full, when the socket holds back part
-         * of a large frame, or after 4 large frames (fairness). */
-        if (room(p) < NOTICE_ROOM || p->broken ||
-            (p->direct && (p->c->out_len || p->direct >= 4 * SC_WRITE_CHUNK)))
-            return true;
-        sc_event_t *ev;
-        uint32_t dropped = 0;
-        int rc = sc_sub_next(sub, &ev, &dropped);
-        if (dropped) {
-            sc_proto_enc_dropped(&svc->scratch, sc_sub_scope(sub), dropped);
-            put_scratch(p);
-        }
-        if (rc == SC_OK) {
-            if (!put_event(p, ev)) {
-                p->c->carry = ev;
-                p->c->carry_sub = sub;
-                return true;
-            }
-            continue;
-        }
-        if (rc == SC_ECLOSED) {
-            sc_proto_enc_closed(&svc->scratch, sc_sub_scope(sub),
-                                sc_sub_close_reason(sub));
-            put_scratch(p);
-            *closed = true;
-        }
-        return false;
-    }
-}
-
-/* Packs pushes of every subscription, round-robin. Returns true when more
- * remains to be written. */
-static bool drain_subs(packer_t *p)
-{
-    sc_wsconn_t *c = p->c;
-    if (c->carry) {
-        sc_event_t *ev = c->carry;
-        if (!put_event(p, ev))
-            return true;
-        c->carry = NULL;
-        c->carry_sub = NULL;
-    }
-    bool more = false;
-    size_t n = c->nsubs;
-    for (size_t k = 0; k < n && !more; k++) {
-        size_t i = (c->rr + k) % n;
-        bool closed = false;
-        more = drain_sub(p, c->subs[i], &closed);
-        if (closed) {
-            sc_log(SC_LOG_DEBUG, "session %s: %s closed", c->info.session_id,
-                   sc_sub_scope(c->subs[i]));
-            sc_sub_destroy(c->subs[i]);
-            c->subs[i] = NULL;
-        }
-    }
-    size_t out = 0; /* compact the closed ones away, keeping order */
-    for (size_t i = 0; i < n; i++)
-        if (c->subs[i])
-            c->subs[out++] = c->subs[i];
-    c->nsubs = out;
-    c->rr++;
-    if (c->svc->draining && c->nsubs == 0 && !c->close_code)
-        c->close_code = 1001; /* going away */
-    return more;
-}
-
-int sc__ws_writeable(sc_wsconn_t *c)
-{
-    sc_svc_t *svc = c->svc;
-    packer_t p = {.c = c, .base = svc->wbuf};
-    sc_owner_rearm(c->owner);
-    if (c->ping_due) {
-        /* FIN + ping with a small payload (any frame from the client
-         * counts as a sign of life, the pong too). */
-        static const uint8_t ping[] = {0x89, 0x04, 's', 'c', 'p', 'g'};
-        memcpy(p.base, ping, sizeof ping);
-        p.fill = sizeof ping;
-        c->ping_due = false;
-    }
-    bool more = false;
-    size_t ctl_left = sc_buf_len(&c->ctl) - c->ctl_off;
-    if (ctl_left) {
-        size_t n = ctl_left < room(&p) ? ctl_left : room(&p);
-        memcpy(p.base + p.fill, sc_buf_str(&c->ctl) + c->ctl_off, n);
-        p.fill += n;
-        c->ctl_off += n;
-        more = n < ctl_left;
-        if (!more) { /* written: release it, idle connections keep none */
-            sc_buf_deinit(&c->ctl);
-            c->ctl_off = 0;
-        }
-    }
-    if (!more && !c->close_code)
-        more = drain_subs(&p);
-    if (p.broken)
-        return -1;
-    if (p.fill) {
-        if (sc__wsio_send(c, p.base, p.fill) < 0)
-            return -1;
-        SC_COUNT(svc->bytes_out, p.fill);
-    }
-    if (more) {
-        sc__wsio_want_write(c, true);
+    sc_wsconn_t *c = conn_of_io(io);
+    switch (m->op) {
+    case SC_WS_OP_TEXT:
+        on_request(c, (const char *)m->data, m->len);
+        return 0;
+    case SC_WS_OP_PING: { /* answer with the same payload, after replies */
+        uint8_t f[SC_WS_MAX_CONTROL_FRAME];
+        size_t n = sc_ws_control_frame(f, SC_WS_OP_PONG, m->data, m->len);
+        sc_writer_frame(c->svc, &c->out, f, n, sid(c));
         return 0;
     }
-    if (c->close_code)
-        return sc__wsio_close(c, c->close_code,
-                              c->close_code == 1001 ? "server shutting down"
-                                                    : "");
-    return 0;
+    case SC_WS_OP_CLOSE: /* answer with its code, then close */
+        sc_log(SC_LOG_DEBUG, "session %s: client closed (%u)", sid(c),
+               m->close_code);
+        return sc_writer_close_now(&c->out, io, m->close_code, "");
+    default:
+        return 0; /* a pong: the transport noted the sign of life */
+    }
 }
 
-/* ---- connection lifecycle ------------------------------------------------ */
-
-static void conn_link(sc_svc_t *svc, sc_wsconn_t *c)
+static int io_fail(sc_wsio_t *io, unsigned code, const char *reason)
 {
-    c->next = svc->conns;
-    if (svc->conns)
-        svc->conns->prev = c;
-    svc->conns = c;
-    svc->nconns++;
+    return sc_writer_close_now(&conn_of_io(io)->out, io, code, reason);
 }
 
-static void conn_unlink(sc_svc_t *svc, sc_wsconn_t *c)
+static int io_writable(sc_wsio_t *io)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        svc->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    svc->nconns--;
+    sc_wsconn_t *c = conn_of_io(io);
+    return sc_writer_on_writable(c->svc, &c->out, io, &c->subs, sid(c));
+}
+
+static void io_gone(sc_wsio_t *io)
+{
+    conn_destroy(conn_of_io(io));
+}
+
+static const sc_wsio_cbs_t io_cbs = {
+    .on_msg = io_msg,
+    .on_fail = io_fail,
+    .on_writable = io_writable,
+    .on_gone = io_gone,
+};
+
+/* ---- opening ------------------------------------------------------------- */
+
+/* A session id: 16 hex digits from the CSPRNG. Returns false if it has
+ * none to give. */
+static bool session_id(char out[17])
+{
+    unsigned char rnd[8];
+    static const char hex[] = "0123456789abcdef";
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return false;
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = hex[rnd[i] >> 4];
+        out[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    out[16] = '\0';
+    return true;
 }
 
 /* Verifies the upgrade's token. Returns true when the connection may go on
@@ -604,13 +364,13 @@ static void conn_unlink(sc_svc_t *svc, sc_wsconn_t *c)
 static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
                          size_t whylen)
 {
-    sc_svc_t *svc = c->svc;
-    const char *secret = svc->srv->jwt_secret;
+    sc_server_t *srv = c->svc->srv;
+    const char *secret = srv->jwt_secret;
     snprintf(why, whylen, "token required");
     if (!secret || !*secret)
         return true; /* no JWT configured: everyone is anonymous */
     if (!token || !*token)
-        return !svc->srv->cfg->require_auth;
+        return !srv->cfg->require_auth;
     if (sc_auth_verify(token, secret, time(NULL), &c->claims, why, whylen) !=
         SC_OK)
         return false;
@@ -618,118 +378,125 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
     return true;
 }
 
-sc_wsconn_t *sc__ws_open(sc_svc_t *svc, int fd, char *token)
+bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
 {
+    char id[17], why[160];
     sc_wsconn_t *c = calloc(1, sizeof *c);
-    if (!c) {
+    if (!c || !session_id(id) ||
+        sc_writer_reserve(svc, atomic_load(&svc->nconns) + 1) != SC_OK) {
+        free(c);
         free(token);
-        return NULL;
+        return false;
     }
     c->svc = svc;
-    sc_buf_init(&c->ctl);
-    sc_buf_init(&c->rx);
-    char sid[17], why[160];
-    session_id(sid);
     bool ok = authenticate(c, token, why, sizeof why);
     free(token);
-    if (sc_conn_init(&c->info, sid, c->has_claims ? c->claims.sub : NULL,
-                     sc__wall_seconds(), NULL, 0) != SC_OK ||
-        sc_owner_create(sc__ws_wake, c, &c->owner) != SC_OK) {
+    if (sc_conn_init(&c->info, id, c->has_claims ? c->claims.sub : NULL,
+                     sc_wall_seconds(), NULL, 0) != SC_OK ||
+        sc_writer_init(&c->out, conn_wake, c) != SC_OK) {
         sc_conn_deinit(&c->info);
         if (c->has_claims)
             sc_claims_deinit(&c->claims);
         free(c);
-        return NULL;
+        return false;
     }
     conn_link(svc, c);
-    SC_COUNT(svc->connections_total, 1);
-    c->last_seen_us = c->last_ping_us = sc__now_us();
-    sc__wsio_start(c, fd);
+    SC_COUNT(svc->stats.connections_total, 1);
+    c->last_ping_us = sc_now_us();
+    sc_wsio_start(&c->io, &svc->ws->env, fd);
     if (!ok) {
-        sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", sid, why);
-        reply_error(c, NULL, "unauthorized", why);
-        c->close_code = 4401;
-        return c;
+        sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", id, why);
+        reply_error(c, NULL, SC_ERRC_UNAUTHORIZED, why);
+        sc_writer_close_after(svc, &c->out, SC_CLOSE_UNAUTHORIZED, 0);
+        return true;
     }
-    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid,
+    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", id,
            c->info.user_id ? c->info.user_id : "-");
-    sc_proto_enc_welcome(&svc->scratch, sid, c->info.user_id,
+    sc_proto_enc_welcome(&svc->scratch, id, c->info.user_id,
                          svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize);
-    queue_scratch(c);
-    return c;
+    reply(c);
+    return true;
 }
 
-void sc__ws_free(sc_wsconn_t *c)
+/* ---- the thread ---------------------------------------------------------- */
+
+int sc_ws_thread_create(sc_svc_t *svc)
 {
-    sc_svc_t *svc = c->svc;
-    sc_log(SC_LOG_DEBUG, "session %s disconnected", c->info.session_id);
-    sc_event_unref(c->carry);
-    /* Subscriptions first: once they are gone no emitter can wake us, so
-     * the pending list cannot get this connection back. */
-    for (size_t i = 0; i < c->nsubs; i++)
-        sc_sub_destroy(c->subs[i]);
-    unlink_pending(c);
-    sc_owner_destroy(c->owner);
-    conn_unlink(svc, c);
-    free(c->subs);
-    sc_buf_deinit(&c->rx);
-    sc_buf_deinit(&c->ctl);
-    if (c->has_claims)
-        sc_claims_deinit(&c->claims);
-    sc_conn_deinit(&c->info);
-    free(c);
+    struct sc_ws_thread *wt = calloc(1, sizeof *wt);
+    if (!wt)
+        return SC_ENOMEM;
+    wt->env = (sc_wsio_env_t){.loop = svc->loop,
+                              .rbuf = svc->rbuf,
+                              .rbuf_size = SC_READ_CHUNK,
+                              .max_message = svc->srv->cfg->max_message,
+                              .cbs = &io_cbs};
+    svc->ws = wt;
+    return sc_writer_thread_create(svc);
 }
 
-int sc__ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
-                    void *user, void *in, size_t len)
+void sc_ws_thread_destroy(sc_svc_t *svc)
 {
-    (void)user;
-    (void)in;
-    (void)len;
-    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION) {
-        /* An upgrade after a request on a kept-alive connection: the
-         * WebSocket must be the connection's first request. */
-        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
-        return -1;
+    sc_writer_thread_destroy(svc);
+    free(svc->ws);
+    svc->ws = NULL;
+}
+
+void sc_ws_thread_enter(sc_svc_t *svc)
+{
+    sc_writer_thread_enter(svc);
+}
+
+void sc_ws_flush(sc_svc_t *svc)
+{
+    sc_writer_t **v;
+    size_t k = sc_writer_take_pending(svc, &v);
+    for (size_t i = 0; i < k; i++) {
+        /* The write of a connection is a system call that evicts much of
+         * the cache: meanwhile, bring the next connections' write-path
+         * lines back (their struct two ahead, then what it points to). */
+        if (i + 2 < k) {
+            __builtin_prefetch(v[i + 2]);
+            __builtin_prefetch((char *)v[i + 2] + 64);
+        }
+        if (i + 1 < k) {
+            sc_wsconn_t *nx = conn_of_writer(v[i + 1]);
+            __builtin_prefetch(nx->out.owner);
+            if (nx->subs.n)
+                sc_sub_prefetch(nx->subs.v[0]);
+        }
+        sc_wsconn_t *c = conn_of_writer(v[i]);
+        if (sc_writer_flush(svc, &c->out, &c->io, &c->subs, sid(c)) < 0)
+            conn_destroy(c);
     }
-    return 0;
 }
 
-/* ---- timers and shutdown ---------------------------------------------- */
-
-void sc__ws_tick(sc_svc_t *svc, int64_t now)
+void sc_ws_tick(sc_svc_t *svc, int64_t now)
 {
-    int64_t hb = (int64_t)svc->srv->cfg->heartbeat * 1000000;
-    for (sc_wsconn_t *c = svc->conns, *next; c; c = next) {
+    int64_t hb = (int64_t)svc->srv->cfg->heartbeat * SC_US_PER_SEC;
+    for (sc_wsconn_t *c = svc->ws->conns, *next; c; c = next) {
         next = c->next;
-        if (c->close_deadline_us && now >= c->close_deadline_us) {
+        if (sc_writer_expired(&c->out, now)) {
             /* the peer neither read our close nor closed */
-            sc__wsio_destroy(c);
+            conn_destroy(c);
             continue;
         }
-        if (c->close_code)
+        if (sc_writer_closing(&c->out))
             continue;
-        if (now - c->last_seen_us > 2 * hb) {
-            sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout",
-                   c->info.session_id);
-            c->close_code = 4408;
-            /* if the socket never drains, it is dropped after 5 s */
-            c->close_deadline_us = now + 5000000;
-            sc__ws_wake(c);
+        if (now - c->io.last_rx_us > 2 * hb) {
+            sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout", sid(c));
+            /* if the socket never drains, it is dropped after the wait */
+            sc_writer_close_after(svc, &c->out, SC_CLOSE_HEARTBEAT,
+                                  now + SC_CLOSE_WAIT_US);
         } else if (now - c->last_ping_us >= hb) {
             c->last_ping_us = now;
-            c->ping_due = true;
-            sc__ws_wake(c);
+            sc_writer_ping(svc, &c->out);
         }
     }
 }
 
-void sc__ws_begin_drain(sc_svc_t *svc)
+void sc_ws_begin_drain(sc_svc_t *svc)
 {
     sc_server_t *srv = svc->srv;
-    svc->draining = true;
-    svc->drain_deadline_us =
-        sc__now_us() + (int64_t)srv->cfg->drain_timeout * 1000000;
     /* The first thread to notice closes every subscription once; the
      * others' connections get their `closed` pushes through their wakes. */
     if (!atomic_exchange(&srv->draining, true)) {
@@ -737,11 +504,18 @@ void sc__ws_begin_drain(sc_svc_t *svc)
         sc_log(SC_LOG_INFO,
                "shutting down: draining %zu connection(s), %zu "
                "subscription(s)",
-               sc__total_connections(srv), n);
+               sc_total_connections(srv), n);
     }
-    for (sc_wsconn_t *c = svc->conns; c; c = c->next) {
-        if (c->nsubs == 0 && !c->close_code)
-            c->close_code = 1001; /* going away */
-        sc__ws_wake(c);
+    for (sc_wsconn_t *c = svc->ws->conns; c; c = c->next) {
+        if (c->subs.n == 0)
+            sc_writer_close_after(svc, &c->out, SC_CLOSE_GOING_AWAY, 0);
+        else
+            sc_writer_wake(svc, &c->out);
     }
+}
+
+void sc_ws_shutdown(sc_svc_t *svc)
+{
+    while (svc->ws && svc->ws->conns)
+        conn_destroy(svc->ws->conns);
 }

@@ -1,7 +1,7 @@
 // scopecast.js — browser (and Node) client for the scopecast wire protocol v1.
 //
 // One ES module, no dependencies, no build step. See scopecast.d.ts for the
-// typed API and /work/shared/design/PROTOCOL.md for the protocol.
+// typed API and docs/PROTOCOL.md for the protocol.
 //
 //   import { connect } from '/scopecast.js';
 //   const client = connect('/ws', { token });

@@ -7,7 +7,7 @@ Every test module is a standalone script:
 It starts the real server binary on 127.0.0.1 (a free port), talks to it with
 real WebSocket clients (the `websockets` library, or `RawWS`, a small
 hand-written client for byte-level cases) and plain HTTP (http.client), and
-asserts what /work/shared/design/PROTOCOL.md says.
+asserts what docs/PROTOCOL.md says.
 
 Only the standard library and python3-websockets 10.4 are used.
 """

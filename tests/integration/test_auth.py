@@ -271,6 +271,13 @@ class NoSecret(ScopecastTestCase):
 class Demo(ScopecastTestCase):
     SERVER_ARGS = ("--demo",)
 
+    async def test_demo_token_body_is_strict_json(self):
+        for body in (b'{"name":"ana"} trailing', b'{"name":"ana"}{"name":"bo"}',
+                     b'{"name":""}', b'["ana"]'):
+            res = await self.srv.request("POST", "/demo/token", body)
+            self.assertEqual(res.status, 400, f"{body!r} -> {res!r}")
+            self.assertEqual((res.json or {}).get("error"), "bad_request", res)
+
     async def test_demo_token(self):
         res = await self.srv.request("POST", "/demo/token", {"name": "ana"})
         self.assertEqual(res.status, 200, res)

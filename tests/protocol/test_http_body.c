@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -221,6 +222,57 @@ static void test_invalid_close_bodies(void **state)
         sc_buf_deinit(&b);                                                     \
     } while (0)
 
+static void token_err(const char *body, const char *message)
+{
+    size_t len = strlen(body);
+    sc_demo_token_body_t out;
+    sc_proto_err_t err;
+
+    assert_int_equal(
+        sc_proto_decode_demo_token_body(body, len, &out, &err), SC_EINVAL);
+    assert_string_equal(err.code, "bad_request");
+    if (strncmp(err.message, message, strlen(message)) != 0)
+        fail_msg("body %.*s: got \"%s\", want \"%s...\"", (int)len, body,
+                 err.message, message);
+    assert_null(out.name);
+    sc_proto_err_deinit(&err);
+}
+
+static void test_demo_token_body_takes_a_name(void **state)
+{
+    (void)state;
+    sc_demo_token_body_t out;
+    sc_proto_err_t err;
+    const char *body = "{\"name\":\"ana\",\"other\":1}";
+
+    assert_int_equal(
+        sc_proto_decode_demo_token_body(body, strlen(body), &out, &err), SC_OK);
+    assert_string_equal(out.name, "ana");
+    sc_demo_token_body_deinit(&out);
+    assert_null(out.name);
+}
+
+static void test_demo_token_body_is_decoded_strictly(void **state)
+{
+    (void)state;
+    static const char *const bad_name =
+        "name: must be a string of 1-64 characters";
+    /* Trailing data after the object used to be accepted. */
+    token_err("{\"name\":\"ana\"} x", "invalid JSON");
+    token_err("{\"name\":\"ana\"}{}", "invalid JSON");
+    token_err("", "invalid JSON");
+    token_err("[1]", "not an object");
+    token_err("{}", bad_name);
+    token_err("{\"name\":7}", bad_name);
+    token_err("{\"name\":\"\"}", bad_name);
+    token_err("{\"name\":\"a\\u0001\"}", bad_name);
+    token_err("{\"name\":\"a\\u0000b\"}", bad_name);
+    char big[128];
+    int n = snprintf(big, sizeof big, "{\"name\":\"%065d\"}", 0);
+    assert_true(n > 0);
+    token_err(big, bad_name);
+}
+
 static void test_http_answers(void **state)
 {
     const uint64_t seqs[] = {1, 0, 18446744073709551615ULL};
@@ -258,6 +310,8 @@ int main(void)
         cmocka_unit_test(test_batch_is_validated_as_a_whole),
         cmocka_unit_test(test_close_bodies),
         cmocka_unit_test(test_invalid_close_bodies),
+        cmocka_unit_test(test_demo_token_body_takes_a_name),
+        cmocka_unit_test(test_demo_token_body_is_decoded_strictly),
         cmocka_unit_test(test_http_answers),
     };
 
