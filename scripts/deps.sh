@@ -11,7 +11,7 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   libcmocka-dev python3 python3-websockets
-  clang libclang-rt-14-dev
+  clang clang-format libclang-rt-14-dev
   chromium
 )
 

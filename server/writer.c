@@ -22,8 +22,8 @@
 
 struct sc_writer_thread {
     pthread_mutex_t pending_lock;
-    sc_writer_t *pending;  /* {pending_lock} newest first */
-    sc_writer_t **batch;   /* the pending list being written */
+    sc_writer_t *pending; /* {pending_lock} newest first */
+    sc_writer_t **batch;  /* the pending list being written */
     size_t batch_cap;
     uint8_t wbuf[SC_WRITE_CHUNK]; /* one packed write */
 };
@@ -112,20 +112,18 @@ void sc_writer_wake(sc_svc_t *svc, sc_writer_t *w)
         lws_cancel_service(svc->ctx);
 }
 
-int sc_writer_reserve(sc_svc_t *svc, size_t n)
+/* Grows the batch toward `n` writers (geometrically). Keeps the old one
+ * when out of memory. */
+static void grow_batch(struct sc_writer_thread *wt, size_t n)
 {
-    struct sc_writer_thread *wt = svc->writer;
-    if (n <= wt->batch_cap)
-        return SC_OK;
     size_t cap = wt->batch_cap ? wt->batch_cap : 64;
     while (cap < n)
         cap *= 2;
     sc_writer_t **v = realloc(wt->batch, cap * sizeof *v);
-    if (!v)
-        return SC_ENOMEM;
-    wt->batch = v;
-    wt->batch_cap = cap;
-    return SC_OK;
+    if (v) {
+        wt->batch = v;
+        wt->batch_cap = cap;
+    }
 }
 
 size_t sc_writer_take_pending(sc_svc_t *svc, sc_writer_t ***batch)
@@ -134,19 +132,27 @@ size_t sc_writer_take_pending(sc_svc_t *svc, sc_writer_t ***batch)
     /* Take the list, then write without the lock (wakes may re-add). */
     pthread_mutex_lock(&wt->pending_lock);
     size_t n = 0;
-    sc_writer_t *w = wt->pending;
-    for (; w && n < wt->batch_cap; w = w->pnext)
+    for (sc_writer_t *w = wt->pending; w; w = w->pnext)
         n++;
-    /* The list is newest first: store it in wake order (subscription
-     * order for one emit). Writers past the reserved room (none, while
-     * every connection reserved its slot) stay pending for the next pass. */
-    sc_writer_t *rest = w;
+    if (n > wt->batch_cap)
+        grow_batch(wt, n);
+    /* Out of memory, writers past the batch stay pending: the next loop
+     * pass (at the latest after the housekeeping tick) takes them. */
+    sc_writer_t *w = wt->pending;
+    for (size_t skip = n > wt->batch_cap ? n - wt->batch_cap : 0; skip; skip--)
+        w = w->pnext;
+    n = n < wt->batch_cap ? n : wt->batch_cap;
+    /* The list is newest first: the oldest `n` are its tail. Store them
+     * in wake order (subscription order for one emit). */
     size_t k = n;
-    for (w = wt->pending; w != rest; w = w->pnext) {
+    sc_writer_t **link = &wt->pending;
+    while (*link != w)
+        link = &(*link)->pnext;
+    *link = NULL; /* the newer ones, if any, stay pending */
+    for (; w; w = w->pnext) {
         w->in_pending = false;
         wt->batch[--k] = w;
     }
-    wt->pending = rest;
     pthread_mutex_unlock(&wt->pending_lock);
     *batch = wt->batch;
     return n;
@@ -376,8 +382,9 @@ static bool put_event(packer_t *p, sc_event_t *ev)
 static bool packer_full(const packer_t *p)
 {
     return room(p) < NOTICE_ROOM || p->broken ||
-           (p->direct && (p->w->held_len ||
-                          p->direct >= LARGE_FRAMES_PER_WRITE * SC_WRITE_CHUNK));
+           (p->direct &&
+            (p->w->held_len ||
+             p->direct >= LARGE_FRAMES_PER_WRITE * SC_WRITE_CHUNK));
 }
 
 /* Drains one subscription into the buffer. Returns true when the buffer is
@@ -493,10 +500,9 @@ static int pack_and_send(sc_svc_t *svc, sc_writer_t *w, sc_wsio_t *io,
         return 0;
     }
     if (w->close_code)
-        return sc_writer_close_now(w, io, (unsigned)w->close_code,
-                                   w->close_code == SC_CLOSE_GOING_AWAY
-                                       ? "server shutting down"
-                                       : "");
+        return sc_writer_close_now(
+            w, io, (unsigned)w->close_code,
+            w->close_code == SC_CLOSE_GOING_AWAY ? "server shutting down" : "");
     return 0;
 }
 

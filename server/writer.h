@@ -58,10 +58,10 @@
  * while replies are still queued, to read up to it). */
 #define SC_CLOSE_WAIT_US (5 * SC_US_PER_SEC)
 
-/* Close codes the server sends (PROTOCOL.md "Close codes"). */
+/* Close codes the server sends (docs/PROTOCOL.md "Close codes"). */
 enum sc_close_code {
     SC_CLOSE_NORMAL = 1000,
-    SC_CLOSE_GOING_AWAY = 1001,   /* shutdown */
+    SC_CLOSE_GOING_AWAY = 1001, /* shutdown */
     SC_CLOSE_PROTOCOL = 1002,
     SC_CLOSE_POLICY = 1008,       /* replies not read */
     SC_CLOSE_UNAUTHORIZED = 4401, /* bad or missing token */
@@ -92,10 +92,10 @@ typedef struct sc_writer {
     sc_owner_t *owner;       /* the core wakes it when a queue gets items */
     sc_event_t *carry;       /* popped but not yet packed */
     sc_sub_t *carry_sub;
-    uint8_t *held;           /* bytes the socket has not taken (or NULL) */
+    uint8_t *held; /* bytes the socket has not taken (or NULL) */
     size_t held_len, held_off;
-    sc_buf_t ctl;            /* framed replies waiting to be written */
-    size_t ctl_off;          /* bytes of ctl already written */
+    sc_buf_t ctl;              /* framed replies waiting to be written */
+    size_t ctl_off;            /* bytes of ctl already written */
     int64_t close_deadline_us; /* > 0: destroy the connection then */
 } sc_writer_t;
 
@@ -122,13 +122,10 @@ void sc_writer_deinit(sc_svc_t *svc, sc_writer_t *w);
 /* Puts w on svc's pending list; from another thread, wakes the loop when
  * the list was empty. Thread: any. */
 void sc_writer_wake(sc_svc_t *svc, sc_writer_t *w);
-/* Makes room for `n` connections in the thread's pending batch, so that
- * taking the pending list never allocates. Returns SC_OK or SC_ENOMEM
- * (refuse the connection). Thread: service. */
-int sc_writer_reserve(sc_svc_t *svc, size_t n);
 /* Takes the pending list, in wake order, into *batch (borrowed, valid
- * until the next call; room reserved with sc_writer_reserve). Returns the
- * count. Thread: service. */
+ * until the next call). Returns the count. Out of memory for a larger
+ * batch, the newest writers stay pending for the next pass. Thread:
+ * service. */
 size_t sc_writer_take_pending(sc_svc_t *svc, sc_writer_t ***batch);
 
 /* Frames the JSON in svc->scratch (and resets it) as a reply. Past

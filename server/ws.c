@@ -17,13 +17,13 @@
 /* One WebSocket connection. The writer's fields come first: the write
  * path touches them for every event. */
 typedef struct sc_wsconn {
-    sc_writer_t out;          /* writer.c: everything waiting to be sent */
-    sc_svc_t *svc;            /* the service thread that owns it */
-    sc_sublist_t subs;        /* this connection's subscriptions */
-    sc_wsio_t io;             /* wsio.c: the socket and frame parser */
+    sc_writer_t out;   /* writer.c: everything waiting to be sent */
+    sc_svc_t *svc;     /* the service thread that owns it */
+    sc_sublist_t subs; /* this connection's subscriptions */
+    sc_wsio_t io;      /* wsio.c: the socket and frame parser */
     int64_t last_ping_us;
     struct sc_wsconn *next, *prev; /* all connections of the thread */
-    sc_conn_t info;           /* session, user, connected-at (no meta) */
+    sc_conn_t info;                /* session, user, connected-at (no meta) */
     sc_claims_t claims;
     bool has_claims;
 } sc_wsconn_t;
@@ -105,12 +105,11 @@ static void reply(sc_wsconn_t *c)
     sc_writer_reply(c->svc, &c->out, sid(c));
 }
 
-static void reply_error(sc_wsconn_t *c, const char *id_json,
-                        enum sc_errc code, const char *message)
+static void reply_error(sc_wsconn_t *c, const char *id_json, enum sc_errc code,
+                        const char *message)
 {
     sc_stats_error(&c->svc->stats, code);
-    sc_proto_enc_error(&c->svc->scratch, id_json, sc_errc_name(code),
-                       message);
+    sc_proto_enc_error(&c->svc->scratch, id_json, sc_errc_name(code), message);
     reply(c);
 }
 
@@ -149,7 +148,8 @@ static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
     sc_conn_t *list = NULL;
     size_t n = 0;
     bool blind = subscribed && req->no_presence; /* answers "presence":[] */
-    if (!blind && sc_bus_presence(svc->srv->bus, req->scope, &list, &n) != SC_OK) {
+    if (!blind &&
+        sc_bus_presence(svc->srv->bus, req->scope, &list, &n) != SC_OK) {
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
@@ -157,8 +157,7 @@ static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
         sc_proto_enc_subscribed(&svc->scratch, req->id_json, req->scope, seq,
                                 list, n);
     else
-        sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list,
-                              n);
+        sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list, n);
     sc_presence_free(list, n);
     reply(c);
 }
@@ -382,8 +381,7 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
 {
     char id[17], why[160];
     sc_wsconn_t *c = calloc(1, sizeof *c);
-    if (!c || !session_id(id) ||
-        sc_writer_reserve(svc, atomic_load(&svc->nconns) + 1) != SC_OK) {
+    if (!c || !session_id(id)) {
         free(c);
         free(token);
         return false;
@@ -422,6 +420,11 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
 
 int sc_ws_thread_create(sc_svc_t *svc)
 {
+    /* OpenSSL sets up its random generator (~200 KB) on first use: do it
+     * at start, not in the first client's upgrade. */
+    char id[17];
+    if (!session_id(id))
+        return SC_ENOMEM;
     struct sc_ws_thread *wt = calloc(1, sizeof *wt);
     if (!wt)
         return SC_ENOMEM;
