@@ -37,16 +37,16 @@ enum sc_event_kind {
 /* What an emitter passes to sc_bus_emit. Every pointer is borrowed for the
  * duration of the call; the bus copies what it keeps. */
 typedef struct sc_emit {
-    const char *scope;             /* required, NUL-terminated */
-    const char *const *paths;      /* npaths strings (a set; may be 0) */
+    const char *scope;        /* required, NUL-terminated */
+    const char *const *paths; /* npaths strings (a set; may be 0) */
     size_t npaths;
-    const char *origin;            /* NULL = none (e.g. a session id) */
-    const char *const *audience;   /* user ids, used when has_audience */
+    const char *origin;          /* NULL = none (e.g. a session id) */
+    const char *const *audience; /* user ids, used when has_audience */
     size_t naudience;
-    bool has_audience;             /* false = everyone; true, 0 ids = nobody */
-    const void *payload;           /* opaque bytes (the server: JSON data) */
+    bool has_audience;   /* false = everyone; true, 0 ids = nobody */
+    const void *payload; /* opaque bytes (the server: JSON data) */
     size_t payload_len;
-    bool has_payload;              /* false = no payload (distinct from empty) */
+    bool has_payload; /* false = no payload (distinct from empty) */
 } sc_emit_t;
 
 /* Adds a reference. Returns `ev` for convenience. NULL is passed through. */
@@ -78,8 +78,9 @@ bool sc_event_user_edge(const sc_event_t *ev);
 
 /* Stores the encoded wire frame: `data` (len bytes) becomes owned by the
  * event and is released with `free_fn(data)` (NULL = none) when the event
- * is freed. `frame` points inside `data` (so a frame can keep head room,
- * such as LWS_PRE bytes, in front). Only from the encoder hook. */
+ * is freed. `frame` points inside `data` (so a frame can keep head room in
+ * front of it for a transport that needs some). Only from the encoder
+ * hook. */
 void sc_event_set_frame(sc_event_t *ev, void *data, const void *frame,
                         size_t len, void (*free_fn)(void *));
 

@@ -1,5 +1,5 @@
 /*
- * scopecast protocol: decoding client WebSocket requests (PROTOCOL.md v1).
+ * scopecast protocol: decoding client WebSocket requests (docs/PROTOCOL.md v1).
  *
  * sc_proto_decode() turns one text message into an sc_request_t, or into an
  * sc_proto_err_t that names the offending field precisely. It never trusts
@@ -9,7 +9,7 @@
  * beyond 64 bits kept exactly (they pass through `data` as written, with
  * "e0" appended so the value is unchanged).
  *
- * Rules (PROTOCOL.md, "Precise rules"):
+ * Rules (docs/PROTOCOL.md, "Precise rules"):
  *   - unknown fields, and fields that do not belong to the op, are ignored;
  *   - null means absent for every optional field (id, meta, echo, paths,
  *     audience); `data: null` is a value (has_data, data_json "null");
@@ -73,14 +73,14 @@ const char *sc_proto_op_name(sc_op_t op);
 
 typedef struct sc_request {
     sc_op_t op;
-    char *id_json;   /* the id re-serialised as JSON ("7", "\"abc\""); NULL
-                        when absent or null */
-    char *scope;     /* NULL for ping; else a valid scope */
-    char *meta_json; /* subscribe: object text; NULL when absent/null */
-    bool echo;       /* subscribe: default false */
+    char *id_json;    /* the id re-serialised as JSON ("7", "\"abc\""); NULL
+                         when absent or null */
+    char *scope;      /* NULL for ping; else a valid scope */
+    char *meta_json;  /* subscribe: object text; NULL when absent/null */
+    bool echo;        /* subscribe: default false */
     bool no_presence; /* subscribe: "presence": false (an addition to v1):
                          neither sees nor shows presence */
-    char **paths;    /* emit: npaths strings, NULL when none */
+    char **paths;     /* emit: npaths strings, NULL when none */
     size_t npaths;
     bool has_data;     /* emit: `data` present (null included) */
     char *data_json;   /* emit: any JSON value text, incl. "null" */

@@ -1,5 +1,5 @@
 /*
- * scopecast protocol: HTTP API bodies (PROTOCOL.md, "HTTP API").
+ * scopecast protocol: HTTP API bodies (docs/PROTOCOL.md, "HTTP API").
  *
  * Parsers for the bodies of POST /api/emit and POST /api/close, with the
  * same strict JSON and field rules as the WebSocket decoder (codec.h), and

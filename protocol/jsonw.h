@@ -9,7 +9,7 @@
  * and straight-line.
  *
  * A buffer may keep reserved bytes in front of the payload (b->start): the
- * WebSocket framing in wire.h uses them for head room (LWS_PRE) and the
+ * WebSocket framing in wire.h uses them for optional head room and the
  * frame header, so a frame is built without moving the JSON.
  *
  * Strings are escaped for JSON: `"` and `\` with a backslash, \b \f \n \r \t

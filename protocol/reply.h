@@ -1,13 +1,13 @@
 /*
  * scopecast protocol: encoders of the server's WebSocket messages (replies
- * and non-event pushes), exactly as in PROTOCOL.md v1.
+ * and non-event pushes), exactly as in docs/PROTOCOL.md v1.
  *
  * Each encoder APPENDS one JSON object to `b` (see jsonw.h) and returns
  * SC_OK or SC_ENOMEM (the buffer is then failed; also when it had failed
  * before). Take the text with sc_buf_str()/sc_buf_detach(), or build a
  * WebSocket frame around it with sc_ws_frame_begin()/sc_ws_frame_end()
  * (wire.h). Members come in a fixed order: "op" first, then "id", then the
- * rest as listed in PROTOCOL.md.
+ * rest as listed in docs/PROTOCOL.md.
  *
  * Arguments are borrowed. Strings are JSON-escaped, with two exceptions
  * that are inserted as raw JSON text and must be valid JSON (they come from

@@ -9,12 +9,14 @@
  * re-encodes. Replies can be framed the same way with sc_ws_frame_begin()
  * and sc_ws_frame_end() around any encoder of reply.h / http_body.h.
  *
- * Head room: a frame may keep free bytes in front of its header (LWS_PRE
- * for lws_write()). The JSON is written after headroom + SC_WS_MAX_HEADER
+ * Head room: a frame may keep free bytes in front of its header, for a
+ * transport that writes something of its own there (the server sends
+ * frames with send() as they are and asks for none; lws_write() would
+ * need LWS_PRE). The JSON is written after headroom + SC_WS_MAX_HEADER
  * reserved bytes and the header is put right in front of it, so the free
  * space before the frame is at least `headroom` (up to 8 bytes more).
  *
- * Event JSON (PROTOCOL.md, server pushes):
+ * Event JSON (docs/PROTOCOL.md, server pushes):
  *   change: {"op":"event","scope":S,"seq":N,"paths":[...],"origin":O|null,
  *            "data":D}   ("data" omitted when the event has no payload)
  *   join:   {"op":"join","scope":S,"conn":{...},"first":B}
@@ -55,7 +57,7 @@ int sc_ws_frame_end(sc_buf_t *b, void **data, uint8_t **frame,
 
 /* Configuration of sc_proto_encode_event (its `ud`). */
 typedef struct sc_proto_event_cfg {
-    size_t headroom; /* free bytes before each frame, e.g. LWS_PRE */
+    size_t headroom; /* free bytes before each frame (0: none) */
 } sc_proto_event_cfg_t;
 
 /* Appends the JSON of event `ev` (borrowed) to `b`. Returns SC_OK, SC_EINVAL

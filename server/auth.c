@@ -118,7 +118,7 @@ static int check_header(json_object *head, char *err, size_t errlen)
     }
     if (strcmp(json_object_get_string(alg), "HS256") != 0) {
         sc_errfmt(err, errlen, "unsupported alg '%.16s' (only HS256)",
-               json_object_get_string(alg));
+                  json_object_get_string(alg));
         return SC_EINVAL;
     }
     if (json_object_object_get_ex(head, "typ", &typ) &&
@@ -264,8 +264,8 @@ static int read_rights(json_object *g, sc_claims_t *c, char *err, size_t errlen)
                  : SC_EINVAL;
         if (rc == SC_EINVAL)
             sc_errfmt(err, errlen,
-                   "invalid claims: scopes must be an array "
-                   "of strings");
+                      "invalid claims: scopes must be an array "
+                      "of strings");
         if (rc != SC_OK)
             return rc;
         c->has_scopes = true;
@@ -281,8 +281,8 @@ static int read_rights(json_object *g, sc_claims_t *c, char *err, size_t errlen)
              : SC_EINVAL;
     if (rc == SC_EINVAL)
         sc_errfmt(err, errlen,
-               "invalid claims: emit must be a boolean or an "
-               "array of strings");
+                  "invalid claims: emit must be a boolean or an "
+                  "array of strings");
     if (rc == SC_OK)
         c->emit = SC_EMIT_LIST;
     return rc;
@@ -305,7 +305,8 @@ static int read_claims(jwt_t *jwt, time_t now, sc_claims_t *c, char *err,
     if (!json_object_object_get_ex(g, "sub", &sub) ||
         !json_object_is_type(sub, json_type_string) ||
         json_object_get_string_len(sub) == 0) {
-        sc_errfmt(err, errlen, "invalid claims: sub must be a non-empty string");
+        sc_errfmt(err, errlen,
+                  "invalid claims: sub must be a non-empty string");
         goto out;
     }
     if ((rc = read_times(g, now, c, err, errlen)) != SC_OK)
@@ -337,7 +338,7 @@ int sc_auth_verify(const char *token, const char *secret, time_t now,
     }
     if (!token || !*token || strlen(token) > SC_AUTH_TOKEN_MAX) {
         sc_errfmt(err, errlen, "malformed token: %s",
-               token && *token ? "too long" : "empty");
+                  token && *token ? "too long" : "empty");
         return SC_EINVAL;
     }
     if ((rc = precheck(token, err, errlen)) != SC_OK)
@@ -345,7 +346,8 @@ int sc_auth_verify(const char *token, const char *secret, time_t now,
     rc = jwt_decode(&jwt, token, (const unsigned char *)secret,
                     (int)strlen(secret));
     if (rc != 0 || !jwt || jwt_get_alg(jwt) != JWT_ALG_HS256) {
-        sc_errfmt(err, errlen, rc == ENOMEM ? "out of memory" : "bad signature");
+        sc_errfmt(err, errlen,
+                  rc == ENOMEM ? "out of memory" : "bad signature");
         rc = rc == ENOMEM ? SC_ENOMEM : SC_EINVAL;
         goto fail;
     }

@@ -8,7 +8,7 @@
  * checks out, its `exp` (when present) is in the future, its `nbf` (when
  * present) is not, and its `sub` is a non-empty string.
  *
- * Claims used (PROTOCOL.md, "Authentication"):
+ * Claims used (docs/PROTOCOL.md, "Authentication"):
  *   sub     the user id.
  *   scopes  optional array of patterns limiting what may be subscribed;
  *           absent = any scope.

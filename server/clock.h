@@ -4,7 +4,7 @@
  * sc_now_us() is monotonic (deadlines, heartbeats, timeouts); it never goes
  * back when the wall clock is set. sc_wall_seconds() is the wall clock in
  * seconds with millisecond resolution, for the "at" a client sees in
- * presence (PROTOCOL.md: milliseconds since the epoch / 1000).
+ * presence (docs/PROTOCOL.md: milliseconds since the epoch / 1000).
  *
  * Thread: any; both only read the system clocks.
  */

@@ -185,8 +185,9 @@ static int set_num(sc_config_t *cfg, const struct opt *o, long long v,
     void *field = (char *)cfg + o->off;
 
     if (v < o->min || v > o->max) {
-        sc_errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
-               src, o->min, o->max, shown);
+        sc_errfmt(err, errlen,
+                  "%s: expected an integer from %lld to %lld, got %s", src,
+                  o->min, o->max, shown);
         return SC_EINVAL;
     }
     if (o->kind == K_SIZE)
@@ -211,8 +212,9 @@ static int set_int_text(sc_config_t *cfg, const struct opt *o, const char *val,
     if (digits)
         v = strtoll(val, &end, 10);
     if (!digits || *end != '\0') {
-        sc_errfmt(err, errlen, "%s: expected an integer from %lld to %lld, got %s",
-               src, o->min, o->max, shown);
+        sc_errfmt(err, errlen,
+                  "%s: expected an integer from %lld to %lld, got %s", src,
+                  o->min, o->max, shown);
         return SC_EINVAL;
     }
     if (errno == ERANGE)
@@ -252,18 +254,19 @@ static int set_text(sc_config_t *cfg, const struct opt *o, const char *val,
         b = val ? parse_bool(val) : 1;
         if (b < 0) {
             sc_errfmt(err, errlen,
-                   "%s: expected a boolean (1/0, true/false, yes/no, "
-                   "on/off), got '%.*s'",
-                   src, SHOWN_MAX, val);
+                      "%s: expected a boolean (1/0, true/false, yes/no, "
+                      "on/off), got '%.*s'",
+                      src, SHOWN_MAX, val);
             return SC_EINVAL;
         }
         *(bool *)((char *)cfg + o->off) = b == 1;
         return SC_OK;
     case K_LEVEL:
         if (sc_log_level_parse(val, &level) != SC_OK) {
-            sc_errfmt(err, errlen,
-                   "%s: expected one of debug, info, warn, error, got '%.*s'",
-                   src, SHOWN_MAX, val);
+            sc_errfmt(
+                err, errlen,
+                "%s: expected one of debug, info, warn, error, got '%.*s'", src,
+                SHOWN_MAX, val);
             return SC_EINVAL;
         }
         *(int *)((char *)cfg + o->off) = level;
@@ -321,7 +324,7 @@ static int set_json(sc_config_t *cfg, const struct opt *o, json_object *v,
         return SC_OK; /* null leaves the option as it was */
     if (json_object_get_type(v) != want) {
         sc_errfmt(err, errlen, "%s: expected %s, got %s", src,
-               kind_wanted(o->kind), json_kind(v));
+                  kind_wanted(o->kind), json_kind(v));
         return SC_EINVAL;
     }
     switch (o->kind) {
@@ -347,7 +350,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
 
     if (!f) {
         sc_errfmt(err, errlen, "config file '%s': cannot open: %s", path,
-               strerror(errno));
+                  strerror(errno));
         return SC_EINVAL;
     }
     buf = malloc(FILE_MAX + 1);
@@ -361,7 +364,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
     fclose(f);
     if (bad || n > FILE_MAX) {
         sc_errfmt(err, errlen, "config file '%s': %s", path,
-               bad ? "read error" : "larger than 1 MiB");
+                  bad ? "read error" : "larger than 1 MiB");
         free(buf);
         return SC_EINVAL;
     }
@@ -390,16 +393,17 @@ static int parse_json(const char *path, const char *text, size_t len,
         jerr = json_tokener_error_parse_eof;
     if (jerr != json_tokener_success) {
         sc_errfmt(err, errlen, "config file '%s': invalid JSON: %s", path,
-               json_tokener_error_desc(jerr));
+                  json_tokener_error_desc(jerr));
         goto fail;
     }
     if (text[end + strspn(text + end, " \t\r\n")] != '\0') {
         sc_errfmt(err, errlen, "config file '%s': invalid JSON: trailing data",
-               path);
+                  path);
         goto fail;
     }
     if (!json_object_is_type(root, json_type_object)) {
-        sc_errfmt(err, errlen, "config file '%s': expected a JSON object", path);
+        sc_errfmt(err, errlen, "config file '%s': expected a JSON object",
+                  path);
         goto fail;
     }
     *out = root;
@@ -435,8 +439,8 @@ static int apply_file(sc_config_t *cfg, const char *path, char *err,
     {
         const struct opt *o = find_key(key);
         if (!o) {
-            sc_errfmt(err, errlen, "config file '%s': unknown key \"%.*s\"", path,
-                   SHOWN_MAX, key);
+            sc_errfmt(err, errlen, "config file '%s': unknown key \"%.*s\"",
+                      path, SHOWN_MAX, key);
             rc = SC_EINVAL;
             goto out;
         }
@@ -509,14 +513,14 @@ static int scan_one(struct argscan *s, int argc, char **argv, int *i, char *err,
         strncmp(arg, "--", 2) == 0 ? find_flag(arg, &eq) : NULL;
     if (!o) {
         sc_errfmt(err, errlen, "%s '%.*s' (see --help)",
-               arg[0] == '-' ? "unknown option" : "unexpected argument",
-               SHOWN_MAX, arg);
+                  arg[0] == '-' ? "unknown option" : "unexpected argument",
+                  SHOWN_MAX, arg);
         return SC_EINVAL;
     }
     if (!eq && o->kind != K_BOOL) {
         if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
             sc_errfmt(err, errlen, "option --%s needs a value (%s)", o->flag,
-                   o->arg);
+                      o->arg);
             return SC_EINVAL;
         }
         eq = argv[++*i];
@@ -537,8 +541,9 @@ static int scan_args(struct argscan *s, int argc, char **argv, char *err,
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             if (i + 1 < argc && first == SC_OK) {
-                sc_errfmt(err, errlen, "unexpected argument '%.*s' (see --help)",
-                       SHOWN_MAX, argv[i + 1]);
+                sc_errfmt(err, errlen,
+                          "unexpected argument '%.*s' (see --help)", SHOWN_MAX,
+                          argv[i + 1]);
                 first = SC_EINVAL;
             }
             break;

@@ -4,8 +4,8 @@
  * A transaction: LWS_CALLBACK_HTTP routes by path and method; POST bodies
  * are collected (up to max_body, inclusive) and handled at
  * HTTP_BODY_COMPLETION; each answer is written whole in one write and the
- * transaction completed right away (pipelined requests wait their turn). Every error body is
- * {"error":code,"message":text} (PROTOCOL.md).
+ * transaction completed right away (pipelined requests wait their turn).
+ * Every error body is {"error":code,"message":text} (docs/PROTOCOL.md).
  */
 #include "http_api.h"
 #include "http_body.h"
@@ -17,6 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+/* Lifetime of a token from /demo/token. */
+#define DEMO_TOKEN_TTL_S (24 * 3600)
 
 enum method { M_OTHER, M_GET, M_POST, M_HEAD };
 
@@ -29,9 +33,9 @@ typedef struct sc_httpreq {
     bool close_after;
     const struct route *route; /* the handler to run, NULL: static */
     bool waiting_body;
-    unsigned err_status;       /* > 0: answer this error instead */
+    unsigned err_status; /* > 0: answer this error instead */
     enum sc_errc err_code;
-    const char *err_msg;       /* static */
+    const char *err_msg; /* static */
 } sc_httpreq_t;
 
 typedef int (*handler_fn)(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r);
@@ -72,10 +76,9 @@ static int respond(struct lws *wsi, sc_httpreq_t *r, unsigned status,
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"cache-control:",
             (const unsigned char *)"no-store", 8, &p, end) ||
-        (r->close_after &&
-         lws_add_http_header_by_name(
-             wsi, (const unsigned char *)"connection:",
-             (const unsigned char *)"close", 5, &p, end)) ||
+        (r->close_after && lws_add_http_header_by_name(
+                               wsi, (const unsigned char *)"connection:",
+                               (const unsigned char *)"close", 5, &p, end)) ||
         lws_finalize_http_header(wsi, &p, end)) {
         free(buf);
         return -1;
@@ -129,8 +132,7 @@ static void fail(sc_httpreq_t *r, unsigned status, enum sc_errc code,
 
 /* The rule for /api/ routes: the API key when one is configured, else
  * loopback callers only. */
-static void check_api_access(struct lws *wsi, sc_svc_t *svc,
-                             sc_httpreq_t *r)
+static void check_api_access(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
     if (!svc->srv->cfg->api_key) {
         if (!peer_is_loopback(wsi))
@@ -211,8 +213,9 @@ static int h_close(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
         sc_proto_err_deinit(&err);
         return rc;
     }
-    size_t n = body.user ? sc_bus_close_user(svc->srv->bus, body.user, body.scope)
-                         : sc_bus_close(svc->srv->bus, body.scope, SC_CLOSE_CLOSED);
+    size_t n = body.user
+                   ? sc_bus_close_user(svc->srv->bus, body.user, body.scope)
+                   : sc_bus_close(svc->srv->bus, body.scope, SC_CLOSE_CLOSED);
     sc_close_body_deinit(&body);
     sc_proto_enc_http_closed(&svc->scratch, n);
     return respond_buf(wsi, r, 200, &svc->scratch);
@@ -257,11 +260,9 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
     metric(b, "scopecast_events_dropped_total", "counter",
            "Pushes dropped because a subscriber queue was full.", bs.dropped);
     metric(b, "scopecast_bytes_sent_total", "counter",
-           "Bytes written to WebSocket connections.",
-           SC_STAT(st.bytes_out));
+           "Bytes written to WebSocket connections.", SC_STAT(st.bytes_out));
     metric(b, "scopecast_connections_total", "counter",
-           "WebSocket connections accepted.",
-           SC_STAT(st.connections_total));
+           "WebSocket connections accepted.", SC_STAT(st.connections_total));
     sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
                    "# TYPE scopecast_errors_total counter\n");
     for (int i = 0; i < SC_ERRC_COUNTED; i++) {
@@ -291,8 +292,8 @@ static int h_demo_token(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
         return rc;
     }
     char *token = NULL;
-    int rc = sc_auth_sign(svc->srv->jwt_secret, body.name, true, 24 * 3600,
-                          time(NULL), &token);
+    int rc = sc_auth_sign(svc->srv->jwt_secret, body.name, true,
+                          DEMO_TOKEN_TTL_S, time(NULL), &token);
     sc_demo_token_body_deinit(&body);
     if (rc != SC_OK)
         return -1;
@@ -352,7 +353,8 @@ static int h_static(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
         snprintf(full, sizeof full, "%s%s", svc->srv->cfg->web_root, rel) >=
             (int)sizeof full ||
         stat(full, &st) != 0 || !S_ISREG(st.st_mode))
-        return respond_error(wsi, r, 404, SC_ERRC_NOT_FOUND, "no such resource");
+        return respond_error(wsi, r, 404, SC_ERRC_NOT_FOUND,
+                             "no such resource");
     int n = lws_serve_http_file(wsi, full, mime_of(full), NULL, 0);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
         return -1;
@@ -407,7 +409,8 @@ static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
             strncmp(r->path, "/demo/", 6) == 0)
             fail(r, 404, SC_ERRC_NOT_FOUND, "no such endpoint");
         else if (m != M_GET)
-            fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED, "only GET is allowed here");
+            fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED,
+                 "only GET is allowed here");
         return; /* a static file */
     }
     if (rt->method != m) {
@@ -450,9 +453,7 @@ static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
     return finish(wsi, svc, r);
 }
 
-
-static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in,
-                   size_t len)
+static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in, size_t len)
 {
     sc_svc_t *svc = svc_of(wsi);
     if (r->too_large || len == 0)

@@ -2,7 +2,7 @@
  * scopecast server: HTTP on the WebSocket port, served by lws: the API
  * (/api/emit, /api/presence, /api/close, /api/stats), /metrics, /healthz,
  * the demo token endpoint and static files from the web root
- * (PROTOCOL.md "HTTP API").
+ * (docs/PROTOCOL.md "HTTP API").
  *
  * lws calls sc_http_callback for every HTTP reason on the connections
  * upgrade.c handed to it; the per-session data lws allocates is

@@ -1,7 +1,7 @@
 /*
  * scopecast: entry point. Loads the configuration (flags > SCOPECAST_* env
  * > JSON file > defaults), installs signal handlers and runs the server
- * until SIGINT/SIGTERM, then drains (PROTOCOL.md "Running scopecast").
+ * until SIGINT/SIGTERM, then drains (docs/PROTOCOL.md "Running scopecast").
  */
 #include "config.h"
 #include "log.h"
@@ -42,9 +42,8 @@ static void raise_fd_limit(int max_connections)
     rlim_t want = (rlim_t)max_connections + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
         return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want
-                      ? want
-                      : rl.rlim_max;
+    rl.rlim_cur =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < want)
         sc_log(SC_LOG_WARN,

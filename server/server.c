@@ -64,8 +64,8 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
     /* Every thread keeps serving (its listener answers 503 to upgrades and
      * /healthz) until all threads' connections are gone: with SO_REUSEPORT a
      * stopped thread's listener would still be handed new connections. */
-    if (svc->draining && (sc_total_connections(srv) == 0 ||
-                          now >= svc->drain_deadline_us)) {
+    if (svc->draining &&
+        (sc_total_connections(srv) == 0 || now >= svc->drain_deadline_us)) {
         ev_break(loop, EVBREAK_ALL);
         return;
     }
@@ -140,8 +140,8 @@ static int make_context(sc_svc_t *svc, int listen_fd)
     svc->ctx = lws_create_context(&info);
     svc->vhost = svc->ctx ? lws_get_vhost_by_name(svc->ctx, "default") : NULL;
     svc->listener = (sc_listener_t){.fn = accept_conn, .ud = svc};
-    if (!svc->vhost || sc_listen_attach(svc->vhost, listen_fd,
-                                        &svc->listener) != 0) {
+    if (!svc->vhost ||
+        sc_listen_attach(svc->vhost, listen_fd, &svc->listener) != 0) {
         close(listen_fd);
         return SC_EINVAL;
     }
@@ -185,8 +185,7 @@ static int svc_init(sc_server_t *srv, int i, int port)
     return SC_OK;
 }
 
-int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
-                   _Atomic int *stop_flag)
+int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
@@ -206,8 +205,7 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
     return SC_OK;
 }
 
-static void flush_before_sleep(struct ev_loop *loop, ev_prepare *w,
-                               int revents)
+static void flush_before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;

@@ -20,8 +20,7 @@
  * one port (`cfg` and `stop_flag` are borrowed until sc_server_deinit).
  * Returns SC_OK, SC_EINVAL (cannot listen) or SC_ENOMEM; call
  * sc_server_deinit either way. Thread: main. */
-int sc_server_init(sc_server_t *srv, sc_config_t *cfg,
-                   _Atomic int *stop_flag);
+int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag);
 /* Runs every service thread (the first on the calling thread) until
  * *stop_flag is set and shutdown has drained. Returns 0, or -1 when a
  * thread failed. Thread: main. */

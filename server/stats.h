@@ -2,7 +2,7 @@
  * scopecast server: error codes and the counters /metrics reports.
  *
  * Every error a client or HTTP caller is answered with has a code from
- * enum sc_errc (PROTOCOL.md "Errors"); its wire name comes from
+ * enum sc_errc (docs/PROTOCOL.md "Errors"); its wire name comes from
  * sc_errc_name(). Each service thread keeps one sc_stats_t of relaxed
  * atomics that only it writes; /metrics and /api/stats, on any thread, sum
  * them (sc_stats_add). Counters are statistics: no ordering is implied.
@@ -46,7 +46,7 @@ typedef struct sc_stats {
 
 /* Adds `n` to one counter of the calling thread's sc_stats_t (relaxed:
  * statistics only). */
-#define SC_COUNT(field, n)                                                    \
+#define SC_COUNT(field, n)                                                     \
     atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
 
 /* Counts one error answer with `code` (codes past the counted ones are

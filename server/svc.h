@@ -52,7 +52,7 @@ struct sc_server {
     sc_bus_t *bus;          /* {const} created and destroyed by server.c */
     const char *jwt_secret; /* {const} cfg's, or the demo's generated one */
     char demo_secret[SC_AUTH_SECRET_LEN]; /* {const} */
-    int listen_port;        /* {const} the port actually bound */
+    int listen_port;                      /* {const} the port actually bound */
     _Atomic int *stop_flag; /* {atomic} set by the signal handler */
     _Atomic bool draining;  /* {atomic} shutdown has begun */
     sc_svc_t *svcs;         /* {const} nsvcs service threads */
@@ -60,29 +60,29 @@ struct sc_server {
 };
 
 struct sc_svc {
-    sc_server_t *srv;         /* {const} */
-    struct ev_loop *loop;     /* {const} the loop this thread runs */
-    struct lws_context *ctx;  /* {const} HTTP; lws_cancel_service() wakes */
-    struct lws_vhost *vhost;  /* {const} where plain HTTP connections go */
+    sc_server_t *srv;        /* {const} */
+    struct ev_loop *loop;    /* {const} the loop this thread runs */
+    struct lws_context *ctx; /* {const} HTTP; lws_cancel_service() wakes */
+    struct lws_vhost *vhost; /* {const} where plain HTTP connections go */
     /* Scratch space any module may use within one call, never across a
      * return to the loop: reply encoding, socket reads and peeks. */
     sc_buf_t scratch;
-    uint8_t *rbuf;            /* SC_READ_CHUNK bytes */
+    uint8_t *rbuf; /* SC_READ_CHUNK bytes */
     /* Module states, each created and freed by its module. */
     struct sc_ws_thread *ws;         /* ws.c: the connections */
     struct sc_writer_thread *writer; /* writer.c: pending list, packing */
     struct sc_hs *hs;                /* upgrade.c: pending handshakes */
-    _Atomic size_t nconns;    /* {atomic} WebSocket connections (ws.c) */
-    sc_stats_t stats;         /* {atomic} this thread's counters */
+    _Atomic size_t nconns;           /* {atomic} WebSocket connections (ws.c) */
+    sc_stats_t stats;                /* {atomic} this thread's counters */
     /* server.c: the thread, its listener, timers and shutdown. */
-    sc_listener_t listener;   /* where its accepted sockets go */
+    sc_listener_t listener; /* where its accepted sockets go */
     pthread_t thread;
     bool thread_started;
     ev_prepare flush_watcher; /* flushes pending writes before sleeping */
     ev_timer tick_watcher;    /* housekeeping every SC_TICK_S */
     bool draining;            /* this thread has begun draining */
     int64_t drain_deadline_us;
-    int status;               /* the loop's result */
+    int status; /* the loop's result */
 };
 
 /* Open WebSocket connections on all threads. Thread: any. */

@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #define HS_TIMEOUT_US (10 * SC_US_PER_SEC) /* to send the whole head */
-#define HS_RETRY_S 0.005     /* re-peek an incomplete head after this, */
-#define HS_RETRY_MAX_S 0.2   /* doubling up to this (slow senders) */
+#define HS_RETRY_S 0.005   /* re-peek an incomplete head after this, */
+#define HS_RETRY_MAX_S 0.2 /* doubling up to this (slow senders) */
 
 /* A new connection whose first request has not been seen whole yet. */
 typedef struct sc_hs {
@@ -55,11 +55,11 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
     bool draining = atomic_load(&srv->draining);
     if (draining ||
         sc_total_connections(srv) >= (size_t)srv->cfg->max_connections) {
-        ref = (sc_http_refusal_t){
-            .status = 503,
-            .reason_phrase = "Service Unavailable",
-            .code = sc_errc_name(SC_ERRC_UNAVAILABLE),
-            .message = draining ? "shutting down" : "too many connections"};
+        ref = (sc_http_refusal_t){.status = 503,
+                                  .reason_phrase = "Service Unavailable",
+                                  .code = sc_errc_name(SC_ERRC_UNAVAILABLE),
+                                  .message = draining ? "shutting down"
+                                                      : "too many connections"};
         refuse(fd, &ref);
         return;
     }

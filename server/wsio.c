@@ -36,7 +36,8 @@ ssize_t sc_wsio_send(sc_wsio_t *io, const void *data, size_t n)
     const uint8_t *p = data;
     size_t sent = 0;
     while (sent < n) {
-        ssize_t w = send(io->fd, p + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w =
+            send(io->fd, p + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) {
             sent += (size_t)w;
             continue;

@@ -55,19 +55,19 @@ typedef struct sc_wsio_cbs {
  * owner, borrowed by every sc_wsio_t of the thread. */
 typedef struct sc_wsio_env {
     struct ev_loop *loop;
-    uint8_t *rbuf;      /* the thread's read buffer */
+    uint8_t *rbuf; /* the thread's read buffer */
     size_t rbuf_size;
     size_t max_message; /* longer messages are refused with 1009 */
     const sc_wsio_cbs_t *cbs;
 } sc_wsio_env_t;
 
 struct sc_wsio {
-    int fd;                    /* the socket; -1 once closed */
-    bool write_armed;          /* EV_WRITE is on: waiting for room */
-    bool discard;              /* closing: input is read and dropped */
-    int64_t last_rx_us;        /* when the last whole frame arrived */
-    ev_io watcher;             /* its `data` is the sc_wsio_env_t */
-    sc_ws_rx_t rx;             /* frame parser state */
+    int fd;             /* the socket; -1 once closed */
+    bool write_armed;   /* EV_WRITE is on: waiting for room */
+    bool discard;       /* closing: input is read and dropped */
+    int64_t last_rx_us; /* when the last whole frame arrived */
+    ev_io watcher;      /* its `data` is the sc_wsio_env_t */
+    sc_ws_rx_t rx;      /* frame parser state */
 };
 
 /* Starts reading `fd` (non-blocking, upgraded) on env's loop; the

@@ -44,24 +44,25 @@ typedef struct {
     char sub_path[160]; /* may hold one %s: the scope name */
     char pub_path[160];
     int nsubs, nscopes, size, window, batch, procs, stall, idle;
-    int read_us;       /* subscriber read pacing; 0 = read as soon as ready */
-    int pipeline;      /* HTTP requests in flight (nchan); scopecast: 1 */
-    int pub_ws;        /* scopecast: publish with the WebSocket emit op
-                          (server needs --client-emit) instead of HTTP */
-    double rate;       /* events/s; 0 = closed loop flat out */
+    int read_us;  /* subscriber read pacing; 0 = read as soon as ready */
+    int pipeline; /* HTTP requests in flight (nchan); scopecast: 1 */
+    int pub_ws;   /* scopecast: publish with the WebSocket emit op
+                     (server needs --client-emit) instead of HTTP */
+    double rate;  /* events/s; 0 = closed loop flat out */
     double duration, warmup, drain, settle, connect_timeout;
-    int timestamps;    /* SO_TIMESTAMPNS */
+    int timestamps; /* SO_TIMESTAMPNS */
     int quiet;
     int pids[16], npids; /* server processes: RSS and CPU */
     int concurrent_connects;
     int stall_rcvbuf;
-    int rcvbuf;        /* SO_RCVBUF of subscribers; 0 = kernel default */
+    int rcvbuf; /* SO_RCVBUF of subscribers; 0 = kernel default */
 } cfg_t;
 extern cfg_t cfg;
 
 /* ---- shared memory between the loadgen processes ----------------------- */
 enum { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE, PH_ABORT };
-#define RING (1u << 20) /* closed-loop slots, indexed by global event number */
+/* closed-loop slots, indexed by global event number */
+#define RING (1u << 20)
 #define RMASK (RING - 1)
 #define MAXG 16
 
@@ -92,10 +93,10 @@ typedef struct conn {
     uint8_t kind, state, in_ready, fin, op, msg_op, hdr_len, ctrl_len;
     uint8_t hdr[14];
     uint8_t ctrl[128];
-    uint64_t f_rem;      /* payload bytes left in the current frame */
-    uint64_t f_len;      /* payload length of the current frame */
-    uint64_t msg_len;    /* bytes of the current (fragmented) message so far */
-    uint8_t *pre;        /* first bytes of a message split across reads */
+    uint64_t f_rem;   /* payload bytes left in the current frame */
+    uint64_t f_len;   /* payload length of the current frame */
+    uint64_t msg_len; /* bytes of the current (fragmented) message so far */
+    uint8_t *pre;     /* first bytes of a message split across reads */
     uint16_t pre_len;
     /* mqtt stream state */
     uint8_t mq_hdr[5], mq_hlen;
@@ -103,7 +104,7 @@ typedef struct conn {
     uint8_t *mq_pre;
     uint16_t mq_pre_len;
     int64_t last_s;
-    char *hs;           /* handshake response so far */
+    char *hs; /* handshake response so far */
     int hs_len;
 } conn_t;
 
@@ -120,7 +121,7 @@ typedef struct {
     int64_t rx_ns; /* receive time of the current read (kernel stamp) */
     /* local counters, flushed to shm each sweep */
     gstat_t st;
-    uint32_t *ack;      /* per-slot local deliveries not yet subtracted */
+    uint32_t *ack; /* per-slot local deliveries not yet subtracted */
     uint64_t gmin, gmax;
     int have_g;
 } grp_t;
@@ -130,7 +131,8 @@ extern grp_t *G;
 size_t ws_frame(uint8_t *out, int opcode, const uint8_t *p, size_t n);
 size_t ws_frame_hdr(uint8_t *out, int opcode, size_t n, uint8_t mask[4]);
 void ws_mask(uint8_t *p, size_t n, const uint8_t mask[4]);
-int ws_handshake_req(char *out, size_t cap, const char *path, const char *proto);
+int ws_handshake_req(char *out, size_t cap, const char *path,
+                     const char *proto);
 /* feeds received bytes after the handshake; returns -1 when the peer closed */
 int ws_feed(conn_t *c, uint8_t *p, size_t n);
 int send_all(int fd, const void *p, size_t n);

@@ -100,7 +100,8 @@ void record_event(conn_t *c, uint64_t t, uint64_t s, uint64_t g, uint64_t len)
                 G->st.gaps_setup += miss;
             if (miss < RING / 2) /* let the publisher's window move on */
                 for (int64_t j = expect; j < (int64_t)s; j++)
-                    ack_g((uint64_t)j * (uint64_t)cfg.nscopes + (uint64_t)c->scope);
+                    ack_g((uint64_t)j * (uint64_t)cfg.nscopes +
+                          (uint64_t)c->scope);
         } else {
             G->st.reorders++;
         }
@@ -117,7 +118,8 @@ static void flush_acks(void)
     for (uint64_t x = G->gmin; x <= G->gmax; x++) {
         uint32_t v = G->ack[x & RMASK];
         if (v) {
-            __atomic_fetch_sub(&shm->remaining[x & RMASK], (int32_t)v, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&shm->remaining[x & RMASK], (int32_t)v,
+                               __ATOMIC_RELAXED);
             G->ack[x & RMASK] = 0;
         }
     }
@@ -189,7 +191,8 @@ static void open_conn(conn_t *c)
          * fits) means fewer window-update ACKs; on loopback each ACK is
          * processed in the reader's context */
         if (cfg.rcvbuf > 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg.rcvbuf, sizeof cfg.rcvbuf);
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &cfg.rcvbuf,
+                       sizeof cfg.rcvbuf);
     }
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
@@ -199,11 +202,13 @@ static void open_conn(conn_t *c)
     c->state = S_CONNECTING;
     c->last_s = -1;
     G->connecting++;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 &&
+        errno != EINPROGRESS) {
         conn_fail(c, strerror(errno));
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     epoll_ctl(G->ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
@@ -293,8 +298,10 @@ static int read_conn(conn_t *c)
     G->st.read_bytes += (uint64_t)r;
     int64_t ts = 0;
     if (cfg.timestamps) {
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
+             cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET &&
+                cm->cmsg_type == SCM_TIMESTAMPNS) {
                 struct timespec t;
                 memcpy(&t, CMSG_DATA(cm), sizeof t);
                 ts = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
@@ -403,7 +410,9 @@ int group_run(int gid, int first_idx, int n, int nstall)
                 on_writable(c);
             if (c->state == S_CLOSED)
                 continue;
-            if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && !c->in_ready) {
+            if ((evs[i].events &
+                 (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) &&
+                !c->in_ready) {
                 if (c->kind == K_STALL && c->state == S_READY)
                     continue;
                 c->in_ready = 1;

@@ -19,31 +19,46 @@ shm_t *shm;
 
 static void usage(void)
 {
-    fprintf(stderr,
-"usage: loadgen [options]\n"
-"  --proto scopecast|raw|nchan|mqtt   protocol adapter (default scopecast)\n"
-"  --host ADDR --port N                server (default 127.0.0.1:8080)\n"
-"  --sub-path P   subscriber path, %%s = scope (scopecast /ws, raw|nchan /sub/%%s, mqtt /mqtt)\n"
-"  --pub-path P   publisher path (scopecast /api/emit, raw /pub, nchan /pub/%%s, mqtt /mqtt)\n"
-"  --pub-ws       scopecast: publish with WebSocket emit ops on /ws (needs --client-emit)\n"
-"  --subs N       subscribers (default 1000)      --scopes S   scopes (default 1)\n"
-"  --size B       payload bytes (default 64)      --stall K    extra subscribers that never read\n"
-"  --rate E       events/s; 0 = closed loop flat out (default 0)\n"
-"  --deliveries-rate D  target deliveries/s (sets --rate = D / subscribers per event)\n"
-"  --window W     closed loop: events in flight (default 256)\n"
-"  --batch B      events per publish request/write (default 32)\n"
-"  --pipeline N   HTTP requests in flight for nchan (default 64)\n"
-"  --duration S   measured seconds (default 10)   --warmup S (default 2)  --drain S (default 3)\n"
-"  --read-us U    read subscribers every U us in batches (default 2000; 0 = as soon as ready)\n"
-"  --procs P      subscriber processes (default: as the fd limit needs)\n"
-"  --idle         connect and subscribe only, then measure server RSS per connection\n"
-"  --settle S     idle mode: seconds to wait before sampling RSS (default 3)\n"
-"  --server-pid P[,P...]  server processes to sample RSS and CPU from\n"
-"  --no-timestamps  do not use SO_TIMESTAMPNS\n"
-"  --connects N   handshakes in flight per process (default 200)\n"
-"  --rcvbuf BYTES SO_RCVBUF of subscriber sockets (default 0 = kernel autotuning)\n"
-"  --quiet\n"
-"Prints a RESULT line of key=value pairs on stdout.\n");
+    fprintf(
+        stderr,
+        "usage: loadgen [options]\n"
+        "  --proto scopecast|raw|nchan|mqtt   protocol adapter (default "
+        "scopecast)\n"
+        "  --host ADDR --port N                server (default "
+        "127.0.0.1:8080)\n"
+        "  --sub-path P   subscriber path, %%s = scope (scopecast /ws, "
+        "raw|nchan /sub/%%s, mqtt /mqtt)\n"
+        "  --pub-path P   publisher path (scopecast /api/emit, raw /pub, nchan "
+        "/pub/%%s, mqtt /mqtt)\n"
+        "  --pub-ws       scopecast: publish with WebSocket emit ops on /ws "
+        "(needs --client-emit)\n"
+        "  --subs N       subscribers (default 1000)      --scopes S   scopes "
+        "(default 1)\n"
+        "  --size B       payload bytes (default 64)      --stall K    extra "
+        "subscribers that never read\n"
+        "  --rate E       events/s; 0 = closed loop flat out (default 0)\n"
+        "  --deliveries-rate D  target deliveries/s (sets --rate = D / "
+        "subscribers per event)\n"
+        "  --window W     closed loop: events in flight (default 256)\n"
+        "  --batch B      events per publish request/write (default 32)\n"
+        "  --pipeline N   HTTP requests in flight for nchan (default 64)\n"
+        "  --duration S   measured seconds (default 10)   --warmup S (default "
+        "2)  --drain S (default 3)\n"
+        "  --read-us U    read subscribers every U us in batches (default "
+        "2000; 0 = as soon as ready)\n"
+        "  --procs P      subscriber processes (default: as the fd limit "
+        "needs)\n"
+        "  --idle         connect and subscribe only, then measure server RSS "
+        "per connection\n"
+        "  --settle S     idle mode: seconds to wait before sampling RSS "
+        "(default 3)\n"
+        "  --server-pid P[,P...]  server processes to sample RSS and CPU from\n"
+        "  --no-timestamps  do not use SO_TIMESTAMPNS\n"
+        "  --connects N   handshakes in flight per process (default 200)\n"
+        "  --rcvbuf BYTES SO_RCVBUF of subscriber sockets (default 0 = kernel "
+        "autotuning)\n"
+        "  --quiet\n"
+        "Prints a RESULT line of key=value pairs on stdout.\n");
 }
 
 /* ---- server process sampling ------------------------------------------- */
@@ -94,7 +109,8 @@ static double server_cpu_s(void)
             continue;
         unsigned long ut = 0, st = 0;
         /* fields after ')': state(3) ... utime(14) stime(15) */
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                   &ut, &st) == 2)
             s += (double)(ut + st) / (double)hz;
     }
     return s;
@@ -119,8 +135,10 @@ static void read_cpustat(cpustat_t *cs)
         unsigned long long v[8] = {0};
         if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9')
             continue;
-        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7]) < 5 || id >= MAXCPU)
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id,
+                   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]) < 5 ||
+            id >= MAXCPU)
             continue;
         /* user nice system idle iowait irq softirq steal */
         cs->busy[id] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
@@ -136,7 +154,8 @@ static cpustat_t cs0, cs1;
 static int64_t t_start, t_phase, t_last_print;
 static int expected_ready;
 static uint64_t r_at_measure, r_at_end, rb_at_measure, rb_at_end;
-static uint64_t d_at_measure, d_last_print, pub_at_measure, pub_at_end, d_at_end;
+static uint64_t d_at_measure, d_last_print, pub_at_measure, pub_at_end,
+    d_at_end;
 static double scpu0, scpu1, measured_s;
 static long rss0, rss_m0, rss_m1, rss_idle;
 static int64_t t_ready;
@@ -164,10 +183,13 @@ int coord_tick(int64_t now)
         int ready = (int)SUM(ready), failed = (int)SUM(failed);
         if (now - t_last_print > 1000000000LL) {
             t_last_print = now;
-            lg_log("connecting: %d/%d ready, %d failed", ready, expected_ready, failed);
+            lg_log("connecting: %d/%d ready, %d failed", ready, expected_ready,
+                   failed);
         }
-        if (failed > 0 || now - t_start > (int64_t)(cfg.connect_timeout * 1e9)) {
-            lg_log("giving up: %d/%d subscribers ready, %d failed", ready, expected_ready, failed);
+        if (failed > 0 ||
+            now - t_start > (int64_t)(cfg.connect_timeout * 1e9)) {
+            lg_log("giving up: %d/%d subscribers ready, %d failed", ready,
+                   expected_ready, failed);
             set_phase(PH_ABORT, now);
             return -1;
         }
@@ -175,7 +197,8 @@ int coord_tick(int64_t now)
             return 0;
         if (!t_ready) {
             t_ready = now;
-            lg_log("%d subscribers ready in %.2f s", ready, (double)(now - t_start) / 1e9);
+            lg_log("%d subscribers ready in %.2f s", ready,
+                   (double)(now - t_start) / 1e9);
         }
         if (cfg.idle) {
             if (now - t_ready >= (int64_t)(cfg.settle * 1e9)) {
@@ -211,7 +234,8 @@ int coord_tick(int64_t now)
         if (now - t_last_print >= 1000000000LL) {
             uint64_t d = SUM(delivered_total);
             double dt = (double)(now - t_last_print) / 1e9;
-            lg_log("%5.1fs  %9.0f deliveries/s  in flight %llu", (double)(now - t_phase) / 1e9,
+            lg_log("%5.1fs  %9.0f deliveries/s  in flight %llu",
+                   (double)(now - t_phase) / 1e9,
                    (double)(d - d_last_print) / dt,
                    (unsigned long long)(pub_next() - pub_acked()));
             d_last_print = d;
@@ -233,7 +257,8 @@ int coord_tick(int64_t now)
         return 0;
     case PH_DRAIN:
         pub_advance(now);
-        if (pub_acked() == pub_next() || now - t_phase >= (int64_t)(cfg.drain * 1e9)) {
+        if (pub_acked() == pub_next() ||
+            now - t_phase >= (int64_t)(cfg.drain * 1e9)) {
             for (uint64_t g = pub_acked(); g < pub_next(); g++)
                 if (shm->remaining[g & RMASK] > 0)
                     pub_lost += shm->remaining[g & RMASK];
@@ -277,63 +302,148 @@ int main(int argc, char **argv)
     cfg.connect_timeout = 120;
     cfg.concurrent_connects = 200;
     cfg.stall_rcvbuf = 4096;
-    static struct option lo[] = {
-        {"proto", 1, 0, 'P'}, {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'},
-        {"sub-path", 1, 0, 1}, {"pub-path", 1, 0, 2}, {"subs", 1, 0, 'n'},
-        {"scopes", 1, 0, 's'}, {"size", 1, 0, 'z'}, {"stall", 1, 0, 3},
-        {"rate", 1, 0, 'r'}, {"deliveries-rate", 1, 0, 4}, {"window", 1, 0, 'w'},
-        {"batch", 1, 0, 'b'}, {"pipeline", 1, 0, 5}, {"duration", 1, 0, 'd'},
-        {"warmup", 1, 0, 6}, {"drain", 1, 0, 7}, {"read-us", 1, 0, 8},
-        {"procs", 1, 0, 9}, {"idle", 0, 0, 10}, {"settle", 1, 0, 11},
-        {"server-pid", 1, 0, 12}, {"no-timestamps", 0, 0, 13}, {"connects", 1, 0, 14},
-        {"rcvbuf", 1, 0, 15}, {"pub-ws", 0, 0, 16}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
+    static struct option lo[] = {{"proto", 1, 0, 'P'},
+                                 {"host", 1, 0, 'h'},
+                                 {"port", 1, 0, 'p'},
+                                 {"sub-path", 1, 0, 1},
+                                 {"pub-path", 1, 0, 2},
+                                 {"subs", 1, 0, 'n'},
+                                 {"scopes", 1, 0, 's'},
+                                 {"size", 1, 0, 'z'},
+                                 {"stall", 1, 0, 3},
+                                 {"rate", 1, 0, 'r'},
+                                 {"deliveries-rate", 1, 0, 4},
+                                 {"window", 1, 0, 'w'},
+                                 {"batch", 1, 0, 'b'},
+                                 {"pipeline", 1, 0, 5},
+                                 {"duration", 1, 0, 'd'},
+                                 {"warmup", 1, 0, 6},
+                                 {"drain", 1, 0, 7},
+                                 {"read-us", 1, 0, 8},
+                                 {"procs", 1, 0, 9},
+                                 {"idle", 0, 0, 10},
+                                 {"settle", 1, 0, 11},
+                                 {"server-pid", 1, 0, 12},
+                                 {"no-timestamps", 0, 0, 13},
+                                 {"connects", 1, 0, 14},
+                                 {"rcvbuf", 1, 0, 15},
+                                 {"pub-ws", 0, 0, 16},
+                                 {"quiet", 0, 0, 'q'},
+                                 {"help", 0, 0, 'H'},
+                                 {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "P:h:p:n:s:z:r:w:b:d:qH", lo, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "P:h:p:n:s:z:r:w:b:d:qH", lo, NULL)) !=
+           -1) {
         switch (o) {
         case 'P':
-            if (!strcmp(optarg, "scopecast")) cfg.proto = P_SCOPECAST;
-            else if (!strcmp(optarg, "raw")) cfg.proto = P_RAW;
-            else if (!strcmp(optarg, "nchan")) cfg.proto = P_NCHAN;
-            else if (!strcmp(optarg, "mqtt")) cfg.proto = P_MQTT;
-            else { usage(); return 2; }
+            if (!strcmp(optarg, "scopecast"))
+                cfg.proto = P_SCOPECAST;
+            else if (!strcmp(optarg, "raw"))
+                cfg.proto = P_RAW;
+            else if (!strcmp(optarg, "nchan"))
+                cfg.proto = P_NCHAN;
+            else if (!strcmp(optarg, "mqtt"))
+                cfg.proto = P_MQTT;
+            else {
+                usage();
+                return 2;
+            }
             break;
-        case 'h': snprintf(cfg.host, sizeof cfg.host, "%s", optarg); break;
-        case 'p': cfg.port = atoi(optarg); break;
-        case 1: snprintf(cfg.sub_path, sizeof cfg.sub_path, "%s", optarg); break;
-        case 2: snprintf(cfg.pub_path, sizeof cfg.pub_path, "%s", optarg); break;
-        case 'n': cfg.nsubs = atoi(optarg); break;
-        case 's': cfg.nscopes = atoi(optarg); break;
-        case 'z': cfg.size = atoi(optarg); break;
-        case 3: cfg.stall = atoi(optarg); break;
-        case 'r': cfg.rate = atof(optarg); break;
-        case 4: deliveries_rate = atof(optarg); break;
-        case 'w': cfg.window = atoi(optarg); break;
-        case 'b': cfg.batch = atoi(optarg); break;
-        case 5: cfg.pipeline = atoi(optarg); break;
-        case 'd': cfg.duration = atof(optarg); break;
-        case 6: cfg.warmup = atof(optarg); break;
-        case 7: cfg.drain = atof(optarg); break;
-        case 8: cfg.read_us = atoi(optarg); break;
-        case 9: cfg.procs = atoi(optarg); break;
-        case 10: cfg.idle = 1; break;
-        case 11: cfg.settle = atof(optarg); break;
-        case 12: parse_pids(optarg); break;
-        case 13: cfg.timestamps = 0; break;
-        case 14: cfg.concurrent_connects = atoi(optarg); break;
-        case 15: cfg.rcvbuf = atoi(optarg); break;
-        case 16: cfg.pub_ws = 1; break;
-        case 'q': cfg.quiet = 1; break;
-        default: usage(); return o == 'H' ? 0 : 2;
+        case 'h':
+            snprintf(cfg.host, sizeof cfg.host, "%s", optarg);
+            break;
+        case 'p':
+            cfg.port = atoi(optarg);
+            break;
+        case 1:
+            snprintf(cfg.sub_path, sizeof cfg.sub_path, "%s", optarg);
+            break;
+        case 2:
+            snprintf(cfg.pub_path, sizeof cfg.pub_path, "%s", optarg);
+            break;
+        case 'n':
+            cfg.nsubs = atoi(optarg);
+            break;
+        case 's':
+            cfg.nscopes = atoi(optarg);
+            break;
+        case 'z':
+            cfg.size = atoi(optarg);
+            break;
+        case 3:
+            cfg.stall = atoi(optarg);
+            break;
+        case 'r':
+            cfg.rate = atof(optarg);
+            break;
+        case 4:
+            deliveries_rate = atof(optarg);
+            break;
+        case 'w':
+            cfg.window = atoi(optarg);
+            break;
+        case 'b':
+            cfg.batch = atoi(optarg);
+            break;
+        case 5:
+            cfg.pipeline = atoi(optarg);
+            break;
+        case 'd':
+            cfg.duration = atof(optarg);
+            break;
+        case 6:
+            cfg.warmup = atof(optarg);
+            break;
+        case 7:
+            cfg.drain = atof(optarg);
+            break;
+        case 8:
+            cfg.read_us = atoi(optarg);
+            break;
+        case 9:
+            cfg.procs = atoi(optarg);
+            break;
+        case 10:
+            cfg.idle = 1;
+            break;
+        case 11:
+            cfg.settle = atof(optarg);
+            break;
+        case 12:
+            parse_pids(optarg);
+            break;
+        case 13:
+            cfg.timestamps = 0;
+            break;
+        case 14:
+            cfg.concurrent_connects = atoi(optarg);
+            break;
+        case 15:
+            cfg.rcvbuf = atoi(optarg);
+            break;
+        case 16:
+            cfg.pub_ws = 1;
+            break;
+        case 'q':
+            cfg.quiet = 1;
+            break;
+        default:
+            usage();
+            return o == 'H' ? 0 : 2;
         }
     }
     if (!cfg.sub_path[0])
-        strcpy(cfg.sub_path, cfg.proto == P_SCOPECAST ? "/ws" : cfg.proto == P_MQTT ? "/mqtt" : "/sub/%s");
+        strcpy(cfg.sub_path, cfg.proto == P_SCOPECAST ? "/ws"
+                             : cfg.proto == P_MQTT    ? "/mqtt"
+                                                      : "/sub/%s");
     if (!cfg.pub_path[0])
-        strcpy(cfg.pub_path, cfg.proto == P_SCOPECAST ? (cfg.pub_ws ? "/ws" : "/api/emit")
-                             : cfg.proto == P_MQTT ? "/mqtt"
-                             : cfg.proto == P_NCHAN ? "/pub/%s" : "/pub");
-    if (cfg.nsubs < 1 || cfg.nscopes < 1 || cfg.nscopes > cfg.nsubs || cfg.window < 1 || cfg.batch < 1 ||
-        cfg.window >= (int)(RING / 4)) {
+        strcpy(cfg.pub_path, cfg.proto == P_SCOPECAST
+                                 ? (cfg.pub_ws ? "/ws" : "/api/emit")
+                             : cfg.proto == P_MQTT  ? "/mqtt"
+                             : cfg.proto == P_NCHAN ? "/pub/%s"
+                                                    : "/pub");
+    if (cfg.nsubs < 1 || cfg.nscopes < 1 || cfg.nscopes > cfg.nsubs ||
+        cfg.window < 1 || cfg.batch < 1 || cfg.window >= (int)(RING / 4)) {
         fprintf(stderr, "loadgen: bad --subs/--scopes/--window/--batch\n");
         return 2;
     }
@@ -354,12 +464,15 @@ int main(int argc, char **argv)
     if (cfg.procs > MAXG)
         cfg.procs = MAXG;
     if ((total + cfg.procs - 1) / cfg.procs > per_proc) {
-        fprintf(stderr, "loadgen: %d connections need more than %d processes at %ld fds each\n",
+        fprintf(stderr,
+                "loadgen: %d connections need more than %d processes at %ld "
+                "fds each\n",
                 total, MAXG, per_proc);
         return 2;
     }
 
-    shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    shm = mmap(NULL, sizeof(shm_t), PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED) {
         perror("mmap");
         return 1;
@@ -391,13 +504,15 @@ int main(int argc, char **argv)
     group_close_all();
 
     if (shm->phase == PH_ABORT) {
-        printf("RESULT error=setup ready=%llu failed=%llu\n", (unsigned long long)SUM(ready),
-               (unsigned long long)SUM(failed));
+        printf("RESULT error=setup ready=%llu failed=%llu\n",
+               (unsigned long long)SUM(ready), (unsigned long long)SUM(failed));
         return 1;
     }
     if (cfg.idle) {
-        double per_conn = cfg.nsubs ? (double)(rss_idle - rss0) * 1024.0 / cfg.nsubs : 0;
-        printf("RESULT mode=idle subs=%d rss_before_kb=%ld rss_after_kb=%ld bytes_per_conn=%.0f\n",
+        double per_conn =
+            cfg.nsubs ? (double)(rss_idle - rss0) * 1024.0 / cfg.nsubs : 0;
+        printf("RESULT mode=idle subs=%d rss_before_kb=%ld rss_after_kb=%ld "
+               "bytes_per_conn=%.0f\n",
                cfg.nsubs, rss0, rss_idle, per_conn);
         return 0;
     }
@@ -410,44 +525,63 @@ int main(int argc, char **argv)
     }
     uint64_t sent, errs, rq;
     pub_stats(&sent, &errs, &rq);
-    double dps = measured_s > 0 ? (double)(d_at_end - d_at_measure) / measured_s : 0;
-    double eps = measured_s > 0 ? (double)(pub_at_end - pub_at_measure) / measured_s : 0;
+    double dps =
+        measured_s > 0 ? (double)(d_at_end - d_at_measure) / measured_s : 0;
+    double eps =
+        measured_s > 0 ? (double)(pub_at_end - pub_at_measure) / measured_s : 0;
     double lg_cpu = measured_s > 0 ? 100.0 * (double)cpu / 1e9 / measured_s : 0;
-    double sv_cpu = measured_s > 0 && cfg.npids ? 100.0 * (scpu1 - scpu0) / measured_s : -1;
+    double sv_cpu =
+        measured_s > 0 && cfg.npids ? 100.0 * (scpu1 - scpu0) / measured_s : -1;
     /* what else ran on the machine meanwhile: all cores' busy time minus
      * the server's and ours (tells how clean the measurement was) */
     char cores[256] = "";
     double all_busy = 0;
     for (int i = 0; i < cs1.n && i < cs0.n; i++) {
         double tot = (double)(cs1.total[i] - cs0.total[i]);
-        double b = tot > 0 ? 100.0 * (double)(cs1.busy[i] - cs0.busy[i]) / tot : 0;
+        double b =
+            tot > 0 ? 100.0 * (double)(cs1.busy[i] - cs0.busy[i]) / tot : 0;
         all_busy += b;
         size_t l = strlen(cores);
-        snprintf(cores + l, sizeof cores - l, "%score%d_busy_pct=%.0f", i ? " " : "", i, b);
+        snprintf(cores + l, sizeof cores - l, "%score%d_busy_pct=%.0f",
+                 i ? " " : "", i, b);
     }
     double other = all_busy - lg_cpu - (sv_cpu > 0 ? sv_cpu : 0);
     if (other < 0)
         other = 0;
     static const char *pn[] = {"scopecast", "raw", "nchan", "mqtt"};
-    printf("RESULT proto=%s subs=%d scopes=%d size=%d stall=%d rate=%.0f window=%d batch=%d "
-           "seconds=%.2f deliveries_per_s=%.0f events_per_s=%.0f mbytes_per_s=%.1f "
+    printf("RESULT proto=%s subs=%d scopes=%d size=%d stall=%d rate=%.0f "
+           "window=%d batch=%d "
+           "seconds=%.2f deliveries_per_s=%.0f events_per_s=%.0f "
+           "mbytes_per_s=%.1f "
            "p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu samples=%llu "
-           "drops=%llu drop_notices=%llu gaps=%llu drops_outside=%llu gaps_outside=%llu reorders=%llu lost=%lld closed=%llu errors=%llu "
-           "pub_errors=%llu requests=%llu loadgen_cpu_pct=%.0f loadgen_ns_per_delivery=%.0f server_cpu_pct=%.0f "
-           "server_rss_kb_start=%ld server_rss_kb_end=%ld procs=%d reads_per_s=%.0f bytes_per_read=%.0f "
+           "drops=%llu drop_notices=%llu gaps=%llu drops_outside=%llu "
+           "gaps_outside=%llu reorders=%llu lost=%lld closed=%llu errors=%llu "
+           "pub_errors=%llu requests=%llu loadgen_cpu_pct=%.0f "
+           "loadgen_ns_per_delivery=%.0f server_cpu_pct=%.0f "
+           "server_rss_kb_start=%ld server_rss_kb_end=%ld procs=%d "
+           "reads_per_s=%.0f bytes_per_read=%.0f "
            "other_cpu_pct=%.0f %s\n",
-           pn[cfg.proto], cfg.nsubs, cfg.nscopes, cfg.size, cfg.stall, cfg.rate, cfg.window,
-           cfg.batch, measured_s, dps, eps, (double)SUM(bytes) / measured_s / 1e6,
-           (unsigned long long)hist_pct(&h, 50), (unsigned long long)hist_pct(&h, 99),
+           pn[cfg.proto], cfg.nsubs, cfg.nscopes, cfg.size, cfg.stall, cfg.rate,
+           cfg.window, cfg.batch, measured_s, dps, eps,
+           (double)SUM(bytes) / measured_s / 1e6,
+           (unsigned long long)hist_pct(&h, 50),
+           (unsigned long long)hist_pct(&h, 99),
            (unsigned long long)hist_pct(&h, 99.9), (unsigned long long)h.max,
            (unsigned long long)h.n, (unsigned long long)SUM(drops),
            (unsigned long long)SUM(drop_notices), (unsigned long long)SUM(gaps),
-           (unsigned long long)SUM(drops_setup), (unsigned long long)SUM(gaps_setup),
-           (unsigned long long)SUM(reorders), (long long)pub_lost, (unsigned long long)SUM(closed),
-           (unsigned long long)SUM(errors), (unsigned long long)errs, (unsigned long long)rq,
-           lg_cpu, d_at_end > d_at_measure ? (double)cpu / (double)(d_at_end - d_at_measure) : 0, sv_cpu, rss_m0, rss_m1, cfg.procs,
+           (unsigned long long)SUM(drops_setup),
+           (unsigned long long)SUM(gaps_setup),
+           (unsigned long long)SUM(reorders), (long long)pub_lost,
+           (unsigned long long)SUM(closed), (unsigned long long)SUM(errors),
+           (unsigned long long)errs, (unsigned long long)rq, lg_cpu,
+           d_at_end > d_at_measure
+               ? (double)cpu / (double)(d_at_end - d_at_measure)
+               : 0,
+           sv_cpu, rss_m0, rss_m1, cfg.procs,
            (double)(r_at_end - r_at_measure) / measured_s,
-           r_at_end > r_at_measure ? (double)(rb_at_end - rb_at_measure) / (double)(r_at_end - r_at_measure) : 0,
+           r_at_end > r_at_measure ? (double)(rb_at_end - rb_at_measure) /
+                                         (double)(r_at_end - r_at_measure)
+                                   : 0,
            other, cores);
     return 0;
 }

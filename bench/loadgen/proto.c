@@ -1,8 +1,8 @@
 /* Protocol adapters.
  *  scopecast: {"op":"subscribe","presence":false} on /ws (no peer has
- *             presence, so none is asked for); events {"op":"event",...,"data":P}
- *  raw:       GET /sub/<scope> upgrades; every text message is a payload P
- *             (Node ws and uWebSockets.js peers; publisher sends
+ *             presence, so none is asked for); events
+ * {"op":"event",...,"data":P} raw:       GET /sub/<scope> upgrades; every text
+ * message is a payload P (Node ws and uWebSockets.js peers; publisher sends
  *             "<scope>\n<P>" over a WebSocket to the pub path)
  *  nchan:     same subscriber side as raw (nchan websocket subscriber)
  *  mqtt:      MQTT 3.1.1 over WebSocket (subprotocol "mqtt"), QoS 0
@@ -25,9 +25,9 @@ void scope_name(char *out, int scope)
 
 int make_payload(uint8_t *out, int size, uint64_t t, uint64_t s, uint64_t g)
 {
-    int h = snprintf((char *)out, 96, "{\"t\":%llu,\"g\":%llu,\"s\":%llu,\"p\":\"",
-                     (unsigned long long)t, (unsigned long long)g,
-                     (unsigned long long)s);
+    int h = snprintf(
+        (char *)out, 96, "{\"t\":%llu,\"g\":%llu,\"s\":%llu,\"p\":\"",
+        (unsigned long long)t, (unsigned long long)g, (unsigned long long)s);
     int pad = size - h - 2;
     if (pad > 0) {
         memset(out + h, 'x', (size_t)pad);
@@ -55,7 +55,8 @@ const char *proto_subprotocol(void)
     }
 }
 
-static inline const uint8_t *num(const uint8_t *p, const uint8_t *e, uint64_t *v)
+static inline const uint8_t *num(const uint8_t *p, const uint8_t *e,
+                                 uint64_t *v)
 {
     uint64_t x = 0;
     const uint8_t *s = p;
@@ -73,7 +74,8 @@ static inline uint64_t digits8(const uint8_t *p)
     v -= 0x3030303030303030ull;
     v = (v * 10) + (v >> 8);
     v = (((v & 0x000000FF000000FFull) * 0x000F424000000064ull) +
-         (((v >> 16) & 0x000000FF000000FFull) * 0x0000271000000001ull)) >> 32;
+         (((v >> 16) & 0x000000FF000000FFull) * 0x0000271000000001ull)) >>
+        32;
     return v;
 }
 
@@ -83,11 +85,13 @@ static inline int all_digits8(const uint8_t *p)
     memcpy(&v, p, 8);
     /* every byte in '0'..'9' */
     return ((v & 0xF0F0F0F0F0F0F0F0ull) == 0x3030303030303030ull) &&
-           (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) == 0x3030303030303030ull);
+           (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ==
+            0x3030303030303030ull);
 }
 
 /* parses {"t":T,"g":G at m; s is derived (g / scopes) */
-static int parse_payload(const uint8_t *m, size_t n, uint64_t *t, uint64_t *s, uint64_t *g)
+static int parse_payload(const uint8_t *m, size_t n, uint64_t *t, uint64_t *s,
+                         uint64_t *g)
 {
     const uint8_t *e = m + n, *p;
     if (n < 32 || memcmp(m, "{\"t\":", 5) != 0)
@@ -95,7 +99,8 @@ static int parse_payload(const uint8_t *m, size_t n, uint64_t *t, uint64_t *s, u
     /* nanosecond timestamps have 19 digits (until 2286) */
     if (m[24] == ',' && all_digits8(m + 5) && all_digits8(m + 13)) {
         *t = digits8(m + 5) * 100000000000ull + digits8(m + 13) * 1000 +
-             (uint64_t)(m[21] - '0') * 100 + (uint64_t)(m[22] - '0') * 10 + (uint64_t)(m[23] - '0');
+             (uint64_t)(m[21] - '0') * 100 + (uint64_t)(m[22] - '0') * 10 +
+             (uint64_t)(m[23] - '0');
         p = m + 24;
     } else {
         p = num(m + 5, e, t);
@@ -124,7 +129,10 @@ void proto_on_open(conn_t *c)
     scope_name(sc, c->scope);
     switch (cfg.proto) {
     case P_SCOPECAST: {
-        int n = snprintf(buf, sizeof buf, "{\"op\":\"subscribe\",\"scope\":\"%s\",\"id\":1,\"presence\":false}", sc);
+        int n = snprintf(buf, sizeof buf,
+                         "{\"op\":\"subscribe\",\"scope\":\"%s\",\"id\":1,"
+                         "\"presence\":false}",
+                         sc);
         ws_send(c, 1, buf, (size_t)n);
         break;
     }
@@ -145,7 +153,8 @@ static void note_error(conn_t *c, const uint8_t *m, size_t n)
 {
     G->st.errors++;
     if (G->st.errors <= 3)
-        lg_log("conn %d: server said: %.*s", c->idx, (int)(n > 200 ? 200 : n), m);
+        lg_log("conn %d: server said: %.*s", c->idx, (int)(n > 200 ? 200 : n),
+               m);
 }
 
 void proto_message(conn_t *c, int op, const uint8_t *m, size_t n, uint64_t len)
@@ -252,7 +261,8 @@ size_t mqtt_publish_hdr(uint8_t *out, const char *topic, size_t payload_len)
     return h + tl;
 }
 
-static void mqtt_packet(conn_t *c, uint8_t type, const uint8_t *b, size_t n, uint32_t total)
+static void mqtt_packet(conn_t *c, uint8_t type, const uint8_t *b, size_t n,
+                        uint32_t total)
 {
     switch (type >> 4) {
     case 2: /* CONNACK */

@@ -99,11 +99,13 @@ int pub_init(int ep)
     inet_pton(AF_INET, cfg.host, &sa.sin_addr);
     P.fd = fd;
     P.state = S_CONNECTING;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 &&
+        errno != EINPROGRESS) {
         lg_log("publisher connect: %s", strerror(errno));
         return -1;
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &P};
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &P};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
     inflight = 0;
     server_closes = 0;
@@ -116,7 +118,8 @@ int pub_ready(void)
     return P.state == S_READY;
 }
 
-static size_t hdr_value(const char *h, size_t hl, const char *name, char *out, size_t cap)
+static size_t hdr_value(const char *h, size_t hl, const char *name, char *out,
+                        size_t cap)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i + nl < hl; i++) {
@@ -152,7 +155,8 @@ static void http_parse(void)
             body = (size_t)strtoull(v, NULL, 10);
             if (avail < hl + body)
                 break;
-        } else if (hdr_value(b, hl, "transfer-encoding:", v, sizeof v) && strstr(v, "chunked")) {
+        } else if (hdr_value(b, hl, "transfer-encoding:", v, sizeof v) &&
+                   strstr(v, "chunked")) {
             /* walk chunks until the 0-size one */
             size_t q = hl;
             int done = 0;
@@ -163,7 +167,8 @@ static void http_parse(void)
                 size_t cs = (size_t)strtoull(b + q, NULL, 16);
                 size_t after = (size_t)(le - b) + 2;
                 if (cs == 0) {
-                    char *end = memmem(b + after - 2, avail - (after - 2), "\r\n\r\n", 4);
+                    char *end = memmem(b + after - 2, avail - (after - 2),
+                                       "\r\n\r\n", 4);
                     if (end) {
                         q = (size_t)(end - b) + 4;
                         done = 1;
@@ -181,7 +186,8 @@ static void http_parse(void)
         if (status < 200 || status >= 300) {
             errors++;
             if (errors <= 3)
-                lg_log("publisher got: %.*s", (int)(hl + body > 300 ? 300 : hl + body), b);
+                lg_log("publisher got: %.*s",
+                       (int)(hl + body > 300 ? 300 : hl + body), b);
         }
         reqs++;
         if (inflight > 0)
@@ -213,7 +219,8 @@ void pub_io(uint32_t events)
             P.state = S_READY;
         } else {
             char req[512];
-            int n = ws_handshake_req(req, sizeof req, cfg.pub_path, proto_subprotocol());
+            int n = ws_handshake_req(req, sizeof req, cfg.pub_path,
+                                     proto_subprotocol());
             send_all(P.fd, req, (size_t)n);
             P.state = S_HANDSHAKE;
         }
@@ -231,7 +238,8 @@ void pub_io(uint32_t events)
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         if (r <= 0) {
-            lg_log("publisher connection closed by the server (%s)", r ? strerror(errno) : "EOF");
+            lg_log("publisher connection closed by the server (%s)",
+                   r ? strerror(errno) : "EOF");
             epoll_ctl(pep, EPOLL_CTL_DEL, P.fd, NULL);
             close(P.fd);
             errors++;
@@ -260,7 +268,8 @@ void pub_io(uint32_t events)
             if (!e)
                 continue;
             if (strncmp(ibuf, "HTTP/1.1 101", 12) != 0) {
-                lg_log("publisher upgrade refused: %.*s", (int)(e - ibuf), ibuf);
+                lg_log("publisher upgrade refused: %.*s", (int)(e - ibuf),
+                       ibuf);
                 P.state = S_CLOSED;
                 return;
             }
@@ -288,7 +297,8 @@ static int can_send(size_t count)
     if (cfg.proto == P_SCOPECAST && !cfg.pub_ws)
         return inflight == 0 && olen == ooff;
     if (cfg.proto == P_NCHAN)
-        return inflight + (int)count <= cfg.pipeline && olen - ooff < (8u << 20);
+        return inflight + (int)count <= cfg.pipeline &&
+               olen - ooff < (8u << 20);
     return olen - ooff < (4u << 20);
 }
 
@@ -311,14 +321,17 @@ static void send_events(size_t count)
             scope_name(sc, scope);
             if (i)
                 tmp[bl++] = ',';
-            bl += (size_t)sprintf((char *)tmp + bl, "{\"scope\":\"%s\",\"data\":", sc);
-            bl += (size_t)make_payload(tmp + bl, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+            bl += (size_t)sprintf((char *)tmp + bl,
+                                  "{\"scope\":\"%s\",\"data\":", sc);
+            bl += (size_t)make_payload(tmp + bl, cfg.size, t,
+                                       g / (uint64_t)cfg.nscopes, g);
             tmp[bl++] = '}';
         }
         tmp[bl++] = ']';
         char h[256];
         int hl = snprintf(h, sizeof h,
-                          "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                          "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: "
+                          "application/json\r\n"
                           "Content-Length: %zu\r\n\r\n",
                           cfg.pub_path, cfg.host, cfg.port, bl);
         ensure((size_t)hl + bl);
@@ -337,9 +350,12 @@ static void send_events(size_t count)
             if (cfg.proto == P_NCHAN) {
                 char path[200];
                 snprintf(path, sizeof path, cfg.pub_path, sc);
-                int hl = sprintf((char *)o, "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n\r\n",
+                int hl = sprintf((char *)o,
+                                 "POST %s HTTP/1.1\r\nHost: "
+                                 "%s:%d\r\nContent-Length: %d\r\n\r\n",
                                  path, cfg.host, cfg.port, cfg.size);
-                int pl = make_payload(o + hl, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+                int pl = make_payload(o + hl, cfg.size, t,
+                                      g / (uint64_t)cfg.nscopes, g);
                 olen += (size_t)(hl + pl);
                 inflight++;
                 continue;
@@ -350,14 +366,19 @@ static void send_events(size_t count)
             size_t n;
             if (cfg.proto == P_MQTT) {
                 n = mqtt_publish_hdr(pl, sc, (size_t)cfg.size);
-                n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+                n += (size_t)make_payload(pl + n, cfg.size, t,
+                                          g / (uint64_t)cfg.nscopes, g);
             } else if (cfg.proto == P_SCOPECAST) { /* --pub-ws */
-                n = (size_t)sprintf((char *)pl, "{\"op\":\"emit\",\"scope\":\"%s\",\"data\":", sc);
-                n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+                n = (size_t)sprintf(
+                    (char *)pl,
+                    "{\"op\":\"emit\",\"scope\":\"%s\",\"data\":", sc);
+                n += (size_t)make_payload(pl + n, cfg.size, t,
+                                          g / (uint64_t)cfg.nscopes, g);
                 pl[n++] = '}';
             } else {
                 n = (size_t)sprintf((char *)pl, "%s\n", sc);
-                n += (size_t)make_payload(pl + n, cfg.size, t, g / (uint64_t)cfg.nscopes, g);
+                n += (size_t)make_payload(pl + n, cfg.size, t,
+                                          g / (uint64_t)cfg.nscopes, g);
             }
             uint8_t hdr[14], mask[4];
             size_t hl = ws_frame_hdr(hdr, cfg.proto == P_MQTT ? 2 : 1, n, mask);
@@ -387,7 +408,8 @@ void pub_advance(int64_t now)
         pub_lost += r;
         pub_forced++;
         if (pub_forced <= 3)
-            lg_log("event %llu still unseen by %d subscribers after 2 s; counted lost",
+            lg_log("event %llu still unseen by %d subscribers after 2 s; "
+                   "counted lost",
                    (unsigned long long)acked_g, r);
         shm->remaining[acked_g & RMASK] = 0;
         acked_g++;
@@ -416,7 +438,8 @@ int64_t pub_step(int64_t now)
     pub_advance(now);
     size_t batch = (size_t)cfg.batch;
     if (cfg.rate > 0) {
-        uint64_t due_total = (uint64_t)((double)(now - start_ns) * cfg.rate / 1e9) + 1;
+        uint64_t due_total =
+            (uint64_t)((double)(now - start_ns) * cfg.rate / 1e9) + 1;
         if (due_total > next_g) {
             size_t cnt = due_total - next_g;
             /* never fall behind forever: a publisher that cannot keep up
@@ -427,7 +450,8 @@ int64_t pub_step(int64_t now)
                 return 20000000; /* the reply (or EPOLLOUT) wakes us */
             send_events(cnt);
         }
-        int64_t next_due = start_ns + (int64_t)((double)next_g * 1e9 / cfg.rate);
+        int64_t next_due =
+            start_ns + (int64_t)((double)next_g * 1e9 / cfg.rate);
         return next_due > now ? next_due - now : 0;
     }
     size_t thresh = (size_t)cfg.window / 4;

@@ -80,8 +80,9 @@ int ws_handshake_req(char *out, size_t cap, const char *path, const char *proto)
                     "Sec-WebSocket-Version: 13\r\n"
                     "%s%s%s"
                     "\r\n",
-                    path, cfg.host, cfg.port, proto ? "Sec-WebSocket-Protocol: " : "",
-                    proto ? proto : "", proto ? "\r\n" : "");
+                    path, cfg.host, cfg.port,
+                    proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                    proto ? "\r\n" : "");
 }
 
 /* Blocking-ish write of a small control frame or request on a non-blocking

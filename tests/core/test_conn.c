@@ -157,7 +157,7 @@ static void test_conn_deinit_null_and_zeroed_are_noops(void **state)
 static void test_strerror_names_every_code_and_unknown(void **state)
 {
     (void)state;
-    const int codes[] = {SC_OK,      SC_ENOMEM,    SC_EINVAL,    SC_EAGAIN,
+    const int codes[] = {SC_OK,      SC_ENOMEM,    SC_EINVAL,   SC_EAGAIN,
                          SC_ECLOSED, SC_ETIMEDOUT, SC_ENOTFOUND};
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {

@@ -174,7 +174,7 @@ def http_request(port, method, path, body=None, headers=None, timeout=10.0):
 
 
 def assert_http_error(res, status, code):
-    """PROTOCOL.md: every error body is {"error":code,"message":text}."""
+    """docs/PROTOCOL.md: every error body is {"error":code,"message":text}."""
     if res.status != status:
         raise AssertionError(f"expected HTTP {status} ({code}), got {res!r}")
     j = res.json
@@ -1082,7 +1082,7 @@ class ScopecastTestCase(unittest.IsolatedAsyncioTestCase):
     # assertion helpers
     def assertSub(self, msg, expected, note=""):
         """`msg` has these fields with these values (extra fields are allowed:
-        PROTOCOL.md lets the server add optional fields)."""
+        docs/PROTOCOL.md lets the server add optional fields)."""
         if not isinstance(msg, dict):
             raise AssertionError(f"expected an object with {expected!r}, got {msg!r} {note}")
         for k, v in expected.items():

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Authentication and authorization (PROTOCOL.md "Authentication", "tokens",
+"""Authentication and authorization (docs/PROTOCOL.md "Authentication", "tokens",
 "order of checks", "audience", demo mode)."""
 
 import asyncio

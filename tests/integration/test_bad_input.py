@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A table of bad inputs. Each case asserts the exact answer PROTOCOL.md gives
+"""A table of bad inputs. Each case asserts the exact answer docs/PROTOCOL.md gives
 and then that the server still serves a well-behaved client connected before
 the case (it receives a freshly emitted event, and nothing else first).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Every HTTP endpoint and status of PROTOCOL.md ("HTTP API", "HTTP" rules)."""
+"""Every HTTP endpoint and status of docs/PROTOCOL.md ("HTTP API", "HTTP" rules)."""
 
 import os
 import re

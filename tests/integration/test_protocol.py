@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Every WebSocket op and push of PROTOCOL.md, against the real server."""
+"""Every WebSocket op and push of docs/PROTOCOL.md, against the real server."""
 
 import asyncio
 import json

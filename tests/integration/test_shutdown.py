@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Graceful shutdown on SIGTERM (PROTOCOL.md close code 1001, `closed` reason
+"""Graceful shutdown on SIGTERM (docs/PROTOCOL.md close code 1001, `closed` reason
 `shutdown`, "While draining, the listener stays open", --drain-timeout)."""
 
 import asyncio

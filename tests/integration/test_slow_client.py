@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Back-pressure: a client that stops reading must not slow down or grow the
 server, and must get exact `dropped` accounting when it reads again
-(PROTOCOL.md "queues", "dropped")."""
+(docs/PROTOCOL.md "queues", "dropped")."""
 
 import asyncio
 import os

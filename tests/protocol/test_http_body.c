@@ -228,8 +228,8 @@ static void token_err(const char *body, const char *message)
     sc_demo_token_body_t out;
     sc_proto_err_t err;
 
-    assert_int_equal(
-        sc_proto_decode_demo_token_body(body, len, &out, &err), SC_EINVAL);
+    assert_int_equal(sc_proto_decode_demo_token_body(body, len, &out, &err),
+                     SC_EINVAL);
     assert_string_equal(err.code, "bad_request");
     if (strncmp(err.message, message, strlen(message)) != 0)
         fail_msg("body %.*s: got \"%s\", want \"%s...\"", (int)len, body,
