@@ -15,10 +15,10 @@
 
 enum sc_err {
     SC_OK = 0,
-    SC_ENOMEM = -1,  /* an allocation failed; nothing was changed */
-    SC_EINVAL = -2,  /* an argument is invalid; nothing was changed */
-    SC_EAGAIN = -3,  /* nothing to take right now (non-blocking pull) */
-    SC_ECLOSED = -4, /* the subscription was closed and is fully drained */
+    SC_ENOMEM = -1,    /* an allocation failed; nothing was changed */
+    SC_EINVAL = -2,    /* an argument is invalid; nothing was changed */
+    SC_EAGAIN = -3,    /* nothing to take right now (non-blocking pull) */
+    SC_ECLOSED = -4,   /* the subscription was closed and is fully drained */
     SC_ETIMEDOUT = -5, /* a blocking wait ran out of time */
     SC_ENOTFOUND = -6, /* no such scope, user or object */
 };

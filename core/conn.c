@@ -66,8 +66,7 @@ static bool str_eq(const char *a, const char *b)
 bool sc_conn_equal(const sc_conn_t *a, const sc_conn_t *b)
 {
     if (!str_eq(a->session_id, b->session_id) ||
-        !str_eq(a->user_id, b->user_id) ||
-        a->connected_at != b->connected_at)
+        !str_eq(a->user_id, b->user_id) || a->connected_at != b->connected_at)
         return false;
     if (!a->meta || !b->meta)
         return a->meta == b->meta;

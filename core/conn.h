@@ -18,10 +18,10 @@
 #include <stddef.h>
 
 typedef struct sc_conn {
-    char *session_id;   /* never NULL once initialised */
-    char *user_id;      /* NULL = anonymous */
+    char *session_id;    /* never NULL once initialised */
+    char *user_id;       /* NULL = anonymous */
     double connected_at; /* seconds since the epoch */
-    char *meta;         /* NULL = none; else meta_len bytes + a NUL */
+    char *meta;          /* NULL = none; else meta_len bytes + a NUL */
     size_t meta_len;
 } sc_conn_t;
 

@@ -139,11 +139,26 @@ void sc_event_unref(sc_event_t *ev)
     free(ev);
 }
 
-int sc_event_kind(const sc_event_t *ev) { return ev->_kind; }
-const char *sc_event_scope(const sc_event_t *ev) { return ev->_scope; }
-uint64_t sc_event_seq(const sc_event_t *ev) { return ev->_seq; }
-const char *sc_event_origin(const sc_event_t *ev) { return ev->_origin; }
-bool sc_event_user_edge(const sc_event_t *ev) { return ev->_edge; }
+int sc_event_kind(const sc_event_t *ev)
+{
+    return ev->_kind;
+}
+const char *sc_event_scope(const sc_event_t *ev)
+{
+    return ev->_scope;
+}
+uint64_t sc_event_seq(const sc_event_t *ev)
+{
+    return ev->_seq;
+}
+const char *sc_event_origin(const sc_event_t *ev)
+{
+    return ev->_origin;
+}
+bool sc_event_user_edge(const sc_event_t *ev)
+{
+    return ev->_edge;
+}
 
 const char *const *sc_event_paths(const sc_event_t *ev, size_t *n)
 {

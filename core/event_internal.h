@@ -12,7 +12,7 @@
 struct sc_event {
     _Atomic uint32_t _refs;
     uint8_t _kind;
-    bool _edge;         /* JOIN: first; LEAVE: last */
+    bool _edge; /* JOIN: first; LEAVE: last */
     bool _has_audience;
     bool _has_payload;
     uint64_t _seq;
@@ -25,8 +25,8 @@ struct sc_event {
     size_t _naudience;
     const void *_payload;
     size_t _payload_len;
-    sc_conn_t _conn;    /* JOIN/LEAVE only; owned */
-    void *_frame_data;  /* owned; released with _frame_free */
+    sc_conn_t _conn;   /* JOIN/LEAVE only; owned */
+    void *_frame_data; /* owned; released with _frame_free */
     const void *_frame;
     size_t _frame_len;
     void (*_frame_free)(void *);

@@ -38,8 +38,8 @@ sc__strmap_entry_t *sc__strmap_find(const sc__strmap_t *m, const char *key,
 {
     if (!m->nbuckets)
         return NULL;
-    sc__strmap_entry_t *e = m->buckets[hash & (m->nbuckets - 1)];
-    for (; e; e = e->next)
+    for (sc__strmap_entry_t *e = m->buckets[hash & (m->nbuckets - 1)]; e;
+         e = e->next)
         if (e->hash == hash && strcmp(e->key, key) == 0)
             return e;
     return NULL;

@@ -34,9 +34,7 @@ void sc_proto_err_deinit(sc_proto_err_t *err)
 
 const char *sc_proto_op_name(sc_op_t op)
 {
-    size_t i;
-
-    for (i = 0; i < NOPS; i++) {
+    for (size_t i = 0; i < NOPS; i++) {
         if (ops[i].op == op)
             return ops[i].name;
     }
@@ -75,14 +73,16 @@ static int decode_id(json_object *root, char **out, sc_proto_err_t *err)
 static void unknown_op(json_object *v, sc_proto_err_t *err)
 {
     const char *s = json_object_get_string(v);
-    size_t n = (size_t)json_object_get_string_len(v), i;
-    char name[33], text[64];
+    size_t n = (size_t)json_object_get_string_len(v);
 
-    for (i = 0; i < n && i < 32; i++) {
+    char name[33];
+    size_t i = 0;
+    for (; i < n && i < 32; i++) {
         unsigned char c = (unsigned char)s[i];
         name[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     name[i] = '\0';
+    char text[64];
     snprintf(text, sizeof(text), "unknown op '%s%s'", name,
              n > 32 ? "..." : "");
     sc__err_field(err, "", "op", text);
@@ -92,15 +92,13 @@ static void unknown_op(json_object *v, sc_proto_err_t *err)
 static int decode_op(json_object *root, sc_op_t *op, sc_proto_err_t *err)
 {
     json_object *v = sc__member(root, "op");
-    const char *s;
-    size_t i;
 
     if (v == NULL)
         return sc__err_field(err, "", "op", "required");
     if (!json_object_is_type(v, json_type_string))
         return sc__err_field(err, "", "op", "must be a string");
-    s = json_object_get_string(v);
-    for (i = 0; i < NOPS; i++) {
+    const char *s = json_object_get_string(v);
+    for (size_t i = 0; i < NOPS; i++) {
         if (strcmp(s, ops[i].name) == 0 &&
             strlen(s) == (size_t)json_object_get_string_len(v)) {
             *op = ops[i].op;
@@ -138,10 +136,8 @@ static int decode_emit(json_object *root, sc_request_t *req,
                        sc_proto_err_t *err)
 {
     bool has_paths = false;
-    int rc;
-
-    rc = sc__read_str_array(root, "paths", "", &has_paths, &req->paths,
-                            &req->npaths, err);
+    int rc = sc__read_str_array(root, "paths", "", &has_paths, &req->paths,
+                                &req->npaths, err);
     if (rc == SC_OK)
         rc = sc__read_any(root, "data", &req->has_data, &req->data_json, err);
     if (rc == SC_OK)
@@ -154,11 +150,9 @@ static int decode_emit(json_object *root, sc_request_t *req,
 static int decode_fields(json_object *root, sc_request_t *req,
                          sc_proto_err_t *err)
 {
-    int rc;
-
     if (req->op == SC_OP_PING)
         return SC_OK;
-    rc = sc__read_scope(root, "", &req->scope, err);
+    int rc = sc__read_scope(root, "", &req->scope, err);
     if (rc != SC_OK)
         return rc;
     if (req->op == SC_OP_SUBSCRIBE)
@@ -172,17 +166,12 @@ int sc_proto_decode(const char *msg, size_t len, sc_request_t *req,
                     sc_proto_err_t *err)
 {
     json_object *root = NULL;
-    int rc;
 
     memset(req, 0, sizeof(*req));
     memset(err, 0, sizeof(*err));
-    rc = sc__json_parse(msg, len, &root, err);
+    int rc = sc__json_parse_object(msg, len, &root, err);
     if (rc != SC_OK)
         goto fail;
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = sc__err_field(err, "", NULL, "not an object");
-        goto fail;
-    }
     rc = decode_id(root, &req->id_json, err);
     if (rc == SC_OK)
         rc = decode_op(root, &req->op, err);

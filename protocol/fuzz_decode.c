@@ -32,12 +32,12 @@ static void check(int ok)
 static json_object *must_parse(const char *s, size_t len)
 {
     json_tokener *tok = json_tokener_new();
-    json_object *o;
 
     check(tok != NULL);
     json_tokener_set_flags(tok,
                            JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    o = json_tokener_parse_ex(tok, s, (int)len + 1); /* + the NUL */
+    json_object *o =
+        json_tokener_parse_ex(tok, s, (int)len + 1); /* + the NUL */
     check(json_tokener_get_error(tok) == json_tokener_success);
     json_tokener_free(tok);
     return o;
@@ -55,19 +55,17 @@ static void check_buf(sc_buf_t *b)
 
 static void check_request(const sc_request_t *req)
 {
-    sc_buf_t b;
-    json_object *o;
-
     if (req->op != SC_OP_PING)
         check(sc_proto_scope_valid(req->scope, strlen(req->scope)));
     if (req->meta_json != NULL) {
-        o = must_parse(req->meta_json, strlen(req->meta_json));
+        json_object *o = must_parse(req->meta_json, strlen(req->meta_json));
         check(json_object_is_type(o, json_type_object));
         json_object_put(o);
     }
     if (req->has_data)
         json_object_put(must_parse(req->data_json, strlen(req->data_json)));
     check(req->npaths == 0 || req->paths != NULL);
+    sc_buf_t b;
     sc_buf_init(&b);
     sc_proto_enc_emitted(&b, req->id_json, req->scope ? req->scope : "", 1);
     check_buf(&b);
@@ -77,7 +75,6 @@ static void fuzz_decode(const char *s, size_t n)
 {
     sc_request_t req;
     sc_proto_err_t err;
-    sc_buf_t b;
 
     if (sc_proto_decode(s, n, &req, &err) == SC_OK) {
         check_request(&req);
@@ -85,6 +82,7 @@ static void fuzz_decode(const char *s, size_t n)
         return;
     }
     check(err.code != NULL && err.message[0] != '\0');
+    sc_buf_t b;
     sc_buf_init(&b);
     sc_proto_enc_decode_error(&b, &err);
     check_buf(&b);
@@ -94,13 +92,11 @@ static void fuzz_decode(const char *s, size_t n)
 static void fuzz_bodies(const char *s, size_t n)
 {
     sc_emit_body_t body;
-    sc_close_body_t cb;
     sc_proto_err_t err;
-    size_t i;
 
     if (sc_proto_decode_emit_body(s, n, &body, &err) == SC_OK) {
         check(body.n >= 1);
-        for (i = 0; i < body.n; i++) {
+        for (size_t i = 0; i < body.n; i++) {
             const char *sc = body.items[i].scope;
             check(sc_proto_scope_valid(sc, strlen(sc)));
         }
@@ -108,6 +104,7 @@ static void fuzz_bodies(const char *s, size_t n)
     } else {
         check(err.code != NULL && err.id_json == NULL);
     }
+    sc_close_body_t cb;
     if (sc_proto_decode_close_body(s, n, &cb, &err) == SC_OK)
         sc_close_body_deinit(&cb);
 }
@@ -117,17 +114,14 @@ static void fuzz_bodies(const char *s, size_t n)
 static void fuzz_escape(const char *s, size_t n)
 {
     sc_buf_t b;
-    json_object *o;
-    const char *text;
-    bool same;
 
     sc_buf_init(&b);
     sc_buf_put_json_str(&b, s, n);
-    text = sc_buf_str(&b);
-    o = must_parse(text, sc_buf_len(&b));
+    const char *text = sc_buf_str(&b);
+    json_object *o = must_parse(text, sc_buf_len(&b));
     check(json_object_is_type(o, json_type_string));
-    same = (size_t)json_object_get_string_len(o) == n &&
-           memcmp(json_object_get_string(o), s, n) == 0;
+    bool same = (size_t)json_object_get_string_len(o) == n &&
+                memcmp(json_object_get_string(o), s, n) == 0;
     check(same || strstr(text, "\\ufffd") != NULL);
     json_object_put(o);
     sc_buf_deinit(&b);

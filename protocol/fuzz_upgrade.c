@@ -39,9 +39,7 @@ static void check(int ok)
 /* The first CRLFCRLF in b[0..n): offset after it, or 0. */
 static size_t find_end(const char *b, size_t n)
 {
-    size_t i;
-
-    for (i = 0; i + 4 <= n; i++) {
+    for (size_t i = 0; i + 4 <= n; i++) {
         if (memcmp(b + i, "\r\n\r\n", 4) == 0)
             return i + 4;
     }
@@ -51,29 +49,27 @@ static size_t find_end(const char *b, size_t n)
 /* Checks an HTTP error answer of `n` bytes; returns its status. */
 static unsigned check_answer(const char *out, size_t n)
 {
-    json_tokener *tok;
-    json_object *o, *v;
-    const char *body, *cl;
     unsigned status = 0;
-    size_t hl, blen;
 
     check(strlen(out) == n);
     check(sscanf(out, "HTTP/1.1 %3u ", &status) == 1);
-    hl = find_end(out, n);
+    size_t hl = find_end(out, n);
     check(hl > 0);
-    body = out + hl;
-    blen = n - hl;
-    cl = strstr(out, "\r\ncontent-length: ");
+    const char *body = out + hl;
+    size_t blen = n - hl;
+    const char *cl = strstr(out, "\r\ncontent-length: ");
     check(cl != NULL && cl < body);
     check(strtoul(cl + 18, NULL, 10) == blen);
     check(strstr(out, "\r\nconnection: close\r\n\r\n") == body - 23);
-    tok = json_tokener_new();
+    json_tokener *tok = json_tokener_new();
     check(tok != NULL);
     json_tokener_set_flags(tok,
                            JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    o = json_tokener_parse_ex(tok, body, (int)blen + 1); /* + the NUL */
+    json_object *o =
+        json_tokener_parse_ex(tok, body, (int)blen + 1); /* + the NUL */
     check(json_tokener_get_error(tok) == json_tokener_success);
     check(json_object_is_type(o, json_type_object));
+    json_object *v;
     check(json_object_object_get_ex(o, "error", &v));
     check(json_object_object_get_ex(o, "message", &v));
     json_object_put(o);
@@ -96,7 +92,6 @@ static void fuzz_parse(const char *h, size_t n, size_t token_max)
     sc_upgrade_req_t req;
     sc_http_refusal_t ref;
     char out[640];
-    size_t len;
 
     if (sc_upgrade_parse(h, n, &req, &ref) == SC_OK) {
         check(req.key != NULL && req.key >= h && req.key + 24 <= h + n);
@@ -107,7 +102,7 @@ static void fuzz_parse(const char *h, size_t n, size_t token_max)
         } else {
             check(req.query_len == 0);
         }
-        len = sc_upgrade_accept(&req, out, 256);
+        size_t len = sc_upgrade_accept(&req, out, 256);
         check(len > 0 && strlen(out) == len);
         check(memcmp(out, "HTTP/1.1 101 Switching Protocols\r\n", 34) == 0);
         check(find_end(out, len) == len);
@@ -116,7 +111,7 @@ static void fuzz_parse(const char *h, size_t n, size_t token_max)
     }
     check(ref.status == 400 || ref.status == 404 || ref.status == 426);
     check(ref.reason_phrase && ref.code && ref.message);
-    len = sc_http_refusal_write(&ref, out, sizeof(out));
+    size_t len = sc_http_refusal_write(&ref, out, sizeof(out));
     check(len > 0);
     check(check_answer(out, len) == ref.status);
 }
@@ -147,20 +142,20 @@ static void fuzz_classify(const char *b, size_t n, size_t token_max)
 /* A refusal with strings cut from the input: still well-formed. */
 static void fuzz_refusal(const char *s, size_t n)
 {
-    char *copy = malloc(n + 1), *message, out[2048];
-    sc_http_refusal_t r;
-    size_t len;
+    char *copy = malloc(n + 1);
 
     check(copy != NULL);
     memcpy(copy, s, n);
     copy[n] = '\0';
-    message = copy + strlen(copy) + (strlen(copy) < n ? 1 : 0);
+    char *message = copy + strlen(copy) + (strlen(copy) < n ? 1 : 0);
+    sc_http_refusal_t r;
     r.status = 400 + (unsigned)(n % 100);
     r.reason_phrase = "Bad Request";
     r.code = copy;
     r.message = (n & 1) ? message : NULL;
     r.extra_headers = (n & 2) ? "x-test: 1\r\n" : NULL;
-    len = sc_http_refusal_write(&r, out, sizeof(out));
+    char out[2048];
+    size_t len = sc_http_refusal_write(&r, out, sizeof(out));
     if (len > 0)
         check(check_answer(out, len) == r.status);
     free(copy);
@@ -170,12 +165,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t caps[] = {0, 1, 2, 8, 64, 8192};
     const char *b = (const char *)data + 1;
-    size_t n, token_max;
 
     if (size < 1)
         return 0;
-    n = size - 1;
-    token_max = caps[data[0] % 6];
+    size_t n = size - 1;
+    size_t token_max = caps[data[0] % 6];
     fuzz_classify(b, n, token_max);
     fuzz_parse(b, n, token_max);
     check_token(b, n, token_max);

@@ -41,8 +41,7 @@ static void check(int ok)
 /* UTF-8 by decoding code points (independent of utf8.c). */
 static bool utf8_ok(const uint8_t *s, size_t n)
 {
-    size_t i = 0, k, j;
-    uint32_t cp, min;
+    size_t i = 0;
 
     while (i < n) {
         uint8_t b = s[i];
@@ -50,6 +49,8 @@ static bool utf8_ok(const uint8_t *s, size_t n)
             i++;
             continue;
         }
+        size_t k;
+        uint32_t cp, min;
         if ((b & 0xe0) == 0xc0)
             k = 1, cp = b & 0x1f, min = 0x80;
         else if ((b & 0xf0) == 0xe0)
@@ -60,7 +61,7 @@ static bool utf8_ok(const uint8_t *s, size_t n)
             return false;
         if (n - i <= k)
             return false;
-        for (j = 1; j <= k; j++) {
+        for (size_t j = 1; j <= k; j++) {
             if ((s[i + j] & 0xc0) != 0x80)
                 return false;
             cp = (cp << 6) | (s[i + j] & 0x3f);
@@ -87,9 +88,8 @@ typedef struct run {
 static uint64_t fnv1a(const uint8_t *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325u;
-    size_t i;
 
-    for (i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3u;
     return h;
 }
@@ -156,38 +156,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t limits[] = {0, 1, 2, 125, 126, 1000, 65535, 65536};
     static run_t whole, cut; /* large: not on the stack */
-    sc_ws_fail_t fail1 = {0, NULL}, fail2 = {0, NULL};
-    sc_ws_rx_t rx;
-    uint8_t *buf;
-    size_t n, at, take, chunk_max;
-    uint32_t seed;
-    int rc1, rc2 = 0;
 
     if (size < SETTINGS)
         return 0;
-    n = size - SETTINGS;
-    buf = malloc(n + 1);
+    size_t n = size - SETTINGS;
+    uint8_t *buf = malloc(n + 1);
     check(buf != NULL);
     memset(&whole, 0, sizeof(whole));
     memset(&cut, 0, sizeof(cut));
     whole.max_message = cut.max_message = limits[data[0] & 7];
     /* bits 3-4 of the first byte: the size of reads, up to 1, 7, 63 or
      * any number of bytes */
-    chunk_max = (size_t[]){1, 7, 63, SIZE_MAX}[(data[0] >> 3) & 3];
-    seed = (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
+    size_t chunk_max = (size_t[]){1, 7, 63, SIZE_MAX}[(data[0] >> 3) & 3];
+    uint32_t seed = (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 | data[3];
     seed |= 1; /* xorshift needs a non-zero state */
 
     /* in one read */
     memcpy(buf, data + SETTINGS, n);
+    sc_ws_rx_t rx;
     sc_ws_rx_init(&rx);
-    rc1 = sc_ws_rx_feed(&rx, buf, n, whole.max_message, on_msg, &whole, &fail1);
+    sc_ws_fail_t fail1 = {0, NULL};
+    int rc1 =
+        sc_ws_rx_feed(&rx, buf, n, whole.max_message, on_msg, &whole, &fail1);
     check_end(&rx, rc1, &fail1);
     sc_ws_rx_deinit(&rx);
 
     /* cut into reads (a zero-length read now and then too) */
     memcpy(buf, data + SETTINGS, n);
     sc_ws_rx_init(&rx);
-    for (at = 0; at < n && rc2 == 0; at += take) {
+    sc_ws_fail_t fail2 = {0, NULL};
+    int rc2 = 0;
+    size_t take;
+    for (size_t at = 0; at < n && rc2 == 0; at += take) {
         take = next(&seed) % (n - at + 1);
         if (take > chunk_max)
             take = 1 + take % chunk_max;
@@ -203,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(fail1.code == fail2.code &&
               strcmp(fail1.reason, fail2.reason) == 0);
     check(whole.n == cut.n);
-    for (at = 0; at < whole.n && at < MAX_RECORDED; at++) {
+    for (size_t at = 0; at < whole.n && at < MAX_RECORDED; at++) {
         check(whole.m[at].op == cut.m[at].op);
         check(whole.m[at].len == cut.m[at].len);
         check(whole.m[at].hash == cut.m[at].hash);

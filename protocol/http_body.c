@@ -29,11 +29,9 @@ static void item_deinit(sc_emit_item_t *it)
 
 void sc_emit_body_deinit(sc_emit_body_t *body)
 {
-    size_t i;
-
     if (body == NULL)
         return;
-    for (i = 0; i < body->n; i++)
+    for (size_t i = 0; i < body->n; i++)
         item_deinit(&body->items[i]);
     free(body->items);
     memset(body, 0, sizeof(*body));
@@ -45,9 +43,7 @@ static int decode_item(json_object *o, const char *prefix, sc_emit_item_t *it,
                        sc_proto_err_t *err)
 {
     bool has_paths = false;
-    int rc;
-
-    rc = sc__read_scope(o, prefix, &it->scope, err);
+    int rc = sc__read_scope(o, prefix, &it->scope, err);
     if (rc == SC_OK)
         rc = sc__read_str_array(o, "paths", prefix, &has_paths, &it->paths,
                                 &it->npaths, err);
@@ -67,9 +63,7 @@ static int decode_item(json_object *o, const char *prefix, sc_emit_item_t *it,
 static int decode_batch(json_object *arr, sc_emit_body_t *out,
                         sc_proto_err_t *err)
 {
-    size_t i, n = json_object_array_length(arr);
-    char prefix[32];
-    int rc;
+    size_t n = json_object_array_length(arr);
 
     out->batch = true;
     if (n == 0)
@@ -77,14 +71,15 @@ static int decode_batch(json_object *arr, sc_emit_body_t *out,
     out->items = calloc(n, sizeof(*out->items));
     if (out->items == NULL)
         return sc__err_nomem(err);
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_object *o = json_object_array_get_idx(arr, i);
+        char prefix[32];
         if (!json_object_is_type(o, json_type_object)) {
             snprintf(prefix, sizeof(prefix), "[%zu]: ", i);
             return sc__err_field(err, prefix, NULL, "must be an object");
         }
         snprintf(prefix, sizeof(prefix), "[%zu].", i);
-        rc = decode_item(o, prefix, &out->items[i], err);
+        int rc = decode_item(o, prefix, &out->items[i], err);
         if (rc != SC_OK)
             return rc;
         out->n = i + 1;
@@ -96,11 +91,10 @@ int sc_proto_decode_emit_body(const char *body, size_t len, sc_emit_body_t *out,
                               sc_proto_err_t *err)
 {
     json_object *root = NULL;
-    int rc;
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    rc = sc__json_parse(body, len, &root, err);
+    int rc = sc__json_parse(body, len, &root, err);
     if (rc != SC_OK)
         goto fail;
     if (json_object_is_type(root, json_type_array)) {
@@ -151,17 +145,12 @@ int sc_proto_decode_close_body(const char *body, size_t len,
                                sc_close_body_t *out, sc_proto_err_t *err)
 {
     json_object *root = NULL;
-    int rc;
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    rc = sc__json_parse(body, len, &root, err);
+    int rc = sc__json_parse_object(body, len, &root, err);
     if (rc != SC_OK)
         goto fail;
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = sc__err_field(err, "", NULL, "not an object");
-        goto fail;
-    }
     if (sc__member(root, "scope") != NULL)
         rc = sc__read_scope(root, "", &out->scope, err);
     if (rc == SC_OK)
@@ -201,17 +190,12 @@ int sc_proto_decode_demo_token_body(const char *body, size_t len,
                                     sc_proto_err_t *err)
 {
     json_object *root = NULL;
-    int rc;
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    rc = sc__json_parse(body, len, &root, err);
+    int rc = sc__json_parse_object(body, len, &root, err);
     if (rc != SC_OK)
         goto fail;
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = sc__err_field(err, "", NULL, "not an object");
-        goto fail;
-    }
     json_object *name = sc__member(root, "name");
     if (name == NULL || !json_object_is_type(name, json_type_string) ||
         strlen(json_object_get_string(name)) !=
@@ -244,10 +228,8 @@ int sc_proto_enc_http_seq(sc_buf_t *b, uint64_t seq)
 
 int sc_proto_enc_http_results(sc_buf_t *b, const uint64_t *seqs, size_t n)
 {
-    size_t i;
-
     LIT(b, "{\"results\":[");
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i > 0)
             sc_buf_putc(b, ',');
         sc_proto_enc_http_seq(b, seqs[i]);

@@ -110,9 +110,8 @@ static bool int_too_big(const char *t, size_t n)
 {
     bool neg = t[0] == '-';
     uint64_t v = 0;
-    size_t i;
 
-    for (i = neg ? 1 : 0; i < n; i++) {
+    for (size_t i = neg ? 1 : 0; i < n; i++) {
         unsigned d = (unsigned)(t[i] - '0');
         if (v > (UINT64_MAX - d) / 10)
             return true;
@@ -152,20 +151,19 @@ static size_t string_token(const char *in, size_t n)
  * there. *big is set for an integer that needs "e0". */
 static size_t token(const char *in, size_t n, bool *big)
 {
-    bool integer;
-    size_t k;
-
     *big = false;
     if (in[0] != '\0' && strchr(" \t\n\r{}[]:,", in[0]) != NULL)
         return 1; /* whitespace and structure */
     if (in[0] == '"')
         return string_token(in, n);
     if (in[0] == '-' || is_digit(in[0])) {
-        k = number_token(in, n, &integer);
+        bool integer;
+        size_t k = number_token(in, n, &integer);
         *big = k > 0 && integer && int_too_big(in, k);
         return k;
     }
-    for (k = 0; k < n && is_alpha(in[k]); k++)
+    size_t k = 0;
+    for (; k < n && is_alpha(in[k]); k++)
         ;
     return is_literal(in, k) ? k : 0;
 }
@@ -175,11 +173,11 @@ static size_t token(const char *in, size_t n, bool *big)
  * bytes written before the NUL, or (size_t)-1 when the text is not JSON. */
 static size_t prescan(const char *in, size_t n, char *o)
 {
-    size_t i = 0, j = 0, k;
-    bool big;
+    size_t i = 0, j = 0;
 
     while (i < n) {
-        k = token(in + i, n - i, &big);
+        bool big;
+        size_t k = token(in + i, n - i, &big);
         if (k == 0)
             return (size_t)-1;
         memcpy(o + j, in + i, k);
@@ -199,15 +197,13 @@ static int tokenize(const char *text, size_t len, json_object **out,
                     sc_proto_err_t *err)
 {
     json_tokener *tok = json_tokener_new_ex(SC_PROTO_MAX_DEPTH);
-    enum json_tokener_error jerr;
-    json_object *o;
 
     if (tok == NULL)
         return sc__err_nomem(err);
     json_tokener_set_flags(tok,
                            JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    o = json_tokener_parse_ex(tok, text, (int)len + 1);
-    jerr = json_tokener_get_error(tok);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len + 1);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
     /* A JSON null parses to a NULL object with success. */
     if (jerr != json_tokener_success || json_tokener_get_parse_end(tok) < len) {
         json_object_put(o);
@@ -227,10 +223,6 @@ static int tokenize(const char *text, size_t len, json_object **out,
 int sc__json_parse(const char *text, size_t len, json_object **out,
                    sc_proto_err_t *err)
 {
-    size_t cap, n;
-    char *buf;
-    int rc;
-
     *out = NULL;
     if (text == NULL && len > 0)
         return sc__err_field(err, "", NULL, "invalid JSON");
@@ -238,17 +230,32 @@ int sc__json_parse(const char *text, size_t len, json_object **out,
         return sc__err_field(err, "", NULL, "invalid JSON: too large");
     if (len > 0 && memchr(text, '\0', len) != NULL)
         return sc__err_field(err, "", NULL, "invalid JSON: NUL byte");
-    cap = len + 1 + 2 * (len / 20 + 1);
-    buf = malloc(cap);
+    size_t cap = len + 1 + 2 * (len / 20 + 1);
+    char *buf = malloc(cap);
     if (buf == NULL)
         return sc__err_nomem(err);
-    n = prescan(text, len, buf);
+    size_t n = prescan(text, len, buf);
+    int rc;
     if (n == (size_t)-1)
         rc = sc__err_field(err, "", NULL, "invalid JSON");
     else
         rc = tokenize(buf, n, out, err);
     free(buf);
     return rc;
+}
+
+int sc__json_parse_object(const char *text, size_t len, json_object **out,
+                          sc_proto_err_t *err)
+{
+    int rc = sc__json_parse(text, len, out, err);
+    if (rc != SC_OK)
+        return rc;
+    if (!json_object_is_type(*out, json_type_object)) {
+        json_object_put(*out);
+        *out = NULL;
+        return sc__err_field(err, "", NULL, "not an object");
+    }
+    return SC_OK;
 }
 
 char *sc__json_text(json_object *o)
@@ -281,7 +288,6 @@ int sc__read_scope(json_object *obj, const char *prefix, char **out,
                    sc_proto_err_t *err)
 {
     json_object *v = sc__member(obj, "scope");
-    char *s;
 
     if (v == NULL)
         return sc__err_field(err, prefix, "scope", "required");
@@ -290,7 +296,7 @@ int sc__read_scope(json_object *obj, const char *prefix, char **out,
     if (!sc_proto_scope_valid(json_object_get_string(v),
                               (size_t)json_object_get_string_len(v)))
         return sc__err_field(err, prefix, "scope", SC_SCOPE_RULE);
-    s = strdup(json_object_get_string(v));
+    char *s = strdup(json_object_get_string(v));
     if (s == NULL)
         return sc__err_nomem(err);
     *out = s;
@@ -301,8 +307,6 @@ int sc__read_string(json_object *obj, const char *key, const char *prefix,
                     bool nonempty, char **out, sc_proto_err_t *err)
 {
     json_object *v = sc__member(obj, key);
-    const char *p;
-    char *s;
 
     if (v == NULL)
         return SC_OK;
@@ -311,11 +315,11 @@ int sc__read_string(json_object *obj, const char *key, const char *prefix,
         return sc__err_field(err, prefix, key,
                              nonempty ? "must be a non-empty string"
                                       : "must be a string");
-    p = clean_str(v);
+    const char *p = clean_str(v);
     if (p == NULL)
         return sc__err_field(err, prefix, key,
                              "must not contain NUL characters");
-    s = strdup(p);
+    char *s = strdup(p);
     if (s == NULL)
         return sc__err_nomem(err);
     *out = s;
@@ -324,11 +328,9 @@ int sc__read_string(json_object *obj, const char *key, const char *prefix,
 
 void sc__str_array_free(char **a, size_t n)
 {
-    size_t i;
-
     if (a == NULL)
         return;
-    for (i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         free(a[i]);
     free(a);
 }
@@ -337,9 +339,9 @@ void sc__str_array_free(char **a, size_t n)
 static int check_str_array(json_object *v, const char *key, const char *prefix,
                            sc_proto_err_t *err)
 {
-    size_t i, n = json_object_array_length(v);
+    size_t n = json_object_array_length(v);
 
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(v, i);
         if (!json_object_is_type(e, json_type_string))
             return sc__err_field(err, prefix, key,
@@ -355,18 +357,17 @@ int sc__read_str_array(json_object *obj, const char *key, const char *prefix,
                        bool *has, char ***out, size_t *n, sc_proto_err_t *err)
 {
     json_object *v = sc__member(obj, key);
-    char **a = NULL;
-    size_t i = 0, len;
-    int rc;
 
     if (v == NULL)
         return SC_OK;
     if (!json_object_is_type(v, json_type_array))
         return sc__err_field(err, prefix, key, "must be an array of strings");
-    rc = check_str_array(v, key, prefix, err);
+    int rc = check_str_array(v, key, prefix, err);
     if (rc != SC_OK)
         return rc;
-    len = json_object_array_length(v);
+    size_t len = json_object_array_length(v);
+    char **a = NULL;
+    size_t i = 0;
     if (len > 0 && (a = calloc(len, sizeof(*a))) == NULL)
         goto fail;
     for (i = 0; i < len; i++) {
@@ -387,11 +388,10 @@ int sc__read_any(json_object *obj, const char *key, bool *has, char **out,
                  sc_proto_err_t *err)
 {
     json_object *v = NULL;
-    char *s;
 
     if (!json_object_object_get_ex(obj, key, &v))
         return SC_OK;
-    s = v != NULL ? sc__json_text(v) : strdup("null");
+    char *s = v != NULL ? sc__json_text(v) : strdup("null");
     if (s == NULL)
         return sc__err_nomem(err);
     *has = true;

@@ -35,6 +35,11 @@ int sc__err_nomem(sc_proto_err_t *err);
 int sc__json_parse(const char *text, size_t len, json_object **out,
                    sc_proto_err_t *err);
 
+/* sc__json_parse, and the text must be an object: else SC_EINVAL with
+ * "not an object" (*out is NULL). */
+int sc__json_parse_object(const char *text, size_t len, json_object **out,
+                          sc_proto_err_t *err);
+
 /* The compact JSON text of `o` (no escaped slashes), malloc'd; NULL on
  * ENOMEM. */
 char *sc__json_text(json_object *o);

@@ -40,7 +40,6 @@ void sc_buf_reset(sc_buf_t *b)
 static int grow(sc_buf_t *b, size_t need)
 {
     size_t cap = b->cap < MIN_CAP ? MIN_CAP : b->cap;
-    char *p;
 
     while (cap < need) {
         if (cap > SIZE_MAX / 2) {
@@ -49,7 +48,7 @@ static int grow(sc_buf_t *b, size_t need)
         }
         cap *= 2;
     }
-    p = realloc(b->data, cap);
+    char *p = realloc(b->data, cap);
     if (p == NULL) {
         b->err = SC_ENOMEM;
         return SC_ENOMEM;
@@ -107,7 +106,6 @@ size_t sc_buf_len(const sc_buf_t *b)
 char *sc_buf_detach(sc_buf_t *b, size_t *len)
 {
     size_t n = sc_buf_len(b);
-    char *s;
 
     if (len != NULL)
         *len = 0;
@@ -118,7 +116,7 @@ char *sc_buf_detach(sc_buf_t *b, size_t *len)
     if (b->start > 0)
         memmove(b->data, b->data + b->start, n);
     b->data[n] = '\0';
-    s = b->data;
+    char *s = b->data;
     sc_buf_init(b);
     if (len != NULL)
         *len = n;
@@ -205,7 +203,7 @@ static void put_escape(sc_buf_t *b, unsigned char c)
 void sc_buf_put_json_str(sc_buf_t *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, run = 0, k;
+    size_t i = 0, run = 0;
 
     /* The common case (nothing to escape) then needs no further growth. */
     if (sc_buf_reserve(b, n + 2) != SC_OK)
@@ -217,6 +215,7 @@ void sc_buf_put_json_str(sc_buf_t *b, const char *s, size_t n)
             i++;
             continue;
         }
+        size_t k;
         if (c >= 0x80 && (k = sc_utf8_seq(u + i, n - i)) != 0) {
             i += k;
             continue;
@@ -252,19 +251,18 @@ void sc_buf_put_json_time(sc_buf_t *b, double seconds)
 {
     /* Integer milliseconds: locale-independent and exact to print. */
     double ms = seconds * 1000.0;
-    uint64_t v, frac;
-    char tmp[4];
     bool neg = ms < 0;
 
     if (!isfinite(ms) || ms > 9.0e15 || ms < -9.0e15) {
         sc_buf_put(b, "0.000", 5);
         return;
     }
-    v = (uint64_t)((neg ? -ms : ms) + 0.5);
+    uint64_t v = (uint64_t)((neg ? -ms : ms) + 0.5);
     if (neg && v != 0)
         sc_buf_putc(b, '-');
-    frac = v % 1000;
+    uint64_t frac = v % 1000;
     sc_buf_put_u64(b, v / 1000);
+    char tmp[4];
     tmp[0] = '.';
     tmp[1] = (char)('0' + frac / 100);
     tmp[2] = (char)('0' + frac / 10 % 10);

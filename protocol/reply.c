@@ -48,10 +48,8 @@ int sc_proto_enc_conn(sc_buf_t *b, const sc_conn_t *c)
 
 int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n)
 {
-    size_t i;
-
     sc_buf_putc(b, '[');
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i > 0)
             sc_buf_putc(b, ',');
         sc_proto_enc_conn(b, &list[i]);

@@ -6,11 +6,9 @@
 
 bool sc_proto_scope_valid(const char *s, size_t len)
 {
-    size_t i;
-
     if (s == NULL || len == 0 || len > SC_SCOPE_MAX_LEN)
         return false;
-    for (i = 0; i < len; i++) {
+    for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x21 || c > 0x7e)
             return false;

@@ -2,8 +2,8 @@
  * scopecast protocol: the scope name rule.
  *
  * A scope is 1..200 bytes of printable ASCII without spaces (0x21..0x7e).
- * Anything else is a `bad_request` (docs/PROTOCOL.md, "Scopes"). The rule is the
- * same for WebSocket requests, HTTP bodies and query strings.
+ * Anything else is a `bad_request` (docs/PROTOCOL.md, "Scopes"). The rule is
+ * the same for WebSocket requests, HTTP bodies and query strings.
  *
  * Thread: pure, any thread.
  */

@@ -46,16 +46,16 @@ static const char *header(const char *h, size_t hl, const char *name,
                           size_t *vlen)
 {
     size_t nl = strlen(name);
-    const char *end = h + hl, *line, *s, *v, *e;
+    const char *end = h + hl;
 
-    for (line = memchr(h, '\n', hl); line && line + 1 < end;
+    for (const char *line = memchr(h, '\n', hl); line && line + 1 < end;
          line = memchr(line + 1, '\n', (size_t)(end - line - 1))) {
-        s = line + 1;
+        const char *s = line + 1;
         if ((size_t)(end - s) > nl && strncasecmp(s, name, nl) == 0) {
-            v = s + nl;
+            const char *v = s + nl;
             while (v < end && (*v == ' ' || *v == '\t'))
                 v++;
-            e = v;
+            const char *e = v;
             while (e < end && *e != '\r' && *e != '\n')
                 e++;
             while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
@@ -71,15 +71,15 @@ static const char *header(const char *h, size_t hl, const char *name,
 static bool has_token(const char *v, size_t vl, const char *token)
 {
     size_t tl = strlen(token);
-    const char *end = v + vl, *e, *t;
+    const char *end = v + vl;
 
     while (v < end) {
         while (v < end && (*v == ' ' || *v == ','))
             v++;
-        e = v;
+        const char *e = v;
         while (e < end && *e != ',')
             e++;
-        t = e;
+        const char *t = e;
         while (t > v && t[-1] == ' ')
             t--;
         if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0)
@@ -106,16 +106,16 @@ static const char *head_end(const char *b, size_t n)
 enum sc_head_kind sc_upgrade_classify(const char *b, size_t n, size_t max,
                                       size_t *head_len)
 {
-    size_t k = n < 4 ? n : 4, ul = 0, hl;
-    const char *end, *up;
+    size_t k = n < 4 ? n : 4;
 
     if (k > 0 && memcmp(b, "GET ", k) != 0)
         return SC_HEAD_OTHER; /* HTTP API (or garbage) */
-    end = n > 0 ? head_end(b, n) : NULL;
+    const char *end = n > 0 ? head_end(b, n) : NULL;
     if (end == NULL)
         return n >= max ? SC_HEAD_TOO_LARGE : SC_HEAD_INCOMPLETE;
-    hl = (size_t)(end - b);
-    up = header(b, hl, "upgrade:", &ul);
+    size_t hl = (size_t)(end - b);
+    size_t ul = 0;
+    const char *up = header(b, hl, "upgrade:", &ul);
     if (up == NULL || !has_token(up, ul, "websocket"))
         return SC_HEAD_OTHER; /* plain HTTP */
     *head_len = hl;
@@ -125,35 +125,33 @@ enum sc_head_kind sc_upgrade_classify(const char *b, size_t n, size_t max,
 int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
                      sc_http_refusal_t *refusal)
 {
-    const char *sp1, *sp2, *eol, *target, *qm, *ver, *key, *conn, *proto;
-    size_t tl, pl, vl = 0, kl = 0, cl = 0, pvl = 0;
-    bool with_proto;
-
     memset(req, 0, sizeof(*req));
     if (h == NULL || hl == 0) {
         *refusal = refuse_malformed;
         return SC_EINVAL;
     }
-    sp1 = memchr(h, ' ', hl);
-    eol = memchr(h, '\r', hl);
-    sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(h + hl - sp1 - 1)) : NULL;
+    const char *sp1 = memchr(h, ' ', hl);
+    const char *eol = memchr(h, '\r', hl);
+    const char *sp2 =
+        sp1 ? memchr(sp1 + 1, ' ', (size_t)(h + hl - sp1 - 1)) : NULL;
     if (!sp1 || !sp2 || !eol || sp2 > eol || (size_t)(h + hl - (sp2 + 1)) < 8 ||
         memcmp(sp2 + 1, "HTTP/1.1", 8)) {
         *refusal = refuse_malformed;
         return SC_EINVAL;
     }
-    target = sp1 + 1;
-    tl = (size_t)(sp2 - target);
-    qm = memchr(target, '?', tl);
-    pl = qm ? (size_t)(qm - target) : tl;
+    const char *target = sp1 + 1;
+    size_t tl = (size_t)(sp2 - target);
+    const char *qm = memchr(target, '?', tl);
+    size_t pl = qm ? (size_t)(qm - target) : tl;
     if (pl != 3 || memcmp(target, "/ws", 3) != 0) {
         *refusal = refuse_not_found;
         return SC_EINVAL;
     }
-    ver = header(h, hl, "sec-websocket-version:", &vl);
-    key = header(h, hl, "sec-websocket-key:", &kl);
-    conn = header(h, hl, "connection:", &cl);
-    proto = header(h, hl, "sec-websocket-protocol:", &pvl);
+    size_t vl = 0, kl = 0, cl = 0, pvl = 0;
+    const char *ver = header(h, hl, "sec-websocket-version:", &vl);
+    const char *key = header(h, hl, "sec-websocket-key:", &kl);
+    const char *conn = header(h, hl, "connection:", &cl);
+    const char *proto = header(h, hl, "sec-websocket-protocol:", &pvl);
     if (!ver || vl != 2 || memcmp(ver, "13", 2) != 0) {
         *refusal = refuse_version;
         return SC_EINVAL;
@@ -162,7 +160,7 @@ int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
         *refusal = refuse_not_upgrade;
         return SC_EINVAL;
     }
-    with_proto = proto && has_token(proto, pvl, "scopecast.v1");
+    bool with_proto = proto && has_token(proto, pvl, "scopecast.v1");
     if (proto && !with_proto) {
         *refusal = refuse_subprotocol;
         return SC_EINVAL;
@@ -187,28 +185,24 @@ static int hexval(char ch)
 
 char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
 {
-    const char *end, *e, *v;
-    size_t vl, i;
-    char *t, *o;
-    int h1, h2;
-
     if (q == NULL)
         return NULL;
-    end = q + ql;
+    const char *end = q + ql;
     while (q < end) {
-        e = memchr(q, '&', (size_t)(end - q));
+        const char *e = memchr(q, '&', (size_t)(end - q));
         if (!e)
             e = end;
         if ((size_t)(e - q) > 6 && memcmp(q, "token=", 6) == 0) {
-            v = q + 6;
-            vl = (size_t)(e - v);
+            const char *v = q + 6;
+            size_t vl = (size_t)(e - v);
             if (vl > max_len)
                 vl = max_len;
-            t = malloc(vl + 1);
+            char *t = malloc(vl + 1);
             if (!t)
                 return NULL;
-            o = t;
-            for (i = 0; i < vl; i++) {
+            char *o = t;
+            for (size_t i = 0; i < vl; i++) {
+                int h1, h2;
                 if (v[i] == '%' && i + 2 < vl && (h1 = hexval(v[i + 1])) >= 0 &&
                     (h2 = hexval(v[i + 2])) >= 0) {
                     *o++ = (char)(h1 << 4 | h2);
@@ -228,26 +222,24 @@ char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
 size_t sc_upgrade_accept(const sc_upgrade_req_t *req, char *out, size_t cap)
 {
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
-    char kg[KEY_LEN + sizeof(ws_guid)];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdl = 0;
-    char acc[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
-    int n;
-
     if (req->key == NULL)
         return 0;
+    char kg[KEY_LEN + sizeof(ws_guid)];
     memcpy(kg, req->key, KEY_LEN);
     memcpy(kg + KEY_LEN, ws_guid, sizeof(ws_guid) - 1);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdl = 0;
     if (!EVP_Digest(kg, KEY_LEN + sizeof(ws_guid) - 1, md, &mdl, EVP_sha1(),
                     NULL))
         return 0;
+    char acc[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
     EVP_EncodeBlock((unsigned char *)acc, md, (int)mdl);
-    n = snprintf(out, cap,
-                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-                 "connection: Upgrade\r\nsec-websocket-accept: %s\r\n%s\r\n",
-                 acc,
-                 req->with_protocol ? "sec-websocket-protocol: scopecast.v1\r\n"
-                                    : "");
+    int n = snprintf(
+        out, cap,
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+        "connection: Upgrade\r\nsec-websocket-accept: %s\r\n%s\r\n",
+        acc,
+        req->with_protocol ? "sec-websocket-protocol: scopecast.v1\r\n" : "");
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;
@@ -255,29 +247,26 @@ size_t sc_upgrade_accept(const sc_upgrade_req_t *req, char *out, size_t cap)
 
 size_t sc_http_refusal_write(const sc_http_refusal_t *r, char *out, size_t cap)
 {
-    sc_buf_t body;
-    const char *text;
-    int n;
-
     /* the body with the JSON writer: the same bytes as "{\"error\":\"%s\",
      * \"message\":\"%s\"}" for plain ASCII, and escaped otherwise */
+    sc_buf_t body;
     sc_buf_init(&body);
     sc_buf_put(&body, "{\"error\":", 9);
     sc_buf_put_json_cstr(&body, r->code);
     sc_buf_put(&body, ",\"message\":", 11);
     sc_buf_put_json_cstr(&body, r->message);
     sc_buf_putc(&body, '}');
-    text = sc_buf_str(&body);
+    const char *text = sc_buf_str(&body);
     if (text == NULL) {
         sc_buf_deinit(&body);
         return 0;
     }
-    n = snprintf(out, cap,
-                 "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
-                 "content-length: %zu\r\n%sconnection: close\r\n\r\n%s",
-                 r->status, r->reason_phrase ? r->reason_phrase : "",
-                 sc_buf_len(&body), r->extra_headers ? r->extra_headers : "",
-                 text);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+                     "content-length: %zu\r\n%sconnection: close\r\n\r\n%s",
+                     r->status, r->reason_phrase ? r->reason_phrase : "",
+                     sc_buf_len(&body),
+                     r->extra_headers ? r->extra_headers : "", text);
     sc_buf_deinit(&body);
     if (n < 0 || (size_t)n >= cap)
         return 0;

@@ -16,7 +16,7 @@
 size_t sc_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t k, i;
+    size_t k;
 
     if (c >= 0xc2 && c <= 0xdf)
         k = 2;
@@ -38,7 +38,7 @@ size_t sc_utf8_seq(const unsigned char *s, size_t n)
         hi = 0x8f; /* above U+10FFFF */
     if (s[1] < lo || s[1] > hi)
         return 0;
-    for (i = 2; i < k; i++) {
+    for (size_t i = 2; i < k; i++) {
         if (s[i] < 0x80 || s[i] > 0xbf)
             return 0;
     }
@@ -48,12 +48,12 @@ size_t sc_utf8_seq(const unsigned char *s, size_t n)
 bool sc_utf8_valid(const void *p, size_t n)
 {
     const unsigned char *s = p;
-    size_t i = 0, k;
-    uint64_t v;
+    size_t i = 0;
 
     while (i < n) {
         /* ASCII fast path: eight bytes at a time */
         while (n - i >= 8) {
+            uint64_t v;
             memcpy(&v, s + i, 8);
             if (v & ASCII_MASK)
                 break;
@@ -63,7 +63,7 @@ bool sc_utf8_valid(const void *p, size_t n)
             i++;
         if (i == n)
             break;
-        k = sc_utf8_seq(s + i, n - i);
+        size_t k = sc_utf8_seq(s + i, n - i);
         if (k == 0)
             return false;
         i += k;

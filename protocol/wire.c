@@ -28,9 +28,7 @@ int sc_ws_frame_begin(sc_buf_t *b, size_t headroom, size_t size_hint)
 int sc_ws_frame_end(sc_buf_t *b, void **data, uint8_t **frame,
                     size_t *frame_len)
 {
-    uint8_t hdr[SC_WS_MAX_HEADER];
-    size_t n = sc_buf_len(b), h;
-    uint8_t *p;
+    size_t n = sc_buf_len(b);
 
     *data = NULL;
     *frame = NULL;
@@ -40,8 +38,9 @@ int sc_ws_frame_end(sc_buf_t *b, void **data, uint8_t **frame,
         sc_buf_deinit(b);
         return rc;
     }
-    h = sc_ws_frame_header(hdr, n);
-    p = (uint8_t *)b->data + b->start - h;
+    uint8_t hdr[SC_WS_MAX_HEADER];
+    size_t h = sc_ws_frame_header(hdr, n);
+    uint8_t *p = (uint8_t *)b->data + b->start - h;
     memcpy(p, hdr, h);
     *data = b->data;
     *frame = p;
@@ -53,22 +52,20 @@ int sc_ws_frame_end(sc_buf_t *b, void **data, uint8_t **frame,
 /* The members of a change event after "scope". */
 static void put_change(sc_buf_t *b, const sc_event_t *ev)
 {
-    const char *const *paths;
-    const void *payload;
-    size_t n, i, plen = 0;
-
     LIT(b, ",\"seq\":");
     sc_buf_put_u64(b, sc_event_seq(ev));
     LIT(b, ",\"paths\":[");
-    paths = sc_event_paths(ev, &n);
-    for (i = 0; i < n; i++) {
+    size_t n;
+    const char *const *paths = sc_event_paths(ev, &n);
+    for (size_t i = 0; i < n; i++) {
         if (i > 0)
             sc_buf_putc(b, ',');
         sc_buf_put_json_cstr(b, paths[i]);
     }
     LIT(b, "],\"origin\":");
     sc_buf_put_json_cstr(b, sc_event_origin(ev));
-    payload = sc_event_payload(ev, &plen);
+    size_t plen = 0;
+    const void *payload = sc_event_payload(ev, &plen);
     if (payload != NULL && plen > 0) {
         LIT(b, ",\"data\":");
         sc_buf_put(b, payload, plen);
@@ -113,16 +110,17 @@ static size_t slen(const char *s)
 /* Payload size if nothing needs escaping; an estimate, never a limit. */
 static size_t event_size_hint(const sc_event_t *ev)
 {
-    const char *const *paths;
     const sc_conn_t *c = sc_event_conn(ev);
-    size_t n, i, plen = 0, size = EVENT_FIXED;
+    size_t size = EVENT_FIXED;
 
     size += slen(sc_event_scope(ev));
     if (sc_event_kind(ev) == SC_EVENT_CHANGE) {
-        paths = sc_event_paths(ev, &n);
-        for (i = 0; i < n; i++)
+        size_t n;
+        const char *const *paths = sc_event_paths(ev, &n);
+        for (size_t i = 0; i < n; i++)
             size += slen(paths[i]) + 3;
         size += slen(sc_event_origin(ev));
+        size_t plen = 0;
         if (sc_event_payload(ev, &plen) != NULL)
             size += plen;
     } else if (c != NULL) {
@@ -134,19 +132,19 @@ static size_t event_size_hint(const sc_event_t *ev)
 int sc_proto_encode_event(void *ud, sc_event_t *ev)
 {
     const sc_proto_event_cfg_t *cfg = ud;
-    size_t headroom = cfg != NULL ? cfg->headroom : 0, len;
+    size_t headroom = cfg != NULL ? cfg->headroom : 0;
     sc_buf_t b;
-    uint8_t *frame;
-    void *data;
-    int rc;
 
     sc_buf_init(&b);
-    rc = sc_ws_frame_begin(&b, headroom, event_size_hint(ev));
+    int rc = sc_ws_frame_begin(&b, headroom, event_size_hint(ev));
     if (rc != SC_OK)
         goto fail;
     rc = sc_proto_enc_event_json(&b, ev);
     if (rc != SC_OK)
         goto fail;
+    void *data;
+    uint8_t *frame;
+    size_t len;
     rc = sc_ws_frame_end(&b, &data, &frame, &len);
     if (rc != SC_OK)
         goto fail;

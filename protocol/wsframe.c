@@ -24,7 +24,6 @@
 size_t sc_ws_frame_header(uint8_t out[SC_WS_MAX_HEADER], size_t payload_len)
 {
     uint64_t n = (uint64_t)payload_len;
-    int i;
 
     out[0] = 0x81; /* FIN | text */
     if (n <= 125) {
@@ -38,20 +37,17 @@ size_t sc_ws_frame_header(uint8_t out[SC_WS_MAX_HEADER], size_t payload_len)
         return 4;
     }
     out[1] = 127;
-    for (i = 0; i < 8; i++)
+    for (int i = 0; i < 8; i++)
         out[2 + i] = (uint8_t)(n >> (56 - 8 * i));
     return 10;
 }
 
 size_t sc_ws_frame_extent(const uint8_t *b, size_t avail, uint64_t *frame_len)
 {
-    uint64_t n;
-    size_t h;
-    int i;
-
     if (avail < 2)
         return 0;
-    n = b[1] & 0x7f;
+    uint64_t n = b[1] & 0x7f;
+    size_t h;
     if (n == 126) {
         if (avail < 4)
             return 0;
@@ -61,7 +57,7 @@ size_t sc_ws_frame_extent(const uint8_t *b, size_t avail, uint64_t *frame_len)
         if (avail < 10)
             return 0;
         n = 0;
-        for (i = 0; i < 8; i++)
+        for (int i = 0; i < 8; i++)
             n = n << 8 | b[2 + i];
         h = 10;
     } else {
@@ -143,15 +139,15 @@ static int failed(sc_ws_fail_t *fail, unsigned code, const char *reason)
 static void unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint8_t off)
 {
     size_t i = 0;
-    uint32_t m32;
-    uint64_t m64, v;
 
     /* byte-wise until the mask phase is 0, then 8 bytes at a time */
     for (; i < n && ((off + i) & 3); i++)
         p[i] ^= mask[(off + i) & 3];
+    uint32_t m32;
     memcpy(&m32, mask, 4);
-    m64 = ((uint64_t)m32 << 32) | m32;
+    uint64_t m64 = ((uint64_t)m32 << 32) | m32;
     for (; i + 8 <= n; i += 8) {
+        uint64_t v;
         memcpy(&v, p + i, 8);
         v ^= m64;
         memcpy(p + i, &v, 8);
@@ -168,35 +164,31 @@ static int parse_header(sc_ws_rx_t *rx, size_t max_message, size_t *need,
 {
     const uint8_t *h = rx->hdr, *q = h + 2;
     size_t hl = 2;
-    uint8_t len7, op;
-    uint64_t len;
-    bool fin;
-    int i;
 
     if (rx->hdr_len < 2) {
         *need = 2;
         return 0;
     }
-    len7 = h[1] & 0x7f;
+    uint8_t len7 = h[1] & 0x7f;
     hl += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     hl += (h[1] & 0x80) ? 4 : 0;
     if (rx->hdr_len < hl) {
         *need = hl;
         return 0;
     }
-    fin = h[0] & 0x80;
-    op = h[0] & 0x0f;
+    bool fin = h[0] & 0x80;
+    uint8_t op = h[0] & 0x0f;
     if (h[0] & 0x70)
         return failed(fail, 1002, "reserved bits set");
     if (!(h[1] & 0x80))
         return failed(fail, 1002, "client frames must be masked");
-    len = len7;
+    uint64_t len = len7;
     if (len7 == 126) {
         len = (uint64_t)q[0] << 8 | q[1];
         q += 2;
     } else if (len7 == 127) {
         len = 0;
-        for (i = 0; i < 8; i++)
+        for (int i = 0; i < 8; i++)
             len = len << 8 | q[i];
         q += 8;
         if (len >> 63)
@@ -273,16 +265,15 @@ static int on_message(const uint8_t *p, size_t n, sc_ws_msg_fn fn, void *ud,
 static int take_header(sc_ws_rx_t *rx, uint8_t **p, size_t *n,
                        size_t max_message, sc_ws_fail_t *fail)
 {
-    size_t need = 2, take;
-    int r;
+    size_t need = 2;
 
     for (;;) {
-        r = parse_header(rx, max_message, &need, fail);
+        int r = parse_header(rx, max_message, &need, fail);
         if (r != 0)
             return r;
         if (*n == 0)
             return 0; /* the header continues in the next read */
-        take = need - rx->hdr_len;
+        size_t take = need - rx->hdr_len;
         if (take > *n)
             take = *n;
         memcpy(rx->hdr + rx->hdr_len, *p, take);
@@ -295,22 +286,18 @@ static int take_header(sc_ws_rx_t *rx, uint8_t **p, size_t *n,
 int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                   sc_ws_msg_fn fn, void *ud, sc_ws_fail_t *fail)
 {
-    size_t take;
-    bool done;
-    int r;
-
     while (n > 0) {
         if (!rx->in_frame) {
-            r = take_header(rx, &p, &n, max_message, fail);
+            int r = take_header(rx, &p, &n, max_message, fail);
             if (r <= 0)
                 return r;
         }
         /* (a header may end the input: its frame goes on with take == 0) */
-        take = rx->left < n ? (size_t)rx->left : n;
+        size_t take = rx->left < n ? (size_t)rx->left : n;
         unmask(p, take, rx->mask, rx->mask_off);
         rx->mask_off = (uint8_t)((rx->mask_off + take) & 3);
         rx->left -= take;
-        done = rx->left == 0;
+        bool done = rx->left == 0;
         if (rx->op >= SC_WS_OP_CLOSE) {
             const uint8_t *payload = p;
             size_t plen = take;
@@ -327,7 +314,7 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
             if (done) {
                 rx->in_frame = false;
                 rx->frames++;
-                r = on_control(rx->op, payload, plen, fn, ud, fail);
+                int r = on_control(rx->op, payload, plen, fn, ud, fail);
                 free(rx->cbuf);
                 rx->cbuf = NULL;
                 rx->cbuf_len = 0;
@@ -338,7 +325,7 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
             /* the whole message is in this read: no copy */
             rx->in_frame = false;
             rx->frames++;
-            r = on_message(p, take, fn, ud, fail);
+            int r = on_message(p, take, fn, ud, fail);
             if (r != 0)
                 return r;
         } else {
@@ -349,8 +336,8 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                 rx->in_frame = false;
                 rx->frames++;
                 if (rx->fin) {
-                    r = on_message((const uint8_t *)sc_buf_str(&rx->msg),
-                                   sc_buf_len(&rx->msg), fn, ud, fail);
+                    int r = on_message((const uint8_t *)sc_buf_str(&rx->msg),
+                                       sc_buf_len(&rx->msg), fn, ud, fail);
                     /* idle parsers keep no buffer between messages */
                     sc_buf_deinit(&rx->msg);
                     if (r != 0)
