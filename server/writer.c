@@ -20,9 +20,14 @@
 /* Large frames written alone per write, at most (fairness). */
 #define LARGE_FRAMES_PER_WRITE 4
 
+/* The pending list is linked through pnext, newest first, and ends with
+ * END rather than NULL, so that pnext != NULL means "on the list". */
+static sc_writer_t list_end;
+#define END (&list_end)
+
 struct sc_writer_thread {
     pthread_mutex_t pending_lock;
-    sc_writer_t *pending; /* {pending_lock} newest first */
+    sc_writer_t *pending; /* {pending_lock} newest first; END: empty */
     sc_writer_t **batch;  /* the pending list being written */
     size_t batch_cap;
     uint8_t wbuf[SC_WRITE_CHUNK]; /* one packed write */
@@ -40,6 +45,7 @@ int sc_writer_thread_create(sc_svc_t *svc)
         free(wt);
         return SC_ENOMEM;
     }
+    wt->pending = END;
     svc->writer = wt;
     return SC_OK;
 }
@@ -70,13 +76,13 @@ int sc_writer_init(sc_writer_t *w, sc_wake_fn wake, void *ud)
 static void unlink_pending(struct sc_writer_thread *wt, sc_writer_t *w)
 {
     pthread_mutex_lock(&wt->pending_lock);
-    if (w->in_pending) {
+    if (w->pnext) {
         sc_writer_t **pp = &wt->pending;
-        while (*pp && *pp != w)
+        while (*pp != END && *pp != w)
             pp = &(*pp)->pnext;
-        if (*pp)
+        if (*pp == w)
             *pp = w->pnext;
-        w->in_pending = false;
+        w->pnext = NULL;
     }
     pthread_mutex_unlock(&wt->pending_lock);
 }
@@ -98,10 +104,9 @@ void sc_writer_wake(sc_svc_t *svc, sc_writer_t *w)
     struct sc_writer_thread *wt = svc->writer;
     bool first = false;
     pthread_mutex_lock(&wt->pending_lock);
-    if (!w->in_pending) {
-        w->in_pending = true;
+    if (!w->pnext) {
+        first = wt->pending == END;
         w->pnext = wt->pending;
-        first = wt->pending == NULL;
         wt->pending = w;
     }
     pthread_mutex_unlock(&wt->pending_lock);
@@ -132,7 +137,7 @@ size_t sc_writer_take_pending(sc_svc_t *svc, sc_writer_t ***batch)
     /* Take the list, then write without the lock (wakes may re-add). */
     pthread_mutex_lock(&wt->pending_lock);
     size_t n = 0;
-    for (sc_writer_t *w = wt->pending; w; w = w->pnext)
+    for (sc_writer_t *w = wt->pending; w != END; w = w->pnext)
         n++;
     if (n > wt->batch_cap)
         grow_batch(wt, n);
@@ -148,10 +153,12 @@ size_t sc_writer_take_pending(sc_svc_t *svc, sc_writer_t ***batch)
     sc_writer_t **link = &wt->pending;
     while (*link != w)
         link = &(*link)->pnext;
-    *link = NULL; /* the newer ones, if any, stay pending */
-    for (; w; w = w->pnext) {
-        w->in_pending = false;
+    *link = END; /* the newer ones, if any, stay pending */
+    while (w != END) {
+        sc_writer_t *next = w->pnext;
+        w->pnext = NULL;
         wt->batch[--k] = w;
+        w = next;
     }
     pthread_mutex_unlock(&wt->pending_lock);
     *batch = wt->batch;

@@ -84,13 +84,15 @@ typedef struct sc_sublist {
 
 typedef struct sc_writer {
     /* touched for every event first, to share cache lines */
-    uint8_t state;           /* enum sc_writer_state */
-    bool in_pending;         /* {pending_lock} */
-    bool ping_due;           /* a heartbeat ping goes out with the next write */
-    int close_code;          /* > 0: close with it once flushed */
-    struct sc_writer *pnext; /* {pending_lock} */
-    sc_owner_t *owner;       /* the core wakes it when a queue gets items */
-    sc_event_t *carry;       /* popped but not yet packed */
+    uint8_t state;  /* enum sc_writer_state */
+    bool ping_due;  /* a heartbeat ping goes out with the next write */
+    int close_code; /* > 0: close with it once flushed */
+    /* {pending_lock} the next writer on the pending list; NULL when not on
+     * it (no flag of its own: a byte beside the fields above would share a
+     * word that the service thread reads without the lock) */
+    struct sc_writer *pnext;
+    sc_owner_t *owner; /* the core wakes it when a queue gets items */
+    sc_event_t *carry; /* popped but not yet packed */
     sc_sub_t *carry_sub;
     uint8_t *held; /* bytes the socket has not taken (or NULL) */
     size_t held_len, held_off;
