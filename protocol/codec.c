@@ -19,7 +19,7 @@ static const struct {
 } ops[] = {
     {"subscribe", SC_OP_SUBSCRIBE}, {"unsubscribe", SC_OP_UNSUBSCRIBE},
     {"emit", SC_OP_EMIT},           {"presence", SC_OP_PRESENCE},
-    {"ping", SC_OP_PING},
+    {"ping", SC_OP_PING},           {"refresh", SC_OP_REFRESH},
 };
 
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
@@ -51,6 +51,7 @@ void sc_request_deinit(sc_request_t *req)
     sc__str_array_free(req->paths, req->npaths);
     free(req->data_json);
     sc__str_array_free(req->audience, req->naudience);
+    free(req->token);
     memset(req, 0, sizeof(*req));
 }
 
@@ -152,6 +153,12 @@ static int decode_fields(json_object *root, sc_request_t *req,
 {
     if (req->op == SC_OP_PING)
         return SC_OK;
+    if (req->op == SC_OP_REFRESH) {
+        int rc = sc__read_string(root, "token", "", true, &req->token, err);
+        if (rc == SC_OK && req->token == NULL)
+            rc = sc__err_field(err, "", "token", "required");
+        return rc;
+    }
     int rc = sc__read_scope(root, "", &req->scope, err);
     if (rc != SC_OK)
         return rc;

@@ -16,7 +16,8 @@
  *   - `id` is checked first: when it is valid, every later error carries it
  *     (err->id_json) so the reply can echo it; when it is neither an integer
  *     nor a string, the error carries no id;
- *   - `scope` is required for subscribe, unsubscribe, emit and presence.
+ *   - `scope` is required for subscribe, unsubscribe, emit and presence;
+ *   - `token` is required for refresh.
  *
  * Error messages (err->code is "bad_request" for all of them):
  *   "invalid JSON" (also "invalid JSON: ..." with a reason), "not an object",
@@ -29,7 +30,9 @@
  *   "paths: must be an array of strings",
  *   "paths: must not contain NUL characters",
  *   "audience: must be an array of strings",
- *   "audience: must not contain NUL characters".
+ *   "audience: must not contain NUL characters",
+ *   "token: required", "token: must be a non-empty string",
+ *   "token: must not contain NUL characters".
  *
  * Ownership: a decoded request owns all its strings (free with
  * sc_request_deinit); an error owns its id_json (sc_proto_err_deinit).
@@ -65,7 +68,8 @@ typedef enum {
     SC_OP_UNSUBSCRIBE,
     SC_OP_EMIT,
     SC_OP_PRESENCE,
-    SC_OP_PING
+    SC_OP_PING,
+    SC_OP_REFRESH /* an addition to v1: a new token for the connection */
 } sc_op_t;
 
 /* The wire name of an op ("subscribe", ...); "?" for an unknown value. */
@@ -87,6 +91,7 @@ typedef struct sc_request {
     bool has_audience; /* emit: false = everyone; true with 0 = nobody */
     char **audience;
     size_t naudience;
+    char *token; /* refresh: a non-empty string without NUL */
 } sc_request_t;
 
 /* Decodes one client message of `len` bytes (need not be NUL-terminated).

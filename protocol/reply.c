@@ -118,6 +118,19 @@ int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
     return b->err;
 }
 
+int sc_proto_enc_refreshed(sc_buf_t *b, const char *id_json, bool has_exp,
+                           int64_t exp)
+{
+    open_op(b, "refreshed", id_json);
+    LIT(b, ",\"exp\":");
+    if (has_exp)
+        sc_buf_put_i64(b, exp);
+    else
+        LIT(b, "null");
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
 int sc_proto_enc_pong(sc_buf_t *b, const char *id_json)
 {
     open_op(b, "pong", id_json);

@@ -169,6 +169,8 @@ int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
     req->query_len = qm ? tl - pl - 1 : 0;
     req->key = key;
     req->with_protocol = with_proto;
+    req->origin = header(h, hl, "origin:", &req->origin_len);
+    req->host = header(h, hl, "host:", &req->host_len);
     return SC_OK;
 }
 
@@ -203,8 +205,10 @@ char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
             char *o = t;
             for (size_t i = 0; i < vl; i++) {
                 int h1, h2;
+                /* %00 stays as it is: a NUL cannot be part of a token,
+                 * and decoding it would cut the token short */
                 if (v[i] == '%' && i + 2 < vl && (h1 = hexval(v[i + 1])) >= 0 &&
-                    (h2 = hexval(v[i + 2])) >= 0) {
+                    (h2 = hexval(v[i + 2])) >= 0 && (h1 | h2) != 0) {
                     *o++ = (char)(h1 << 4 | h2);
                     i += 2;
                 } else {

@@ -55,6 +55,11 @@ typedef struct sc_upgrade_req {
     size_t query_len;
     const char *key;    /* Sec-WebSocket-Key: 24 chars, not NUL-terminated */
     bool with_protocol; /* the client offered scopecast.v1 */
+    const char *origin; /* the Origin header's value (origin_len bytes), or
+                           NULL when absent */
+    size_t origin_len;
+    const char *host; /* the Host header's value, or NULL when absent */
+    size_t host_len;
 } sc_upgrade_req_t;
 
 /* How to refuse a request: the fields of an HTTP answer. All strings are
@@ -91,8 +96,8 @@ int sc_upgrade_parse(const char *head, size_t len, sc_upgrade_req_t *req,
  * query string (`query`, borrowed, `len` bytes, '&'-separated; NULL is
  * taken as empty): at most `max_len` bytes of the raw value are taken, then
  * %XX escapes are decoded ('+' is kept; a '%' not followed by two hex
- * digits within those bytes is kept as is; %00 gives a NUL that ends the
- * C string early). Returns a new NUL-terminated string
+ * digits within those bytes is kept as is, and so is %00: a token has no
+ * NUL, and one would cut it short). Returns a new NUL-terminated string
  * (caller frees with free()), or NULL when absent or out of memory.
  * Thread: any. */
 char *sc_upgrade_query_param_token(const char *query, size_t len,

@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -127,6 +128,38 @@ static int check_header(json_object *head, char *err, size_t errlen)
         sc_errfmt(err, errlen, "unsupported typ (only JWT)");
         return SC_EINVAL;
     }
+    /* RFC 7515 4.1.11: extensions listed in crit must be understood, and
+     * we understand none. */
+    if (json_object_object_get_ex(head, "crit", NULL)) {
+        sc_errfmt(err, errlen, "unsupported crit header (no extensions)");
+        return SC_EINVAL;
+    }
+    return SC_OK;
+}
+
+/* NumericDate claims must be numbers a double holds exactly: libjwt's JSON
+ * parser fails on larger integers, which would read as a bad signature. */
+static int check_times(json_object *body, char *err, size_t errlen)
+{
+    static const char *const names[] = {"exp", "nbf", "iat"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        json_object *v = NULL;
+        if (!json_object_object_get_ex(body, names[i], &v))
+            continue;
+        if (!json_object_is_type(v, json_type_int) &&
+            !json_object_is_type(v, json_type_double)) {
+            if (i == 2)
+                continue; /* iat is not used: any type */
+            sc_errfmt(err, errlen,
+                      "invalid claims: exp and nbf must be numbers");
+            return SC_EINVAL;
+        }
+        double d = json_object_get_double(v);
+        if (!(d > -SC_AUTH_TIME_MAX && d < SC_AUTH_TIME_MAX)) {
+            sc_errfmt(err, errlen, "invalid claims: %s out of range", names[i]);
+            return SC_EINVAL;
+        }
+    }
     return SC_OK;
 }
 
@@ -154,7 +187,9 @@ static int precheck(const char *token, char *err, size_t errlen)
     if (!body) {
         sc_errfmt(err, errlen, "malformed token: bad payload");
         rc = SC_EINVAL;
+        goto out;
     }
+    rc = check_times(body, err, errlen);
 out:
     json_object_put(head);
     json_object_put(body);
@@ -378,6 +413,89 @@ static bool any_match(char *const *list, size_t n, const char *scope)
     for (size_t i = 0; i < n; i++) {
         if (sc_auth_pattern_match(list[i], scope))
             return true;
+    }
+    return false;
+}
+
+bool sc_auth_patterns_match(const char *list, const char *scope)
+{
+    if (!list || !scope)
+        return false;
+    size_t sl = strlen(scope);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        size_t n = (size_t)(t - p);
+        if (n > 0 && p[n - 1] == '*') {
+            if (sl >= n - 1 && strncmp(p, scope, n - 1) == 0)
+                return true;
+        } else if (n > 0 && n == sl && strncmp(p, scope, n) == 0) {
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+/* fnmatch-like: '*' matches any run of characters, case-insensitive
+ * (origins are lower-case by RFC 6454, but be lenient). */
+static bool glob_match(const char *p, size_t pn, const char *s, size_t sn)
+{
+    size_t pi = 0, si = 0, star = (size_t)-1, mark = 0;
+    while (si < sn) {
+        if (pi < pn && p[pi] == '*') {
+            star = pi++;
+            mark = si;
+        } else if (pi < pn && tolower((unsigned char)p[pi]) ==
+                                  tolower((unsigned char)s[si])) {
+            pi++;
+            si++;
+        } else if (star != (size_t)-1) {
+            pi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pi < pn && p[pi] == '*')
+        pi++;
+    return pi == pn;
+}
+
+bool sc_auth_origin_allowed(const char *patterns, const char *origin,
+                            size_t origin_len, const char *host,
+                            size_t host_len)
+{
+    if (!origin)
+        return false;
+    if (!patterns) {
+        /* same origin: what follows "scheme://" is the Host we were sent */
+        const char *sep = memchr(origin, ':', origin_len);
+        if (!sep || !host || (size_t)(origin + origin_len - sep) < 3 ||
+            memcmp(sep, "://", 3) != 0)
+            return false;
+        const char *auth = sep + 3;
+        size_t al = (size_t)(origin + origin_len - auth);
+        return al == host_len && al > 0 && strncasecmp(auth, host, al) == 0;
+    }
+    for (const char *p = patterns; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        if (t > p && glob_match(p, (size_t)(t - p), origin, origin_len))
+            return true;
+        p = e;
     }
     return false;
 }

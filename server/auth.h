@@ -35,8 +35,13 @@
 
 #include "common.h"
 
-/* Tokens longer than this are refused without being parsed. */
-#define SC_AUTH_TOKEN_MAX 8192
+/* Tokens longer than this are refused without being parsed ("too long").
+ * Half the upgrade head limit (8 KB), so the refusal is reachable: a token
+ * in ?token= up to about 8000 bytes gets it; longer, the head gets 431. */
+#define SC_AUTH_TOKEN_MAX 4096
+
+/* NumericDate claims (exp, nbf, iat) must lie within +-2^53 seconds. */
+#define SC_AUTH_TIME_MAX 9007199254740992.0
 
 /* Buffer size for sc_auth_random_secret giving 256 random bits. */
 #define SC_AUTH_SECRET_LEN 65
@@ -81,9 +86,23 @@ void sc_claims_deinit(sc_claims_t *c);
  * Thread: any (pure). */
 bool sc_auth_pattern_match(const char *pattern, const char *scope);
 
+/* True when one of the comma-separated patterns of `list` (spaces around
+ * them ignored) matches `scope`, per the pattern rules above. NULL or ""
+ * matches nothing. Thread: any (pure). */
+bool sc_auth_patterns_match(const char *list, const char *scope);
+
+/* May a page from `origin` (the Origin header's value, origin_len bytes)
+ * open a WebSocket? `patterns` is --allowed-origins: comma-separated, '*'
+ * matching any run of characters, case-insensitive; NULL means same
+ * origin: the origin's host[:port] must equal `host` (the Host header,
+ * host_len bytes; NULL when absent). Thread: any (pure). */
+bool sc_auth_origin_allowed(const char *patterns, const char *origin,
+                            size_t origin_len, const char *host,
+                            size_t host_len);
+
 /* May a connection with these claims subscribe to (or ask the presence of)
- * `scope`? `c` NULL means an anonymous connection: true, as anonymous
- * connections may subscribe to anything.
+ * `scope`? `c` NULL gives true: the caller applies the anonymous rules
+ * (--anonymous-scopes) itself.
  * Thread: any (pure). */
 bool sc_auth_scope_allowed(const sc_claims_t *c, const char *scope);
 

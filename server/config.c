@@ -73,15 +73,41 @@ static const struct opt options[] = {
      "Let anonymous clients emit (with a JWT, the emit claim decides)."},
     {"api-key", "SCOPECAST_API_KEY", "api_key", K_STR, F(api_key), 0, 0, "KEY",
      "Key for /api/* (Authorization: Bearer KEY); without one,\n"
-     "/api/* answers only callers on the loopback address."},
+     "/api/* answers 403 (see --api-loopback)."},
+    {"api-loopback", "SCOPECAST_API_LOOPBACK", "api_loopback", K_BOOL,
+     F(api_loopback), 0, 1, NULL,
+     "Without --api-key, let callers on the loopback address use\n"
+     "/api/* (local development; --demo turns it on). A request\n"
+     "with Forwarded, X-Forwarded-For or X-Real-IP is never loopback."},
     {"jwt-secret", "SCOPECAST_JWT_SECRET", "jwt_secret", K_STR, F(jwt_secret),
      0, 0, "SECRET",
      "HS256 secret for client tokens; without one, connections\n"
      "are anonymous."},
     {"require-auth", "SCOPECAST_REQUIRE_AUTH", "require_auth", K_BOOL,
      F(require_auth), 0, 1, NULL,
-     "With a JWT secret, treat a connection without a token as\n"
-     "unauthorized."},
+     "Kept for old configs: with a JWT secret, a connection\n"
+     "without a token is refused (4401) by default now."},
+    {"allow-anonymous", "SCOPECAST_ALLOW_ANONYMOUS", "allow_anonymous", K_BOOL,
+     F(allow_anonymous), 0, 1, NULL,
+     "With a JWT secret, let connections without a token in; they\n"
+     "may use only the scopes of --anonymous-scopes."},
+    {"anonymous-scopes", "SCOPECAST_ANONYMOUS_SCOPES", "anonymous_scopes",
+     K_STR, F(anonymous_scopes), 0, 0, "PATTERNS",
+     "Scopes anonymous connections may subscribe to, query and\n"
+     "emit into: comma-separated, '*' at the end matches any suffix.\n"
+     "Unset: none with a JWT secret, every scope without one."},
+    {"require-exp", "SCOPECAST_REQUIRE_EXP", "require_exp", K_BOOL,
+     F(require_exp), 0, 1, NULL, "Refuse tokens without an exp claim."},
+    {"allowed-origins", "SCOPECAST_ALLOWED_ORIGINS", "allowed_origins", K_STR,
+     F(allowed_origins), 0, 0, "PATTERNS",
+     "Origins whose pages may open a WebSocket: comma-separated,\n"
+     "'*' matches any run of characters (https://*.example.com);\n"
+     "'*' alone allows every origin. Unset: the Origin must name\n"
+     "the host the request was sent to (same origin). Others: 403."},
+    {"require-origin", "SCOPECAST_REQUIRE_ORIGIN", "require_origin", K_BOOL,
+     F(require_origin), 0, 1, NULL,
+     "Refuse upgrades without an Origin header (non-browser\n"
+     "clients send none; they are let in by default)."},
     {"drain-timeout", "SCOPECAST_DRAIN_TIMEOUT", "drain_timeout", K_INT,
      F(drain_timeout), 0, 86400, "SECONDS",
      "On shutdown, seconds allowed to deliver what is queued."},
@@ -91,7 +117,8 @@ static const struct opt options[] = {
      0, "LEVEL", "One of debug, info, warn, error."},
     {"demo", "SCOPECAST_DEMO", "demo", K_BOOL, F(demo), 0, 1, NULL,
      "Demo mode: POST /demo/token hands out tokens to anyone\n"
-     "(a secret is generated when none is set)."},
+     "(a secret is generated when none is set); anonymous\n"
+     "connections and loopback callers of /api/* are let in."},
     {"threads", "SCOPECAST_THREADS", "threads", K_INT, F(threads), 1, 64, "N",
      "Service threads."},
     {"max-subscriptions", "SCOPECAST_MAX_SUBSCRIPTIONS", "max_subscriptions",
@@ -153,6 +180,8 @@ void sc_config_deinit(sc_config_t *cfg)
     free(cfg->config_file);
     free(cfg->api_key);
     free(cfg->jwt_secret);
+    free(cfg->anonymous_scopes);
+    free(cfg->allowed_origins);
     free(cfg->web_root);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -599,6 +628,13 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
         goto fail;
     if ((rc = apply_flags(cfg, &s, err, errlen)) != SC_OK)
         goto fail;
+    if (cfg->require_auth && cfg->allow_anonymous) {
+        sc_errfmt(err, errlen,
+                  "--require-auth and --allow-anonymous "
+                  "contradict each other");
+        rc = SC_EINVAL;
+        goto fail;
+    }
     free(s.uses);
     return SC_OK;
 fail:

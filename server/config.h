@@ -49,24 +49,33 @@ enum sc_config_action {
 };
 
 typedef struct sc_config {
-    char *host;            /* listen address; owned, never NULL */
-    int port;              /* 0..65535; 0 picks any free port */
-    char *config_file;     /* the JSON file read, or NULL; owned */
-    int heartbeat;         /* seconds between pings; >= 1 */
-    size_t maxsize;        /* per-subscription queue length; >= 1 */
-    size_t max_message;    /* WebSocket message limit in bytes; >= 1 */
-    size_t max_body;       /* HTTP body limit in bytes; >= 1 */
-    bool client_emit;      /* anonymous clients may emit */
-    char *api_key;         /* NULL: HTTP API for loopback only; owned */
-    char *jwt_secret;      /* NULL: no JWT, connections anonymous; owned */
-    bool require_auth;     /* with a secret, a missing token is bad */
-    int drain_timeout;     /* seconds to drain on shutdown; >= 0 */
-    char *web_root;        /* folder served at /; owned, never NULL */
-    int log_level;         /* enum sc_log_level */
-    bool demo;             /* demo mode: POST /demo/token */
-    int threads;           /* service threads; >= 1 */
-    int max_subscriptions; /* per connection; >= 1 */
-    int max_connections;   /* per process; >= 1 */
+    char *host;           /* listen address; owned, never NULL */
+    int port;             /* 0..65535; 0 picks any free port */
+    char *config_file;    /* the JSON file read, or NULL; owned */
+    int heartbeat;        /* seconds between pings; >= 1 */
+    size_t maxsize;       /* per-subscription queue length; >= 1 */
+    size_t max_message;   /* WebSocket message limit in bytes; >= 1 */
+    size_t max_body;      /* HTTP body limit in bytes; >= 1 */
+    bool client_emit;     /* anonymous clients may emit */
+    char *api_key;        /* NULL: the API is refused (see api_loopback) */
+    bool api_loopback;    /* without a key, loopback callers may use the API */
+    char *jwt_secret;     /* NULL: no JWT, connections anonymous; owned */
+    bool require_auth;    /* kept for old configs: now the default */
+    bool allow_anonymous; /* with a secret, token-less connections may in */
+    char *anonymous_scopes; /* comma-separated patterns for anonymous
+                               connections; NULL: none with a secret, any
+                               without one; owned */
+    bool require_exp;       /* tokens without exp are refused */
+    char *allowed_origins;  /* comma-separated Origin patterns; NULL: the
+                               page's own host only; owned */
+    bool require_origin;    /* upgrades without an Origin header refused */
+    int drain_timeout;      /* seconds to drain on shutdown; >= 0 */
+    char *web_root;         /* folder served at /; owned, never NULL */
+    int log_level;          /* enum sc_log_level */
+    bool demo;              /* demo mode: POST /demo/token */
+    int threads;            /* service threads; >= 1 */
+    int max_subscriptions;  /* per connection; >= 1 */
+    int max_connections;    /* per process; >= 1 */
 } sc_config_t;
 
 /* A getenv replacement, so tests need not touch the process environment.

@@ -114,12 +114,22 @@ static int respond_error(struct lws *wsi, sc_httpreq_t *r, unsigned status,
     return respond_buf(wsi, r, status, &svc->scratch);
 }
 
+/* A request that came through a proxy: the peer address is the proxy's. */
+static bool is_forwarded(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0 ||
+           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_X_REAL_IP) > 0 ||
+           lws_hdr_custom_length(wsi, "forwarded:", 10) >= 0;
+}
+
+/* A caller on this machine, not through a proxy. */
 static bool peer_is_loopback(struct lws *wsi)
 {
     char ip[64] = "";
     lws_get_peer_simple(wsi, ip, sizeof ip);
-    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-           strncmp(ip, "::ffff:127.", 11) == 0;
+    bool local = strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+                 strncmp(ip, "::ffff:127.", 11) == 0;
+    return local && !is_forwarded(wsi);
 }
 
 static void fail(sc_httpreq_t *r, unsigned status, enum sc_errc code,
@@ -134,11 +144,16 @@ static void fail(sc_httpreq_t *r, unsigned status, enum sc_errc code,
  * loopback callers only. */
 static void check_api_access(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
 {
-    if (!svc->srv->cfg->api_key) {
-        if (!peer_is_loopback(wsi))
+    const sc_config_t *cfg = svc->srv->cfg;
+    if (!cfg->api_key) {
+        if (!cfg->api_loopback && !cfg->demo)
             fail(r, 403, SC_ERRC_FORBIDDEN,
-                 "the API answers only loopback callers unless an API key "
-                 "is configured");
+                 "the API needs an API key (--api-key); --api-loopback "
+                 "opens it to loopback callers for development");
+        else if (!peer_is_loopback(wsi))
+            fail(r, 403, SC_ERRC_FORBIDDEN,
+                 "the API answers only loopback callers, not through a "
+                 "proxy, unless an API key is configured");
         return;
     }
     char auth[512] = "";

@@ -41,6 +41,20 @@ static void refuse(int fd, const sc_http_refusal_t *r)
     close(fd);
 }
 
+/* Cross-site WebSocket hijacking: a page may open a WebSocket to any
+ * server, with the visitor's cookies. Returns why the upgrade's Origin is
+ * refused (static), or NULL when it may go on. */
+static const char *origin_check(const sc_config_t *cfg,
+                                const sc_upgrade_req_t *req)
+{
+    if (!req->origin)
+        return cfg->require_origin ? "an Origin header is required" : NULL;
+    if (!sc_auth_origin_allowed(cfg->allowed_origins, req->origin,
+                                req->origin_len, req->host, req->host_len))
+        return "origin not allowed";
+    return NULL;
+}
+
 /* Answers an upgrade whose head (`h`, `hl` bytes) has been read off the
  * socket: 101 and a new session, or an error status. Takes fd. */
 static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
@@ -49,6 +63,15 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
     sc_upgrade_req_t req;
     sc_http_refusal_t ref;
     if (sc_upgrade_parse(h, hl, &req, &ref) != SC_OK) {
+        refuse(fd, &ref);
+        return;
+    }
+    const char *origin_refused = origin_check(srv->cfg, &req);
+    if (origin_refused) {
+        ref = (sc_http_refusal_t){.status = 403,
+                                  .reason_phrase = "Forbidden",
+                                  .code = sc_errc_name(SC_ERRC_FORBIDDEN),
+                                  .message = origin_refused};
         refuse(fd, &ref);
         return;
     }
@@ -77,8 +100,10 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
         close(fd); /* a fresh socket takes 200 bytes unless it is gone */
         return;
     }
+    /* The whole value (the head is at most SC_UPGRADE_HEAD_MAX bytes): a
+     * token over SC_AUTH_TOKEN_MAX is refused as too long, not cut. */
     char *token = req.query ? sc_upgrade_query_param_token(
-                                  req.query, req.query_len, SC_AUTH_TOKEN_MAX)
+                                  req.query, req.query_len, SC_UPGRADE_HEAD_MAX)
                             : NULL;
     if (!sc_ws_open(svc, fd, token))
         close(fd);

@@ -136,9 +136,21 @@ static void drop_sub_at(sc_wsconn_t *c, size_t i)
     sc_sub_destroy(sub);
 }
 
+/* What an anonymous connection may use: the --anonymous-scopes patterns;
+ * when unset, nothing with a JWT secret (everything in demo mode, where
+ * anyone gets a token anyway) and everything without one. */
+static bool anonymous_allowed(const sc_wsconn_t *c, const char *scope)
+{
+    const sc_server_t *srv = c->svc->srv;
+    if (srv->cfg->anonymous_scopes)
+        return sc_auth_patterns_match(srv->cfg->anonymous_scopes, scope);
+    return !srv->jwt_secret || !*srv->jwt_secret || srv->cfg->demo;
+}
+
 static bool scope_allowed(sc_wsconn_t *c, const char *scope)
 {
-    return !c->has_claims || sc_auth_scope_allowed(&c->claims, scope);
+    return c->has_claims ? sc_auth_scope_allowed(&c->claims, scope)
+                         : anonymous_allowed(c, scope);
 }
 
 static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
@@ -235,7 +247,8 @@ static void op_emit(sc_wsconn_t *c, const sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
     bool allowed = c->has_claims ? sc_auth_emit_allowed(&c->claims, req->scope)
-                                 : svc->srv->cfg->client_emit;
+                                 : svc->srv->cfg->client_emit &&
+                                       anonymous_allowed(c, req->scope);
     if (!allowed) {
         reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
                     "emit: not allowed for this connection");
@@ -249,6 +262,52 @@ static void op_emit(sc_wsconn_t *c, const sc_request_t *req)
         return;
     }
     sc_proto_enc_emitted(&svc->scratch, req->id_json, req->scope, seq);
+    reply(c);
+}
+
+/* Verifies a token with the server's secret and rules (--require-exp).
+ * Returns true with `claims` filled, or false with the reason in `why`. */
+static bool verify_token(const sc_server_t *srv, const char *token,
+                         sc_claims_t *claims, char *why, size_t whylen)
+{
+    if (sc_auth_verify(token, srv->jwt_secret, time(NULL), claims, why,
+                       whylen) != SC_OK)
+        return false;
+    if (srv->cfg->require_exp && !claims->has_exp) {
+        sc_claims_deinit(claims);
+        snprintf(why, whylen, "token has no exp (the server requires one)");
+        return false;
+    }
+    return true;
+}
+
+/* A new token for the same user: its rights and expiry replace the old
+ * ones from now on (subscriptions made stay). */
+static void op_refresh(sc_wsconn_t *c, const sc_request_t *req)
+{
+    const sc_server_t *srv = c->svc->srv;
+    char why[160];
+    sc_claims_t claims;
+    if (!srv->jwt_secret || !*srv->jwt_secret || !c->has_claims) {
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "refresh: this connection has no token to refresh");
+        return;
+    }
+    if (!verify_token(srv, req->token, &claims, why, sizeof why)) {
+        reply_error(c, req->id_json, SC_ERRC_UNAUTHORIZED, why);
+        return;
+    }
+    if (strcmp(claims.sub, c->claims.sub) != 0) {
+        sc_claims_deinit(&claims);
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "refresh: the token is for another user");
+        return;
+    }
+    sc_claims_deinit(&c->claims);
+    c->claims = claims;
+    sc_log(SC_LOG_DEBUG, "session %s: token refreshed", sid(c));
+    sc_proto_enc_refreshed(&c->svc->scratch, req->id_json, claims.has_exp,
+                           claims.exp);
     reply(c);
 }
 
@@ -288,6 +347,9 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
     case SC_OP_PING:
         sc_proto_enc_pong(&c->svc->scratch, req.id_json);
         reply(c);
+        break;
+    case SC_OP_REFRESH:
+        op_refresh(c, &req);
         break;
     }
     sc_request_deinit(&req);
@@ -363,15 +425,13 @@ static bool session_id(char out[17])
 static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
                          size_t whylen)
 {
-    sc_server_t *srv = c->svc->srv;
-    const char *secret = srv->jwt_secret;
+    const sc_server_t *srv = c->svc->srv;
     snprintf(why, whylen, "token required");
-    if (!secret || !*secret)
+    if (!srv->jwt_secret || !*srv->jwt_secret)
         return true; /* no JWT configured: everyone is anonymous */
     if (!token || !*token)
-        return !srv->cfg->require_auth;
-    if (sc_auth_verify(token, secret, time(NULL), &c->claims, why, whylen) !=
-        SC_OK)
+        return srv->cfg->allow_anonymous || srv->cfg->demo;
+    if (!verify_token(srv, token, &c->claims, why, whylen))
         return false;
     c->has_claims = true;
     return true;
@@ -473,9 +533,19 @@ void sc_ws_flush(sc_svc_t *svc)
     }
 }
 
+/* The connection's token expired: an error, then close 4401. */
+static void token_expired(sc_wsconn_t *c, int64_t now)
+{
+    sc_log(SC_LOG_DEBUG, "session %s: token expired", sid(c));
+    reply_error(c, NULL, SC_ERRC_UNAUTHORIZED, "token expired");
+    sc_writer_close_after(c->svc, &c->out, SC_CLOSE_UNAUTHORIZED,
+                          now + SC_CLOSE_WAIT_US);
+}
+
 void sc_ws_tick(sc_svc_t *svc, int64_t now)
 {
     int64_t hb = (int64_t)svc->srv->cfg->heartbeat * SC_US_PER_SEC;
+    int64_t wall = (int64_t)time(NULL);
     for (sc_wsconn_t *c = svc->ws->conns, *next; c; c = next) {
         next = c->next;
         if (sc_writer_expired(&c->out, now)) {
@@ -485,6 +555,10 @@ void sc_ws_tick(sc_svc_t *svc, int64_t now)
         }
         if (sc_writer_closing(&c->out))
             continue;
+        if (c->has_claims && c->claims.has_exp && wall >= c->claims.exp) {
+            token_expired(c, now);
+            continue;
+        }
         if (now - c->io.last_rx_us > 2 * hb) {
             sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout", sid(c));
             /* if the socket never drains, it is dropped after the wait */

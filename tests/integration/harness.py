@@ -205,8 +205,12 @@ _marker_ids = itertools.count(1)
 class Server:
     """The scopecast binary on 127.0.0.1:<free port>."""
 
-    def __init__(self, args=(), name="server", env=None):
+    def __init__(self, args=(), name="server", env=None, api_loopback=True):
         self.args = [str(a) for a in args]
+        # /api/* needs a key unless opened to loopback callers: the tests
+        # use loopback unless they give a key or ask for the default
+        if api_loopback and "--api-key" not in self.args:
+            self.args.append("--api-loopback")
         self.extra_env = dict(env or {})
         self.name = name
         self.proc = None
@@ -1016,8 +1020,9 @@ class ScopecastTestCase(unittest.IsolatedAsyncioTestCase):
         if not getattr(method, "no_server", False):
             self.srv = self.start_server(*self.SERVER_ARGS, *getattr(method, "server_args", ()))
 
-    def start_server(self, *args, name=None, env=None):
-        s = Server(args, name=name or self._testMethodName, env=env)
+    def start_server(self, *args, name=None, env=None, api_loopback=True):
+        s = Server(args, name=name or self._testMethodName, env=env,
+                   api_loopback=api_loopback)
         self.servers.append(s)
         self.addCleanup(self._stop_server, s)
         s.start()

@@ -3,24 +3,29 @@
 "order of checks", "audience", demo mode)."""
 
 import asyncio
+import time
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (JWT_SECRET, ScopecastTestCase, alg_none_token, assert_conn, expired_token,  # noqa: E402
-                     jwt_claims, main, make_jwt, token, wrong_signature_token)
+from harness import (JWT_SECRET, ScopecastTestCase, alg_none_token, assert_conn, assert_http_error,  # noqa: E402
+                     expired_token,
+                     jwt_claims, main, make_jwt, server_args, token, wrong_signature_token)
 
 JWT = ("--jwt-secret", JWT_SECRET)
+JWT_ANON = JWT + ("--allow-anonymous", "--anonymous-scopes", "*")
 
 
 class AuthCase(ScopecastTestCase):
-    async def assertRejected(self, tok, srv=None):
+    async def assertRejected(self, tok, srv=None, message=None):
         """A bad token: the upgrade is accepted, `error` unauthorized is sent
         (no welcome), then close 4401."""
         c = await self.raw(srv, token=tok, read_welcome=False, name="rejected")  # raises unless 101
         first = await c.next()
         self.assertError(first, "unauthorized")
+        if message is not None:
+            self.assertIn(message, first.get("message", ""), first)
         closed = await c.wait_closed()
         self.assertEqual(closed.code, 4401, f"close code after unauthorized: {closed}")
         self.assertEqual([m for m in c.log if m.get("op") == "welcome"], [], "no welcome for a bad token")
@@ -53,14 +58,71 @@ class Tokens(AuthCase):
         await self.assertRejected("not-a-jwt")
         await self.assertRejected("a.b.c")
 
-    async def test_no_token_is_anonymous(self):
-        a = await self.client()
-        self.assertIsNone(a.welcome["user"])
+    async def test_no_token_is_refused_by_default(self):
+        # with a secret, a connection without a token is refused (4401)
+        c = await self.raw(read_welcome=False)
+        self.assertError(await c.next(), "unauthorized")
+        self.assertEqual((await c.wait_closed()).code, 4401)
 
-    async def test_exp_is_checked_at_connect_only(self):
+    async def test_connection_closed_when_its_token_expires(self):
         a = await self.client(token=token("alice", exp_in=2))
+        self.assertEqual((await a.call("ping"))["op"], "pong")
+        err = await a.wait(pred=lambda m: m.get("op") == "error", timeout=6)
+        self.assertError(err, "unauthorized")
+        self.assertIn("expired", err["message"])
+        closed = await a.wait_closed()
+        self.assertEqual(closed.code, 4401, closed)
+
+    async def test_refresh_extends_the_connection(self):
+        a = await self.client(token=token("alice", exp_in=2))
+        r = await a.call("refresh", token=token("alice", exp_in=3600))
+        self.assertEqual(r["op"], "refreshed", r)
+        self.assertGreater(r["exp"], time.time() + 3000)
         await asyncio.sleep(3.0)
-        self.assertEqual((await a.call("ping"))["op"], "pong", "exp is checked at connect")
+        self.assertEqual((await a.call("ping"))["op"], "pong", "refreshed before exp: still open")
+
+    async def test_refresh_refuses_another_user_and_bad_tokens(self):
+        a = await self.client(token=token("alice", exp_in=3600))
+        r = await a.call("refresh", token=token("bob"))
+        self.assertError(r, "forbidden", id=r.get("id"))
+        r = await a.call("refresh", token=expired_token("alice"))
+        self.assertError(r, "unauthorized", id=r.get("id"))
+        r = await a.call("refresh", token="")
+        self.assertError(r, "bad_request", id=r.get("id"))
+        await a.send({"op": "refresh", "id": 9})
+        self.assertError(await a.wait(id=9), "bad_request", id=9)
+        self.assertEqual((await a.call("ping"))["op"], "pong", "a refused refresh keeps the connection")
+
+    async def test_refresh_narrows_rights_from_then_on(self):
+        a = await self.client(token=token("alice", scopes=["doc:*"]))
+        self.assertEqual((await a.call("subscribe", scope="doc:1"))["op"], "subscribed")
+        r = await a.call("refresh", token=token("alice", scopes=["room:*"]))
+        self.assertEqual(r["op"], "refreshed", r)
+        r = await a.call("subscribe", scope="doc:2")
+        self.assertError(r, "forbidden", id=r.get("id"))
+        self.assertEqual((await a.call("subscribe", scope="room:1"))["op"], "subscribed")
+
+    async def test_crit_header_is_refused(self):
+        # RFC 7515 4.1.11: a crit extension we do not understand
+        tok = make_jwt({"sub": "alice", "exp": int(time.time()) + 60},
+                       header={"alg": "HS256", "typ": "JWT", "crit": ["x-ext"], "x-ext": 1})
+        await self.assertRejected(tok, message="crit")
+
+    async def test_huge_exp_is_reported_as_out_of_range(self):
+        tok = make_jwt({"sub": "alice", "exp": 2 ** 64})
+        await self.assertRejected(tok, message="exp out of range")
+
+    async def test_nul_in_query_token_is_refused(self):
+        # token=<valid>%00garbage used to be accepted, cut at the NUL
+        good = token("alice")
+        c = await self.raw(request=None, query=None, token=None, read_welcome=False,
+                           path="/ws?token=" + good + "%00garbage")
+        self.assertError(await c.next(), "unauthorized")
+        self.assertEqual((await c.wait_closed()).code, 4401)
+
+    async def test_token_size_limit_is_reachable_below_the_head_limit(self):
+        long_tok = token("alice", pad="x" * 5000)  # over 4096, under the 8 KB head
+        await self.assertRejected(long_tok, message="too long")
 
     async def test_other_clients_unaffected_by_rejections(self):
         good = await self.client(token=token("bob"))
@@ -90,7 +152,7 @@ class RequireAuth(AuthCase):
 
 
 class Audience(ScopecastTestCase):
-    SERVER_ARGS = JWT
+    SERVER_ARGS = JWT_ANON
 
     async def asyncSetUp(self):
         self.S = "doc:aud"
@@ -217,6 +279,7 @@ class EmitClaim(ScopecastTestCase):
             c = await self.client(token=tok)
             await self.emit_result(c, "doc:1", "forbidden")
 
+    @server_args(*JWT_ANON)
     async def test_anonymous_emit_forbidden_by_default(self):
         c = await self.client()
         await self.emit_result(c, "doc:1", "forbidden")
@@ -231,6 +294,7 @@ class EmitClaim(ScopecastTestCase):
         await self.emit_result(c, S, "forbidden")
         self.assertEqual(await self.marker(S, sub), s1 + 1, "a rejected emit uses no seq")
 
+    @server_args(*JWT_ANON)
     async def test_bad_request_before_forbidden(self):
         c = await self.client()  # anonymous: emitting is forbidden
         await c.send({"op": "emit", "id": 5, "scope": "bad scope", "data": 1})
@@ -304,6 +368,115 @@ class Demo(ScopecastTestCase):
         srv = self.start_server(name="nodemo")
         res = await srv.request("POST", "/demo/token", {"name": "ana"})
         self.assertNotEqual(res.status // 100, 2, f"demo mode is off by default: {res!r}")
+
+
+class Anonymous(AuthCase):
+    """Item 1: the scopes claim isolates only if token-less connections
+    cannot walk around it."""
+    SERVER_ARGS = JWT + ("--allow-anonymous", "--anonymous-scopes", "public:*, lobby")
+
+    async def test_anonymous_gets_only_the_anonymous_scopes(self):
+        owner = await self.client(token=token("owner"), name="owner")
+        await owner.subscribe("secret:1", meta={"email": "o@example.com"})
+        limited = await self.client(token=token("lim", scopes=["doc:*"]), name="limited")
+        r = await limited.call("subscribe", scope="secret:1")
+        self.assertError(r, "forbidden", id=r.get("id"))
+        anon = await self.client(name="anon")
+        self.assertIsNone(anon.welcome["user"])
+        for op in ("subscribe", "presence"):
+            r = await anon.call(op, scope="secret:1")
+            self.assertError(r, "forbidden", id=r.get("id"))
+        for s in ("public:news", "lobby"):
+            self.assertEqual((await anon.call("subscribe", scope=s))["op"], "subscribed", s)
+        r = await anon.call("subscribe", scope="lobby2")
+        self.assertError(r, "forbidden", id=r.get("id"))
+        # the anonymous client never saw the secret scope's events
+        await self.srv.emit("secret:1", data={"x": 1})
+        await self.marker("public:news", anon)
+        self.assertFalse([m for m in anon.log if m.get("scope") == "secret:1" and m.get("op") != "error"])
+
+    async def test_anonymous_emit_needs_client_emit_and_an_anonymous_scope(self):
+        anon = await self.client(name="anon")
+        r = await anon.call("emit", scope="public:x", data=1)
+        self.assertError(r, "forbidden", id=r.get("id"))
+
+
+class AnonymousScopesDefaultToNone(AuthCase):
+    SERVER_ARGS = JWT + ("--allow-anonymous", "--client-emit")
+
+    async def test_no_scope_without_a_pattern_list(self):
+        anon = await self.client(name="anon")
+        for op in ("subscribe", "presence", "emit"):
+            r = await anon.call(op, scope="doc:1")
+            self.assertError(r, "forbidden", id=r.get("id"))
+
+
+class RequireExp(AuthCase):
+    SERVER_ARGS = JWT + ("--require-exp",)
+
+    async def test_token_without_exp_is_refused(self):
+        await self.assertRejected(make_jwt({"sub": "alice"}), message="exp")
+        a = await self.client(token=token("alice"))
+        self.assertEqual(a.welcome["user"], "alice")
+
+
+class ApiAccess(ScopecastTestCase):
+    """Item 2: the HTTP API behind a proxy."""
+
+    async def test_api_needs_a_key_by_default(self):
+        srv = self.start_server(api_loopback=False)
+        res = await srv.request("POST", "/api/emit", {"scope": "doc:1"})
+        assert_http_error(res, 403, "forbidden")
+        res = await srv.request("GET", "/api/stats")
+        assert_http_error(res, 403, "forbidden")
+        self.assertEqual((await srv.request("GET", "/healthz")).status, 200)
+
+    async def test_forwarded_requests_are_never_loopback(self):
+        srv = self.start_server("--api-loopback", api_loopback=False)
+        self.assertEqual((await srv.request("GET", "/api/stats")).status, 200)
+        for h in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                  {"X-Real-IP": "203.0.113.9"}):
+            res = await srv.request("POST", "/api/emit", {"scope": "doc:1"}, headers=h)
+            assert_http_error(res, 403, "forbidden")
+
+    async def test_api_key_works_through_a_proxy(self):
+        srv = self.start_server("--api-key", "k3y", api_loopback=False)
+        res = await srv.request("POST", "/api/emit", {"scope": "doc:1"},
+                                headers={"X-Forwarded-For": "203.0.113.9"})
+        self.assertEqual(res.status, 202, res)
+        res = await srv.request("GET", "/api/stats", key=None)
+        assert_http_error(res, 401, "unauthorized")
+
+
+class Origins(ScopecastTestCase):
+    """Item 5: cross-site WebSocket hijacking."""
+
+    async def upgrade(self, srv, origin):
+        hdrs = {"Origin": origin} if origin is not None else {}
+        return await self.raw(srv, extra_headers=hdrs, check=False, read_welcome=False)
+
+    async def test_same_origin_only_by_default(self):
+        srv = self.start_server()
+        self.assertEqual((await self.upgrade(srv, f"http://127.0.0.1:{srv.port}")).status, 101)
+        self.assertEqual((await self.upgrade(srv, None)).status, 101, "non-browser clients send no Origin")
+        for o in ("https://evil.example", f"http://127.0.0.1:{srv.port + 1}", "null"):
+            c = await self.upgrade(srv, o)
+            self.assertEqual(c.status, 403, o)
+            self.assertIn(b"origin not allowed", c.body)
+
+    async def test_allowed_origins_patterns(self):
+        srv = self.start_server("--allowed-origins", "https://*.example.com, http://localhost:3000")
+        for o in ("https://app.example.com", "https://a.b.example.com", "http://localhost:3000",
+                  "HTTPS://APP.EXAMPLE.COM"):
+            self.assertEqual((await self.upgrade(srv, o)).status, 101, o)
+        for o in ("https://example.com.evil.org", "http://app.example.com", "http://localhost:3001",
+                  f"http://127.0.0.1:{srv.port}"):
+            self.assertEqual((await self.upgrade(srv, o)).status, 403, o)
+
+    async def test_require_origin(self):
+        srv = self.start_server("--require-origin", "--allowed-origins", "*")
+        self.assertEqual((await self.upgrade(srv, None)).status, 403)
+        self.assertEqual((await self.upgrade(srv, "https://any.example")).status, 101)
 
 
 if __name__ == "__main__":

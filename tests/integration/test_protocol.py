@@ -15,6 +15,8 @@ from harness import (JWT_SECRET, T, ScopecastTestCase, assert_conn, check_drop_a
                      main, no_server, server_args, token)
 
 JWT = ("--jwt-secret", JWT_SECRET)
+# tests that mix token and token-less clients open anonymous access
+JWT_ANON = JWT + ("--allow-anonymous", "--anonymous-scopes", "*")
 
 
 class Welcome(ScopecastTestCase):
@@ -72,7 +74,7 @@ class Welcome(ScopecastTestCase):
         pong = await a.call("ping")
         self.assertEqual(pong["op"], "pong")
 
-    @server_args(*JWT)
+    @server_args(*JWT_ANON)
     async def test_welcome_user_from_token(self):
         a = await self.client(token=token("alice"))
         self.assertEqual(a.welcome["user"], "alice")
@@ -428,7 +430,7 @@ class PingAndIds(ScopecastTestCase):
 class JoinLeave(ScopecastTestCase):
     SERVER_ARGS = ("--client-emit",)
 
-    @server_args(*JWT)
+    @server_args(*JWT_ANON)
     async def test_first_last_for_same_user(self):
         S = "doc:jl"
         bob = await self.client(token=token("bob"), name="bob")
@@ -684,7 +686,7 @@ class Close(ScopecastTestCase):
         r = await a.subscribe(S)
         self.assertEqual(r["op"], "subscribed")
 
-    @server_args(*JWT)
+    @server_args(*JWT_ANON)
     async def test_close_user_kicks(self):
         S1, S2 = "doc:k1", "doc:k2"
         alice = await self.client(token=token("alice"), name="alice")

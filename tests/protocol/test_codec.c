@@ -140,6 +140,26 @@ static void test_unsubscribe_presence_and_ping_decode(void **state)
     sc_request_deinit(&req);
 }
 
+static void test_refresh_reads_a_token(void **state)
+{
+    sc_request_t req;
+
+    (void)state;
+    decode_ok("{\"op\":\"refresh\",\"id\":4,\"token\":\"a.b.c\"}", &req);
+    assert_int_equal(req.op, SC_OP_REFRESH);
+    assert_string_equal(req.token, "a.b.c");
+    assert_string_equal(req.id_json, "4");
+    assert_null(req.scope);
+    sc_request_deinit(&req);
+    expect_err("{\"op\":\"refresh\",\"id\":1}", "token: required", "1");
+    expect_err("{\"op\":\"refresh\",\"token\":\"\"}",
+               "token: must be a non-empty string", NULL);
+    expect_err("{\"op\":\"refresh\",\"token\":5}",
+               "token: must be a non-empty string", NULL);
+    expect_err("{\"op\":\"refresh\",\"token\":\"a\\u0000b\"}",
+               "token: must not contain NUL characters", NULL);
+}
+
 static void test_scope_is_required_except_for_ping(void **state)
 {
     sc_request_t req;
@@ -626,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_null_meta_and_echo_mean_absent),
         cmocka_unit_test(test_subscribe_rejects_bad_meta_and_echo),
         cmocka_unit_test(test_unsubscribe_presence_and_ping_decode),
+        cmocka_unit_test(test_refresh_reads_a_token),
         cmocka_unit_test(test_scope_is_required_except_for_ping),
         cmocka_unit_test(test_emit_reads_paths_data_and_audience),
         cmocka_unit_test(test_emit_data_null_is_a_value_and_absent_is_none),

@@ -502,6 +502,32 @@ static void test_token_keeps_bad_percent_escapes(void **state)
     expect_token("token=%4&x=1", 8192, "%4"); /* escapes end at '&' */
 }
 
+static void
+test_token_keeps_an_escaped_nul_so_it_cannot_cut_the_token(void **state)
+{
+    /* %00 used to decode to a NUL and the rest was ignored: a valid token
+     * followed by %00garbage was accepted */
+    expect_token("token=abc%00garbage", 8192, "abc%00garbage");
+    expect_token("token=%00", 8192, "%00");
+    expect_token("token=%0A", 8192, "\n"); /* other escapes still decode */
+}
+
+static void test_parse_reports_origin_and_host(void **state)
+{
+    char b[1024];
+    sc_upgrade_req_t req;
+    sc_http_refusal_t ref;
+    size_t n = head(b, sizeof(b), "/ws", "Origin: https://a.example\r\n");
+    assert_int_equal(sc_upgrade_parse(b, n, &req, &ref), SC_OK);
+    assert_int_equal(req.origin_len, 17);
+    assert_memory_equal(req.origin, "https://a.example", 17);
+    assert_int_equal(req.host_len, 14);
+    assert_memory_equal(req.host, "localhost:8080", 14);
+    n = head(b, sizeof(b), "/ws", "");
+    assert_int_equal(sc_upgrade_parse(b, n, &req, &ref), SC_OK);
+    assert_null(req.origin);
+}
+
 static void test_token_length_is_capped_on_the_raw_value(void **state)
 {
     expect_token("token=abcdefghij", 5, "abcde");
@@ -530,7 +556,7 @@ static void test_accept_answers_the_rfc6455_sample_key(void **state)
                                "upgrade: websocket\r\n"
                                "connection: Upgrade\r\n"
                                "sec-websocket-accept: " ACCEPT "\r\n\r\n";
-    sc_upgrade_req_t req = {NULL, 0, KEY, false};
+    sc_upgrade_req_t req = {.key = KEY};
     char out[256];
 
     assert_int_equal(sc_upgrade_accept(&req, out, sizeof(out)),
@@ -557,8 +583,8 @@ static void test_accept_names_the_subprotocol_when_offered(void **state)
 
 static void test_accept_returns_0_when_it_does_not_fit(void **state)
 {
-    sc_upgrade_req_t req = {NULL, 0, KEY, false};
-    sc_upgrade_req_t none = {NULL, 0, NULL, false};
+    sc_upgrade_req_t req = {.key = KEY};
+    sc_upgrade_req_t none = {.key = NULL};
     char out[256];
     size_t n = sc_upgrade_accept(&req, out, sizeof(out));
 
@@ -594,6 +620,9 @@ int main(void)
         cmocka_unit_test(test_token_is_taken_from_the_query),
         cmocka_unit_test(test_token_is_percent_decoded),
         cmocka_unit_test(test_token_keeps_bad_percent_escapes),
+        cmocka_unit_test(
+            test_token_keeps_an_escaped_nul_so_it_cannot_cut_the_token),
+        cmocka_unit_test(test_parse_reports_origin_and_host),
         cmocka_unit_test(test_token_length_is_capped_on_the_raw_value),
         cmocka_unit_test(test_token_out_of_memory_is_null),
         cmocka_unit_test(test_accept_answers_the_rfc6455_sample_key),

@@ -317,6 +317,82 @@ static void test_auth_claims_of_the_wrong_type_are_refused(void **state)
     }
 }
 
+static void test_auth_crit_header_is_refused(void **state)
+{
+    /* RFC 7515 4.1.11: no extension is understood, so any crit is fatal
+     * (it was accepted before); checked before the signature */
+    char *t = craft("{\"alg\":\"HS256\",\"typ\":\"JWT\",\"crit\":[\"b64\"]}",
+                    "{\"sub\":\"a\"}", "c2ln");
+    expect_refused(t, "unsupported crit header (no extensions)");
+    free(t);
+}
+
+static void test_auth_huge_times_are_reported_out_of_range(void **state)
+{
+    /* 2^64 used to read as "bad signature" (libjwt's parser fails) */
+    static const struct {
+        const char *body, *msg;
+    } cases[] = {
+        {"{\"sub\":\"a\",\"exp\":18446744073709551616}",
+         "invalid claims: exp out of range"},
+        {"{\"sub\":\"a\",\"exp\":1e300}", "invalid claims: exp out of range"},
+        {"{\"sub\":\"a\",\"nbf\":-1e300}", "invalid claims: nbf out of range"},
+        {"{\"sub\":\"a\",\"iat\":9007199254740993}",
+         "invalid claims: iat out of range"},
+        {"{\"sub\":\"a\",\"exp\":\"soon\"}",
+         "invalid claims: exp and nbf must be numbers"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t =
+            craft("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", cases[i].body, "c2ln");
+        expect_refused(t, cases[i].msg);
+        free(t);
+    }
+}
+
+static void test_auth_pattern_lists_split_on_commas(void **state)
+{
+    assert_true(sc_auth_patterns_match("public:*, lobby", "public:x"));
+    assert_true(sc_auth_patterns_match("public:*, lobby", "lobby"));
+    assert_true(sc_auth_patterns_match("a,,b", "b"));
+    assert_false(sc_auth_patterns_match("public:*, lobby", "lobby2"));
+    assert_false(sc_auth_patterns_match("public:*, lobby", "publi"));
+    assert_false(sc_auth_patterns_match("", "a"));
+    assert_false(sc_auth_patterns_match(NULL, "a"));
+    assert_true(sc_auth_patterns_match("*", "anything"));
+}
+
+static bool origin_ok(const char *patterns, const char *origin,
+                      const char *host)
+{
+    return sc_auth_origin_allowed(patterns, origin, strlen(origin), host,
+                                  host ? strlen(host) : 0);
+}
+
+static void test_auth_origins_default_to_the_same_host(void **state)
+{
+    assert_true(origin_ok(NULL, "http://127.0.0.1:8080", "127.0.0.1:8080"));
+    assert_true(origin_ok(NULL, "https://App.Example", "app.example"));
+    assert_false(origin_ok(NULL, "http://127.0.0.1:8081", "127.0.0.1:8080"));
+    assert_false(origin_ok(NULL, "https://evil.example", "app.example"));
+    assert_false(origin_ok(NULL, "null", "app.example"));
+    assert_false(origin_ok(NULL, "http://app.example", NULL));
+    assert_false(origin_ok(NULL, "http://", ""));
+}
+
+static void test_auth_origin_patterns_glob_any_run(void **state)
+{
+    const char *p = "https://*.example.com, http://localhost:3000";
+    assert_true(origin_ok(p, "https://a.example.com", "x"));
+    assert_true(origin_ok(p, "https://a.b.example.com", "x"));
+    assert_true(origin_ok(p, "HTTPS://A.EXAMPLE.COM", "x"));
+    assert_true(origin_ok(p, "http://localhost:3000", "x"));
+    assert_false(origin_ok(p, "https://example.com.evil.org", "x"));
+    assert_false(origin_ok(p, "https://evilexample.com", "x"));
+    assert_false(origin_ok(p, "http://localhost:30000", "x"));
+    assert_true(origin_ok("*", "null", NULL));
+}
+
 /* ---- patterns and rules -------------------------------------------------- */
 
 static void test_auth_patterns_treat_star_as_special_only_at_the_end(void **s)
@@ -482,6 +558,11 @@ int main(void)
         cmocka_unit_test(test_auth_garbage_is_refused),
         cmocka_unit_test(test_auth_sub_must_be_a_non_empty_string),
         cmocka_unit_test(test_auth_claims_of_the_wrong_type_are_refused),
+        cmocka_unit_test(test_auth_crit_header_is_refused),
+        cmocka_unit_test(test_auth_huge_times_are_reported_out_of_range),
+        cmocka_unit_test(test_auth_pattern_lists_split_on_commas),
+        cmocka_unit_test(test_auth_origins_default_to_the_same_host),
+        cmocka_unit_test(test_auth_origin_patterns_glob_any_run),
         cmocka_unit_test(
             test_auth_patterns_treat_star_as_special_only_at_the_end),
         cmocka_unit_test(test_auth_scopes_claim_limits_subscriptions),

@@ -194,6 +194,22 @@ static const struct case_ cases[] = {
      "{\"jwt_secret\":\"s3c\"}", V_STR, O(jwt_secret), "s3c", 0},
     {{"--require-auth"}, "SCOPECAST_REQUIRE_AUTH=yes",
      "{\"require_auth\":true}", V_BOOL, O(require_auth), NULL, 1},
+    {{"--api-loopback"}, "SCOPECAST_API_LOOPBACK=1", "{\"api_loopback\":true}",
+     V_BOOL, O(api_loopback), NULL, 1},
+    {{"--allow-anonymous"}, "SCOPECAST_ALLOW_ANONYMOUS=on",
+     "{\"allow_anonymous\":true}", V_BOOL, O(allow_anonymous), NULL, 1},
+    {{"--anonymous-scopes", "pub:*,lobby"},
+     "SCOPECAST_ANONYMOUS_SCOPES=pub:*,lobby",
+     "{\"anonymous_scopes\":\"pub:*,lobby\"}", V_STR, O(anonymous_scopes),
+     "pub:*,lobby", 0},
+    {{"--require-exp"}, "SCOPECAST_REQUIRE_EXP=true", "{\"require_exp\":true}",
+     V_BOOL, O(require_exp), NULL, 1},
+    {{"--allowed-origins", "https://*.x.org"},
+     "SCOPECAST_ALLOWED_ORIGINS=https://*.x.org",
+     "{\"allowed_origins\":\"https://*.x.org\"}", V_STR, O(allowed_origins),
+     "https://*.x.org", 0},
+    {{"--require-origin"}, "SCOPECAST_REQUIRE_ORIGIN=1",
+     "{\"require_origin\":true}", V_BOOL, O(require_origin), NULL, 1},
     {{"--drain-timeout", "0"}, "SCOPECAST_DRAIN_TIMEOUT=0",
      "{\"drain_timeout\":0}", V_INT, O(drain_timeout), NULL, 0},
     {{"--web-root", "/srv/web"}, "SCOPECAST_WEB_ROOT=/srv/web",
@@ -401,6 +417,21 @@ static void test_config_bad_env_values_name_the_variable(void **state)
 
 /* Expects the config file `json` to be refused with "config file '<path>':
  * <rest>". */
+static void test_config_require_auth_and_allow_anonymous_conflict(void **state)
+{
+    sc_config_t c;
+
+    (void)state;
+    assert_int_equal(
+        load(&c, NULL, "--require-auth", "--allow-anonymous", NULL), SC_EINVAL);
+    assert_non_null(strstr(g_err, "contradict"));
+    assert_int_equal(load(&c, NULL, "--allow-anonymous", NULL), SC_OK);
+    assert_true(c.allow_anonymous);
+    assert_false(c.api_loopback); /* secure defaults */
+    assert_null(c.allowed_origins);
+    sc_config_deinit(&c);
+}
+
 static void expect_file_error(const char *json, const char *rest)
 {
     char want[512];
@@ -596,6 +627,7 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_teardown(name, remove_file)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_require_auth_and_allow_anonymous_conflict),
         T(test_config_defaults_match_the_protocol_table),
         T(test_config_flag_beats_env_beats_file_beats_default),
         T(test_config_file_is_named_by_env_or_flag),
