@@ -146,7 +146,7 @@ start_server() { # name port
       local threads=${CUR_THREADS:-1} cores=$SERVER_CORE
       [ "$threads" -gt 1 ] && cores="$SERVER_CORE,$LOADGEN_CORE"
       taskset -c "$cores" "$SCOPECAST" --host 127.0.0.1 --port "$port" --threads "$threads" \
-        --maxsize "$maxsize" --max-connections 20000 --client-emit --log-level warn >"$d/server.log" 2>&1 &
+        --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level warn >"$d/server.log" 2>&1 &
       SRV_PID=$! ;;
     uws)
       PORT=$port HOST=127.0.0.1 taskset -c "$SERVER_CORE" node "$BENCH/peers/node/uws-server.mjs" >"$d/server.log" 2>&1 &

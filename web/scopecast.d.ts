@@ -16,7 +16,11 @@ export const DEFAULTS: {
   readonly reconnect: Readonly<Required<ReconnectOptions>>;
   readonly pingInterval: number;
   readonly requestTimeout: number;
+  readonly refreshBefore: number;
 };
+
+/** The `exp` claim (seconds since the epoch) of a JWT, or null. */
+export function tokenExp(token: string | null | undefined): number | null;
 
 /** A WebSocket constructor compatible with the browser's (e.g. `ws` in Node). */
 export interface WebSocketLike {
@@ -32,8 +36,12 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 export type TokenSource = string | null | undefined | (() => string | null | undefined | Promise<string | null | undefined>);
 
 export interface ConnectOptions {
-  /** JWT sent as `?token=`; a function is called before every (re)connect attempt. */
+  /** JWT sent as `?token=`; a function is called before every (re)connect
+   * attempt, and again `refreshBefore` ms before the token's `exp`: the new
+   * token is handed over with the `refresh` op, on the same connection. */
   token?: TokenSource;
+  /** ms before a token's exp to refresh it (default 60000). */
+  refreshBefore?: number;
   reconnect?: ReconnectOptions;
   /** ms between `ping` ops once open (default 15000; 0 disables). */
   pingInterval?: number;
@@ -226,6 +234,8 @@ export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>>
 export interface ClientEvents {
   status: (status: Status, info: StatusInfo) => void;
   welcome: (welcome: Welcome) => void;
+  /** The token was refreshed on the open connection (its new exp, or null). */
+  refreshed: (exp: number | null) => void;
   /** Errors not tied to a request, e.g. 'unauthorized' before a 4401 close. */
   error: (err: ScopecastError) => void;
   /** Every message received (parsed). */

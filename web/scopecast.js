@@ -16,6 +16,7 @@ export const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ initialDelay: 500, maxDelay: 30000, factor: 2 }),
   pingInterval: 15000,
   requestTimeout: 10000,
+  refreshBefore: 60000,
 });
 
 const WS_OPEN = 1;
@@ -274,6 +275,10 @@ export class ScopecastClient extends Emitter {
     this._unauthorized = false;
     this._retryTimer = null;
     this._connectTimer = null;
+    this._refreshTimer = null;
+    this._tokenUsed = null; // the token of the current connection
+    /** ms before a token's exp at which a token function is asked again */
+    this.refreshBefore = options.refreshBefore ?? DEFAULTS.refreshBefore;
     this._pingTimer = null;
     this._onOnline = () => {
       if (this.status === 'reconnecting' && this._retryTimer) this._retryNow();
@@ -372,6 +377,7 @@ export class ScopecastClient extends Emitter {
     try {
       const token = await withTimeout(this._token(), this.connectTimeout, 'token');
       if (this._stopped || gen !== this._gen) return;
+      this._tokenUsed = token;
       url = this._url(token);
     } catch (err) {
       if (this._stopped || gen !== this._gen) return;
@@ -443,6 +449,7 @@ export class ScopecastClient extends Emitter {
     clearTimeout(this._connectTimer);
     this._connectTimer = null;
     this._stopPing();
+    this._stopRefresh();
     // Requests already on the wire cannot be answered any more.
     for (const req of [...this._pending.values()]) {
       if (req.sent) this._failRequest(req, new ScopecastError('disconnected',
@@ -479,6 +486,7 @@ export class ScopecastClient extends Emitter {
     clearTimeout(this._connectTimer);
     this._retryTimer = this._connectTimer = null;
     this._stopPing();
+    this._stopRefresh();
     if (typeof globalThis.removeEventListener === 'function') {
       globalThis.removeEventListener('online', this._onOnline);
     }
@@ -560,6 +568,47 @@ export class ScopecastClient extends Emitter {
     for (const sub of this._subs.values()) if (sub.active) this._sendSubscribe(sub);
     for (const req of this._pending.values()) if (!req.sent) this._sendRequest(req);
     this._startPing();
+    this._scheduleRefresh(this._tokenUsed);
+  }
+
+  // ---- token refresh --------------------------------------------------------
+
+  /**
+   * The server closes a connection with 4401 when its token expires. With a
+   * token function, a new token is asked for `refreshBefore` ms before exp
+   * and handed over with the `refresh` op, on the same connection.
+   */
+  _scheduleRefresh(token) {
+    this._stopRefresh();
+    if (typeof this.options.token !== 'function') return;
+    const exp = tokenExp(token);
+    if (exp == null) return;
+    const delay = Math.max(1000, exp * 1000 - Date.now() - this.refreshBefore);
+    const ws = this._ws;
+    this._refreshTimer = setTimeout(() => this._refresh(ws), delay);
+  }
+
+  async _refresh(ws) {
+    this._refreshTimer = null;
+    if (this._ws !== ws || this.status !== 'open') return;
+    try {
+      const token = await withTimeout(this._token(), this.requestTimeout, 'token');
+      if (this._ws !== ws) return;
+      await this.request({ op: 'refresh', token });
+      this._tokenUsed = token;
+      this._emit('refreshed', tokenExp(token));
+      this._scheduleRefresh(token);
+    } catch (err) {
+      if (this._ws !== ws) return;
+      this._emit('error', err);
+      // try again shortly; the server closes at exp if it never works
+      this._refreshTimer = setTimeout(() => this._refresh(ws), Math.min(5000, this.refreshBefore / 4));
+    }
+  }
+
+  _stopRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
   }
 
   _startPing() {
@@ -671,6 +720,22 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** The `exp` claim (seconds) of a JWT, or null (no exp, or not a JWT). */
+export function tokenExp(token) {
+  if (typeof token !== 'string') return null;
+  const part = token.split('.')[1];
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const json = typeof atob === 'function' ? atob(b64 + '==='.slice((b64.length + 3) % 4))
+      : Buffer.from(b64, 'base64').toString('binary');
+    const exp = JSON.parse(json).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : null;
+  } catch {
+    return null;
+  }
+}
+
 function now() {
   return globalThis.performance && typeof performance.now === 'function' ? performance.now() : Date.now();
 }
@@ -678,7 +743,9 @@ function now() {
 /**
  * Opens a client. `url`: ws(s)://host/ws, or a path such as '/ws' in a page.
  * Options: token (string or function returning one, called on every
- * attempt), reconnect {initialDelay, maxDelay, factor}, pingInterval,
+ * attempt and, for a token with exp, again refreshBefore ms (default 60 s)
+ * before it expires: the new token goes to the server with the refresh op),
+ * refreshBefore, reconnect {initialDelay, maxDelay, factor}, pingInterval,
  * pingTimeout, requestTimeout, connectTimeout, WebSocket, protocols.
  */
 export function connect(url, options = {}) {

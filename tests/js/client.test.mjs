@@ -4,7 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import {
-  connect, backoffDelay, groupPresence, ScopecastError, DEFAULTS,
+  connect, backoffDelay, groupPresence, ScopecastError, DEFAULTS, tokenExp,
 } from '../../web/scopecast.js';
 import { startServer, waitFor, sleep, signJwt, seeded } from './helpers.mjs';
 
@@ -222,6 +222,26 @@ describe('against a real server', () => {
   after(async () => {
     closeAll();
     await server?.stop();
+  });
+
+  test('a token function refreshes the token before exp; the connection stays open', async () => {
+    let made = 0;
+    const tokenFn = () => {
+      made++;
+      return signJwt({ sub: 'rita', exp: Math.floor(Date.now() / 1000) + 3 }, SECRET);
+    };
+    const c = open(server, { token: tokenFn, refreshBefore: 1500 });
+    const exps = [];
+    c.on('refreshed', (exp) => exps.push(exp));
+    await c.subscribe('doc:refresh').ready;
+    // without a refresh the server closes with 4401 at exp (3 s)
+    await waitFor(() => exps.length >= 2, { timeout: 8000, message: 'two refreshes' });
+    assert.equal(c.status, 'open');
+    assert.equal(c.connects, 1, 'refreshed on the same connection');
+    assert.ok(made >= 3);
+    assert.ok(exps[1] >= exps[0]);
+    assert.equal(tokenExp(signJwt({ sub: 'x', exp: 42 }, SECRET)), 42);
+    assert.equal(tokenExp('not a token'), null);
   });
 
   test('welcome, subscribe, emit, event, presence, many concurrent requests', async () => {
