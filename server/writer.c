@@ -321,6 +321,15 @@ int sc_writer_close_now(sc_writer_t *w, sc_wsio_t *io, unsigned code,
     w->state = SC_WRITER_CLOSING;
     w->close_deadline_us = sc_now_us() + SC_CLOSE_WAIT_US;
     sc_wsio_discard_input(io);
+    /* A control frame only between frames (RFC 6455 5.4): a reply larger
+     * than one packed write goes out in slices, so finish the one that is
+     * partly written; replies not started are dropped. */
+    drop_unsent_replies(w);
+    size_t rest = sc_buf_len(&w->ctl);
+    if (rest && send_or_hold(w, io, sc_buf_str(&w->ctl), rest) < 0)
+        return -1;
+    sc_buf_deinit(&w->ctl);
+    w->ctl_off = 0;
     if (send_or_hold(w, io, f, n) < 0)
         return -1;
     if (w->held_off == w->held_len)

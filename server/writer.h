@@ -146,8 +146,9 @@ void sc_writer_ping(sc_svc_t *svc, sc_writer_t *w);
  * writer. Thread: service. */
 void sc_writer_close_after(sc_svc_t *svc, sc_writer_t *w, int code,
                            int64_t deadline_us);
-/* Sends a close frame now, after bytes already held, dropping replies not
- * yet written (the peer closed, or broke the protocol). Once only.
+/* Sends a close frame now (the peer closed, or broke the protocol), on a
+ * frame boundary: after bytes already held and the rest of a reply partly
+ * written; replies not started are dropped. Once only.
  * Returns 0, or -1 when the connection is broken (destroy it). Thread:
  * service. */
 int sc_writer_close_now(sc_writer_t *w, sc_wsio_t *io, unsigned code,

@@ -144,5 +144,36 @@ class RepliesNotRead(ScopecastTestCase):
         self.assertEqual((await other.call("ping"))["op"], "pong")
 
 
+class CloseOnFrameBoundary(ScopecastTestCase):
+    """RFC 6455 5.4: a control frame may come only between frames. A reply
+    larger than one packed write (16 KB) goes out in slices; a close that
+    comes meanwhile (the client's, or a protocol failure) must wait for the
+    rest of the frame."""
+    SERVER_ARGS = ("--max-message", "8000000")
+
+    async def check_run(self, n, finish):
+        c = await self.raw(name=f"slow{n}", rcvbuf=4096)
+        c.pause()  # the reply is sent in part and held
+        big = "y" * 3000000  # more than the socket buffers take at once
+        await c.send({"op": "ping", "id": big})
+        await asyncio.sleep(0.2)
+        finish(c)
+        c.resume()
+        pong = await c.wait(op="pong", timeout=T())
+        self.assertEqual(pong.get("id"), big, f"run {n}: the pong arrives whole")
+        return await c.wait_closed()
+
+    async def test_client_close_waits_for_a_half_sent_reply(self):
+        for n in range(10):
+            closed = await self.check_run(n, lambda c: c.send_close(1000))
+            self.assertEqual(closed.code, 1000, f"run {n}: {closed}")
+
+    async def test_protocol_failure_close_waits_for_a_half_sent_reply(self):
+        for n in range(10):
+            # an unmasked frame: 1002
+            closed = await self.check_run(n, lambda c: c.send_raw(b"\x81\x01x"))
+            self.assertEqual(closed.code, 1002, f"run {n}: {closed}")
+
+
 if __name__ == "__main__":
     main()
