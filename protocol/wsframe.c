@@ -213,6 +213,11 @@ static int parse_header(sc_ws_rx_t *rx, size_t max_message, size_t *need,
         /* len < 2^63 and the buffer's length is far below: no overflow */
         if (sc_buf_len(&rx->msg) + len > max_message)
             return failed(fail, 1009, "message too big");
+        /* empty continuation frames cost a parse each and no bytes: a
+         * message has at most SC_WS_MAX_FRAGMENTS frames */
+        rx->fragments = op == SC_WS_OP_CONT ? rx->fragments + 1 : 1;
+        if (rx->fragments > SC_WS_MAX_FRAGMENTS)
+            return failed(fail, 1009, "message in too many fragments");
         rx->in_message = !fin;
     }
     memcpy(rx->mask, q, 4);

@@ -42,6 +42,10 @@
 /* Longest server-to-client frame header (2 + 8 bytes). */
 #define SC_WS_MAX_HEADER 10
 
+/* Most data frames one message may come in; more closes with 1009 (empty
+ * continuation frames would otherwise cost a parse each, forever). */
+#define SC_WS_MAX_FRAGMENTS 1024
+
 /* Longest control frame: 2 header bytes + 125 payload bytes. */
 #define SC_WS_MAX_CONTROL_FRAME 127
 
@@ -93,25 +97,26 @@ bool sc_ws_close_code_valid(unsigned code);
 /* Receive state of one connection. Initialise with sc_ws_rx_init(); all
  * fields are the parser's own (read-only for callers, except `frames`). */
 typedef struct sc_ws_rx {
-    sc_buf_t msg;     /* the text message being reassembled: its bytes so
-                         far when it spans frames or reads; no allocation
-                         between messages */
-    uint64_t left;    /* in_frame: payload bytes of the frame still to come */
-    uint8_t *cbuf;    /* a control frame's payload split by reads: malloc'd
-                         125 bytes while one is in progress, else NULL */
-    uint32_t frames;  /* frames completed so far (wraps): compare before and
-                         after a feed to tell whether any frame ended, e.g.
-                         for a liveness clock (every frame counts, fragments
-                         of a message too). The caller may reset it. */
-    uint8_t hdr[14];  /* a frame header split by reads (2 + 8 + 4 mask) */
-    uint8_t hdr_len;  /* bytes of it so far */
-    uint8_t op;       /* in_frame: opcode of the frame (enum sc_ws_opcode) */
-    uint8_t mask[4];  /* in_frame: its masking key */
-    uint8_t mask_off; /* in_frame: mask phase of the next payload byte */
-    uint8_t cbuf_len; /* bytes in cbuf */
-    bool fin;         /* in_frame: the frame has FIN */
-    bool in_frame;    /* header read, `left` payload bytes to come */
-    bool in_message;  /* a fragmented text message is in progress */
+    sc_buf_t msg;       /* the text message being reassembled: its bytes so
+                           far when it spans frames or reads; no allocation
+                           between messages */
+    uint64_t left;      /* in_frame: payload bytes of the frame still to come */
+    uint8_t *cbuf;      /* a control frame's payload split by reads: malloc'd
+                           125 bytes while one is in progress, else NULL */
+    uint32_t frames;    /* frames completed so far (wraps): compare before and
+                           after a feed to tell whether any frame ended, e.g.
+                           for a liveness clock (every frame counts, fragments
+                           of a message too). The caller may reset it. */
+    uint8_t hdr[14];    /* a frame header split by reads (2 + 8 + 4 mask) */
+    uint8_t hdr_len;    /* bytes of it so far */
+    uint8_t op;         /* in_frame: opcode of the frame (enum sc_ws_opcode) */
+    uint8_t mask[4];    /* in_frame: its masking key */
+    uint8_t mask_off;   /* in_frame: mask phase of the next payload byte */
+    uint8_t cbuf_len;   /* bytes in cbuf */
+    bool fin;           /* in_frame: the frame has FIN */
+    bool in_frame;      /* header read, `left` payload bytes to come */
+    bool in_message;    /* a fragmented text message is in progress */
+    uint16_t fragments; /* data frames of the current message so far */
 } sc_ws_rx_t;
 
 /* What sc_ws_rx_feed hands over. */

@@ -369,6 +369,10 @@ CASES = [
     ("utf8_surrogate", ws_close([F(b'{"op":"ping","id":"\xed\xa0\x80"}')], 1007), None),
     ("invalid_utf8_fragmented", ws_close([F(b'{"op":"ping","id":"', fin=False),
                                           F(b'\xff"}', OP_CONT)], 1007), None),
+    # empty continuation frames cost a parse each and no bytes: capped at
+    # 1024 frames per message (one client used to keep a core busy)
+    ("empty_continuation_flood", ws_close([F(b'{"op":', fin=False)] +
+                                          [F(b"", OP_CONT, fin=False)] * 2000, 1009), None),
     ("utf8_char_split_across_fragments", ws_reply([F('{"op":"ping","id":"é'.encode()[:-1], fin=False),
                                                    F('é"}'.encode()[-3:], OP_CONT)], "é"), None),
     ("over_size_message", ws_close([F(ping_of_size(MAX_MESSAGE + 1))], 1009), None),

@@ -1044,6 +1044,40 @@ static void test_rx_rejects_invalid_utf8_message_with_1007(void **state)
     rec_free(&r);
 }
 
+/* Empty continuation frames add no bytes but cost a parse each: before the
+ * cap one connection could keep a core busy with them for ever. */
+static void test_rx_caps_fragments_per_message_with_1009(void **state)
+{
+    size_t fsz = 6 * (SC_WS_MAX_FRAGMENTS + 2);
+    uint8_t *f = malloc(fsz);
+    size_t n;
+    sc_ws_rx_t rx;
+    rec_t r;
+
+    assert_non_null(f);
+    /* exactly the cap: one message */
+    n = mkframe(f, false, SC_WS_OP_TEXT, "a", 1);
+    for (int i = 1; i < SC_WS_MAX_FRAGMENTS - 1; i++)
+        n += mkframe(f + n, false, SC_WS_OP_CONT, NULL, 0);
+    n += mkframe(f + n, true, SC_WS_OP_CONT, "b", 1);
+    rec_init(&r);
+    sc_ws_rx_init(&rx);
+    assert_int_equal(feed_cut(&rx, f, n, NULL, 0, MAX_MSG, &r, NULL), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.m[0].len, 2);
+    /* the count starts again with the next message */
+    assert_int_equal(feed_cut(&rx, f, n, NULL, 0, MAX_MSG, &r, NULL), 0);
+    assert_int_equal(r.n, 2);
+    sc_ws_rx_deinit(&rx);
+    rec_free(&r);
+    /* one more empty fragment: refused */
+    n = mkframe(f, false, SC_WS_OP_TEXT, "a", 1);
+    for (int i = 1; i <= SC_WS_MAX_FRAGMENTS; i++)
+        n += mkframe(f + n, false, SC_WS_OP_CONT, NULL, 0);
+    expect_fail(f, n, MAX_MSG, 1009, "message in too many fragments");
+    free(f);
+}
+
 static void
 test_rx_accepts_max_message_and_rejects_one_over_with_1009(void **state)
 {
@@ -1166,6 +1200,7 @@ int main(void)
         cmocka_unit_test(test_rx_rejects_invalid_utf8_message_with_1007),
         cmocka_unit_test(
             test_rx_accepts_max_message_and_rejects_one_over_with_1009),
+        cmocka_unit_test(test_rx_caps_fragments_per_message_with_1009),
         cmocka_unit_test(test_rx_refuses_a_header_cut_at_every_byte),
     };
 
