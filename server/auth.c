@@ -417,28 +417,43 @@ static bool any_match(char *const *list, size_t n, const char *scope)
     return false;
 }
 
+/* The next non-empty item of a comma-separated list at *p (spaces around
+ * items ignored): returns it with its length in *n and moves *p past it,
+ * or NULL at the end. */
+static const char *next_item(const char **p, size_t *n)
+{
+    const char *s = *p;
+    for (;;) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        if (!*s)
+            return NULL;
+        const char *e = s;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > s && t[-1] == ' ')
+            t--;
+        *p = e;
+        *n = (size_t)(t - s);
+        if (*n > 0)
+            return s;
+        s = e;
+    }
+}
+
 bool sc_auth_patterns_match(const char *list, const char *scope)
 {
     if (!list || !scope)
         return false;
-    size_t sl = strlen(scope);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        size_t n = (size_t)(t - p);
-        if (n > 0 && p[n - 1] == '*') {
-            if (sl >= n - 1 && strncmp(p, scope, n - 1) == 0)
+    size_t sl = strlen(scope), n;
+    for (const char *p = list, *item; (item = next_item(&p, &n));) {
+        if (item[n - 1] == '*') {
+            if (sl >= n - 1 && strncmp(item, scope, n - 1) == 0)
                 return true;
-        } else if (n > 0 && n == sl && strncmp(p, scope, n) == 0) {
+        } else if (n == sl && strncmp(item, scope, n) == 0) {
             return true;
         }
-        p = e;
     }
     return false;
 }
@@ -484,19 +499,10 @@ bool sc_auth_origin_allowed(const char *patterns, const char *origin,
         size_t al = (size_t)(origin + origin_len - auth);
         return al == host_len && al > 0 && strncasecmp(auth, host, al) == 0;
     }
-    for (const char *p = patterns; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        if (t > p && glob_match(p, (size_t)(t - p), origin, origin_len))
+    size_t n;
+    for (const char *p = patterns, *item; (item = next_item(&p, &n));)
+        if (glob_match(item, n, origin, origin_len))
             return true;
-        p = e;
-    }
     return false;
 }
 
