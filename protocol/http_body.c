@@ -8,6 +8,7 @@
 #include "http_body.h"
 #include "jsonr.h"
 #include "reply.h"
+#include "utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,18 @@ static int decode_batch(json_object *arr, sc_emit_body_t *out,
     return SC_OK;
 }
 
+/* A body is UTF-8 like every WebSocket text frame: its strings and `data`
+ * go out in frames as they are, and one invalid byte makes a browser close
+ * the connection. */
+static int parse_utf8_json(const char *body, size_t len, bool object,
+                           json_object **root, sc_proto_err_t *err)
+{
+    if (len > 0 && body != NULL && !sc_utf8_valid(body, len))
+        return sc__err_field(err, "", NULL, "invalid JSON: invalid UTF-8");
+    return object ? sc__json_parse_object(body, len, root, err)
+                  : sc__json_parse(body, len, root, err);
+}
+
 int sc_proto_decode_emit_body(const char *body, size_t len, sc_emit_body_t *out,
                               sc_proto_err_t *err)
 {
@@ -94,7 +107,7 @@ int sc_proto_decode_emit_body(const char *body, size_t len, sc_emit_body_t *out,
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    int rc = sc__json_parse(body, len, &root, err);
+    int rc = parse_utf8_json(body, len, false, &root, err);
     if (rc != SC_OK)
         goto fail;
     if (json_object_is_type(root, json_type_array)) {
@@ -148,7 +161,7 @@ int sc_proto_decode_close_body(const char *body, size_t len,
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    int rc = sc__json_parse_object(body, len, &root, err);
+    int rc = parse_utf8_json(body, len, true, &root, err);
     if (rc != SC_OK)
         goto fail;
     if (sc__member(root, "scope") != NULL)
@@ -193,7 +206,7 @@ int sc_proto_decode_demo_token_body(const char *body, size_t len,
 
     memset(out, 0, sizeof(*out));
     memset(err, 0, sizeof(*err));
-    int rc = sc__json_parse_object(body, len, &root, err);
+    int rc = parse_utf8_json(body, len, true, &root, err);
     if (rc != SC_OK)
         goto fail;
     json_object *name = sc__member(root, "name");

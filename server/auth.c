@@ -559,6 +559,9 @@ int sc_auth_sign(const char *secret, const char *sub, bool emit_all,
         return SC_EINVAL;
     if (ttl_seconds > 0 && (long)now > LONG_MAX - ttl_seconds)
         return SC_EINVAL; /* exp would overflow */
+    if (ttl_seconds > 0 &&
+        (double)now + (double)ttl_seconds >= SC_AUTH_TIME_MAX)
+        return SC_EINVAL; /* sc_auth_verify would refuse it as out of range */
     if (jwt_new(&jwt) != 0)
         return SC_ENOMEM;
     if ((rc = add_sign_grants(jwt, sub, emit_all, ttl_seconds, now)) != SC_OK)

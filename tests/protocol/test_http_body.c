@@ -238,6 +238,18 @@ static void token_err(const char *body, const char *message)
     sc_proto_err_deinit(&err);
 }
 
+/* One invalid byte in a text frame makes a browser close the connection:
+ * HTTP bodies were passed on without a UTF-8 check (found by fuzzing). */
+static void test_bodies_must_be_utf8(void **state)
+{
+    (void)state;
+    emit_err("{\"scope\":\"s\",\"data\":\"\xff\"}",
+             "invalid JSON: invalid UTF-8");
+    emit_err("{\"scope\":\"s\",\"origin\":\"\xc0\xaf\"}",
+             "invalid JSON: invalid UTF-8");
+    token_err("{\"name\":\"\xed\xa0\x80\"}", "invalid JSON: invalid UTF-8");
+}
+
 static void test_demo_token_body_takes_a_name(void **state)
 {
     (void)state;
@@ -310,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_batch_is_validated_as_a_whole),
         cmocka_unit_test(test_close_bodies),
         cmocka_unit_test(test_invalid_close_bodies),
+        cmocka_unit_test(test_bodies_must_be_utf8),
         cmocka_unit_test(test_demo_token_body_takes_a_name),
         cmocka_unit_test(test_demo_token_body_is_decoded_strictly),
         cmocka_unit_test(test_http_answers),

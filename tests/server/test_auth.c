@@ -510,6 +510,11 @@ static void test_auth_sign_rejects_bad_arguments(void **state)
     assert_int_equal(sc_auth_sign(SECRET, "", true, 60, NOW, &t), SC_EINVAL);
     assert_int_equal(sc_auth_sign(SECRET, NULL, true, 60, NOW, &t), SC_EINVAL);
     assert_int_equal(sc_auth_sign(SECRET, "a", true, 60, NOW, NULL), SC_EINVAL);
+    /* exp past 2^53 would be refused by sc_auth_verify (found by fuzzing) */
+    char *big = NULL;
+    assert_int_equal(sc_auth_sign(SECRET, "a", false, 1L << 60, NOW, &big),
+                     SC_EINVAL);
+    assert_null(big);
 }
 
 static void test_auth_random_secrets_are_hex_and_differ(void **state)
