@@ -59,7 +59,7 @@ int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n)
 }
 
 int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
-                         int heartbeat, int maxsize)
+                         int heartbeat, int maxsize, uint64_t maxmessage)
 {
     open_op(b, "welcome", NULL);
     LIT(b, ",\"version\":1,\"session\":");
@@ -70,6 +70,8 @@ int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
     sc_buf_put_i64(b, heartbeat);
     LIT(b, ",\"maxsize\":");
     sc_buf_put_i64(b, maxsize);
+    LIT(b, ",\"maxmessage\":");
+    sc_buf_put_u64(b, maxmessage);
     sc_buf_putc(b, '}');
     return b->err;
 }

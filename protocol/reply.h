@@ -33,9 +33,10 @@ int sc_proto_enc_conn(sc_buf_t *b, const sc_conn_t *c);
 int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n);
 
 /* {"op":"welcome","version":1,"session":S,"user":U|null,"heartbeat":H,
- *  "maxsize":M}. `user` NULL = anonymous. */
+ *  "maxsize":M,"maxmessage":X}. `user` NULL = anonymous; `maxmessage` is
+ * the largest client message the server takes, in bytes (--max-message). */
 int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
-                         int heartbeat, int maxsize);
+                         int heartbeat, int maxsize, uint64_t maxmessage);
 
 /* {"op":"subscribed","id":I,"scope":S,"seq":N,"presence":[conn...]} */
 int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,

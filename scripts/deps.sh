@@ -10,7 +10,8 @@ BUILD_PKGS=(
   libjson-c-dev libjwt-dev libssl-dev libev-dev
 )
 TEST_PKGS=(
-  libcmocka-dev python3 python3-websockets
+  libcmocka-dev python3 python3-websockets python3-venv python3-pip
+  python3-setuptools
   clang clang-format libclang-rt-14-dev
   chromium
 )

@@ -471,7 +471,8 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
     sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", id,
            c->info.user_id ? c->info.user_id : "-");
     sc_proto_enc_welcome(&svc->scratch, id, c->info.user_id,
-                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize);
+                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize,
+                         svc->srv->cfg->max_message);
     reply(c);
     return true;
 }

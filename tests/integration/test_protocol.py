@@ -35,14 +35,16 @@ class Welcome(ScopecastTestCase):
             self.assertIsNone(w["user"], w)
             self.assertEqual(w.get("heartbeat"), 25, w)
             self.assertEqual(w.get("maxsize"), 256, w)
+            self.assertEqual(w.get("maxmessage"), 65536, w)
             self.assertNotIn("id", w)
         self.assertNotEqual(a.session, b.session, "sessions must be unique")
 
-    @server_args("--heartbeat", "7", "--maxsize", "9")
+    @server_args("--heartbeat", "7", "--maxsize", "9", "--max-message", "1000")
     async def test_welcome_reflects_configuration(self):
         a = await self.client()
         self.assertEqual(a.welcome.get("heartbeat"), 7, a.welcome)
         self.assertEqual(a.welcome.get("maxsize"), 9, a.welcome)
+        self.assertEqual(a.welcome.get("maxmessage"), 1000, a.welcome)
 
     @no_server
     async def test_config_file_env_and_flag_precedence(self):

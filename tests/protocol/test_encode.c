@@ -204,12 +204,14 @@ static void test_conn_objects(void **state)
 
 static void test_welcome(void **state)
 {
-    CHECK_ENC(sc_proto_enc_welcome(&b, "abc", "alice", 25, 256),
+    CHECK_ENC(sc_proto_enc_welcome(&b, "abc", "alice", 25, 256, 65536),
               "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
-              "\"user\":\"alice\",\"heartbeat\":25,\"maxsize\":256}");
-    CHECK_ENC(sc_proto_enc_welcome(&b, "abc", NULL, 25, 256),
+              "\"user\":\"alice\",\"heartbeat\":25,\"maxsize\":256,"
+              "\"maxmessage\":65536}");
+    CHECK_ENC(sc_proto_enc_welcome(&b, "abc", NULL, 25, 256, 1),
               "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
-              "\"user\":null,\"heartbeat\":25,\"maxsize\":256}");
+              "\"user\":null,\"heartbeat\":25,\"maxsize\":256,"
+              "\"maxmessage\":1}");
 }
 
 static void test_subscribed_and_presence_replies(void **state)
