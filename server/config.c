@@ -86,7 +86,8 @@ static const struct opt options[] = {
     {"require-auth", "SCOPECAST_REQUIRE_AUTH", "require_auth", K_BOOL,
      F(require_auth), 0, 1, NULL,
      "Kept for old configs: with a JWT secret, a connection\n"
-     "without a token is refused (4401) by default now."},
+     "without a token is refused (4401) by default now. Needs\n"
+     "--jwt-secret (or --demo)."},
     {"allow-anonymous", "SCOPECAST_ALLOW_ANONYMOUS", "allow_anonymous", K_BOOL,
      F(allow_anonymous), 0, 1, NULL,
      "With a JWT secret, let connections without a token in; they\n"
@@ -97,7 +98,9 @@ static const struct opt options[] = {
      "emit into: comma-separated, '*' at the end matches any suffix.\n"
      "Unset: none with a JWT secret, every scope without one."},
     {"require-exp", "SCOPECAST_REQUIRE_EXP", "require_exp", K_BOOL,
-     F(require_exp), 0, 1, NULL, "Refuse tokens without an exp claim."},
+     F(require_exp), 0, 1, NULL,
+     "Refuse tokens without an exp claim. Needs --jwt-secret\n"
+     "(or --demo)."},
     {"allowed-origins", "SCOPECAST_ALLOWED_ORIGINS", "allowed_origins", K_STR,
      F(allowed_origins), 0, 0, "PATTERNS",
      "Origins whose pages may open a WebSocket: comma-separated,\n"
@@ -112,7 +115,10 @@ static const struct opt options[] = {
      F(drain_timeout), 0, 86400, "SECONDS",
      "On shutdown, seconds allowed to deliver what is queued."},
     {"web-root", "SCOPECAST_WEB_ROOT", "web_root", K_STR, F(web_root), 0, 0,
-     "DIR", "Folder served at / (demo page and browser client)."},
+     "DIR",
+     "Folder served at / (demo page and browser client); it must\n"
+     "exist. The default falls back to ../share/scopecast/web\n"
+     "beside an installed binary."},
     {"log-level", "SCOPECAST_LOG_LEVEL", "log_level", K_LEVEL, F(log_level), 0,
      0, "LEVEL", "One of debug, info, warn, error."},
     {"demo", "SCOPECAST_DEMO", "demo", K_BOOL, F(demo), 0, 1, NULL,
@@ -389,11 +395,12 @@ static int read_file(const char *path, char **out, size_t *len, char *err,
         return SC_ENOMEM;
     }
     size_t n = fread(buf, 1, FILE_MAX + 1, f);
-    int bad = ferror(f);
+    int bad = ferror(f) ? errno : 0;
     fclose(f);
     if (bad || n > FILE_MAX) {
+        /* a directory opens, and its read fails with EISDIR */
         sc_errfmt(err, errlen, "config file '%s': %s", path,
-                  bad ? "read error" : "larger than 1 MiB");
+                  bad ? strerror(bad) : "larger than 1 MiB");
         free(buf);
         return SC_EINVAL;
     }
@@ -599,6 +606,28 @@ static int apply_flags(sc_config_t *cfg, const struct argscan *s, char *err,
     return SC_OK;
 }
 
+/* Options that mean nothing, or the opposite of what they say, together. */
+static int check_combinations(const sc_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->require_auth && cfg->allow_anonymous) {
+        sc_errfmt(err, errlen,
+                  "--require-auth and --allow-anonymous "
+                  "contradict each other");
+        return SC_EINVAL;
+    }
+    /* --demo makes its own secret; otherwise no token could be checked
+     * and every client would be let in anonymously */
+    if (!cfg->jwt_secret && !cfg->demo &&
+        (cfg->require_auth || cfg->require_exp)) {
+        sc_errfmt(err, errlen,
+                  "%s needs --jwt-secret: without a secret no token can be "
+                  "checked",
+                  cfg->require_auth ? "--require-auth" : "--require-exp");
+        return SC_EINVAL;
+    }
+    return SC_OK;
+}
+
 int sc_config_load(sc_config_t *cfg, int argc, char **argv,
                    sc_getenv_fn getenv_fn, void *ud, char *err, size_t errlen)
 {
@@ -628,13 +657,8 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
         goto fail;
     if ((rc = apply_flags(cfg, &s, err, errlen)) != SC_OK)
         goto fail;
-    if (cfg->require_auth && cfg->allow_anonymous) {
-        sc_errfmt(err, errlen,
-                  "--require-auth and --allow-anonymous "
-                  "contradict each other");
-        rc = SC_EINVAL;
+    if ((rc = check_combinations(cfg, err, errlen)) != SC_OK)
         goto fail;
-    }
     free(s.uses);
     return SC_OK;
 fail:

@@ -8,6 +8,7 @@
  * Every error body is {"error":code,"message":text} (docs/PROTOCOL.md).
  */
 #include "http_api.h"
+#include "clock.h"
 #include "http_body.h"
 #include "log.h"
 #include "reply.h"
@@ -433,8 +434,16 @@ static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
              rt->method == M_GET ? "use GET" : "use POST");
         return;
     }
-    if (rt->api)
+    if (rt->api) {
         check_api_access(wsi, svc, r);
+        if (r->err_status) {
+            char ip[64] = "";
+            lws_get_peer_simple(wsi, ip, sizeof ip);
+            sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                           "refused %s from %s: %s (%u)", r->path, ip,
+                           r->err_msg, r->err_status);
+        }
+    }
     r->route = rt;
 }
 

@@ -3,6 +3,7 @@
 #include "listen.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -12,7 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int sc_listen_open(const char *host, int port, int *bound_port)
+/* The first address of host:port, or NULL with the reason logged. */
+static struct addrinfo *resolve(const char *host, int port)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -23,8 +25,59 @@ int sc_listen_open(const char *host, int port, int *bound_port)
     int rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0) {
         sc_log(SC_LOG_ERROR, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return -1;
+        return NULL;
     }
+    return res;
+}
+
+int sc_listen_check_free(const char *host, int port)
+{
+    struct addrinfo *res = resolve(host, port);
+    if (!res)
+        return -1;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    /* SO_REUSEADDR alone: sockets in TIME_WAIT from a previous run do not
+     * count, a listening one does */
+    int rc = fd < 0 ? -1
+             : setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one)
+                 ? -1
+                 : bind(fd, res->ai_addr, res->ai_addrlen);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    if (rc == 0)
+        return 0;
+    if (e == EADDRINUSE)
+        sc_log(SC_LOG_ERROR,
+               "cannot listen on %s:%d: the port is in use (another "
+               "process, perhaps another scopecast, listens there)",
+               host, port);
+    else
+        sc_log(SC_LOG_ERROR, "cannot listen on %s:%d: %s", host, port,
+               strerror(e));
+    return -1;
+}
+
+void sc_listen_peer(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    const void *a = NULL;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        a = ss.ss_family == AF_INET6
+                ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!a || !inet_ntop(ss.ss_family, a, buf, (socklen_t)len))
+        snprintf(buf, len, "?");
+}
+
+int sc_listen_open(const char *host, int port, int *bound_port)
+{
+    struct addrinfo *res = resolve(host, port);
+    if (!res)
+        return -1;
     int fd =
         socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;

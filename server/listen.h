@@ -22,6 +22,18 @@
  * Returns the fd, or -1 with the reason logged. */
 int sc_listen_open(const char *host, int port, int *bound_port);
 
+/* Fails when a socket already listens on host:port, such as another
+ * scopecast: SO_REUSEPORT would let this process join that port and the
+ * kernel would split clients between two unrelated servers. The probe binds
+ * without SO_REUSEPORT, which a listening socket refuses. Returns 0 when the
+ * port is free, -1 with the reason logged. Thread: main, before
+ * sc_listen_open. */
+int sc_listen_check_free(const char *host, int port);
+
+/* Writes the peer address of connected socket `fd` ("203.0.113.7",
+ * "::1") into buf; "?" when unknown. For log lines. Thread: any. */
+void sc_listen_peer(int fd, char *buf, size_t len);
+
 /* Where accepted sockets go: `fn(ud, fd)` takes each one (non-blocking,
  * TCP_NODELAY set). Owned by the caller, borrowed while attached. */
 typedef struct sc_listener {

@@ -176,6 +176,36 @@ void sc_log_hook(void *ud, int level, const char *msg)
     log_tagged(level, (const char *)ud, "%s", msg ? msg : "");
 }
 
+bool sc_log_limited(sc_log_limit_t *lim, int64_t now_us, int level,
+                    const char *fmt, ...)
+{
+    level = clamp_level(level);
+    if (!sc_log_enabled(level) || !fmt)
+        return true;
+    if (now_us - lim->window_start_us >= SC_LOG_LIMIT_WINDOW_US) {
+        lim->window_start_us = now_us;
+        lim->lines = 0;
+    }
+    if (lim->lines >= SC_LOG_LIMIT_LINES) {
+        lim->suppressed++;
+        return false;
+    }
+    lim->lines++;
+    if (lim->suppressed) {
+        sc_log(level,
+               "%u more client errors like the next were not logged "
+               "(at most %d lines per %d s)",
+               lim->suppressed, SC_LOG_LIMIT_LINES,
+               SC_LOG_LIMIT_WINDOW_US / 1000000);
+        lim->suppressed = 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, NULL, fmt, ap);
+    va_end(ap);
+    return true;
+}
+
 void sc_errfmt(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;

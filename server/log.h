@@ -23,6 +23,7 @@
 #define SC_SERVER_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "common.h"
@@ -70,6 +71,25 @@ void sc_log(int level, const char *fmt, ...) SC_PRINTF_FMT(2, 3);
  * call, e.g. "bus"), printed as "[bus] " before the message.
  * Thread: any. */
 void sc_log_hook(void *ud, int level, const char *msg);
+
+/* A budget for lines that clients cause (auth failures, refused origins):
+ * a client that sends bad tokens in a loop must not fill the disk. At most
+ * SC_LOG_LIMIT_LINES lines per SC_LOG_LIMIT_WINDOW_US; the rest are counted
+ * and reported in one line ("N more ... not logged") when the next line
+ * passes. Zero-initialise. Owned by one thread (one per service thread). */
+#define SC_LOG_LIMIT_LINES 20
+#define SC_LOG_LIMIT_WINDOW_US 10000000
+typedef struct sc_log_limit {
+    int64_t window_start_us; /* monotonic (sc_now_us) */
+    unsigned lines;          /* written in this window */
+    unsigned suppressed;     /* held back since the last line written */
+} sc_log_limit_t;
+
+/* sc_log within `lim`'s budget; `now_us` is sc_now_us(). Returns true when
+ * the line was written (or the level is off), false when it was counted
+ * instead. Thread: the thread that owns `lim`. */
+bool sc_log_limited(sc_log_limit_t *lim, int64_t now_us, int level,
+                    const char *fmt, ...) SC_PRINTF_FMT(4, 5);
 
 /* Formats a one-line error message into `err` (errlen bytes); a NULL
  * `err` or errlen 0 is a no-op. For "char *err, size_t errlen" outputs.

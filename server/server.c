@@ -21,9 +21,11 @@
 #include "wire.h"
 #include "ws.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SC_TICK_S 0.2
@@ -114,6 +116,53 @@ static int make_secret(sc_server_t *srv)
     return SC_OK;
 }
 
+/* The static files' folder must exist. An explicit --web-root that is not
+ * a directory stops start-up; the built-in default (the source tree's web/)
+ * falls back to <prefix>/share/scopecast/web next to an installed binary,
+ * else static files are off with a warning (the demo needs them). */
+static int check_web_root(sc_config_t *cfg)
+{
+    struct stat st;
+    if (stat(cfg->web_root, &st) == 0 && S_ISDIR(st.st_mode))
+        return SC_OK;
+    const char *why = strerror(errno);
+    if (stat(cfg->web_root, &st) == 0)
+        why = "not a directory";
+    if (strcmp(cfg->web_root, SC_DEFAULT_WEB_ROOT) != 0) {
+        sc_log(SC_LOG_ERROR, "--web-root '%s': %s", cfg->web_root, why);
+        return SC_EINVAL;
+    }
+    char exe[4096], alt[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(alt, sizeof alt, "%s/../share/scopecast/web", exe);
+        if (stat(alt, &st) == 0 && S_ISDIR(st.st_mode)) {
+            char *dup = strdup(alt);
+            if (!dup)
+                return SC_ENOMEM;
+            free(cfg->web_root);
+            cfg->web_root = dup;
+            return SC_OK;
+        }
+    }
+    if (cfg->demo) {
+        sc_log(SC_LOG_ERROR,
+               "--demo needs the demo page: no web root at '%s' (%s); set "
+               "--web-root",
+               cfg->web_root, why);
+        return SC_EINVAL;
+    }
+    sc_log(SC_LOG_WARN,
+           "no web root at '%s' (%s): static files such as /scopecast.js "
+           "will answer 404; set --web-root",
+           cfg->web_root, why);
+    return SC_OK;
+}
+
 static void accept_conn(void *ud, int fd)
 {
     sc_upgrade_start(ud, fd);
@@ -194,11 +243,17 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
     srv->svcs = calloc((size_t)cfg->threads, sizeof *srv->svcs);
     if (!srv->svcs || make_bus(srv) != SC_OK || make_secret(srv) != SC_OK)
         return SC_ENOMEM;
+    int rc = check_web_root(cfg);
+    if (rc != SC_OK)
+        return rc;
+    /* SO_REUSEPORT would let a second server join a port in use */
+    if (cfg->port != 0 && sc_listen_check_free(cfg->host, cfg->port) != 0)
+        return SC_EINVAL;
     srv->nsvcs = cfg->threads;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
     for (int i = 0; i < srv->nsvcs; i++) {
         /* The first context may pick the port (0); the others share it. */
-        int rc = svc_init(srv, i, i == 0 ? cfg->port : srv->listen_port);
+        rc = svc_init(srv, i, i == 0 ? cfg->port : srv->listen_port);
         if (rc != SC_OK)
             return rc;
     }
@@ -224,7 +279,7 @@ static void *svc_loop(void *arg)
     ev_timer_stop(svc->loop, &svc->tick_watcher);
     /* what the drain deadline left */
     sc_upgrade_shutdown(svc);
-    sc_ws_shutdown(svc);
+    svc->cut_at_exit = sc_ws_shutdown(svc);
     return NULL;
 }
 
@@ -249,8 +304,16 @@ int sc_server_run(sc_server_t *srv)
         if (srv->svcs[i].status)
             status = -1;
     }
-    sc_log(SC_LOG_INFO, "stopped: %zu connection(s) left at exit",
-           sc_total_connections(srv));
+    size_t cut = 0;
+    for (int i = 0; i < srv->nsvcs; i++)
+        cut += srv->svcs[i].cut_at_exit;
+    if (cut)
+        sc_log(SC_LOG_WARN,
+               "stopped: %zu connection(s) still open at the drain deadline "
+               "(--drain-timeout %d s) were cut",
+               cut, srv->cfg->drain_timeout);
+    else
+        sc_log(SC_LOG_INFO, "stopped: every connection closed cleanly");
     return status;
 }
 

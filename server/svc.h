@@ -25,6 +25,7 @@
 #include "config.h"
 #include "jsonw.h"
 #include "listen.h"
+#include "log.h"
 #include "stats.h"
 
 #include <ev.h>
@@ -82,6 +83,10 @@ struct sc_svc {
     ev_timer tick_watcher;    /* housekeeping every SC_TICK_S */
     bool draining;            /* this thread has begun draining */
     int64_t drain_deadline_us;
+    size_t cut_at_exit; /* connections the drain deadline cut */
+    /* Lines that clients cause (auth failures, refused origins), bounded
+     * per thread (log.h). Used by ws.c, upgrade.c and http_api.c. */
+    sc_log_limit_t client_log;
     int status; /* the loop's result */
 };
 

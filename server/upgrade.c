@@ -5,6 +5,7 @@
  */
 #include "upgrade.h"
 #include "clock.h"
+#include "listen.h"
 #include "log.h"
 #include "upgrade_head.h"
 #include "ws.h"
@@ -68,6 +69,11 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
     }
     const char *origin_refused = origin_check(srv->cfg, &req);
     if (origin_refused) {
+        char peer[64];
+        sc_listen_peer(fd, peer, sizeof peer);
+        sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                       "refused a WebSocket upgrade from %s: %s (403)", peer,
+                       origin_refused);
         ref = (sc_http_refusal_t){.status = 403,
                                   .reason_phrase = "Forbidden",
                                   .code = sc_errc_name(SC_ERRC_FORBIDDEN),

@@ -5,6 +5,7 @@
 #include "ws.h"
 #include "clock.h"
 #include "codec.h"
+#include "listen.h"
 #include "log.h"
 #include "reply.h"
 #include "writer.h"
@@ -294,6 +295,8 @@ static void op_refresh(sc_wsconn_t *c, const sc_request_t *req)
         return;
     }
     if (!verify_token(srv, req->token, &claims, why, sizeof why)) {
+        sc_log_limited(&c->svc->client_log, sc_now_us(), SC_LOG_INFO,
+                       "session %s: refresh refused: %s", sid(c), why);
         reply_error(c, req->id_json, SC_ERRC_UNAUTHORIZED, why);
         return;
     }
@@ -463,7 +466,11 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
     c->last_ping_us = sc_now_us();
     sc_wsio_start(&c->io, &svc->ws->env, fd);
     if (!ok) {
-        sc_log(SC_LOG_DEBUG, "session %s: unauthorized (%s)", id, why);
+        char peer[64];
+        sc_listen_peer(fd, peer, sizeof peer);
+        sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                       "refused a WebSocket from %s: %s (close 4401)", peer,
+                       why);
         reply_error(c, NULL, SC_ERRC_UNAUTHORIZED, why);
         sc_writer_close_after(svc, &c->out, SC_CLOSE_UNAUTHORIZED, 0);
         return true;
@@ -592,8 +599,10 @@ void sc_ws_begin_drain(sc_svc_t *svc)
     }
 }
 
-void sc_ws_shutdown(sc_svc_t *svc)
+size_t sc_ws_shutdown(sc_svc_t *svc)
 {
-    while (svc->ws && svc->ws->conns)
+    size_t n = 0;
+    for (; svc->ws && svc->ws->conns; n++)
         conn_destroy(svc->ws->conns);
+    return n;
 }

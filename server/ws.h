@@ -47,7 +47,8 @@ void sc_ws_tick(sc_svc_t *svc, int64_t now);
 /* Shutdown has begun: the first thread closes every subscription on the
  * bus; connections without subscriptions close with 1001. */
 void sc_ws_begin_drain(sc_svc_t *svc);
-/* At exit: destroys what is left. */
-void sc_ws_shutdown(sc_svc_t *svc);
+/* At exit: destroys what is left (connections the drain deadline cut);
+ * returns how many. */
+size_t sc_ws_shutdown(sc_svc_t *svc);
 
 #endif

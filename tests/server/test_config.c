@@ -255,16 +255,22 @@ static void test_config_every_option_is_settable_three_ways(void **state)
         const struct case_ *k = &cases[i];
         const char *env[] = {k->env, NULL};
         sc_config_t c;
+        /* the token rules need a secret to mean anything */
+        bool needs = k->off == O(require_auth) || k->off == O(require_exp);
+        const char *s1 = needs ? "--jwt-secret=x" : k->flag[0];
+        const char *s2 = needs ? k->flag[0] : k->flag[1];
 
-        assert_int_equal(load(&c, NULL, k->flag[0], k->flag[1], NULL), SC_OK);
+        assert_int_equal(load(&c, NULL, s1, s2, NULL), SC_OK);
         check_value(&c, k, "flag");
         sc_config_deinit(&c);
 
-        assert_int_equal(load(&c, env, NULL), SC_OK);
+        assert_int_equal(load(&c, env, needs ? "--jwt-secret=x" : NULL, NULL),
+                         SC_OK);
         check_value(&c, k, "env");
         sc_config_deinit(&c);
 
-        assert_int_equal(load(&c, NULL, "--config", write_file(k->json), NULL),
+        assert_int_equal(load(&c, NULL, "--config", write_file(k->json),
+                              needs ? "--jwt-secret=x" : NULL, NULL),
                          SC_OK);
         check_value(&c, k, "file");
         sc_config_deinit(&c);
@@ -279,7 +285,7 @@ static void test_config_flag_equals_value_form(void **state)
 
     assert_int_equal(load(&c, env, "--port=9000", "--host=::1", "--api-key=a=b",
                           "--demo=false", "--client-emit=no",
-                          "--require-auth=true", NULL),
+                          "--require-auth=true", "--jwt-secret=s", NULL),
                      SC_OK);
     assert_int_equal(c.port, 9000);
     assert_string_equal(c.host, "::1");
@@ -432,6 +438,30 @@ static void test_config_require_auth_and_allow_anonymous_conflict(void **state)
     sc_config_deinit(&c);
 }
 
+static void test_config_token_rules_need_a_secret(void **state)
+{
+    sc_config_t c;
+
+    (void)state;
+    EXPECT_ERROR("--require-auth needs --jwt-secret: without a secret no "
+                 "token can be checked",
+                 NULL, "--require-auth");
+    EXPECT_ERROR("--require-exp needs --jwt-secret: without a secret no "
+                 "token can be checked",
+                 NULL, "--require-exp");
+    const char *env[] = {"SCOPECAST_REQUIRE_AUTH=1", NULL};
+    EXPECT_ERROR("--require-auth needs --jwt-secret: without a secret no "
+                 "token can be checked",
+                 env, "--port", "1");
+    /* --demo makes its own secret */
+    assert_int_equal(load(&c, NULL, "--require-auth", "--demo", NULL), SC_OK);
+    sc_config_deinit(&c);
+    assert_int_equal(load(&c, NULL, "--require-exp", "--jwt-secret", "k", NULL),
+                     SC_OK);
+    assert_true(c.require_exp);
+    sc_config_deinit(&c);
+}
+
 static void expect_file_error(const char *json, const char *rest)
 {
     char want[512];
@@ -489,6 +519,8 @@ static void test_config_malformed_files_are_errors(void **state)
     EXPECT_ERROR("config file '/nonexistent/x.json': cannot open: No such "
                  "file or directory",
                  NULL, "--config", "/nonexistent/x.json");
+    /* a directory opens; reading it is what fails */
+    EXPECT_ERROR("config file '/': Is a directory", NULL, "--config", "/");
 }
 
 static void test_config_unknown_flag_is_an_error(void **state)
@@ -628,6 +660,7 @@ int main(void)
 #define T(name) cmocka_unit_test_teardown(name, remove_file)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_require_auth_and_allow_anonymous_conflict),
+        cmocka_unit_test(test_config_token_rules_need_a_secret),
         T(test_config_defaults_match_the_protocol_table),
         T(test_config_flag_beats_env_beats_file_beats_default),
         T(test_config_file_is_named_by_env_or_flag),

@@ -125,6 +125,44 @@ static void test_log_hook_prefixes_the_component_tag(void **state)
     free(out);
 }
 
+/* Counts lines of `s` containing `needle`. */
+static int count_lines_with(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+static void
+test_log_limited_caps_lines_per_window_and_reports_the_rest(void **state)
+{
+    sc_log_limit_t lim = {0};
+    int64_t t = 1000000000;
+    int written = 0;
+    for (int i = 0; i < SC_LOG_LIMIT_LINES + 15; i++)
+        written += sc_log_limited(&lim, t + i, SC_LOG_INFO, "bad token %d", i);
+    assert_int_equal(written, SC_LOG_LIMIT_LINES);
+    char *out = slurp(*state);
+    assert_int_equal(count_lines_with(out, "bad token"), SC_LOG_LIMIT_LINES);
+    assert_int_equal(count_lines_with(out, "not logged"), 0);
+    free(out);
+    /* the next window writes again, after one line counting what was held */
+    assert_true(sc_log_limited(&lim, t + SC_LOG_LIMIT_WINDOW_US, SC_LOG_INFO,
+                               "bad token again"));
+    out = slurp(*state);
+    char *held = strstr(out, "15 more client errors like the next were not "
+                             "logged");
+    assert_non_null(held);
+    assert_non_null(strstr(held, "bad token again"));
+    free(out);
+    /* a level that is off costs nothing from the budget */
+    sc_log_set_level(SC_LOG_WARN);
+    assert_true(
+        sc_log_limited(&lim, t + SC_LOG_LIMIT_WINDOW_US, SC_LOG_INFO, "off"));
+    assert_int_equal(lim.lines, 1);
+}
+
 static void test_log_level_names_parse_ignoring_case(void **state)
 {
     int level = -1;
@@ -195,6 +233,9 @@ int main(void)
             test_log_long_messages_are_written_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_log_hook_prefixes_the_component_tag, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_log_limited_caps_lines_per_window_and_reports_the_rest, setup,
+            teardown),
         cmocka_unit_test(test_log_level_names_parse_ignoring_case),
         cmocka_unit_test_setup_teardown(
             test_log_lines_from_threads_never_interleave, setup, teardown),
