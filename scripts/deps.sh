@@ -7,7 +7,7 @@ set -euo pipefail
 BUILD_PKGS=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-ev libwebsockets-evlib-uv
-  libjson-c-dev libjwt-dev libssl-dev libev-dev
+  libjson-c-dev libjwt-dev libssl-dev libev-dev libhttp-parser-dev
 )
 TEST_PKGS=(
   libcmocka-dev python3 python3-websockets python3-venv python3-pip

@@ -1,0 +1,406 @@
+/* HTTP/1.1 requests off a byte stream, on http_parser (see http_req.h). */
+#include "http_req.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* head buffer: the kept parts of one head, NULs included */
+#define HEAD_CAP (SC_HTTP_HEAD_MAX + 64)
+
+static const char *const hdr_names[SC_HDR_COUNT] = {
+    [SC_HDR_HOST] = "host",
+    [SC_HDR_AUTHORIZATION] = "authorization",
+    [SC_HDR_CONTENT_TYPE] = "content-type",
+    [SC_HDR_EXPECT] = "expect",
+    [SC_HDR_X_FORWARDED_FOR] = "x-forwarded-for",
+    [SC_HDR_X_REAL_IP] = "x-real-ip",
+    [SC_HDR_FORWARDED] = "forwarded",
+};
+
+static sc_http_reader_t *reader_of(http_parser *p)
+{
+    return (sc_http_reader_t *)p->data;
+}
+
+/* Stops the stream with `status` and `message` (static). Returns what a
+ * callback returns to make http_parser stop with an error. */
+static int fail(sc_http_reader_t *rd, unsigned status, const char *message)
+{
+    if (!rd->err.status)
+        rd->err = (sc_http_error_t){status, message};
+    rd->pending = SC_HTTP_ERROR;
+    return -1;
+}
+
+/* Appends to the head buffer; false when the head is over its limit. */
+static bool head_put(sc_http_reader_t *rd, const char *at, size_t len)
+{
+    if (len > HEAD_CAP - 1 - rd->head_len)
+        return false;
+    memcpy(rd->head + rd->head_len, at, len);
+    rd->head_len += len;
+    return true;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    memset(&rd->req, 0, sizeof rd->req);
+    rd->head_len = 0;
+    rd->target_len = 0;
+    rd->target_done = false;
+    rd->field_len = 0;
+    rd->cur_hdr = -1;
+    rd->in_value = false;
+    rd->body_len = 0;
+    rd->skip_body = false;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (!head_put(rd, at, len))
+        return fail(rd, 431, "request head too large");
+    rd->target_len += len;
+    return 0;
+}
+
+/* The header whose value was being read is complete. */
+static bool end_value(sc_http_reader_t *rd)
+{
+    if (rd->in_value && rd->cur_hdr >= 0) {
+        sc_http_value_t *v = &rd->req.hdr[rd->cur_hdr];
+        v->len = rd->head_len - rd->value_off;
+        if (!head_put(rd, "", 1))
+            return false;
+    }
+    rd->in_value = false;
+    rd->cur_hdr = -1;
+    return true;
+}
+
+/* The target is complete once headers begin: NUL-terminate it. */
+static bool end_target(sc_http_reader_t *rd)
+{
+    if (rd->target_done)
+        return true;
+    rd->target_done = true;
+    return head_put(rd, "", 1);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (!end_target(rd))
+        return fail(rd, 431, "request head too large");
+    if (rd->in_value) {
+        if (!end_value(rd))
+            return fail(rd, 431, "request head too large");
+        rd->field_len = 0;
+    }
+    if (len <= sizeof rd->field - rd->field_len)
+        memcpy(rd->field + rd->field_len, at, len);
+    rd->field_len += len; /* past sizeof field: a name not kept */
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (!rd->in_value) {
+        rd->in_value = true;
+        rd->cur_hdr = -1;
+        for (int i = 0; i < SC_HDR_COUNT; i++)
+            if (rd->field_len == strlen(hdr_names[i]) &&
+                strncasecmp(rd->field, hdr_names[i], rd->field_len) == 0) {
+                /* a repeated header: counted, its first value kept */
+                if (rd->req.hdr[i].count++ == 0) {
+                    rd->cur_hdr = i;
+                    rd->value_off = rd->head_len;
+                    rd->req.hdr[i].at = rd->head + rd->head_len;
+                }
+                break;
+            }
+    }
+    if (rd->cur_hdr >= 0 && !head_put(rd, at, len))
+        return fail(rd, 431, "request head too large");
+    return 0;
+}
+
+/* Splits the target into path and query; an absolute-form target
+ * ("http://host/path?q", RFC 7230 section 5.3.2) gives its path. */
+static bool split_target(sc_http_reader_t *rd)
+{
+    char *t = rd->head + rd->target_off;
+    size_t n = rd->target_len;
+    char *path = t, *end = t + n;
+    if (n == 0)
+        return false;
+    if (*t != '/') {
+        struct http_parser_url u;
+        http_parser_url_init(&u);
+        if (http_parser_parse_url(t, n, 0, &u) != 0 ||
+            !(u.field_set & (1 << UF_PATH)))
+            return false;
+        path = t + u.field_data[UF_PATH].off;
+        end = path + u.field_data[UF_PATH].len;
+        if (u.field_set & (1 << UF_QUERY))
+            end = t + u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len;
+    }
+    char *q = memchr(path, '?', (size_t)(end - path));
+    char *hash = memchr(path, '#', (size_t)(end - path));
+    if (hash && (!q || hash < q)) {
+        end = hash; /* a fragment is not sent, but cut it if it is */
+        q = NULL;
+    }
+    if (hash && q && hash > q)
+        end = hash;
+    *end = '\0';
+    rd->req.path = path;
+    rd->req.path_len = (size_t)((q ? q : end) - path);
+    if (q) {
+        *q = '\0';
+        rd->req.query = q + 1;
+        rd->req.query_len = (size_t)(end - (q + 1));
+    }
+    return true;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (!end_target(rd) || !end_value(rd))
+        return fail(rd, 431, "request head too large");
+    rd->in_head = false;
+    if (p->http_major != 1)
+        return fail(rd, 505, "HTTP/1.x required");
+    switch (p->method) {
+    case HTTP_GET:
+        rd->req.method = SC_HTTP_GET;
+        break;
+    case HTTP_HEAD:
+        rd->req.method = SC_HTTP_HEAD_METHOD;
+        break;
+    case HTTP_POST:
+        rd->req.method = SC_HTTP_POST;
+        break;
+    default:
+        rd->req.method = SC_HTTP_OTHER;
+    }
+    if (!split_target(rd))
+        return fail(rd, 400, "malformed request: bad target");
+    rd->req.keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
+    rd->req.has_body = chunked || (has_len && p->content_length > 0);
+    if (has_len && p->content_length > rd->body_max)
+        return fail(rd, 413, "request body larger than the limit");
+    if (rd->req.has_body) {
+        rd->pending = SC_HTTP_HEAD;
+        http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (rd->skip_body)
+        return 0;
+    if (len > rd->body_max - rd->body_len)
+        return fail(rd, 413, "request body larger than the limit");
+    if (rd->body_len + len + 1 > rd->body_cap) {
+        size_t cap = rd->body_cap ? rd->body_cap : 1024;
+        while (cap < rd->body_len + len + 1)
+            cap *= 2;
+        char *b = realloc(rd->body, cap);
+        if (!b)
+            return fail(rd, 413, "request body larger than the memory left");
+        rd->body = b;
+        rd->body_cap = cap;
+    }
+    memcpy(rd->body + rd->body_len, at, len);
+    rd->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    sc_http_reader_t *rd = reader_of(p);
+    if (rd->body)
+        rd->body[rd->body_len] = '\0';
+    rd->req.body = rd->body && !rd->skip_body ? rd->body : "";
+    rd->req.body_len = rd->skip_body ? 0 : rd->body_len;
+    rd->pending = SC_HTTP_REQUEST;
+    rd->in_head = true; /* the next bytes start a new request */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+int sc_http_reader_init(sc_http_reader_t *rd, size_t body_max)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->head = malloc(HEAD_CAP);
+    if (!rd->head)
+        return SC_ENOMEM;
+    http_parser_init(&rd->p, HTTP_REQUEST);
+    rd->p.data = rd;
+    rd->body_max = body_max;
+    rd->cur_hdr = -1;
+    rd->in_head = true;
+    return SC_OK;
+}
+
+void sc_http_reader_deinit(sc_http_reader_t *rd)
+{
+    if (!rd)
+        return;
+    free(rd->head);
+    free(rd->body);
+    rd->head = rd->body = NULL;
+}
+
+void sc_http_reader_skip_body(sc_http_reader_t *rd)
+{
+    rd->skip_body = true;
+    rd->body_len = 0;
+}
+
+/* The head rules http_parser leaves to its user, on head bytes just read:
+ * no obs-fold (a line starting with a space or tab, RFC 7230 section
+ * 3.2.4) and no NUL. */
+static bool head_bytes_ok(sc_http_reader_t *rd, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (c == '\0')
+            return fail(rd, 400, "malformed request: NUL in the head"), false;
+        if (rd->line_start && (c == ' ' || c == '\t'))
+            return fail(rd, 400, "malformed request: obsolete line folding"),
+                   false;
+        rd->line_start = c == '\n';
+    }
+    return true;
+}
+
+/* An http_parser error as an answer. */
+static void map_error(sc_http_reader_t *rd)
+{
+    switch (HTTP_PARSER_ERRNO(&rd->p)) {
+    case HPE_HEADER_OVERFLOW:
+        fail(rd, 431, "request head too large");
+        break;
+    case HPE_INVALID_CONTENT_LENGTH:
+        fail(rd, 400, "malformed request: invalid Content-Length");
+        break;
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+        fail(rd, 400, "malformed request: Content-Length twice, or with "
+                      "Transfer-Encoding");
+        break;
+    case HPE_INVALID_TRANSFER_ENCODING:
+        fail(rd, 501, "only the chunked transfer coding is supported");
+        break;
+    case HPE_INVALID_VERSION:
+        fail(rd, 505, "HTTP/1.x required");
+        break;
+    case HPE_INVALID_CHUNK_SIZE:
+        fail(rd, 400, "malformed request: invalid chunk size");
+        break;
+    case HPE_INVALID_METHOD:
+        fail(rd, 501, "unknown method");
+        break;
+    default:
+        fail(rd, 400, "malformed request");
+    }
+}
+
+enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
+                                       size_t len, size_t *used)
+{
+    *used = 0;
+    if (rd->err.status)
+        return SC_HTTP_ERROR;
+    if (len == 0)
+        return SC_HTTP_MORE; /* http_parser takes 0 bytes as end of stream */
+    bool head = rd->in_head;
+    rd->pending = SC_HTTP_MORE;
+    http_parser_pause(&rd->p, 0);
+    size_t n = http_parser_execute(&rd->p, &settings, in, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&rd->p);
+    *used = n;
+    if (rd->pending == SC_HTTP_ERROR || rd->err.status)
+        return SC_HTTP_ERROR;
+    if (e != HPE_OK && e != HPE_PAUSED) {
+        map_error(rd);
+        return SC_HTTP_ERROR;
+    }
+    if (head) {
+        /* every byte this call took belongs to the head: the parser stops
+         * at the head's end when a body follows, else at the request's */
+        if (!head_bytes_ok(rd, in, n))
+            return SC_HTTP_ERROR;
+        rd->head_seen += n;
+        if (rd->head_seen > SC_HTTP_HEAD_MAX) {
+            fail(rd, 431, "request head too large");
+            return SC_HTTP_ERROR;
+        }
+        if (rd->pending == SC_HTTP_REQUEST)
+            rd->head_seen = 0;
+    }
+    return rd->pending;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long sc_http_query_param(const char *query, size_t len, const char *name,
+                         char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = query ? query : "", *end = p + (query ? len : 0);
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > nl && memcmp(p, name, nl) == 0 &&
+            p[nl] == '=') {
+            size_t o = 0;
+            for (const char *s = p + nl + 1; s < stop; s++) {
+                char c = *s;
+                if (c == '+')
+                    c = ' ';
+                else if (c == '%' && stop - s > 2 && hexval(s[1]) >= 0 &&
+                         hexval(s[2]) >= 0) {
+                    c = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+                    s += 2;
+                }
+                if (c == '\0' || o + 1 >= cap)
+                    return -1;
+                out[o++] = c;
+            }
+            out[o] = '\0';
+            return (long)o;
+        }
+        p = stop + 1;
+    }
+    return -1;
+}
