@@ -1,12 +1,36 @@
 /* HTTP/1.1 requests off a byte stream, on http_parser (see http_req.h). */
 #include "http_req.h"
 
+#include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 /* head buffer: the kept parts of one head, NULs included */
 #define HEAD_CAP (SC_HTTP_HEAD_MAX + 64)
+
+/* The parser state behind a reader. */
+struct sc_http_state {
+    http_parser p;
+    sc_http_reader_t *rd; /* the public half */
+    size_t body_max;
+    char *head;       /* target and kept header values, NUL-separated */
+    size_t head_len;  /* bytes used in head (capacity HEAD_CAP) */
+    size_t head_seen; /* head bytes read, for the 431 limit */
+    size_t target_len;
+    bool target_done; /* NUL-terminated in head */
+    char field[32];   /* the header name being read (longer: not kept) */
+    size_t field_len;
+    int cur_hdr;   /* the kept header the value belongs to, or -1 */
+    bool in_value; /* the last callback was a value */
+    size_t value_off;
+    char *body; /* grows up to body_max */
+    size_t body_len, body_cap;
+    bool skip_body;
+    bool in_head;               /* reading a head (not a body) */
+    bool line_start;            /* the previous head byte was LF */
+    enum sc_http_event pending; /* the event a callback stopped on */
+};
 
 static const char *const hdr_names[SC_HDR_COUNT] = {
     [SC_HDR_HOST] = "host",
@@ -18,23 +42,23 @@ static const char *const hdr_names[SC_HDR_COUNT] = {
     [SC_HDR_FORWARDED] = "forwarded",
 };
 
-static sc_http_reader_t *reader_of(http_parser *p)
+static struct sc_http_state *reader_of(http_parser *p)
 {
-    return (sc_http_reader_t *)p->data;
+    return (struct sc_http_state *)p->data;
 }
 
 /* Stops the stream with `status` and `message` (static). Returns what a
  * callback returns to make http_parser stop with an error. */
-static int fail(sc_http_reader_t *rd, unsigned status, const char *message)
+static int fail(struct sc_http_state *rd, unsigned status, const char *message)
 {
-    if (!rd->err.status)
-        rd->err = (sc_http_error_t){status, message};
+    if (!rd->rd->err.status)
+        rd->rd->err = (sc_http_error_t){status, message};
     rd->pending = SC_HTTP_ERROR;
     return -1;
 }
 
 /* Appends to the head buffer; false when the head is over its limit. */
-static bool head_put(sc_http_reader_t *rd, const char *at, size_t len)
+static bool head_put(struct sc_http_state *rd, const char *at, size_t len)
 {
     if (len > HEAD_CAP - 1 - rd->head_len)
         return false;
@@ -45,8 +69,8 @@ static bool head_put(sc_http_reader_t *rd, const char *at, size_t len)
 
 static int on_message_begin(http_parser *p)
 {
-    sc_http_reader_t *rd = reader_of(p);
-    memset(&rd->req, 0, sizeof rd->req);
+    struct sc_http_state *rd = reader_of(p);
+    memset(&rd->rd->req, 0, sizeof rd->rd->req);
     rd->head_len = 0;
     rd->target_len = 0;
     rd->target_done = false;
@@ -60,7 +84,7 @@ static int on_message_begin(http_parser *p)
 
 static int on_url(http_parser *p, const char *at, size_t len)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (!head_put(rd, at, len))
         return fail(rd, 431, "request head too large");
     rd->target_len += len;
@@ -68,10 +92,10 @@ static int on_url(http_parser *p, const char *at, size_t len)
 }
 
 /* The header whose value was being read is complete. */
-static bool end_value(sc_http_reader_t *rd)
+static bool end_value(struct sc_http_state *rd)
 {
     if (rd->in_value && rd->cur_hdr >= 0) {
-        sc_http_value_t *v = &rd->req.hdr[rd->cur_hdr];
+        sc_http_value_t *v = &rd->rd->req.hdr[rd->cur_hdr];
         v->len = rd->head_len - rd->value_off;
         if (!head_put(rd, "", 1))
             return false;
@@ -82,7 +106,7 @@ static bool end_value(sc_http_reader_t *rd)
 }
 
 /* The target is complete once headers begin: NUL-terminate it. */
-static bool end_target(sc_http_reader_t *rd)
+static bool end_target(struct sc_http_state *rd)
 {
     if (rd->target_done)
         return true;
@@ -92,7 +116,7 @@ static bool end_target(sc_http_reader_t *rd)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (!end_target(rd))
         return fail(rd, 431, "request head too large");
     if (rd->in_value) {
@@ -108,7 +132,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (!rd->in_value) {
         rd->in_value = true;
         rd->cur_hdr = -1;
@@ -116,10 +140,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             if (rd->field_len == strlen(hdr_names[i]) &&
                 strncasecmp(rd->field, hdr_names[i], rd->field_len) == 0) {
                 /* a repeated header: counted, its first value kept */
-                if (rd->req.hdr[i].count++ == 0) {
+                if (rd->rd->req.hdr[i].count++ == 0) {
                     rd->cur_hdr = i;
                     rd->value_off = rd->head_len;
-                    rd->req.hdr[i].at = rd->head + rd->head_len;
+                    rd->rd->req.hdr[i].at = rd->head + rd->head_len;
                 }
                 break;
             }
@@ -131,9 +155,9 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 
 /* Splits the target into path and query; an absolute-form target
  * ("http://host/path?q", RFC 7230 section 5.3.2) gives its path. */
-static bool split_target(sc_http_reader_t *rd)
+static bool split_target(struct sc_http_state *rd)
 {
-    char *t = rd->head + rd->target_off;
+    char *t = rd->head;
     size_t n = rd->target_len;
     char *path = t, *end = t + n;
     if (n == 0)
@@ -158,19 +182,19 @@ static bool split_target(sc_http_reader_t *rd)
     if (hash && q && hash > q)
         end = hash;
     *end = '\0';
-    rd->req.path = path;
-    rd->req.path_len = (size_t)((q ? q : end) - path);
+    rd->rd->req.path = path;
+    rd->rd->req.path_len = (size_t)((q ? q : end) - path);
     if (q) {
         *q = '\0';
-        rd->req.query = q + 1;
-        rd->req.query_len = (size_t)(end - (q + 1));
+        rd->rd->req.query = q + 1;
+        rd->rd->req.query_len = (size_t)(end - (q + 1));
     }
     return true;
 }
 
 static int on_headers_complete(http_parser *p)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (!end_target(rd) || !end_value(rd))
         return fail(rd, 431, "request head too large");
     rd->in_head = false;
@@ -178,26 +202,27 @@ static int on_headers_complete(http_parser *p)
         return fail(rd, 505, "HTTP/1.x required");
     switch (p->method) {
     case HTTP_GET:
-        rd->req.method = SC_HTTP_GET;
+        rd->rd->req.method = SC_HTTP_GET;
         break;
     case HTTP_HEAD:
-        rd->req.method = SC_HTTP_HEAD_METHOD;
+        rd->rd->req.method = SC_HTTP_HEAD_METHOD;
         break;
     case HTTP_POST:
-        rd->req.method = SC_HTTP_POST;
+        rd->rd->req.method = SC_HTTP_POST;
         break;
     default:
-        rd->req.method = SC_HTTP_OTHER;
+        rd->rd->req.method = SC_HTTP_OTHER;
     }
     if (!split_target(rd))
         return fail(rd, 400, "malformed request: bad target");
-    rd->req.keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    rd->rd->req.keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    rd->rd->req.http10 = p->http_minor == 0;
     bool chunked = (p->flags & F_CHUNKED) != 0;
     bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
-    rd->req.has_body = chunked || (has_len && p->content_length > 0);
+    rd->rd->req.has_body = chunked || (has_len && p->content_length > 0);
     if (has_len && p->content_length > rd->body_max)
         return fail(rd, 413, "request body larger than the limit");
-    if (rd->req.has_body) {
+    if (rd->rd->req.has_body) {
         rd->pending = SC_HTTP_HEAD;
         http_parser_pause(p, 1);
     }
@@ -206,7 +231,7 @@ static int on_headers_complete(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (rd->skip_body)
         return 0;
     if (len > rd->body_max - rd->body_len)
@@ -228,11 +253,11 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-    sc_http_reader_t *rd = reader_of(p);
+    struct sc_http_state *rd = reader_of(p);
     if (rd->body)
         rd->body[rd->body_len] = '\0';
-    rd->req.body = rd->body && !rd->skip_body ? rd->body : "";
-    rd->req.body_len = rd->skip_body ? 0 : rd->body_len;
+    rd->rd->req.body = rd->body && !rd->skip_body ? rd->body : "";
+    rd->rd->req.body_len = rd->skip_body ? 0 : rd->body_len;
     rd->pending = SC_HTTP_REQUEST;
     rd->in_head = true; /* the next bytes start a new request */
     http_parser_pause(p, 1);
@@ -252,114 +277,127 @@ static const http_parser_settings settings = {
 int sc_http_reader_init(sc_http_reader_t *rd, size_t body_max)
 {
     memset(rd, 0, sizeof *rd);
-    rd->head = malloc(HEAD_CAP);
-    if (!rd->head)
+    struct sc_http_state *st = calloc(1, sizeof *st);
+    char *head = malloc(HEAD_CAP);
+    if (!st || !head) {
+        free(st);
+        free(head);
         return SC_ENOMEM;
-    http_parser_init(&rd->p, HTTP_REQUEST);
-    rd->p.data = rd;
-    rd->body_max = body_max;
-    rd->cur_hdr = -1;
-    rd->in_head = true;
+    }
+    http_parser_init(&st->p, HTTP_REQUEST);
+    st->p.data = st;
+    st->rd = rd;
+    st->head = head;
+    st->body_max = body_max;
+    st->cur_hdr = -1;
+    st->in_head = true;
+    rd->st = st;
     return SC_OK;
 }
 
 void sc_http_reader_deinit(sc_http_reader_t *rd)
 {
-    if (!rd)
+    if (!rd || !rd->st)
         return;
-    free(rd->head);
-    free(rd->body);
-    rd->head = rd->body = NULL;
+    free(rd->st->head);
+    free(rd->st->body);
+    free(rd->st);
+    rd->st = NULL;
 }
 
 void sc_http_reader_skip_body(sc_http_reader_t *rd)
 {
-    rd->skip_body = true;
-    rd->body_len = 0;
+    rd->st->skip_body = true;
+    rd->st->body_len = 0;
 }
 
 /* The head rules http_parser leaves to its user, on head bytes just read:
  * no obs-fold (a line starting with a space or tab, RFC 7230 section
  * 3.2.4) and no NUL. */
-static bool head_bytes_ok(sc_http_reader_t *rd, const char *b, size_t n)
+static bool head_bytes_ok(struct sc_http_state *st, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char c = b[i];
-        if (c == '\0')
-            return fail(rd, 400, "malformed request: NUL in the head"), false;
-        if (rd->line_start && (c == ' ' || c == '\t'))
-            return fail(rd, 400, "malformed request: obsolete line folding"),
-                   false;
-        rd->line_start = c == '\n';
+        if (c == '\0') {
+            fail(st, 400, "malformed request: NUL in the head");
+            return false;
+        }
+        if (st->line_start && (c == ' ' || c == '\t')) {
+            fail(st, 400, "malformed request: obsolete line folding");
+            return false;
+        }
+        st->line_start = c == '\n';
     }
     return true;
 }
 
 /* An http_parser error as an answer. */
-static void map_error(sc_http_reader_t *rd)
+static void map_error(struct sc_http_state *st)
 {
-    switch (HTTP_PARSER_ERRNO(&rd->p)) {
+    switch (HTTP_PARSER_ERRNO(&st->p)) {
     case HPE_HEADER_OVERFLOW:
-        fail(rd, 431, "request head too large");
+        fail(st, 431, "request head too large");
         break;
     case HPE_INVALID_CONTENT_LENGTH:
-        fail(rd, 400, "malformed request: invalid Content-Length");
+        fail(st, 400, "malformed request: invalid Content-Length");
         break;
     case HPE_UNEXPECTED_CONTENT_LENGTH:
-        fail(rd, 400, "malformed request: Content-Length twice, or with "
-                      "Transfer-Encoding");
+        fail(st, 400,
+             "malformed request: Content-Length twice, or with "
+             "Transfer-Encoding");
         break;
     case HPE_INVALID_TRANSFER_ENCODING:
-        fail(rd, 501, "only the chunked transfer coding is supported");
+        fail(st, 501, "only the chunked transfer coding is supported");
         break;
     case HPE_INVALID_VERSION:
-        fail(rd, 505, "HTTP/1.x required");
+        fail(st, 505, "HTTP/1.x required");
         break;
     case HPE_INVALID_CHUNK_SIZE:
-        fail(rd, 400, "malformed request: invalid chunk size");
+        fail(st, 400, "malformed request: invalid chunk size");
         break;
     case HPE_INVALID_METHOD:
-        fail(rd, 501, "unknown method");
+        fail(st, 501, "unknown method");
         break;
     default:
-        fail(rd, 400, "malformed request");
+        fail(st, 400, "malformed request");
     }
 }
 
 enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
                                        size_t len, size_t *used)
 {
+    struct sc_http_state *st = rd->st;
     *used = 0;
     if (rd->err.status)
         return SC_HTTP_ERROR;
     if (len == 0)
         return SC_HTTP_MORE; /* http_parser takes 0 bytes as end of stream */
-    bool head = rd->in_head;
-    rd->pending = SC_HTTP_MORE;
-    http_parser_pause(&rd->p, 0);
-    size_t n = http_parser_execute(&rd->p, &settings, in, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&rd->p);
+    bool head = st->in_head;
+    st->pending = SC_HTTP_MORE;
+    http_parser_pause(&st->p, 0);
+    size_t n = http_parser_execute(&st->p, &settings, in, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&st->p);
     *used = n;
-    if (rd->pending == SC_HTTP_ERROR || rd->err.status)
+    if (st->pending == SC_HTTP_ERROR || rd->err.status)
         return SC_HTTP_ERROR;
     if (e != HPE_OK && e != HPE_PAUSED) {
-        map_error(rd);
+        map_error(st);
         return SC_HTTP_ERROR;
     }
     if (head) {
         /* every byte this call took belongs to the head: the parser stops
          * at the head's end when a body follows, else at the request's */
-        if (!head_bytes_ok(rd, in, n))
+        if (!head_bytes_ok(st, in, n))
             return SC_HTTP_ERROR;
-        rd->head_seen += n;
-        if (rd->head_seen > SC_HTTP_HEAD_MAX) {
-            fail(rd, 431, "request head too large");
+        st->head_seen += n;
+        if (st->head_seen > SC_HTTP_HEAD_MAX) {
+            fail(st, 431, "request head too large");
             return SC_HTTP_ERROR;
         }
-        if (rd->pending == SC_HTTP_REQUEST)
-            rd->head_seen = 0;
+        if (st->pending == SC_HTTP_REQUEST)
+            st->head_seen = 0;
     }
-    return rd->pending;
+    return st->pending;
 }
 
 static int hexval(char c)

@@ -42,7 +42,6 @@
 
 #include "common.h"
 
-#include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +93,7 @@ typedef struct sc_http_request {
     size_t query_len;
     sc_http_value_t hdr[SC_HDR_COUNT];
     bool keep_alive;  /* the connection stays open after the answer */
+    bool http10;      /* an HTTP/1.0 request (keep-alive must be said) */
     bool has_body;    /* Content-Length > 0 or chunked */
     const char *body; /* NUL-terminated; "" when none or skipped */
     size_t body_len;
@@ -105,28 +105,13 @@ typedef struct sc_http_error {
     const char *message; /* static text for the JSON error body */
 } sc_http_error_t;
 
+/* A reader: the last request and error are public; the parser state is
+ * private to http_req.c (http_parser.h's names clash with lws's, so no
+ * header of ours includes it). */
 typedef struct sc_http_reader {
-    http_parser p;
-    size_t body_max;
-    /* the request being read */
-    sc_http_request_t req;
-    char *head;      /* target and kept header values, NUL-separated */
-    size_t head_len; /* bytes used in head (capacity SC_HTTP_HEAD_MAX) */
-    size_t head_seen; /* head bytes read, for the 431 limit */
-    size_t target_off, target_len;
-    bool target_done; /* NUL-terminated in head */
-    char field[32]; /* the header name being read (longer: not kept) */
-    size_t field_len;
-    int cur_hdr;    /* the kept header the value belongs to, or -1 */
-    bool in_value;  /* the last callback was a value */
-    size_t value_off;
-    char *body; /* grows up to body_max */
-    size_t body_len, body_cap;
-    bool skip_body;
-    bool in_head;   /* reading a head (not a body) */
-    bool line_start; /* the previous head byte was LF */
-    enum sc_http_event pending; /* the event a callback stopped on */
-    sc_http_error_t err;
+    sc_http_request_t req; /* after SC_HTTP_HEAD / SC_HTTP_REQUEST */
+    sc_http_error_t err;   /* after SC_HTTP_ERROR */
+    struct sc_http_state *st;
 } sc_http_reader_t;
 
 /* Sets up a reader for one connection; `body_max` is the largest body

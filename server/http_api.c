@@ -1,10 +1,8 @@
 /*
- * HTTP on the WebSocket port (see http_api.h).
- *
- * A transaction: LWS_CALLBACK_HTTP routes by path and method; POST bodies
- * are collected (up to max_body, inclusive) and handled at
- * HTTP_BODY_COMPLETION; each answer is written whole in one write and the
- * transaction completed right away (pipelined requests wait their turn).
+ * The HTTP routes (see http_api.h): one router and one set of handlers,
+ * answering for both HTTP transports: lws (connections whose first request
+ * is a page, the browser client, the demo token) through the glue at the
+ * end of this file, and http_conn.c (keep-alive API connections).
  * Every error body is {"error":code,"message":text} (docs/PROTOCOL.md).
  */
 #include "http_api.h"
@@ -23,228 +21,158 @@
 /* Lifetime of a token from /demo/token. */
 #define DEMO_TOKEN_TTL_S (24 * 3600)
 
-enum method { M_OTHER, M_GET, M_POST, M_HEAD };
-
-typedef struct sc_httpreq {
-    enum method method;
-    char path[256];
-    char *body;
-    size_t body_len, body_cap;
-    bool too_large;
-    bool close_after;
-    const struct route *route; /* the handler to run, NULL: static */
-    bool waiting_body;
-    unsigned err_status; /* > 0: answer this error instead */
-    enum sc_errc err_code;
-    const char *err_msg; /* static */
-} sc_httpreq_t;
-
-typedef int (*handler_fn)(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r);
+typedef void (*handler_fn)(sc_svc_t *svc, const sc_http_in_t *in,
+                           sc_http_out_t *out);
 
 struct route {
     const char *path;
-    enum method method;
+    enum sc_http_method method;
     handler_fn fn;
     bool api; /* under the API key / loopback rule */
 };
 
-static void req_free(sc_http_pss_t *pss)
+/* ---- answers ------------------------------------------------------------- */
+
+static void answer(sc_http_out_t *out, unsigned status, const char *ctype,
+                   const char *body, size_t len)
 {
-    if (!pss || !pss->req)
-        return;
-    free(pss->req->body);
-    free(pss->req);
-    pss->req = NULL;
+    out->status = status;
+    out->ctype = ctype;
+    out->body = body;
+    out->len = len;
 }
 
-static sc_svc_t *svc_of(struct lws *wsi)
+/* The JSON in svc->scratch is the answer (500 when it could not be
+ * written whole). */
+static void answer_json(sc_svc_t *svc, sc_http_out_t *out, unsigned status)
 {
-    return lws_context_user(lws_get_context(wsi));
-}
-
-/* Writes the whole answer (headers and body in one write) and ends the
- * transaction at once, so lws never starts on a pipelined next request
- * while this one is still unanswered. Returns what the callback returns. */
-static int respond(struct lws *wsi, sc_httpreq_t *r, unsigned status,
-                   const char *ctype, const char *body, size_t len)
-{
-    size_t cap = LWS_PRE + 1024 + len;
-    unsigned char *buf = malloc(cap);
-    if (!buf)
-        return -1;
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len;
-    if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
-        lws_add_http_header_by_name(
-            wsi, (const unsigned char *)"cache-control:",
-            (const unsigned char *)"no-store", 8, &p, end) ||
-        (r->close_after && lws_add_http_header_by_name(
-                               wsi, (const unsigned char *)"connection:",
-                               (const unsigned char *)"close", 5, &p, end)) ||
-        lws_finalize_http_header(wsi, &p, end)) {
-        free(buf);
-        return -1;
-    }
-    memcpy(p, body, len);
-    p += len;
-    int n = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
-    free(buf);
-    if (n < 0 || r->close_after)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-static int respond_buf(struct lws *wsi, sc_httpreq_t *r, unsigned status,
-                       sc_buf_t *b)
-{
+    sc_buf_t *b = &svc->scratch;
     if (b->err != SC_OK) {
         sc_buf_reset(b);
-        return -1;
+        sc_proto_enc_http_error(b, sc_errc_name(SC_ERRC_INTERNAL),
+                                "out of memory");
+        status = 500;
     }
-    int rc = respond(wsi, r, status, "application/json", sc_buf_str(b),
-                     sc_buf_len(b));
-    sc_buf_reset(b);
-    return rc;
+    answer(out, status, "application/json", sc_buf_str(b), sc_buf_len(b));
 }
 
-static int respond_error(struct lws *wsi, sc_httpreq_t *r, unsigned status,
+static void answer_error(sc_svc_t *svc, sc_http_out_t *out, unsigned status,
                          enum sc_errc code, const char *message)
 {
-    sc_svc_t *svc = svc_of(wsi);
     sc_stats_error(&svc->stats, code);
+    sc_buf_reset(&svc->scratch);
     sc_proto_enc_http_error(&svc->scratch, sc_errc_name(code), message);
-    return respond_buf(wsi, r, status, &svc->scratch);
+    answer_json(svc, out, status);
 }
 
-/* A request that came through a proxy: the peer address is the proxy's. */
-static bool is_forwarded(struct lws *wsi)
+void sc_http_api_error(sc_svc_t *svc, sc_http_out_t *out, unsigned status,
+                       const char *message)
 {
-    return lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0 ||
-           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_X_REAL_IP) > 0 ||
-           lws_hdr_custom_length(wsi, "forwarded:", 10) >= 0;
-}
-
-/* A caller on this machine, not through a proxy. */
-static bool peer_is_loopback(struct lws *wsi)
-{
-    char ip[64] = "";
-    lws_get_peer_simple(wsi, ip, sizeof ip);
-    bool local = strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
-                 strncmp(ip, "::ffff:127.", 11) == 0;
-    return local && !is_forwarded(wsi);
-}
-
-static void fail(sc_httpreq_t *r, unsigned status, enum sc_errc code,
-                 const char *msg)
-{
-    r->err_status = status;
-    r->err_code = code;
-    r->err_msg = msg;
-}
-
-/* The rule for /api/ routes: the API key when one is configured, else
- * loopback callers only. */
-static void check_api_access(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
-{
-    const sc_config_t *cfg = svc->srv->cfg;
-    if (!cfg->api_key) {
-        if (!cfg->api_loopback && !cfg->demo)
-            fail(r, 403, SC_ERRC_FORBIDDEN,
-                 "the API needs an API key (--api-key); --api-loopback "
-                 "opens it to loopback callers for development");
-        else if (!peer_is_loopback(wsi))
-            fail(r, 403, SC_ERRC_FORBIDDEN,
-                 "the API answers only loopback callers, not through a "
-                 "proxy, unless an API key is configured");
-        return;
-    }
-    char auth[512] = "";
-    lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (!sc_auth_api_key_ok(svc->srv->cfg->api_key, auth))
-        fail(r, 401, SC_ERRC_UNAUTHORIZED,
-             auth[0] ? "wrong API key" : "missing API key");
+    enum sc_errc code = status == 413   ? SC_ERRC_TOO_LARGE
+                        : status == 404 ? SC_ERRC_NOT_FOUND
+                        : status == 405 ? SC_ERRC_METHOD_NOT_ALLOWED
+                        : status >= 500 && status != 501 && status != 505
+                            ? SC_ERRC_INTERNAL
+                            : SC_ERRC_BAD_REQUEST;
+    answer_error(svc, out, status, code, message);
 }
 
 /* ---- handlers ------------------------------------------------------------ */
 
-static int h_healthz(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_healthz(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
+    (void)in;
     if (atomic_load(&svc->srv->draining))
-        return respond(wsi, r, 503, "text/plain", "draining", 8);
-    return respond(wsi, r, 200, "text/plain", "ok", 2);
+        answer(out, 503, "text/plain", "draining", 8);
+    else
+        answer(out, 200, "text/plain", "ok", 2);
 }
 
-static int h_emit(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_emit(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
     sc_emit_body_t body;
     sc_proto_err_t err;
-    if (sc_proto_decode_emit_body(r->body, r->body_len, &body, &err) != SC_OK) {
-        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
+    if (sc_proto_decode_emit_body(in->body, in->body_len, &body, &err) !=
+        SC_OK) {
+        answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST, err.message);
+        /* the message is copied into the answer before err is freed */
         sc_proto_err_deinit(&err);
-        return rc;
+        return;
     }
-    uint64_t *seqs = calloc(body.n, sizeof *seqs);
-    int rc = -1;
-    for (size_t i = 0; seqs && i < body.n; i++) {
+    uint64_t one, *seqs = body.n == 1 ? &one : calloc(body.n, sizeof *seqs);
+    if (!seqs) {
+        sc_emit_body_deinit(&body);
+        answer_error(svc, out, 500, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < body.n; i++) {
         sc_emit_t e;
         sc_emit_item_to_emit(&body.items[i], &e);
         if (sc_bus_emit(svc->srv->bus, &e, &seqs[i]) != SC_OK)
             seqs[i] = 0; /* out of memory: that item was not emitted */
     }
-    if (seqs) {
-        if (body.batch)
-            sc_proto_enc_http_results(&svc->scratch, seqs, body.n);
-        else
-            sc_proto_enc_http_seq(&svc->scratch, seqs[0]);
-        rc = respond_buf(wsi, r, 202, &svc->scratch);
-    }
-    free(seqs);
+    sc_buf_reset(&svc->scratch);
+    if (body.batch)
+        sc_proto_enc_http_results(&svc->scratch, seqs, body.n);
+    else
+        sc_proto_enc_http_seq(&svc->scratch, seqs[0]);
+    answer_json(svc, out, 202);
+    if (seqs != &one)
+        free(seqs);
     sc_emit_body_deinit(&body);
-    return rc;
 }
 
-static int h_presence(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_presence(sc_svc_t *svc, const sc_http_in_t *in,
+                       sc_http_out_t *out)
 {
-    char buf[300];
-    const char *scope = lws_get_urlarg_by_name(wsi, "scope=", buf, sizeof buf);
-    if (!scope || !sc_proto_scope_valid(scope, strlen(scope)))
-        return respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST,
-                             "scope: must be 1-200 printable ASCII characters "
-                             "without spaces");
+    const char *scope = in->scope;
+    if (!scope || !sc_proto_scope_valid(scope, strlen(scope))) {
+        answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST,
+                     "scope: must be 1-200 printable ASCII characters "
+                     "without spaces");
+        return;
+    }
     sc_conn_t *list;
     size_t n;
-    if (sc_bus_presence(svc->srv->bus, scope, &list, &n) != SC_OK)
-        return -1;
+    if (sc_bus_presence(svc->srv->bus, scope, &list, &n) != SC_OK) {
+        answer_error(svc, out, 500, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    sc_buf_reset(&svc->scratch);
     sc_proto_enc_http_presence(&svc->scratch, scope, list, n);
     sc_presence_free(list, n);
-    return respond_buf(wsi, r, 200, &svc->scratch);
+    answer_json(svc, out, 200);
 }
 
-static int h_close(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_close(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
     sc_close_body_t body;
     sc_proto_err_t err;
-    if (sc_proto_decode_close_body(r->body, r->body_len, &body, &err) !=
+    if (sc_proto_decode_close_body(in->body, in->body_len, &body, &err) !=
         SC_OK) {
-        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
+        answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST, err.message);
         sc_proto_err_deinit(&err);
-        return rc;
+        return;
     }
     size_t n = body.user
                    ? sc_bus_close_user(svc->srv->bus, body.user, body.scope)
                    : sc_bus_close(svc->srv->bus, body.scope, SC_CLOSE_CLOSED);
     sc_close_body_deinit(&body);
+    sc_buf_reset(&svc->scratch);
     sc_proto_enc_http_closed(&svc->scratch, n);
-    return respond_buf(wsi, r, 200, &svc->scratch);
+    answer_json(svc, out, 200);
 }
 
-static int h_stats(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_stats(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
+    (void)in;
     sc_bus_stats_t bs;
     sc_bus_stats(svc->srv->bus, &bs);
     sc_proto_stats_t st = {bs.emitted, bs.dropped, bs.subscribers,
                            sc_total_connections(svc->srv), bs.scopes};
+    sc_buf_reset(&svc->scratch);
     sc_proto_enc_http_stats(&svc->scratch, &st);
-    return respond_buf(wsi, r, 200, &svc->scratch);
+    answer_json(svc, out, 200);
 }
 
 static void metric(sc_buf_t *b, const char *name, const char *type,
@@ -256,13 +184,15 @@ static void metric(sc_buf_t *b, const char *name, const char *type,
     sc_buf_put(b, line, (size_t)n);
 }
 
-static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
+    (void)in;
     sc_bus_stats_t bs;
     sc_bus_stats(svc->srv->bus, &bs);
     sc_stats_t st;
     sc_total_stats(svc->srv, &st);
     sc_buf_t *b = &svc->scratch;
+    sc_buf_reset(b);
     metric(b, "scopecast_connections", "gauge", "Open WebSocket connections.",
            sc_total_connections(svc->srv));
     metric(b, "scopecast_subscriptions", "gauge", "Live subscriptions.",
@@ -279,6 +209,9 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
            "Bytes written to WebSocket connections.", SC_STAT(st.bytes_out));
     metric(b, "scopecast_connections_total", "counter",
            "WebSocket connections accepted.", SC_STAT(st.connections_total));
+    metric(b, "scopecast_http_requests_total", "counter",
+           "HTTP requests answered on keep-alive API connections.",
+           SC_STAT(st.http_requests));
     sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
                    "# TYPE scopecast_errors_total counter\n");
     for (int i = 0; i < SC_ERRC_COUNTED; i++) {
@@ -289,35 +222,38 @@ static int h_metrics(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
                          (unsigned long long)SC_STAT(st.errors[i]));
         sc_buf_put(b, line, (size_t)n);
     }
-    if (b->err != SC_OK)
-        return respond_buf(wsi, r, 500, b);
-    int rc = respond(wsi, r, 200, "text/plain; version=0.0.4", sc_buf_str(b),
-                     sc_buf_len(b));
-    sc_buf_reset(b);
-    return rc;
+    if (b->err != SC_OK) {
+        answer_json(svc, out, 500);
+        return;
+    }
+    answer(out, 200, "text/plain; version=0.0.4", sc_buf_str(b), sc_buf_len(b));
 }
 
-static int h_demo_token(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_demo_token(sc_svc_t *svc, const sc_http_in_t *in,
+                         sc_http_out_t *out)
 {
     sc_demo_token_body_t body;
     sc_proto_err_t err;
-    if (sc_proto_decode_demo_token_body(r->body, r->body_len, &body, &err) !=
+    if (sc_proto_decode_demo_token_body(in->body, in->body_len, &body, &err) !=
         SC_OK) {
-        int rc = respond_error(wsi, r, 400, SC_ERRC_BAD_REQUEST, err.message);
+        answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST, err.message);
         sc_proto_err_deinit(&err);
-        return rc;
+        return;
     }
     char *token = NULL;
     int rc = sc_auth_sign(svc->srv->jwt_secret, body.name, true,
                           DEMO_TOKEN_TTL_S, time(NULL), &token);
     sc_demo_token_body_deinit(&body);
-    if (rc != SC_OK)
-        return -1;
+    if (rc != SC_OK) {
+        answer_error(svc, out, 500, SC_ERRC_INTERNAL, "cannot sign a token");
+        return;
+    }
+    sc_buf_reset(&svc->scratch);
     sc_buf_puts(&svc->scratch, "{\"token\":");
     sc_buf_put_json_cstr(&svc->scratch, token);
     sc_buf_putc(&svc->scratch, '}');
     free(token);
-    return respond_buf(wsi, r, 200, &svc->scratch);
+    answer_json(svc, out, 200);
 }
 
 /* ---- static files ------------------------------------------------------- */
@@ -360,96 +296,214 @@ static bool static_path_ok(const char *p)
     return true;
 }
 
-static int h_static(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
+static void h_static(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
-    const char *rel = strcmp(r->path, "/") == 0 ? "/index.html" : r->path;
-    char full[1024];
+    const char *rel = strcmp(in->path, "/") == 0 ? "/index.html" : in->path;
     struct stat st;
     if (!static_path_ok(rel) ||
-        snprintf(full, sizeof full, "%s%s", svc->srv->cfg->web_root, rel) >=
-            (int)sizeof full ||
-        stat(full, &st) != 0 || !S_ISREG(st.st_mode))
-        return respond_error(wsi, r, 404, SC_ERRC_NOT_FOUND,
-                             "no such resource");
-    int n = lws_serve_http_file(wsi, full, mime_of(full), NULL, 0);
-    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
-        return -1;
-    return 0;
+        snprintf(out->file, sizeof out->file, "%s%s", svc->srv->cfg->web_root,
+                 rel) >= (int)sizeof out->file ||
+        stat(out->file, &st) != 0 || !S_ISREG(st.st_mode)) {
+        out->file[0] = '\0';
+        answer_error(svc, out, 404, SC_ERRC_NOT_FOUND, "no such resource");
+        return;
+    }
+    out->status = 200;
+    out->ctype = mime_of(out->file);
+    out->len = (size_t)st.st_size;
 }
 
 /* ---- routing ------------------------------------------------------------ */
 
 static const struct route routes[] = {
-    {"/healthz", M_GET, h_healthz, false},
-    {"/metrics", M_GET, h_metrics, false},
-    {"/api/emit", M_POST, h_emit, true},
-    {"/api/presence", M_GET, h_presence, true},
-    {"/api/close", M_POST, h_close, true},
-    {"/api/stats", M_GET, h_stats, true},
-    {"/demo/token", M_POST, h_demo_token, false},
+    {"/healthz", SC_HTTP_GET, h_healthz, false},
+    {"/metrics", SC_HTTP_GET, h_metrics, false},
+    {"/api/emit", SC_HTTP_POST, h_emit, true},
+    {"/api/presence", SC_HTTP_GET, h_presence, true},
+    {"/api/close", SC_HTTP_POST, h_close, true},
+    {"/api/stats", SC_HTTP_GET, h_stats, true},
+    {"/demo/token", SC_HTTP_POST, h_demo_token, false},
 };
 
-static enum method method_of(struct lws *wsi)
+static const struct route *find_route(const sc_svc_t *svc, const char *path)
 {
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
-        return M_GET;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
-        return M_POST;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
-        return M_HEAD;
-    return M_OTHER;
-}
-
-/* Runs the decision taken for the request: an error or the handler. */
-static int finish(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
-{
-    if (r->err_status)
-        return respond_error(wsi, r, r->err_status, r->err_code, r->err_msg);
-    if (r->route)
-        return r->route->fn(wsi, svc, r);
-    return h_static(wsi, svc, r);
-}
-
-/* Picks the handler, or the error, from path, method and access rules. */
-static void route(struct lws *wsi, sc_svc_t *svc, sc_httpreq_t *r)
-{
-    const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(r->path, routes[i].path) == 0)
-            rt = &routes[i];
-    if (rt && rt->fn == h_demo_token && !svc->srv->cfg->demo)
-        rt = NULL;
-    enum method m = r->method == M_HEAD ? M_GET : r->method;
+        if (strcmp(path, routes[i].path) == 0)
+            return routes[i].fn == h_demo_token && !svc->srv->cfg->demo
+                       ? NULL
+                       : &routes[i];
+    return NULL;
+}
+
+/* The rule for /api/ routes: the API key when one is configured, else
+ * loopback callers only. Returns NULL or why the request is refused, with
+ * its status in *status. */
+static const char *api_access(const sc_svc_t *svc, const sc_http_in_t *in,
+                              unsigned *status)
+{
+    const sc_config_t *cfg = svc->srv->cfg;
+    *status = 403;
+    if (!cfg->api_key) {
+        if (!cfg->api_loopback && !cfg->demo)
+            return "the API needs an API key (--api-key); --api-loopback "
+                   "opens it to loopback callers for development";
+        if (!in->loopback)
+            return "the API answers only loopback callers, not through a "
+                   "proxy, unless an API key is configured";
+        return NULL;
+    }
+    *status = 401;
+    if (!sc_auth_api_key_ok(cfg->api_key, in->authorization))
+        return in->authorization[0] ? "wrong API key" : "missing API key";
+    return NULL;
+}
+
+bool sc_http_api_check(sc_svc_t *svc, const sc_http_in_t *in,
+                       sc_http_out_t *out)
+{
+    const struct route *rt = find_route(svc, in->path);
+    enum sc_http_method m =
+        in->method == SC_HTTP_HEAD_METHOD ? SC_HTTP_GET : in->method;
     if (!rt) {
-        if (strncmp(r->path, "/api/", 5) == 0 ||
-            strncmp(r->path, "/demo/", 6) == 0)
-            fail(r, 404, SC_ERRC_NOT_FOUND, "no such endpoint");
-        else if (m != M_GET)
-            fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED,
-                 "only GET is allowed here");
-        return; /* a static file */
+        if (strncmp(in->path, "/api/", 5) == 0 ||
+            strncmp(in->path, "/demo/", 6) == 0)
+            answer_error(svc, out, 404, SC_ERRC_NOT_FOUND, "no such endpoint");
+        else if (m != SC_HTTP_GET)
+            answer_error(svc, out, 405, SC_ERRC_METHOD_NOT_ALLOWED,
+                         "only GET is allowed here");
+        else
+            return false; /* a static file */
+        return true;
     }
     if (rt->method != m) {
-        fail(r, 405, SC_ERRC_METHOD_NOT_ALLOWED,
-             rt->method == M_GET ? "use GET" : "use POST");
+        answer_error(svc, out, 405, SC_ERRC_METHOD_NOT_ALLOWED,
+                     rt->method == SC_HTTP_GET ? "use GET" : "use POST");
+        return true;
+    }
+    unsigned status;
+    const char *why = rt->api ? api_access(svc, in, &status) : NULL;
+    if (!why)
+        return false;
+    sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                   "refused %s from %s: %s (%u)", in->path, in->peer, why,
+                   status);
+    answer_error(svc, out, status,
+                 status == 401 ? SC_ERRC_UNAUTHORIZED : SC_ERRC_FORBIDDEN, why);
+    return true;
+}
+
+void sc_http_api_answer(sc_svc_t *svc, const sc_http_in_t *in,
+                        sc_http_out_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sc_http_api_check(svc, in, out))
         return;
+    const struct route *rt = find_route(svc, in->path);
+    if (rt)
+        rt->fn(svc, in, out);
+    else
+        h_static(svc, in, out);
+}
+
+/* ---- the lws transport --------------------------------------------------- */
+
+/* One lws HTTP transaction: the request's parts and its body. */
+typedef struct sc_httpreq {
+    sc_http_in_t in;
+    char path[256];
+    char scope[300];
+    char auth[512];
+    char peer[64];
+    char *body;
+    size_t body_len, body_cap;
+    bool too_large;
+    bool close_after;
+    bool waiting_body;
+    bool refused;       /* decided from the head: the body is not kept */
+    sc_http_out_t out;  /* the refusal, sent once the body has passed */
+    char *refusal_body; /* out.body's copy */
+} sc_httpreq_t;
+
+static void req_free(sc_http_pss_t *pss)
+{
+    if (!pss || !pss->req)
+        return;
+    free(pss->req->refusal_body);
+    free(pss->req->body);
+    free(pss->req);
+    pss->req = NULL;
+}
+
+static sc_svc_t *svc_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+/* Writes the whole answer (headers and body in one write), or starts the
+ * file, and ends the transaction at once, so lws never starts on a
+ * pipelined next request while this one is still unanswered. Returns what
+ * the callback returns. */
+static int respond(struct lws *wsi, sc_httpreq_t *r, const sc_http_out_t *o)
+{
+    sc_svc_t *svc = svc_of(wsi);
+    if (o->file[0]) {
+        int n = lws_serve_http_file(wsi, o->file, o->ctype, NULL, 0);
+        if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+            return -1;
+        return 0;
     }
-    if (rt->api) {
-        check_api_access(wsi, svc, r);
-        if (r->err_status) {
-            char ip[64] = "";
-            lws_get_peer_simple(wsi, ip, sizeof ip);
-            sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
-                           "refused %s from %s: %s (%u)", r->path, ip,
-                           r->err_msg, r->err_status);
-        }
+    size_t len = o->len;
+    size_t cap = LWS_PRE + 1024 + len;
+    unsigned char *buf = malloc(cap);
+    if (!buf) {
+        sc_buf_reset(&svc->scratch);
+        return -1;
     }
-    r->route = rt;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap - len;
+    int rc = -1;
+    if (!lws_add_http_common_headers(wsi, o->status, o->ctype, len, &p, end) &&
+        !lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"cache-control:",
+            (const unsigned char *)"no-store", 8, &p, end) &&
+        !(r->close_after && lws_add_http_header_by_name(
+                                wsi, (const unsigned char *)"connection:",
+                                (const unsigned char *)"close", 5, &p, end)) &&
+        !lws_finalize_http_header(wsi, &p, end)) {
+        memcpy(p, o->body, len);
+        p += len;
+        int n =
+            lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+        rc = n < 0 || r->close_after || lws_http_transaction_completed(wsi) ? -1
+                                                                            : 0;
+    }
+    free(buf);
+    sc_buf_reset(&svc->scratch);
+    return rc;
+}
+
+/* A request that came through a proxy: the peer address is the proxy's. */
+static bool is_forwarded(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) > 0 ||
+           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_X_REAL_IP) > 0 ||
+           lws_hdr_custom_length(wsi, "forwarded:", 10) >= 0;
+}
+
+static enum sc_http_method method_of(struct lws *wsi)
+{
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI))
+        return SC_HTTP_GET;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI))
+        return SC_HTTP_POST;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
+        return SC_HTTP_HEAD_METHOD;
+    return SC_HTTP_OTHER;
 }
 
 /* Answers now, or after the body when one comes (lws reads it before it
- * lets us write the answer). A body over the limit is read and discarded,
- * then answered with 413 and the connection closed. */
+ * lets us write the answer). A refused request is answered from its head
+ * and closed: its body is never kept. A body over the limit is read and
+ * discarded, then answered with 413 and the connection closed. */
 static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
 {
     sc_svc_t *svc = svc_of(wsi);
@@ -458,29 +512,62 @@ static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
     if (!r)
         return -1;
     pss->req = r;
-    r->method = method_of(wsi);
     snprintf(r->path, sizeof r->path, "%s", path ? path : "/");
-    route(wsi, svc, r);
+    lws_hdr_copy(wsi, r->auth, sizeof r->auth, WSI_TOKEN_HTTP_AUTHORIZATION);
+    lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
+    const char *scope =
+        lws_get_urlarg_by_name(wsi, "scope=", r->scope, sizeof r->scope);
+    r->in = (sc_http_in_t){
+        .method = method_of(wsi),
+        .path = r->path,
+        .scope = scope,
+        .body = "",
+        .authorization = r->auth,
+        .loopback = sc_http_peer_is_loopback(r->peer) && !is_forwarded(wsi),
+        .peer = r->peer,
+    };
     char cl[32] = "";
     bool has_cl =
         lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
     unsigned long long n = has_cl ? strtoull(cl, NULL, 10) : 0;
-    r->too_large = n > svc->srv->cfg->max_body;
-    if (n > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)) {
-        /* lws 4.1 loses the body of a request pipelined behind one with a
-         * body and then spins on the leftover bytes; closing after every
-         * answer to a request with a body leaves nothing to pipeline. */
+    bool body =
+        n > 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    if (body) {
+        /* lws 4.1 loses a request pipelined behind one with a body and
+         * spins on the leftover bytes; closing after every answer to a
+         * request with a body leaves nothing to pipeline. Keep-alive API
+         * connections go to http_conn.c instead. */
         r->close_after = true;
+    }
+    if (sc_http_api_check(svc, &r->in, &r->out)) {
+        if (!body)
+            return respond(wsi, r, &r->out);
+        /* answered once the body has passed (closing with unread input
+         * would reset the connection and lose the answer), not kept */
+        r->refusal_body = malloc(r->out.len + 1);
+        if (!r->refusal_body)
+            return -1;
+        memcpy(r->refusal_body, r->out.body, r->out.len);
+        r->out.body = r->refusal_body;
+        sc_buf_reset(&svc->scratch);
+        r->refused = true;
         r->waiting_body = true;
         return 0;
     }
-    return finish(wsi, svc, r);
+    if (body) {
+        r->too_large = n > svc->srv->cfg->max_body;
+        r->waiting_body = true;
+        return 0;
+    }
+    sc_http_out_t out;
+    sc_http_api_answer(svc, &r->in, &out);
+    return respond(wsi, r, &out);
 }
 
 static int on_body(struct lws *wsi, sc_httpreq_t *r, const void *in, size_t len)
 {
     sc_svc_t *svc = svc_of(wsi);
-    if (r->too_large || len == 0)
+    if (r->refused || r->too_large || len == 0)
         return 0;
     if (r->body_len + len > svc->srv->cfg->max_body) {
         r->too_large = true;
@@ -521,16 +608,25 @@ int sc_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
         return pss ? on_http(wsi, pss, in) : -1;
     case LWS_CALLBACK_HTTP_BODY:
         return r ? on_body(wsi, r, in, len) : -1;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         if (!r || !r->waiting_body)
             return 0; /* an empty body: answered already */
         r->waiting_body = false;
-        if (r->too_large) {
-            r->close_after = true;
-            return respond_error(wsi, r, 413, SC_ERRC_TOO_LARGE,
-                                 "request body larger than the limit");
+        sc_svc_t *svc = svc_of(wsi);
+        sc_http_out_t out;
+        if (r->refused) {
+            out = r->out;
+        } else if (r->too_large) {
+            memset(&out, 0, sizeof out);
+            sc_http_api_error(svc, &out, 413,
+                              "request body larger than the limit");
+        } else {
+            r->in.body = r->body ? r->body : "";
+            r->in.body_len = r->body_len;
+            sc_http_api_answer(svc, &r->in, &out);
         }
-        return finish(wsi, svc_of(wsi), r);
+        return respond(wsi, r, &out);
+    }
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         req_free(pss);
         return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -541,4 +637,10 @@ int sc_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
     default:
         return 0;
     }
+}
+
+bool sc_http_peer_is_loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
 }

@@ -53,7 +53,8 @@ static void run(run_t *r, const char *in, size_t n, size_t step, bool skip)
     while (off < n) {
         size_t avail = step ? (n - off < step ? n - off : step) : n - off;
         size_t used = 0;
-        enum sc_http_event ev = sc_http_reader_feed(&rd, in + off, avail, &used);
+        enum sc_http_event ev =
+            sc_http_reader_feed(&rd, in + off, avail, &used);
         assert_true(used <= avail);
         off += used;
         if (ev == SC_HTTP_HEAD) {
@@ -246,13 +247,12 @@ static void test_limits(void **state)
                                "ERR 413 request body larger than the limit\n");
 }
 
-static void test_skipped_body_is_not_kept_and_the_next_request_is_found(
-    void **state)
+static void
+test_skipped_body_is_not_kept_and_the_next_request_is_found(void **state)
 {
     (void)state;
-    const char *in =
-        "POST /api/emit HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-        "GET /healthz HTTP/1.1\r\n\r\n";
+    const char *in = "POST /api/emit HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+                     "GET /healthz HTTP/1.1\r\n\r\n";
     run_t r;
     run(&r, in, strlen(in), 1, true);
     assert_string_equal(r.log, "HEAD POST /api/emit\n"
@@ -284,11 +284,11 @@ static void test_query_param(void **state)
     (void)state;
     char out[16];
     const char *q = "a=1&scope=doc%3A1+x&empty=&bad=%zz&nul=%00";
-    assert_int_equal(sc_http_query_param(q, strlen(q), "scope", out, sizeof out),
-                     7);
+    assert_int_equal(
+        sc_http_query_param(q, strlen(q), "scope", out, sizeof out), 7);
     assert_string_equal(out, "doc:1 x");
-    assert_int_equal(sc_http_query_param(q, strlen(q), "empty", out, sizeof out),
-                     0);
+    assert_int_equal(
+        sc_http_query_param(q, strlen(q), "empty", out, sizeof out), 0);
     assert_int_equal(sc_http_query_param(q, strlen(q), "bad", out, sizeof out),
                      3);
     assert_string_equal(out, "%zz");
