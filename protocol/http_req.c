@@ -217,6 +217,7 @@ static int on_headers_complete(http_parser *p)
         return fail(rd, 400, "malformed request: bad target");
     rd->rd->req.keep_alive = http_should_keep_alive(p) && !p->upgrade;
     rd->rd->req.http10 = p->http_minor == 0;
+    rd->rd->req.upgrade = p->upgrade;
     bool chunked = (p->flags & F_CHUNKED) != 0;
     bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
     rd->rd->req.has_body = chunked || (has_len && p->content_length > 0);
@@ -394,9 +395,9 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
             fail(st, 431, "request head too large");
             return SC_HTTP_ERROR;
         }
-        if (st->pending == SC_HTTP_REQUEST)
-            st->head_seen = 0;
     }
+    if (st->pending != SC_HTTP_MORE)
+        st->head_seen = 0; /* the head is over: count the next one */
     return st->pending;
 }
 
@@ -441,4 +442,52 @@ long sc_http_query_param(const char *query, size_t len, const char *name,
         p = stop + 1;
     }
     return -1;
+}
+
+int sc_http_peek_target(const char *b, size_t n, const char **target,
+                        size_t *len)
+{
+    const char *end = b + n;
+    const char *sp = memchr(b, ' ', n);
+    const char *lf = memchr(b, '\n', n);
+    if (!sp)
+        return lf ? -1 : 0;
+    if (lf && lf < sp)
+        return -1;
+    const char *t = sp + 1;
+    const char *sp2 = memchr(t, ' ', (size_t)(end - t));
+    if (!sp2)
+        return lf ? -1 : 0;
+    if (lf && lf < sp2)
+        return -1;
+    *target = t;
+    *len = (size_t)(sp2 - t);
+    return 1;
+}
+
+const char *sc_http_reason(unsigned status)
+{
+    if (status == 413)
+        return "Content Too Large"; /* RFC 9110's name */
+    const char *s = http_status_str((enum http_status)status);
+    return s && *s ? s : "Unknown";
+}
+
+void sc_http_put_answer_head(sc_buf_t *b, unsigned status, const char *ctype,
+                             size_t len, bool close, bool say_keep_alive)
+{
+    sc_buf_puts(b, "HTTP/1.1 ");
+    sc_buf_put_u64(b, status);
+    sc_buf_putc(b, ' ');
+    sc_buf_puts(b, sc_http_reason(status));
+    sc_buf_puts(b, "\r\ncontent-type: ");
+    sc_buf_puts(b, ctype);
+    sc_buf_puts(b, "\r\ncontent-length: ");
+    sc_buf_put_u64(b, len);
+    sc_buf_puts(b, "\r\ncache-control: no-store\r\n");
+    if (close)
+        sc_buf_puts(b, "connection: close\r\n");
+    else if (say_keep_alive)
+        sc_buf_puts(b, "connection: keep-alive\r\n");
+    sc_buf_puts(b, "\r\n");
 }

@@ -41,6 +41,7 @@
 #define SC_PROTO_HTTP_REQ_H
 
 #include "common.h"
+#include "jsonw.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -94,6 +95,7 @@ typedef struct sc_http_request {
     sc_http_value_t hdr[SC_HDR_COUNT];
     bool keep_alive;  /* the connection stays open after the answer */
     bool http10;      /* an HTTP/1.0 request (keep-alive must be said) */
+    bool upgrade;     /* asks for an upgrade (Connection: upgrade) */
     bool has_body;    /* Content-Length > 0 or chunked */
     const char *body; /* NUL-terminated; "" when none or skipped */
     size_t body_len;
@@ -131,6 +133,24 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
 /* After SC_HTTP_HEAD: the body is read and dropped (its bytes are still
  * taken off the stream, so a pipelined next request is found). */
 void sc_http_reader_skip_body(sc_http_reader_t *rd);
+
+/* The request target of a connection's first request line, from bytes
+ * peeked at (`b`, `n` bytes): returns 1 with *target and *len set (pointing
+ * into b) once the space after the target came, 0 while more bytes are
+ * needed, -1 when the line ends first (not a request line). */
+int sc_http_peek_target(const char *b, size_t n, const char **target,
+                        size_t *len);
+
+/* The reason phrase of an HTTP status ("Not Found"); "Unknown" for one
+ * http_parser does not know. A static string. */
+const char *sc_http_reason(unsigned status);
+
+/* Appends an answer's status line and headers to `b`: content-type,
+ * content-length, cache-control: no-store, and "connection: close" when
+ * `close`, else "connection: keep-alive" when `say_keep_alive` (HTTP/1.0
+ * clients need it said), then the blank line. */
+void sc_http_put_answer_head(sc_buf_t *b, unsigned status, const char *ctype,
+                             size_t len, bool close, bool say_keep_alive);
 
 /* The value of query parameter `name` in `query` (`len` bytes, '&'-
  * separated, NULL taken as empty), %XX- and '+'-decoded into `out` (`cap`

@@ -71,9 +71,9 @@ void sc_http_api_error(sc_svc_t *svc, sc_http_out_t *out, unsigned status,
     enum sc_errc code = status == 413   ? SC_ERRC_TOO_LARGE
                         : status == 404 ? SC_ERRC_NOT_FOUND
                         : status == 405 ? SC_ERRC_METHOD_NOT_ALLOWED
-                        : status >= 500 && status != 501 && status != 505
-                            ? SC_ERRC_INTERNAL
-                            : SC_ERRC_BAD_REQUEST;
+                        : status == 503 ? SC_ERRC_UNAVAILABLE
+                        : status == 500 ? SC_ERRC_INTERNAL
+                                        : SC_ERRC_BAD_REQUEST;
     answer_error(svc, out, status, code, message);
 }
 

@@ -15,6 +15,7 @@
 #include "server.h"
 #include "clock.h"
 #include "http_api.h"
+#include "http_conn.h"
 #include "listen.h"
 #include "log.h"
 #include "upgrade.h"
@@ -73,6 +74,7 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
     }
     sc_ws_tick(svc, now);
     sc_upgrade_tick(svc, now);
+    sc_httpconn_tick(svc, now);
 }
 
 static void lws_log_to_ours(int level, const char *line)
@@ -279,6 +281,7 @@ static void *svc_loop(void *arg)
     ev_timer_stop(svc->loop, &svc->tick_watcher);
     /* what the drain deadline left */
     sc_upgrade_shutdown(svc);
+    sc_httpconn_shutdown(svc);
     svc->cut_at_exit = sc_ws_shutdown(svc);
     return NULL;
 }

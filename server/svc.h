@@ -47,6 +47,7 @@ struct lws_vhost;
 struct sc_ws_thread;     /* ws.c */
 struct sc_writer_thread; /* writer.c */
 struct sc_hs;            /* upgrade.c */
+struct sc_httpc;         /* http_conn.c */
 
 struct sc_server {
     sc_config_t *cfg;       /* {const} borrowed from main */
@@ -73,6 +74,8 @@ struct sc_svc {
     struct sc_ws_thread *ws;         /* ws.c: the connections */
     struct sc_writer_thread *writer; /* writer.c: pending list, packing */
     struct sc_hs *hs;                /* upgrade.c: pending handshakes */
+    struct sc_httpc *httpc;          /* http_conn.c: API connections */
+    _Atomic size_t nhttp;            /* {atomic} its connections */
     _Atomic size_t nconns;           /* {atomic} WebSocket connections (ws.c) */
     sc_stats_t stats;                /* {atomic} this thread's counters */
     /* server.c: the thread, its listener, timers and shutdown. */

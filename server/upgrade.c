@@ -5,6 +5,8 @@
  */
 #include "upgrade.h"
 #include "clock.h"
+#include "http_conn.h"
+#include "http_req.h"
 #include "listen.h"
 #include "log.h"
 #include "upgrade_head.h"
@@ -182,12 +184,27 @@ static void hs_peek(sc_hs_t *hs)
         hs_free(hs);
         return;
     }
+    /* The API (keep-alive, pipelined) is http_conn.c's as soon as the
+     * target is known (WebSocket upgrades are only at /ws); the rest of
+     * plain HTTP is lws's. */
+    const char *t;
+    size_t tl;
+    int r = sc_http_peek_target(b, (size_t)n, &t, &tl);
+    if (r == 1 && sc_httpconn_wants(t, tl)) {
+        hs_free(hs);
+        sc_httpconn_start(svc, fd);
+        return;
+    }
     size_t hl = 0;
     switch (sc_upgrade_classify(b, (size_t)n, SC_UPGRADE_HEAD_MAX, &hl)) {
     case SC_HEAD_INCOMPLETE:
         peek_later(hs);
         return;
     case SC_HEAD_OTHER:
+        if (r == 0 && (size_t)n < SC_UPGRADE_HEAD_MAX) {
+            peek_later(hs); /* wait for the target: ours or lws's */
+            return;
+        }
         to_lws(hs); /* plain HTTP (or garbage) for lws */
         return;
     case SC_HEAD_TOO_LARGE: {

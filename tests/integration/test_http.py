@@ -287,35 +287,6 @@ class Health(HTTPCase):
         self.assertEqual(res.text.strip(), "ok")
 
 
-class Pipelining(HTTPCase):
-    async def test_pipelined_posts_leave_the_server_healthy(self):
-        """Requests pipelined behind a POST body: the first is answered with
-        connection: close, and the server neither spins nor stops serving
-        (libwebsockets 4.1 used to loop on the leftover bytes, ignoring
-        SIGTERM; tearDown checks the clean exit)."""
-        import socket
-        body = b'{"scope":"pipe:1","data":1}'
-        req = (b"POST /api/emit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5)
-        try:
-            s.sendall(req * 3 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        finally:
-            s.close()
-        self.assertTrue(data.startswith(b"HTTP/1.1 202"), data[:200])
-        self.assertIn(b"connection: close", data.lower())
-        self.assertEqual(data.count(b"HTTP/1.1"), 1, "the rest is not answered on that connection")
-        for _ in range(3):
-            res = await self.srv.request("GET", "/healthz")
-            self.assertEqual(res.status, 200, res)
-
-
 class Static(HTTPCase):
     async def test_index_and_client_from_web_root(self):
         res = await self.srv.request("GET", "/")
