@@ -1,4 +1,9 @@
 // Type declarations for scopecast.js (scopecast wire protocol v1).
+//
+// Next to scopecast.js (or as scopecast.d.mts next to a copy saved as
+// scopecast.mjs), or from the npm package `scopecast`. Node:
+//   import WebSocket from 'ws';
+//   const client = connect('ws://localhost:8080/ws', { WebSocket });
 
 /** The WebSocket subprotocol offered by the client. */
 export const PROTOCOL: 'scopecast.v1';
@@ -22,15 +27,22 @@ export const DEFAULTS: {
 /** The `exp` claim (seconds since the epoch) of a JWT, or null. */
 export function tokenExp(token: string | null | undefined): number | null;
 
-/** A WebSocket constructor compatible with the browser's (e.g. `ws` in Node). */
+/** A listener the client sets on the socket. Declared as a method, so that a
+ *  socket whose listeners take a richer event (the DOM's MessageEvent, `ws`'s
+ *  WebSocket.MessageEvent) fits under --strict (strictFunctionTypes). */
+export type SocketListener<E> = { bivarianceHack(ev: E): void }['bivarianceHack'];
+
+/** What the client uses of a WebSocket: the browser's, or `ws`'s in Node. */
 export interface WebSocketLike {
   readonly readyState: number;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onmessage: SocketListener<{ data: unknown }> | null;
+  onclose: SocketListener<{ code: number; reason: string }> | null;
+  onerror: SocketListener<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
+/** A WebSocket constructor compatible with the browser's: `WebSocket` in a
+ *  page (the default), the `ws` package's default export in Node. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 export type TokenSource = string | null | undefined | (() => string | null | undefined | Promise<string | null | undefined>);
@@ -49,7 +61,8 @@ export interface ConnectOptions {
   pingTimeout?: number;
   /** ms to wait for any reply (default 10000). */
   requestTimeout?: number;
-  /** ms for the token function, and from opening the socket to `welcome` (default: requestTimeout). */
+  /** ms for the token function, and from opening the socket to `welcome`
+   *  (default: requestTimeout); an attempt over it counts as failed. */
   connectTimeout?: number;
   /** WebSocket implementation (default: globalThis.WebSocket). */
   WebSocket?: WebSocketConstructor;
@@ -59,7 +72,9 @@ export interface ConnectOptions {
   random?: () => number;
 }
 
-/** Protocol error codes, plus local ones. */
+/** Protocol error codes, plus local ones: 'timeout' (no reply in time),
+ *  'disconnected' (no connection: lost, failed attempt, client closed),
+ *  'too_large' (a request over the server's maxmessage, not sent). */
 export type ErrorCode =
   | 'bad_request'
   | 'unauthorized'
@@ -69,12 +84,13 @@ export type ErrorCode =
   | 'internal'
   | 'timeout'
   | 'disconnected'
+  | 'too_large'
   | (string & {});
 
 export class ScopecastError extends Error {
   constructor(code: ErrorCode, message?: string, details?: { id?: number | string; op?: string; scope?: string });
   readonly name: 'ScopecastError';
-  /** Protocol error code, or 'timeout' / 'disconnected' for local failures. */
+  /** Protocol error code, or 'timeout' / 'disconnected' / 'too_large' for local failures. */
   code: ErrorCode;
   /** Request id, when the error answers a request. */
   id?: number | string;
@@ -108,6 +124,9 @@ export interface Welcome {
   heartbeat: number;
   /** Queue bound per subscription. */
   maxsize: number;
+  /** Largest request the server takes, in bytes (`--max-message`); the
+   *  client refuses bigger ones itself. null when the server does not say. */
+  maxmessage: number | null;
 }
 
 export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -207,6 +226,8 @@ export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>>
   readonly scope: string;
   readonly meta: Record<string, unknown> | null;
   readonly echo: boolean;
+  /** false when subscribed with `presence: false` (blind: no presence). */
+  readonly presenceEnabled: boolean;
   /** Last seq seen (from `subscribed` or an event). */
   readonly seq: number;
   readonly state: SubscriptionState;
@@ -214,16 +235,31 @@ export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>>
   readonly active: boolean;
   /** Reason of the last `closed` push, if any. */
   readonly closeReason: string | null;
-  /** Resolves with the first `subscribed` reply. Rejects with a ScopecastError:
-   *  forbidden, bad_request, limit... (the subscription is ended), or timeout
-   *  (no reply in time; it is still retried after a reconnect). A connection
-   *  lost before the reply does not reject: the subscribe is sent again. */
+  /**
+   * Resolves with the `subscribed` reply; once resolved it stays so. Rejects
+   * with a ScopecastError when the subscription cannot be made now:
+   * - `disconnected`: a connection attempt failed before the server's welcome
+   *   (unreachable, refused, `connectTimeout`, the token function failed); the
+   *   first failed attempt while `ready` waits rejects it. `timeout`: no
+   *   reply in time. In both cases the client keeps reconnecting and the
+   *   subscription stays: `ready` is then a new promise that resolves with
+   *   the next `subscribed` (or rejects at the next failure), so read
+   *   `sub.ready` again to wait for it.
+   * - for good: `unauthorized` (the server rejected the token, close 4401;
+   *   the client stops and does not retry), `disconnected` (the client was
+   *   closed, or unsubscribe() came first), the server's refusal
+   *   (forbidden, bad_request, limit) or `too_large` (the subscribe is over
+   *   the server's maxmessage): the subscription is ended.
+   * A connection lost after the welcome rejects nothing while the next
+   * attempt succeeds: the subscribe is sent again.
+   */
   readonly ready: Promise<SubscribedMessage>;
-  /** Live presence, grouped by user. */
+  /** Live presence, grouped by user (empty for `presence: false`). */
   readonly presence: PresenceUser[];
   /** Live presence, one entry per connection. */
   readonly connections: Conn[];
-  /** Re-reads presence from the server. */
+  /** Re-reads presence from the server (with `presence: false`: nothing is
+   *  asked, it resolves with []; `client.presence(scope)` asks anyway). */
   refreshPresence(): Promise<PresenceUser[]>;
   unsubscribe(): Promise<void>;
   on<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): Off;
@@ -247,6 +283,11 @@ export interface SubscribeOptions {
   meta?: Record<string, unknown> | null;
   /** Also receive the events this connection emits. */
   echo?: boolean;
+  /** false: a blind subscription for large broadcast scopes. It receives the
+   *  scope's events but no presence (no join/leave, `subscribed` carries
+   *  none, not refetched after `dropped`), and others do not see it. Default
+   *  true. */
+  presence?: boolean;
 }
 
 export interface EmitOptions<T = unknown> {
@@ -280,11 +321,14 @@ export class ScopecastClient implements Emitter<ClientEvents> {
    *  once the connection is open, and again after every reconnect. Throws a
    *  ScopecastError 'disconnected' once the client is closed. */
   subscribe<T = unknown>(scope: string, opts?: SubscribeOptions): Subscription<T>;
+  /** Rejects with 'too_large' (nothing sent, the connection stays) when the
+   *  request is over the server's `maxmessage`, in UTF-8 bytes. */
   emit<T = unknown>(scope: string, opts?: EmitOptions<T>, req?: RequestOptions): Promise<{ scope: string; seq: number }>;
   presence(scope: string, req?: RequestOptions): Promise<Conn[]>;
   /** Round trip of a `ping` op in ms. */
   ping(req?: RequestOptions): Promise<number>;
-  /** Low level: sends `{...msg, id}` and resolves with the reply. */
+  /** Low level: sends `{...msg, id}` and resolves with the reply. Like every
+   *  request, refused locally ('too_large') when over `maxmessage`. */
   request<R = Record<string, unknown>>(msg: { op: string; [k: string]: unknown }, req?: RequestOptions): Promise<R>;
   /** Stops for good. */
   close(): void;
@@ -294,7 +338,14 @@ export class ScopecastClient implements Emitter<ClientEvents> {
   off<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): this;
 }
 
-/** Opens a client; `url` is ws(s)://host/ws or, in a page, a path like '/ws'. */
+/**
+ * Opens a client; `url` is ws(s)://host/ws (http(s) is taken for ws(s)) or,
+ * in a page, a path like '/ws'. Throws a TypeError at once for a URL it
+ * cannot open: a relative one without a page location (Node), another
+ * scheme, or no URL at all. The client reconnects for ever with backoff,
+ * except after a 4401 (token rejected) or close(); see Subscription.ready
+ * for how a subscription reports that it cannot be made.
+ */
 export function connect(url: string, options?: ConnectOptions): ScopecastClient;
 export default connect;
 

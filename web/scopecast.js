@@ -8,7 +8,13 @@
 //   const sub = client.subscribe('room:lobby', { meta: { name: 'ana' } });
 //   sub.on('event', (ev) => console.log(ev.data));
 //   sub.on('presence', (users) => render(users));
+//   await sub.ready; // rejects when it cannot be made yet (see Subscription)
 //   await client.emit('room:lobby', { data: { hello: 'world' } });
+//
+// In Node (before 22, which has a global WebSocket) pass the `ws` package:
+// connect('ws://host:8080/ws', { WebSocket }). Copied into a project on its
+// own, save this file as scopecast.mjs (and the types as scopecast.d.mts):
+// under a package.json without "type": "module" a .js file is CommonJS.
 
 export const PROTOCOL = 'scopecast.v1';
 
@@ -23,7 +29,7 @@ const WS_OPEN = 1;
 const CLOSE_UNAUTHORIZED = 4401;
 
 /** Error of a request or of the connection; `code` is the protocol's error
- *  code, or 'timeout' / 'disconnected' for local failures. */
+ *  code, or 'timeout' / 'disconnected' / 'too_large' for local failures. */
 export class ScopecastError extends Error {
   constructor(code, message, details = {}) {
     super(message || code);
@@ -114,8 +120,24 @@ class Emitter {
   }
 }
 
-/** One subscription to a scope; survives reconnects until unsubscribed or
- *  closed by the server. */
+/**
+ * One subscription to a scope; survives reconnects until unsubscribed or
+ * closed by the server.
+ *
+ * `ready` resolves with the `subscribed` reply. It rejects with a
+ * ScopecastError when the subscription cannot be made now:
+ * - a connection attempt fails before the server's welcome ('disconnected':
+ *   unreachable, refused, connectTimeout, token function failed), or no
+ *   reply comes in time ('timeout'): the client keeps trying, and `ready` is
+ *   replaced by a new promise that resolves with the next `subscribed`;
+ * - the server rejects the token (close 4401, 'unauthorized'; not retried),
+ *   the client is closed or the subscription unsubscribed ('disconnected'),
+ *   or the server refuses the subscribe (forbidden, bad_request, limit,
+ *   too_large...): for good.
+ * A connection lost after the welcome rejects nothing while the next attempt
+ * succeeds. Once resolved, `ready` stays resolved (see the 'subscribed'
+ * event for later resubscribes).
+ */
 export class Subscription extends Emitter {
   constructor(client, scope, opts) {
     super();
@@ -123,6 +145,9 @@ export class Subscription extends Emitter {
     this.scope = scope;
     this.meta = opts.meta ?? null;
     this.echo = !!opts.echo;
+    /** false for `presence: false`: a blind subscription, invisible to
+     *  others, that gets no presence (join, leave, list) at all. */
+    this.presenceEnabled = opts.presence !== false;
     /** Last seq seen (from `subscribed` or an event). */
     this.seq = 0;
     /** 'pending' | 'subscribing' | 'subscribed' | 'closed' */
@@ -131,11 +156,7 @@ export class Subscription extends Emitter {
     this._conns = new Map(); // session -> conn
     this._presence = null; // cached grouped view
     this._subscribedOnce = false;
-    this.ready = new Promise((resolve, reject) => {
-      this._resolveReady = resolve;
-      this._rejectReady = reject;
-    });
-    this.ready.catch(() => {}); // a rejection nobody awaits is not a crash
+    this._armReady();
   }
 
   /** true until unsubscribed or closed for good. */
@@ -156,8 +177,10 @@ export class Subscription extends Emitter {
     return [...this._conns.values()];
   }
 
-  /** Re-reads presence from the server and rebuilds the view. */
+  /** Re-reads presence from the server and rebuilds the view. A blind
+   *  subscription (`presence: false`) asks nothing and stays empty. */
   async refreshPresence() {
+    if (!this.presenceEnabled) return this.presence;
     const list = await this.client.presence(this.scope);
     if (this.active) this._setPresence(list);
     return this.presence;
@@ -168,6 +191,25 @@ export class Subscription extends Emitter {
   }
 
   // ---- internal -----------------------------------------------------------
+
+  /** A new pending `ready` (the first, or the next after a rejection). */
+  _armReady() {
+    this._readyWaiting = true;
+    this.ready = new Promise((resolve, reject) => {
+      this._resolveReady = resolve;
+      this._rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // a rejection nobody awaits is not a crash
+  }
+
+  /** Rejects `ready` if it still waits. `again`: the subscription is tried
+   *  again, so a new `ready` waits for the next `subscribed`. */
+  _failReady(err, again) {
+    if (!this._readyWaiting) return;
+    this._readyWaiting = false;
+    this._rejectReady(err);
+    if (again && this.active) this._armReady();
+  }
 
   _setPresence(list) {
     this._conns.clear();
@@ -187,6 +229,7 @@ export class Subscription extends Emitter {
     this.seq = msg.seq ?? 0;
     this._setPresence(msg.presence);
     this._emit('subscribed', { seq: this.seq, presence: this.presence, resubscribed });
+    this._readyWaiting = false;
     this._resolveReady(msg);
   }
 
@@ -214,7 +257,7 @@ export class Subscription extends Emitter {
         this._emit('dropped', msg);
         // Joins/leaves may have been lost too: rebuild presence. Applying
         // later join/leave pushes on top is idempotent.
-        this.refreshPresence().catch(() => {});
+        if (this.presenceEnabled) this.refreshPresence().catch(() => {});
         break;
       case 'closed':
         this._onServerClosed(msg);
@@ -246,6 +289,7 @@ export class Subscription extends Emitter {
 export class ScopecastClient extends Emitter {
   constructor(url, options = {}) {
     super();
+    this._wsUrl = wsUrl(url); // throws a TypeError for a URL it cannot open
     this.url = url;
     this.options = options;
     this.reconnectOptions = { ...DEFAULTS.reconnect, ...(options.reconnect || {}) };
@@ -260,11 +304,12 @@ export class ScopecastClient extends Emitter {
     this._random = options.random ?? Math.random;
     /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
     this.status = 'connecting';
-    /** The server's welcome ({session, user, heartbeat, maxsize, version}) or null. */
+    /** The server's welcome ({session, user, heartbeat, maxsize, maxmessage, version}) or null. */
     this.welcome = null;
     /** Close code that ended the client for good (4401), else null. */
     this.closeCode = null;
     this.attempt = 0; // failed attempts since the last welcome
+    this._failures = 0; // attempts that failed before a welcome, since the last one
     this.connects = 0; // WebSocket objects created
     this._ws = null;
     this._subs = new Map(); // scope -> Subscription
@@ -273,6 +318,7 @@ export class ScopecastClient extends Emitter {
     this._stopped = false;
     this._gen = 0; // connection attempts started
     this._unauthorized = false;
+    this._authError = null; // the server's `unauthorized` error before a 4401
     this._retryTimer = null;
     this._connectTimer = null;
     this._refreshTimer = null;
@@ -334,6 +380,9 @@ export class ScopecastClient extends Emitter {
   /**
    * Sends a request and resolves with its reply (rejects with ScopecastError).
    * Made while not connected, it waits for the connection (its timeout runs).
+   * A request whose frame is over the server's `maxmessage` (UTF-8 bytes) is
+   * not sent: it rejects with 'too_large' (the server would close the
+   * connection with 1009).
    */
   request(msg, opts = {}) {
     if (this._stopped) {
@@ -414,18 +463,8 @@ export class ScopecastClient extends Emitter {
   }
 
   _url(token) {
-    let u = this.url;
-    const loc = globalThis.location;
-    if (!/^wss?:\/\//i.test(u)) {
-      if (/^https?:\/\//i.test(u)) u = u.replace(/^http/i, 'ws');
-      else if (loc && loc.href) {
-        const abs = new URL(u, loc.href);
-        abs.protocol = abs.protocol === 'https:' ? 'wss:' : 'ws:';
-        u = abs.href;
-      }
-    }
-    if (token == null || token === '') return u;
-    const url = new URL(u);
+    if (token == null || token === '') return this._wsUrl;
+    const url = new URL(this._wsUrl);
     url.searchParams.set('token', token);
     return url.href;
   }
@@ -467,10 +506,26 @@ export class ScopecastClient extends Emitter {
 
   _scheduleRetry(info) {
     if (this._stopped) return;
+    const failed = this.status !== 'open'; // this attempt never got a welcome
     const delay = backoffDelay(this.attempt, this.reconnectOptions, this._random);
     this.attempt++;
     this._retryTimer = setTimeout(() => this._open(), delay);
     this._setStatus('reconnecting', { ...info, attempt: this.attempt, delay });
+    if (failed) this._attemptFailed(info);
+  }
+
+  /** A connection attempt failed: the `ready` of every subscription still
+   *  waiting rejects (and is re-armed: the client keeps trying). */
+  _attemptFailed(info) {
+    const n = ++this._failures;
+    const why = info.error ? String(info.error.message || info.error)
+      : `close ${info.code}${info.reason ? ' ' + info.reason : ''}`;
+    for (const sub of [...this._subs.values()]) {
+      if (!sub.active) continue;
+      sub._failReady(new ScopecastError('disconnected',
+        `${sub.scope}: not subscribed: connection attempt ${n} failed (${why}); retrying in the background`,
+        { op: 'subscribe', scope: sub.scope }), true);
+    }
   }
 
   _retryNow() {
@@ -504,6 +559,17 @@ export class ScopecastClient extends Emitter {
       this._failRequest(req, new ScopecastError('disconnected', `${req.op}: client is closed`,
         { id: req.id, op: req.op, scope: req.scope }));
     }
+    // Subscriptions never made cannot be made any more.
+    const detail = this._authError?.message || reason;
+    for (const sub of [...this._subs.values()]) {
+      if (!sub.active) continue;
+      sub._failReady(code === CLOSE_UNAUTHORIZED
+        ? new ScopecastError('unauthorized',
+          `${sub.scope}: not subscribed: the server rejected the token (4401)${detail ? ': ' + detail : ''}`,
+          { op: 'subscribe', scope: sub.scope })
+        : new ScopecastError('disconnected', `${sub.scope}: not subscribed: client is closed`,
+          { op: 'subscribe', scope: sub.scope }), false);
+    }
     this._setStatus('closed', { code, reason });
   }
 
@@ -525,6 +591,16 @@ export class ScopecastClient extends Emitter {
   }
 
   _sendRequest(req) {
+    const max = this.welcome?.maxmessage;
+    if (typeof max === 'number') {
+      const size = utf8Length(req.frame);
+      if (size > max) {
+        this._failRequest(req, new ScopecastError('too_large',
+          `${req.op}: the message is ${size} bytes, over the server's limit of ${max} bytes (maxmessage); not sent`,
+          { id: req.id, op: req.op, scope: req.scope }));
+        return;
+      }
+    }
     if (this._send(req.frame)) req.sent = true;
   }
 
@@ -533,19 +609,21 @@ export class ScopecastClient extends Emitter {
     const msg = { op: 'subscribe', scope: sub.scope };
     if (sub.meta != null) msg.meta = sub.meta;
     if (sub.echo) msg.echo = true;
+    if (!sub.presenceEnabled) msg.presence = false;
     this.request(msg).catch((err) => {
       if (!sub.active || this._subs.get(sub.scope) !== sub) return;
       if (err.code === 'disconnected') return; // resubscribed on the next connection
       if (err.code === 'timeout') {
         // No reply on this connection: tell, and try again on the next one.
         if (sub.state === 'subscribing') sub.state = 'pending';
-        sub._rejectReady(err);
+        sub._failReady(err, true);
         sub._emit('error', err);
         return;
       }
-      // The server refused (forbidden, bad_request, limit...): end it.
+      // The server refused (forbidden, bad_request, limit...), or it is over
+      // maxmessage (too_large): end it.
       sub._end();
-      sub._rejectReady(err);
+      sub._failReady(err, false);
       sub._emit('error', err);
       sub._emit('closed', { op: 'closed', scope: sub.scope, reason: 'error', error: err });
     });
@@ -560,8 +638,12 @@ export class ScopecastClient extends Emitter {
       user: msg.user ?? null,
       heartbeat: msg.heartbeat,
       maxsize: msg.maxsize,
+      // The largest request the server takes (bytes); null from a server
+      // that does not say (no local check then).
+      maxmessage: typeof msg.maxmessage === 'number' ? msg.maxmessage : null,
     };
     this.attempt = 0;
+    this._failures = 0;
     this._setStatus('open', { welcome: this.welcome });
     this._emit('welcome', this.welcome);
     // Resubscribe first, then send requests queued while offline.
@@ -670,7 +752,10 @@ export class ScopecastClient extends Emitter {
         break;
       case 'error': {
         const err = new ScopecastError(msg.code || 'error', msg.message);
-        if (msg.code === 'unauthorized') this._unauthorized = true;
+        if (msg.code === 'unauthorized') {
+          this._unauthorized = true;
+          this._authError = err;
+        }
         this._emit('error', err);
         break;
       }
@@ -698,6 +783,8 @@ export class ScopecastClient extends Emitter {
     if (this._subs.get(sub.scope) !== sub || sub.state === 'closed') return;
     const wasOnServer = sub.state === 'subscribed' || sub.state === 'subscribing';
     sub._end();
+    sub._failReady(new ScopecastError('disconnected', `${sub.scope}: not subscribed: unsubscribed before the reply`,
+      { op: 'subscribe', scope: sub.scope }), false);
     sub._emit('presence', []);
     if (wasOnServer && this.status === 'open') {
       try {
@@ -736,17 +823,76 @@ export function tokenExp(token) {
   }
 }
 
+/** Bytes of `s` in UTF-8, as the WebSocket sends it (a lone surrogate goes
+ *  out as U+FFFD: 3 bytes). */
+function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length &&
+      (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/**
+ * The WebSocket URL for `url`: ws(s) as is, http(s) as ws(s), a relative
+ * URL resolved against the page's location. Anything else is a TypeError,
+ * thrown by connect() at once: e.g. '/ws' where there is no page (Node).
+ */
+function wsUrl(url) {
+  if (typeof url !== 'string') {
+    throw new TypeError(`connect: the URL must be a string, not ${url === null ? 'null' : typeof url}`);
+  }
+  let abs;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(url)) {
+    try {
+      abs = new URL(url);
+    } catch {
+      throw new TypeError(`connect: "${url}" is not a valid URL`);
+    }
+  } else {
+    const loc = globalThis.location;
+    if (!loc || !loc.href) {
+      throw new TypeError(`connect: "${url}" is a relative URL and there is no page location to resolve it ` +
+        'against: pass an absolute URL such as ws://localhost:8080/ws');
+    }
+    try {
+      abs = new URL(url, loc.href);
+    } catch {
+      throw new TypeError(`connect: "${url}" is not a valid URL`);
+    }
+  }
+  const scheme = { 'ws:': 'ws:', 'wss:': 'wss:', 'http:': 'ws:', 'https:': 'wss:' }[abs.protocol];
+  if (!scheme) {
+    throw new TypeError(`connect: "${url}" is a ${abs.protocol} URL: use ws:, wss:, http: or https:`);
+  }
+  abs.protocol = scheme;
+  abs.hash = ''; // a WebSocket URL has no fragment
+  return abs.href;
+}
+
 function now() {
   return globalThis.performance && typeof performance.now === 'function' ? performance.now() : Date.now();
 }
 
 /**
- * Opens a client. `url`: ws(s)://host/ws, or a path such as '/ws' in a page.
+ * Opens a client. `url`: ws(s)://host/ws (http(s) is taken for ws(s)), or a
+ * path such as '/ws' in a page; a URL it cannot open (a path without a page,
+ * as in Node, or another scheme) throws a TypeError at once.
  * Options: token (string or function returning one, called on every
  * attempt and, for a token with exp, again refreshBefore ms (default 60 s)
  * before it expires: the new token goes to the server with the refresh op),
  * refreshBefore, reconnect {initialDelay, maxDelay, factor}, pingInterval,
  * pingTimeout, requestTimeout, connectTimeout, WebSocket, protocols.
+ * The client reconnects for ever (backoff), except after a 4401 (token
+ * rejected) or close(). A subscription's `ready` rejects at the first failed
+ * connection attempt while it waits, and is re-armed (see Subscription).
  */
 export function connect(url, options = {}) {
   return new ScopecastClient(url, options);

@@ -33,6 +33,19 @@ describe('demo page', { concurrency: false }, () => {
     }
   });
 
+  test('the footer says how to pick the room and the name, and both work', async () => {
+    const foot = await openDemo(browser, server, { name: 'Footer Fay', room: 'footer-room' });
+    pages.push(foot);
+    const text = await foot.textContent('footer');
+    // the room goes after '#' (an example room name), the person in ?name=
+    assert.match(text, /#lobby/);
+    assert.match(text, /\?name=/);
+    assert.doesNotMatch(text, /#name/, 'the room is not set with "#name"');
+    assert.equal(await foot.textContent('#room'), 'room:footer-room');
+    await waitPeople(foot, ['Footer Fay'], 5000);
+    await foot.context().close();
+  });
+
   test('two pages see each other in presence within 1 s', async () => {
     ana = await openDemo(browser, server, { name: 'Ana Lima', room: ROOM });
     bruno = await openDemo(browser, server, { name: 'Bruno', room: ROOM });

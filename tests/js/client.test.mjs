@@ -3,6 +3,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
+import { createServer } from 'node:net';
 import {
   connect, backoffDelay, groupPresence, ScopecastError, DEFAULTS, tokenExp,
 } from '../../web/scopecast.js';
@@ -34,6 +35,34 @@ function closeAll() {
 // Whatever fails, no client is left running (it would keep the process alive).
 after(closeAll);
 const isOpen = (c) => () => c.status === 'open';
+/** Rejects with a clear message when `promise` has not settled within `ms`. */
+function settles(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+/** A 127.0.0.1 port nothing listens on (taken from the kernel, then released). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+/** A `ws` WebSocket class that records every frame sent (as text). */
+function recordingWebSocket(frames) {
+  return class Recording extends WebSocket {
+    send(data, ...rest) {
+      frames.push(String(data));
+      return super.send(data, ...rest);
+    }
+  };
+}
 const users = (sub) => sub.presence.map((g) => `${g.user ?? 'anon'}:${g.connections.length}`).sort().join(',');
 
 // ---------------------------------------------------------------------------
@@ -102,7 +131,7 @@ class FakeSocket {
   // test side
   accept(welcome = {}) {
     this.readyState = 1;
-    this.push({ op: 'welcome', version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, ...welcome });
+    this.push({ op: 'welcome', version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, maxmessage: 65536, ...welcome });
   }
   push(msg) {
     this.onmessage?.({ data: JSON.stringify(msg) });
@@ -129,7 +158,7 @@ describe('request/reply matching (scripted socket)', () => {
     assert.equal(ws.sent.length, 0);
     ws.accept();
     assert.equal(c.status, 'open');
-    assert.deepEqual(c.welcome, { version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256 });
+    assert.deepEqual(c.welcome, { version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, maxmessage: 65536 });
     assert.equal(ws.sent.length, 4);
     const [a, b, e, f] = ws.sent;
     assert.deepEqual(e, { op: 'emit', scope: 'a', data: { x: 1 }, paths: ['p'], id: e.id });
@@ -209,6 +238,157 @@ describe('request/reply matching (scripted socket)', () => {
     assert.equal(info.error.code, 'timeout');
     assert.equal(info.attempt, 1);
     assert.ok(calls >= 1);
+  });
+
+  test('ready rejects at a failed connection attempt, is re-armed, and resolves on the next subscribed', async () => {
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', {
+      WebSocket: FakeSocket, pingInterval: 0, reconnect: { initialDelay: 10, maxDelay: 10, factor: 2 },
+    }));
+    const sub = c.subscribe('a');
+    const first = sub.ready;
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    const ws1 = FakeSocket.last;
+    ws1.drop(1006); // the first attempt fails before any welcome
+    await assert.rejects(settles(first, 1000, 'sub.ready'), (e) => e instanceof ScopecastError &&
+      e.code === 'disconnected' && e.scope === 'a' && /connection attempt 1 failed \(close 1006\)/.test(e.message));
+    assert.notEqual(sub.ready, first, 'a new ready for the next attempt');
+    assert.equal(sub.active, true);
+    assert.equal(sub.state, 'pending');
+    assert.equal(c.status, 'reconnecting');
+
+    await waitFor(() => FakeSocket.last !== ws1, { message: 'second attempt' });
+    const ws2 = FakeSocket.last;
+    ws2.accept();
+    const req = ws2.sent.find((m) => m.op === 'subscribe');
+    ws2.push({ op: 'subscribed', id: req.id, scope: 'a', seq: 5, presence: [] });
+    assert.equal((await settles(sub.ready, 1000, 'the re-armed sub.ready')).seq, 5);
+
+    // Once subscribed, ready stays resolved whatever the connection does.
+    const resolved = sub.ready;
+    ws2.drop(1006);
+    await waitFor(() => FakeSocket.last !== ws2, { message: 'third attempt' });
+    const late = c.subscribe('b'); // made while reconnecting
+    const lateReady = late.ready; // (a failure replaces late.ready)
+    const ws3 = FakeSocket.last;
+    ws3.drop(1006);
+    await assert.rejects(settles(lateReady, 1000, 'late.ready'),
+      (e) => e.code === 'disconnected' && e.scope === 'b' && /attempt 1 failed/.test(e.message));
+    assert.equal(sub.ready, resolved);
+
+    // unsubscribe() and close() settle what is still waiting.
+    const gone = c.subscribe('d');
+    await gone.unsubscribe();
+    await assert.rejects(settles(gone.ready, 1000, 'gone.ready'),
+      (e) => e.code === 'disconnected' && e.message === 'd: not subscribed: unsubscribed before the reply');
+    const waiting = c.subscribe('c');
+    c.close();
+    await assert.rejects(settles(waiting.ready, 1000, 'waiting.ready'),
+      (e) => e.code === 'disconnected' && e.scope === 'c' && /client is closed/.test(e.message));
+    assert.equal(await sub.ready, await resolved);
+  });
+
+  test("connect() refuses a URL it cannot open, at once: '/ws' without a page location", async () => {
+    assert.equal(globalThis.location, undefined, 'Node has no page location');
+    const refuses = (url, re, Impl = WebSocket) => {
+      let c = null;
+      try {
+        assert.throws(() => { c = connect(url, { WebSocket: Impl, pingInterval: 0 }); },
+          (e) => e instanceof TypeError && re.test(e.message), `connect(${JSON.stringify(url)})`);
+      } finally {
+        c?.close(); // the old client retried for ever
+      }
+    };
+    refuses('/ws', /^connect: "\/ws" is a relative URL and there is no page location to resolve it against/);
+    refuses('ws', /relative URL/, FakeSocket);
+    refuses('ftp://example.com/ws', /ws:, wss:, http: or https:/, FakeSocket);
+    refuses('ws://', /not a valid URL/, FakeSocket);
+    refuses(42, /must be a string/, FakeSocket);
+
+    // http(s) is taken for ws(s); in a page a path is resolved against its location.
+    const urlOf = async (url, opts = {}) => {
+      FakeSocket.last = null;
+      const c = track(connect(url, { WebSocket: FakeSocket, pingInterval: 0, ...opts }));
+      await waitFor(() => FakeSocket.last, { message: 'socket' });
+      c.close();
+      return FakeSocket.last.url;
+    };
+    assert.equal(await urlOf('https://example.com/ws'), 'wss://example.com/ws');
+    globalThis.location = { href: 'http://example.com:8080/app/index.html' };
+    try {
+      assert.equal(await urlOf('/ws', { token: 't' }), 'ws://example.com:8080/ws?token=t');
+    } finally {
+      delete globalThis.location;
+    }
+  });
+
+  test('maxmessage: a request over the limit is refused without sending it; the connection stays', async () => {
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', { WebSocket: FakeSocket, pingInterval: 0 }));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    const ws = FakeSocket.last;
+    const size = (id, data) => Buffer.byteLength(JSON.stringify({ op: 'emit', scope: 's', data, id }));
+    // 40 'é' are 40 UTF-16 units but 80 bytes: the frame is over 100 bytes
+    // only when counted in UTF-8.
+    const wide = 'é'.repeat(40);
+    assert.ok(JSON.stringify({ op: 'emit', scope: 's', data: wide, id: 1 }).length <= 100);
+    assert.ok(size(1, wide) > 100);
+    // Queued before the welcome: checked when it would be sent.
+    const queued = c.emit('s', { data: wide });
+    const small = c.emit('s', { data: 1 });
+    ws.accept({ maxmessage: 100 });
+    assert.equal(c.welcome.maxmessage, 100);
+    await assert.rejects(queued, (e) => e instanceof ScopecastError && e.code === 'too_large' && e.op === 'emit' &&
+      e.message === `emit: the message is ${size(1, wide)} bytes, over the server's limit of 100 bytes (maxmessage); not sent`);
+    assert.deepEqual(ws.sent.map((m) => m.id), [2], 'only the small one went out');
+    ws.push({ op: 'emitted', id: 2, scope: 's', seq: 1 });
+    assert.deepEqual(await small, { scope: 's', seq: 1 });
+    // Once open: refused at once, nothing sent, nothing closed.
+    await assert.rejects(c.emit('s', { data: wide }), (e) => e.code === 'too_large');
+    const sub = c.subscribe('t', { meta: { blob: 'x'.repeat(200) } });
+    await assert.rejects(sub.ready, (e) => e.code === 'too_large' && e.op === 'subscribe');
+    assert.equal(sub.active, false);
+    assert.equal(ws.sent.length, 1);
+    assert.equal(ws.readyState, 1);
+    assert.equal(c.status, 'open');
+    c.close();
+
+    // A server without maxmessage: no local limit.
+    FakeSocket.last = null;
+    const old = track(connect('ws://example.invalid/ws', { WebSocket: FakeSocket, pingInterval: 0 }));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    FakeSocket.last.accept({ maxmessage: undefined });
+    assert.equal(old.welcome.maxmessage, null);
+    const p = old.emit('s', { data: 'x'.repeat(70000) });
+    assert.equal(FakeSocket.last.sent.length, 1);
+    old.close();
+    await assert.rejects(p, (e) => e.code === 'disconnected');
+  });
+
+  test('presence: false is sent with subscribe; a blind subscription never fetches presence', async () => {
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', { WebSocket: FakeSocket, pingInterval: 0 }));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    const ws = FakeSocket.last;
+    ws.accept();
+    const blind = c.subscribe('news', { presence: false });
+    const seen = c.subscribe('room', { presence: true });
+    const [b, r] = ws.sent.filter((m) => m.op === 'subscribe');
+    assert.deepEqual(b, { op: 'subscribe', scope: 'news', presence: false, id: b.id });
+    assert.deepEqual(r, { op: 'subscribe', scope: 'room', id: r.id }, 'the default is not sent');
+    assert.equal(blind.presenceEnabled, false);
+    assert.equal(seen.presenceEnabled, true);
+    ws.push({ op: 'subscribed', id: b.id, scope: 'news', seq: 0, presence: [] });
+    await blind.ready;
+    const sent = ws.sent.length;
+    const dropped = new Promise((res) => blind.once('dropped', res));
+    ws.push({ op: 'dropped', scope: 'news', count: 3 });
+    assert.equal((await dropped).count, 3);
+    assert.deepEqual(await blind.refreshPresence(), []);
+    await sleep(20);
+    assert.equal(ws.sent.length, sent, 'no presence request for a blind subscription');
+    assert.deepEqual(blind.presence, []);
+    c.close();
   });
 });
 
@@ -562,6 +742,134 @@ describe('reconnect', () => {
       await waitFor(() => c.status === 'open' && sub.state === 'subscribed', { timeout: 5000, message: 'back' });
       assert.ok(calls >= 2);
       assert.equal(c.welcome.user, 'tina');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('readiness, message limit, presence: false (real server)', () => {
+  after(closeAll);
+
+  test('sub.ready rejects when the server is unreachable from the start; a later success resolves a new one', async () => {
+    const port = await freePort();
+    const c = open({ ws: `ws://127.0.0.1:${port}/ws` }, {
+      connectTimeout: 500, reconnect: { initialDelay: 50, maxDelay: 200, factor: 2 },
+    });
+    const sub = c.subscribe('room:unreachable');
+    await assert.rejects(settles(sub.ready, 3000, 'sub.ready'), (e) => e instanceof ScopecastError &&
+      e.code === 'disconnected' && e.op === 'subscribe' && e.scope === 'room:unreachable' &&
+      /^room:unreachable: not subscribed: connection attempt 1 failed \(close 1006\); retrying in the background$/.test(e.message));
+    assert.equal(c.status, 'reconnecting');
+    assert.equal(sub.active, true);
+    // The client keeps trying; once the server is there, the subscription is made.
+    const server = await startServer({ port, demo: true });
+    try {
+      await waitFor(() => sub.state === 'subscribed', { timeout: 5000, message: 'subscribed once the server is up' });
+      const reply = await settles(sub.ready, 1000, 'the new sub.ready');
+      assert.equal(reply.op, 'subscribed');
+      assert.equal(reply.scope, 'room:unreachable');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('sub.ready rejects with unauthorized on 4401 (not retried), and with disconnected on close()', async () => {
+    const server = await startServer({ demo: true, jwtSecret: SECRET });
+    try {
+      const c = open(server, { token: 'garbage', reconnect: { initialDelay: 10, maxDelay: 20, factor: 2 } });
+      const sub = c.subscribe('room:denied');
+      await assert.rejects(settles(sub.ready, 3000, 'sub.ready'), (e) => e instanceof ScopecastError &&
+        e.code === 'unauthorized' && e.scope === 'room:denied' &&
+        /^room:denied: not subscribed: the server rejected the token \(4401\)/.test(e.message));
+      assert.equal(c.status, 'closed');
+      assert.equal(c.closeCode, 4401);
+      await sleep(100);
+      assert.equal(c.connects, 1, 'not retried');
+
+      const d = open(server, { token: await server.demoToken('dora') });
+      const early = d.subscribe('room:early');
+      d.close(); // before the welcome
+      await assert.rejects(settles(early.ready, 1000, 'early.ready'),
+        (e) => e.code === 'disconnected' && /^room:early: not subscribed: client is closed$/.test(e.message));
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('an emit over --max-message is refused locally with sizes; the connection and subscriptions stay', async () => {
+    const LIMIT = 1024;
+    const server = await startServer({ demo: true, args: ['--max-message', String(LIMIT)] });
+    try {
+      const frames = [];
+      const c = open(server, { token: await server.demoToken('max'), WebSocket: recordingWebSocket(frames) });
+      const sub = c.subscribe('big');
+      await sub.ready; // request id 1
+      const statuses = [];
+      c.on('status', (s, info) => statuses.push([s, info.code]));
+      const left = [];
+      sub.on('subscribed', (info) => left.push(info));
+      // `data` that makes the emit frame of request `id` exactly `bytes` long
+      // in UTF-8 (2-, 3- and 4-byte characters included).
+      const frameFor = (id, data) => JSON.stringify({ op: 'emit', scope: 'big', data, id });
+      const dataFor = (id, bytes) => {
+        const head = 'é€😀';
+        return head + 'a'.repeat(bytes - Buffer.byteLength(frameFor(id, head)));
+      };
+      const over = dataFor(2, LIMIT + 1);
+      assert.equal(Buffer.byteLength(frameFor(2, over)), LIMIT + 1);
+      await assert.rejects(c.emit('big', { data: over }), (e) => e instanceof ScopecastError &&
+        e.code === 'too_large' && e.op === 'emit' && e.scope === 'big' &&
+        e.message === `emit: the message is ${LIMIT + 1} bytes, over the server's limit of ${LIMIT} bytes (maxmessage); not sent`);
+      assert.equal(c.welcome.maxmessage, LIMIT);
+      // Exactly the limit is allowed, and goes out.
+      const exact = dataFor(3, LIMIT);
+      const r = await c.emit('big', { data: exact });
+      assert.equal(r.scope, 'big');
+      assert.deepEqual(frames.map((f) => Buffer.byteLength(f)).filter((n) => n >= LIMIT), [LIMIT]);
+      assert.ok(typeof (await c.ping()) === 'number');
+      assert.equal(c.status, 'open');
+      assert.equal(c.connects, 1);
+      assert.deepEqual(statuses, [], 'the connection never went away');
+      assert.deepEqual(left, [], 'no resubscribe');
+      assert.equal(sub.state, 'subscribed');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('presence: false: events arrive, no presence either way, invisible to others', async () => {
+    const server = await startServer({ demo: true });
+    try {
+      const scope = 'news:blind';
+      const obs = open(server, { token: await server.demoToken('olga') });
+      const subObs = obs.subscribe(scope);
+      await subObs.ready;
+      const joins = [];
+      subObs.on('join', (m) => joins.push(m.conn.user));
+
+      const blind = open(server, { token: await server.demoToken('bea') });
+      const subBlind = blind.subscribe(scope, { presence: false });
+      const blindJoins = [];
+      subBlind.on('join', (m) => blindJoins.push(m.conn.user));
+      const reply = await subBlind.ready;
+      assert.deepEqual(reply.presence, [], 'subscribed carries no presence');
+      assert.deepEqual(subBlind.presence, []);
+      assert.equal(subBlind.presenceEnabled, false);
+
+      const late = open(server, { token: await server.demoToken('carl') });
+      await late.subscribe(scope).ready;
+      await waitFor(() => joins.includes('carl'), { message: 'olga sees carl' });
+      assert.deepEqual(joins, ['carl'], 'bea is not announced');
+      assert.deepEqual((await obs.presence(scope)).map((x) => x.user).sort(), ['carl', 'olga']);
+
+      const got = new Promise((res) => subBlind.once('event', res));
+      assert.equal((await server.apiEmit({ scope, data: { n: 1 } })).status, 202);
+      assert.deepEqual((await got).data, { n: 1 });
+      assert.deepEqual(blindJoins, [], 'a blind subscription gets no join');
+      assert.deepEqual(subBlind.presence, []);
     } finally {
       await server.stop();
     }

@@ -1,6 +1,10 @@
-// Shared helpers of the JS tests: start/stop a real scopecast server, poll.
+// Shared helpers of the JS tests: start/stop a real scopecast server, poll,
+// run commands in scratch projects.
 import { spawn } from 'node:child_process';
-import { existsSync, statSync, readdirSync, mkdirSync } from 'node:fs';
+import {
+  existsSync, statSync, readdirSync, mkdirSync, mkdtempSync, rmSync, symlinkSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,3 +219,55 @@ export function seeded(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Runs a command; resolves with {code, signal, stdout, stderr} (never rejects
+ * on a non-zero exit). Killed (SIGKILL) after `timeout` ms.
+ */
+export function run(cmd, args, { cwd, env, timeout = 120000, input = null } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b) => { stdout += b; });
+    child.stderr.on('data', (b) => { stderr += b; });
+    const timer = setTimeout(() => {
+      stderr += `\n[killed after ${timeout} ms]`;
+      try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+    }, timeout);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.end(input ?? undefined);
+  });
+}
+
+/** A new empty directory under the system's temp dir (removed by `cleanup()`). */
+export function scratchDir(prefix) {
+  const dir = mkdtempSync(path.join(tmpdir(), `scopecast-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Links packages of tests/js/node_modules (e.g. 'ws', '@types') into
+ * `dir`/node_modules, so a scratch project uses them without a registry.
+ */
+export function linkTestModules(dir, names) {
+  const nm = path.join(dir, 'node_modules');
+  mkdirSync(nm, { recursive: true });
+  for (const name of names) {
+    const src = path.join(HERE, 'node_modules', name);
+    if (!existsSync(src)) throw new Error(`tests/js/node_modules/${name} missing: run tests/js/ensure-deps.sh`);
+    mkdirSync(path.dirname(path.join(nm, name)), { recursive: true });
+    symlinkSync(src, path.join(nm, name), 'dir');
+  }
+}
+
+/** tsc of tests/js/node_modules (devDependency typescript); $SCOPECAST_TSC
+ *  (a tsc script of another TypeScript version) overrides. */
+export const TSC = process.env.SCOPECAST_TSC || path.join(HERE, 'node_modules', 'typescript', 'bin', 'tsc');

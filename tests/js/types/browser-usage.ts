@@ -1,0 +1,30 @@
+// Browser usage of the scopecast package (web/scopecast.d.ts), DOM lib and no
+// Node types: types.test.mjs compiles it with `tsc --noEmit --strict`.
+import { connect, ScopecastError, type PresenceUser } from 'scopecast';
+
+const client = connect('/ws', { token: () => localStorage.getItem('token') });
+// The page's own WebSocket passes as an explicit implementation too.
+const explicit = connect('wss://example.com/ws', { WebSocket: window.WebSocket });
+explicit.close();
+
+const sub = client.subscribe<{ text: string }>('room:lobby', { meta: { name: 'ana' } });
+sub.on('event', (ev) => {
+  const p = document.createElement('p');
+  p.textContent = ev.data?.text ?? '';
+  document.body.append(p);
+});
+sub.on('presence', (users: PresenceUser[]) => {
+  document.title = `${users.length} online`;
+});
+sub.ready.then(
+  (reply) => console.log('subscribed at seq', reply.seq),
+  (err: ScopecastError) => console.warn('not subscribed yet:', err.code, err.message),
+);
+document.querySelector('form')?.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  try {
+    await client.emit('room:lobby', { data: { text: 'hello' } });
+  } catch (err) {
+    if (err instanceof ScopecastError && err.code === 'too_large') alert(err.message);
+  }
+});

@@ -1,0 +1,74 @@
+// Node usage of the scopecast package (web/scopecast.d.ts) with the `ws` package
+// and @types/ws 8: types.test.mjs and package.test.mjs compile it with
+// `tsc --noEmit --strict` where `scopecast` resolves to the client.
+import WebSocket from 'ws';
+import connect, {
+  connect as namedConnect, ScopecastError, Subscription, groupPresence, backoffDelay, tokenExp,
+  DEFAULTS, PROTOCOL,
+  type ConnectOptions, type EventMessage, type PresenceUser, type Status, type StatusInfo,
+  type Welcome, type SubscribedMessage, type WebSocketConstructor,
+} from 'scopecast';
+
+interface Doc {
+  title: string;
+  rev: number;
+}
+
+async function main(): Promise<void> {
+  const options: ConnectOptions = {
+    WebSocket,
+    token: async () => 'jwt',
+    reconnect: { initialDelay: 100, maxDelay: 5000, factor: 2 },
+    pingInterval: 0,
+    requestTimeout: 5000,
+    connectTimeout: 2000,
+    protocols: [PROTOCOL],
+  };
+  const client = connect('ws://127.0.0.1:8080/ws', options);
+  // The common one-liner: the ws class straight into the options.
+  const other = namedConnect('ws://127.0.0.1:8080/ws', { WebSocket, token: 'jwt' });
+  const ctor: WebSocketConstructor = WebSocket;
+  other.close();
+
+  client.on('status', (status: Status, info: StatusInfo) => {
+    if (status === 'reconnecting') console.log(info.attempt, info.delay, info.code);
+  });
+  client.on('welcome', (w: Welcome) => {
+    const limit: number | null = w.maxmessage;
+    console.log(w.session, w.user, limit);
+  });
+  client.on('error', (err: ScopecastError) => console.log(err.code, err.message));
+
+  const sub: Subscription<Doc> = client.subscribe<Doc>('doc:1', { meta: { name: 'ana' }, echo: true });
+  const blind = client.subscribe('news', { presence: false });
+  const enabled: boolean = blind.presenceEnabled;
+  sub.on('event', (ev: EventMessage<Doc>) => {
+    if (ev.data) console.log(ev.seq, ev.data.title.toUpperCase(), ev.data.rev + 1);
+  });
+  sub.on('presence', (users: PresenceUser[]) => console.log(users.map((u) => u.user ?? 'anon')));
+  sub.on('subscribed', (info) => console.log(info.resubscribed, info.seq));
+  sub.on('closed', (msg) => console.log(msg.reason, msg.error?.code));
+  const off = sub.on('error', (err) => console.log(err.code));
+  off();
+
+  try {
+    const reply: SubscribedMessage = await sub.ready;
+    console.log(reply.seq, reply.presence.length, enabled);
+  } catch (err) {
+    if (err instanceof ScopecastError && err.code === 'unauthorized') client.close();
+  }
+
+  const { seq } = await client.emit<Doc>('doc:1', { data: { title: 't', rev: 1 }, paths: ['title'] }, { timeout: 1000 });
+  const rtt: number = await client.ping();
+  const conns = await client.presence('doc:1');
+  const raw = await client.request<{ op: string; seq: number }>({ op: 'emit', scope: 'doc:1' });
+  console.log(seq, rtt, groupPresence(conns, client.welcome?.session).length, raw.seq,
+    backoffDelay(3, DEFAULTS.reconnect), tokenExp(null), ctor);
+  await sub.unsubscribe();
+  client.close();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
