@@ -117,6 +117,8 @@ static bool end_target(struct sc_http_state *rd)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct sc_http_state *rd = reader_of(p);
+    if (!rd->in_head)
+        return 0; /* a chunked body's trailer: not kept, never trusted */
     if (!end_target(rd))
         return fail(rd, 431, "request head too large");
     if (rd->in_value) {
@@ -124,7 +126,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
             return fail(rd, 431, "request head too large");
         rd->field_len = 0;
     }
-    if (len <= sizeof rd->field - rd->field_len)
+    if (rd->field_len <= sizeof rd->field &&
+        len <= sizeof rd->field - rd->field_len)
         memcpy(rd->field + rd->field_len, at, len);
     rd->field_len += len; /* past sizeof field: a name not kept */
     return 0;
@@ -133,6 +136,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct sc_http_state *rd = reader_of(p);
+    if (!rd->in_head)
+        return 0;
     if (!rd->in_value) {
         rd->in_value = true;
         rd->cur_hdr = -1;
@@ -312,24 +317,27 @@ void sc_http_reader_skip_body(sc_http_reader_t *rd)
     rd->st->body_len = 0;
 }
 
-/* The head rules http_parser leaves to its user, on head bytes just read:
- * no obs-fold (a line starting with a space or tab, RFC 7230 section
- * 3.2.4) and no NUL. */
-static bool head_bytes_ok(struct sc_http_state *st, const char *b, size_t n)
+/* The head rules http_parser leaves to its user: no obs-fold (a line
+ * starting with a space or tab, RFC 7230 section 3.2.4) and no NUL.
+ * Returns the offset of the first byte of b[0..n) that breaks one (with
+ * its message in *why), or n. */
+static size_t head_scan(const struct sc_http_state *st, const char *b, size_t n,
+                        const char **why)
 {
+    bool line_start = st->line_start;
     for (size_t i = 0; i < n; i++) {
         char c = b[i];
         if (c == '\0') {
-            fail(st, 400, "malformed request: NUL in the head");
-            return false;
+            *why = "malformed request: NUL in the head";
+            return i;
         }
-        if (st->line_start && (c == ' ' || c == '\t')) {
-            fail(st, 400, "malformed request: obsolete line folding");
-            return false;
+        if (line_start && (c == ' ' || c == '\t')) {
+            *why = "malformed request: obsolete line folding";
+            return i;
         }
-        st->line_start = c == '\n';
+        line_start = c == '\n';
     }
-    return true;
+    return n;
 }
 
 /* An http_parser error as an answer. */
@@ -373,10 +381,25 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
         return SC_HTTP_ERROR;
     if (len == 0)
         return SC_HTTP_MORE; /* http_parser takes 0 bytes as end of stream */
+    /* In a head, the parser is given no byte past the head limit nor past
+     * a byte the head rules refuse, so the same stream gives the same
+     * events however it is cut. */
     bool head = st->in_head;
+    size_t give = len;
+    const char *why = NULL;
+    if (head) {
+        size_t budget = SC_HTTP_HEAD_MAX - st->head_seen;
+        if (give > budget)
+            give = budget;
+        give = head_scan(st, in, give, &why);
+        if (give == 0) {
+            fail(st, why ? 400 : 431, why ? why : "request head too large");
+            return SC_HTTP_ERROR;
+        }
+    }
     st->pending = SC_HTTP_MORE;
     http_parser_pause(&st->p, 0);
-    size_t n = http_parser_execute(&st->p, &settings, in, len);
+    size_t n = http_parser_execute(&st->p, &settings, in, give);
     enum http_errno e = HTTP_PARSER_ERRNO(&st->p);
     *used = n;
     if (st->pending == SC_HTTP_ERROR || rd->err.status)
@@ -386,18 +409,18 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
         return SC_HTTP_ERROR;
     }
     if (head) {
-        /* every byte this call took belongs to the head: the parser stops
-         * at the head's end when a body follows, else at the request's */
-        if (!head_bytes_ok(st, in, n))
-            return SC_HTTP_ERROR;
         st->head_seen += n;
-        if (st->head_seen > SC_HTTP_HEAD_MAX) {
-            fail(st, 431, "request head too large");
+        st->line_start = n > 0 && in[n - 1] == '\n';
+        if (st->pending == SC_HTTP_MORE && n == give && give < len) {
+            /* the head goes on past what it may be */
+            fail(st, why ? 400 : 431, why ? why : "request head too large");
             return SC_HTTP_ERROR;
         }
     }
-    if (st->pending != SC_HTTP_MORE)
+    if (st->pending != SC_HTTP_MORE) {
         st->head_seen = 0; /* the head is over: count the next one */
+        st->line_start = false;
+    }
     return st->pending;
 }
 

@@ -7,9 +7,10 @@
 #   sc_fuzz_wsframe    the RFC 6455 receive parser (frames cut into reads)
 #   sc_fuzz_upgrade    the upgrade request head and its answers
 #   sc_fuzz_http_body  the HTTP API body decoders and answer encoders
+#   sc_fuzz_http_req   the HTTP/1.1 request reader (http_parser glue)
 #   sc_fuzz_token      the JWT parser (sc_auth_verify), signing, the scope,
 #                      origin and API key rules
-# Usage: scripts/fuzz.sh [TARGET...]   (default: all five)
+# Usage: scripts/fuzz.sh [TARGET...]   (default: all six)
 # Environment:
 #   FUZZ_SECONDS  time per target (default 60; CI uses the default)
 #   FUZZ_RUNS     inputs per target instead (e.g. 10000000 for a long run)
@@ -32,7 +33,7 @@ runs="${FUZZ_RUNS:-}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(sc_fuzz_decode sc_fuzz_wsframe sc_fuzz_upgrade sc_fuzz_http_body
-    sc_fuzz_token)
+    sc_fuzz_token sc_fuzz_http_req)
 fi
 
 CC=clang cmake -S . -B "$build" -DSC_FUZZ=ON -DSC_ASAN=ON \

@@ -251,15 +251,48 @@ def token_seeds():
           b"\x00example.com:8443")
 
 
+# ---- sc_fuzz_http_req: 1 setting byte, then the bytes of a connection
+def http_req():
+    t = "sc_fuzz_http_req"
+    emit = (b"POST /api/emit HTTP/1.1\r\nHost: h\r\nContent-Type: "
+            b"application/json\r\nContent-Length: 23\r\n\r\n"
+            b'{"scope":"s","data":1}\n')
+    get = b"GET /api/presence?scope=doc%3A1+x HTTP/1.1\r\nHost: h\r\n\r\n"
+    write(t, "pipeline", b"\x40" + get + emit + emit + b"GET /healthz HTTP/1.1"
+          b"\r\nConnection: close\r\n\r\n")
+    write(t, "pipeline-cut1-skip", b"\x48" + emit + get)
+    write(t, "chunked", b"\x53POST /api/emit HTTP/1.1\r\nTransfer-Encoding: "
+          b"chunked\r\nAuthorization: Bearer k\r\n\r\n5\r\n{\"sco\r\n"
+          b"3;x=y\r\npe\"\r\n0\r\nTrailer: 1\r\n\r\n" + get)
+    write(t, "http10", b"\x02GET /metrics HTTP/1.0\r\nConnection: keep-alive"
+          b"\r\n\r\nHEAD / HTTP/1.0\r\n\r\n")
+    write(t, "two-lengths", b"\x01POST / HTTP/1.1\r\nContent-Length: 1\r\n"
+          b"Content-Length: 2\r\n\r\nab")
+    write(t, "length-and-chunked", b"\x01POST / HTTP/1.1\r\nContent-Length: 3"
+          b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    write(t, "te-gzip", b"\x01POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
+          b"\r\nabc")
+    write(t, "folded", b"\x03GET / HTTP/1.1\r\nX-A: 1\r\n b\r\n\r\n")
+    write(t, "absolute", b"\x00GET http://h:1/api/stats?a=1#f HTTP/1.1\r\n"
+          b"X-Forwarded-For: 1.2.3.4\r\nForwarded:\r\n\r\n")
+    write(t, "upgrade", b"\x04GET /api/emit HTTP/1.1\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    write(t, "expect", b"\x05POST /api/emit HTTP/1.1\r\nExpect: 100-continue"
+          b"\r\nContent-Length: 2\r\n\r\n{}")
+    write(t, "big-body", b"\x00POST / HTTP/1.1\r\nContent-Length: 40\r\n\r\n"
+          + b"x" * 40)
+
+
 def main():
     for t in ("sc_fuzz_decode", "sc_fuzz_wsframe", "sc_fuzz_upgrade",
-              "sc_fuzz_http_body", "sc_fuzz_token"):
+              "sc_fuzz_http_body", "sc_fuzz_token", "sc_fuzz_http_req"):
         clean(t)
     decode()
     wsframe()
     upgrade()
     http_body()
     token_seeds()
+    http_req()
 
 
 if __name__ == "__main__":
