@@ -94,8 +94,8 @@ static void set_phase(sc_httpc_t *c, enum httpc_phase ph)
 }
 
 /* Appends a static file's content, or turns `o` into an error. */
-static void put_file(sc_httpc_t *c, sc_http_out_t *o, bool last,
-                     bool keep10, bool head_only)
+static void put_file(sc_httpc_t *c, sc_http_out_t *o, bool last, bool keep10,
+                     bool head_only)
 {
     int fd = open(o->file, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -173,9 +173,8 @@ static void build_in(sc_httpc_t *c, sc_http_in_t *in, char *scope,
                      : NULL,
         .body = r->body ? r->body : "",
         .body_len = r->body_len,
-        .authorization = h[SC_HDR_AUTHORIZATION].at
-                             ? h[SC_HDR_AUTHORIZATION].at
-                             : "",
+        .authorization =
+            h[SC_HDR_AUTHORIZATION].at ? h[SC_HDR_AUTHORIZATION].at : "",
         .loopback = c->loopback && !forwarded,
         .peer = c->peer,
     };
@@ -278,8 +277,7 @@ static bool flush(sc_httpc_t *c)
         }
         c->out_off += (size_t)w;
         if (c->phase == P_IDLE || c->state == C_CLOSING) /* progress */
-            c->deadline_us =
-                sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
+            c->deadline_us = sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
     }
     ev_io_stop(loop, &c->wio);
     sc_buf_reset(&c->out);
@@ -327,6 +325,11 @@ static void on_readable(sc_httpc_t *c)
             return;
         if (c->state == C_CLOSING)
             return;
+        if ((size_t)n < SC_READ_CHUNK)
+            break; /* most likely all there was (the watcher says if
+                      not): a recv that finds nothing would be one more
+                      system call per request, and syscalls are most of
+                      this path's time (perf, bench H1) */
     }
 }
 
@@ -393,8 +396,9 @@ void sc_httpconn_tick(sc_svc_t *svc, int64_t now)
             continue;
         if (c->state == C_OPEN && c->phase != P_IDLE && !c->paused) {
             /* a head or body that did not come in time */
-            fail(c, 408, c->phase == P_HEAD ? "request head not sent in time"
-                                            : "request body not sent in time");
+            fail(c, 408,
+                 c->phase == P_HEAD ? "request head not sent in time"
+                                    : "request body not sent in time");
             flush(c);
         } else {
             destroy(c); /* idle, lingering, or not reading its answers */
