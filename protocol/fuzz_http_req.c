@@ -72,8 +72,8 @@ static void check_request(const sc_http_request_t *r, size_t body_max,
         mix(t, v->at, v->len);
     }
     char out[64];
-    long n = sc_http_query_param(r->query, r->query_len, "scope", out,
-                                 sizeof out);
+    long n =
+        sc_http_query_param(r->query, r->query_len, "scope", out, sizeof out);
     check(n < (long)sizeof out);
     if (n >= 0)
         check(strlen(out) == (size_t)n);

@@ -13,7 +13,8 @@
  *     means INCOMPLETE below the limit and TOO_LARGE at it;
  *   - an accepted request points into the head (key of 24 bytes, query
  *     after '?'), and its 101 answer is written whole;
- *   - a refusal is 400, 404 or 426 and its answer is a well-formed HTTP
+ *   - a refusal is 400, 404, 426, or from the HTTP reader 431, 501 or
+ *     505, and its answer is a well-formed HTTP
  *     head whose content-length is the length of a body that is strict,
  *     UTF-8-valid JSON with "error" and "message" strings (json-c);
  *   - a token is never longer than the cap nor the query.
@@ -109,7 +110,8 @@ static void fuzz_parse(const char *h, size_t n, size_t token_max)
         check((strstr(out, "scopecast.v1") != NULL) == req.with_protocol);
         return;
     }
-    check(ref.status == 400 || ref.status == 404 || ref.status == 426);
+    check(ref.status == 400 || ref.status == 404 || ref.status == 426 ||
+          ref.status == 431 || ref.status == 501 || ref.status == 505);
     check(ref.reason_phrase && ref.code && ref.message);
     size_t len = sc_http_refusal_write(&ref, out, sizeof(out));
     check(len > 0);

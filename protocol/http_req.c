@@ -158,13 +158,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-/* Splits the target into path and query; an absolute-form target
- * ("http://host/path?q", RFC 7230 section 5.3.2) gives its path. */
-static bool split_target(struct sc_http_state *rd)
+bool sc_http_target_split(const char *t, size_t n, const char **path,
+                          size_t *path_len, const char **query,
+                          size_t *query_len)
 {
-    char *t = rd->head;
-    size_t n = rd->target_len;
-    char *path = t, *end = t + n;
+    const char *p = t, *end = t + n;
     if (n == 0)
         return false;
     if (*t != '/') {
@@ -173,26 +171,42 @@ static bool split_target(struct sc_http_state *rd)
         if (http_parser_parse_url(t, n, 0, &u) != 0 ||
             !(u.field_set & (1 << UF_PATH)))
             return false;
-        path = t + u.field_data[UF_PATH].off;
-        end = path + u.field_data[UF_PATH].len;
+        p = t + u.field_data[UF_PATH].off;
+        end = p + u.field_data[UF_PATH].len;
         if (u.field_set & (1 << UF_QUERY))
             end = t + u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len;
     }
-    char *q = memchr(path, '?', (size_t)(end - path));
-    char *hash = memchr(path, '#', (size_t)(end - path));
-    if (hash && (!q || hash < q)) {
-        end = hash; /* a fragment is not sent, but cut it if it is */
-        q = NULL;
-    }
-    if (hash && q && hash > q)
+    const char *q = memchr(p, '?', (size_t)(end - p));
+    const char *hash = memchr(p, '#', (size_t)(end - p));
+    if (hash && (!q || hash < q))
+        q = NULL; /* a fragment is not sent, but cut it if it is */
+    if (hash)
         end = hash;
-    *end = '\0';
-    rd->rd->req.path = path;
-    rd->rd->req.path_len = (size_t)((q ? q : end) - path);
-    if (q) {
-        *q = '\0';
-        rd->rd->req.query = q + 1;
-        rd->rd->req.query_len = (size_t)(end - (q + 1));
+    *path = p;
+    *path_len = (size_t)((q ? q : end) - p);
+    *query = q ? q + 1 : NULL;
+    *query_len = q ? (size_t)(end - (q + 1)) : 0;
+    return true;
+}
+
+/* Splits the target into path and query, NUL-terminating both in place
+ * (the target is followed by its NUL in head). */
+static bool split_target(struct sc_http_state *rd)
+{
+    sc_http_request_t *r = &rd->rd->req;
+    const char *path, *query;
+    size_t pl, ql;
+    if (!sc_http_target_split(rd->head, rd->target_len, &path, &pl, &query,
+                              &ql))
+        return false;
+    char *base = rd->head;
+    base[(path - base) + pl] = '\0'; /* the '?', '#' or the end */
+    r->path = path;
+    r->path_len = pl;
+    if (query) {
+        base[(query - base) + ql] = '\0';
+        r->query = query;
+        r->query_len = ql;
     }
     return true;
 }

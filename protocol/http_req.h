@@ -134,6 +134,14 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
  * taken off the stream, so a pipelined next request is found). */
 void sc_http_reader_skip_body(sc_http_reader_t *rd);
 
+/* Splits a request target (`t`, `n` bytes): origin-form "/p?q" or
+ * absolute-form "http://host/p?q" (RFC 7230 section 5.3.2), a fragment
+ * cut off. *path and *query point into t (*query NULL without '?').
+ * Returns false for anything else. Thread: any. */
+bool sc_http_target_split(const char *t, size_t n, const char **path,
+                          size_t *path_len, const char **query,
+                          size_t *query_len);
+
 /* The request target of a connection's first request line, from bytes
  * peeked at (`b`, `n` bytes): returns 1 with *target and *len set (pointing
  * into b) once the space after the target came, 0 while more bytes are

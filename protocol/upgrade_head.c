@@ -9,6 +9,7 @@
  * fuzz_upgrade.c).
  */
 #include "upgrade_head.h"
+#include "http_req.h"
 #include "jsonw.h"
 
 #include <openssl/evp.h>
@@ -39,11 +40,11 @@ static const sc_http_refusal_t refuse_subprotocol = {
     400, "Bad Request", "bad_request", "subprotocol scopecast.v1 required",
     NULL};
 
-/* The value of header `name` (with its colon, lower case) in a request
- * head, trimmed of spaces and tabs; NULL when absent. Only lines after the
- * first are looked at; the first match wins. */
-static const char *header(const char *h, size_t hl, const char *name,
-                          size_t *vlen)
+/* The value of the `nth` (from 0) header `name` (with its colon, lower
+ * case) in a request head, trimmed of spaces and tabs; NULL when there are
+ * not that many. Only lines after the first are looked at. */
+static const char *header_nth(const char *h, size_t hl, const char *name,
+                              size_t *vlen, unsigned nth)
 {
     size_t nl = strlen(name);
     const char *end = h + hl;
@@ -51,7 +52,8 @@ static const char *header(const char *h, size_t hl, const char *name,
     for (const char *line = memchr(h, '\n', hl); line && line + 1 < end;
          line = memchr(line + 1, '\n', (size_t)(end - line - 1))) {
         const char *s = line + 1;
-        if ((size_t)(end - s) > nl && strncasecmp(s, name, nl) == 0) {
+        if ((size_t)(end - s) > nl && strncasecmp(s, name, nl) == 0 &&
+            nth-- == 0) {
             const char *v = s + nl;
             while (v < end && (*v == ' ' || *v == '\t'))
                 v++;
@@ -65,6 +67,13 @@ static const char *header(const char *h, size_t hl, const char *name,
         }
     }
     return NULL;
+}
+
+/* The first header `name`: see header_nth. */
+static const char *header(const char *h, size_t hl, const char *name,
+                          size_t *vlen)
+{
+    return header_nth(h, hl, name, vlen, 0);
 }
 
 /* Whether a comma-separated header value lists `token` (any case). */
@@ -122,6 +131,50 @@ enum sc_head_kind sc_upgrade_classify(const char *b, size_t n, size_t max,
     return SC_HEAD_UPGRADE;
 }
 
+/* The head must be one well-formed HTTP/1.1 request without a body, read
+ * by the same reader as the API's keep-alive connections (http_req.h): a
+ * header line without a colon, obs-fold, NUL, a bad version or length are
+ * refused there. */
+static bool head_is_http(const char *h, size_t hl, sc_http_refusal_t *refusal)
+{
+    static const sc_http_refusal_t no_memory = {
+        503, "Service Unavailable", "unavailable", "out of memory", NULL};
+    sc_http_reader_t rd;
+    if (sc_http_reader_init(&rd, 0) != SC_OK) {
+        *refusal = no_memory;
+        return false;
+    }
+    size_t used = 0;
+    enum sc_http_event ev = sc_http_reader_feed(&rd, h, hl, &used);
+    bool ok = ev == SC_HTTP_REQUEST && used == hl && rd.req.http10 == false;
+    if (!ok) {
+        *refusal = refuse_malformed;
+        if (ev == SC_HTTP_ERROR && rd.err.status != 400) {
+            refusal->status = rd.err.status;
+            refusal->reason_phrase = sc_http_reason(rd.err.status);
+        }
+        if (ev == SC_HTTP_ERROR)
+            refusal->message = rd.err.message;
+    }
+    sc_http_reader_deinit(&rd);
+    return ok;
+}
+
+/* RFC 6455 section 4.1: the key is the base64 of 16 bytes: 22 characters
+ * of the alphabet (the last one with its low 4 bits zero) and "==". */
+static bool key_ok(const char *k, size_t kl)
+{
+    if (kl != KEY_LEN || k[22] != '=' || k[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++) {
+        char c = k[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+              (c >= '0' && c <= '9') || c == '+' || c == '/'))
+            return false;
+    }
+    return strchr("AQgw", k[21]) != NULL;
+}
+
 int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
                      sc_http_refusal_t *refusal)
 {
@@ -139,34 +192,57 @@ int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
         *refusal = refuse_malformed;
         return SC_EINVAL;
     }
-    const char *target = sp1 + 1;
-    size_t tl = (size_t)(sp2 - target);
-    const char *qm = memchr(target, '?', tl);
-    size_t pl = qm ? (size_t)(qm - target) : tl;
-    if (pl != 3 || memcmp(target, "/ws", 3) != 0) {
+    if (!head_is_http(h, hl, refusal))
+        return SC_EINVAL;
+    /* origin-form "/ws?q", or absolute-form "ws://host/ws?q" (RFC 7230
+     * section 5.3.2: a server must accept it) */
+    const char *path, *query;
+    size_t pl, ql;
+    if (!sc_http_target_split(sp1 + 1, (size_t)(sp2 - (sp1 + 1)), &path, &pl,
+                              &query, &ql)) {
+        *refusal = refuse_malformed;
+        return SC_EINVAL;
+    }
+    if (pl != 3 || memcmp(path, "/ws", 3) != 0) {
         *refusal = refuse_not_found;
         return SC_EINVAL;
     }
-    size_t vl = 0, kl = 0, cl = 0, pvl = 0;
+    size_t vl = 0, kl = 0, cl = 0, pvl = 0, hostl = 0;
     const char *ver = header(h, hl, "sec-websocket-version:", &vl);
     const char *key = header(h, hl, "sec-websocket-key:", &kl);
     const char *conn = header(h, hl, "connection:", &cl);
-    const char *proto = header(h, hl, "sec-websocket-protocol:", &pvl);
     if (!ver || vl != 2 || memcmp(ver, "13", 2) != 0) {
         *refusal = refuse_version;
         return SC_EINVAL;
     }
-    if (!key || kl != KEY_LEN || !conn || !has_token(conn, cl, "upgrade")) {
+    if (!key || !key_ok(key, kl) ||
+        header_nth(h, hl, "sec-websocket-key:", &kl, 1) || !conn ||
+        !has_token(conn, cl, "upgrade")) {
         *refusal = refuse_not_upgrade;
         return SC_EINVAL;
     }
-    bool with_proto = proto && has_token(proto, pvl, "scopecast.v1");
-    if (proto && !with_proto) {
+    if (!header(h, hl, "host:", &hostl) ||
+        header_nth(h, hl, "host:", &hostl, 1)) {
+        static const sc_http_refusal_t refuse_host = {
+            400, "Bad Request", "bad_request",
+            "one Host header required (RFC 7230 section 5.4)", NULL};
+        *refusal = refuse_host;
+        return SC_EINVAL;
+    }
+    /* Sec-WebSocket-Protocol may come in several headers: one list */
+    bool any_proto = false, with_proto = false;
+    const char *proto;
+    for (unsigned i = 0;
+         (proto = header_nth(h, hl, "sec-websocket-protocol:", &pvl, i)); i++) {
+        any_proto = true;
+        with_proto = with_proto || has_token(proto, pvl, "scopecast.v1");
+    }
+    if (any_proto && !with_proto) {
         *refusal = refuse_subprotocol;
         return SC_EINVAL;
     }
-    req->query = qm ? qm + 1 : NULL;
-    req->query_len = qm ? tl - pl - 1 : 0;
+    req->query = query;
+    req->query_len = ql;
     req->key = key;
     req->with_protocol = with_proto;
     req->origin = header(h, hl, "origin:", &req->origin_len);

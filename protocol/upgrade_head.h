@@ -80,15 +80,19 @@ extern const sc_http_refusal_t sc_upgrade_refusal_too_large;
 /* Checks a whole request head (`head`, borrowed, `len` bytes through
  * CRLFCRLF), in this order: request line "METHOD TARGET HTTP/1.1" (400
  * bad_request "malformed request"; the method is not checked, see
- * sc_upgrade_classify), path /ws (404 not_found "WebSocket endpoint is
- * /ws"), Sec-WebSocket-Version 13 (426 bad_request "WebSocket version 13
- * required", with a "sec-websocket-version: 13" header), a 24-char
- * Sec-WebSocket-Key and Connection listing upgrade (400 bad_request "not
- * a valid WebSocket upgrade"), Sec-WebSocket-Protocol, when present,
- * listing scopecast.v1 (400 bad_request "subprotocol scopecast.v1
- * required"). Returns SC_OK with *req filled (pointing into head), or
- * SC_EINVAL with *refusal set (static strings). Capacity refusals (503)
- * are the server's. Thread: any. */
+ * sc_upgrade_classify); the head as HTTP/1.1, read by http_req.h's reader
+ * (its refusals: 400 for a line without a colon, obs-fold, NUL or a body;
+ * 431, 501, 505); path /ws of an origin- or absolute-form target (404
+ * not_found "WebSocket endpoint is /ws"); Sec-WebSocket-Version 13 (426
+ * bad_request "WebSocket version 13 required", with a
+ * "sec-websocket-version: 13" header); one Sec-WebSocket-Key that is the
+ * base64 of 16 bytes and Connection listing upgrade (400 bad_request "not
+ * a valid WebSocket upgrade"); one Host (400); the Sec-WebSocket-Protocol
+ * headers, when present, together listing scopecast.v1 (400 bad_request
+ * "subprotocol scopecast.v1 required"). Returns SC_OK with *req filled
+ * (pointing into head), or SC_EINVAL with *refusal set (static strings;
+ * 503 when out of memory). Other capacity refusals (503) are the
+ * server's. Thread: any. */
 int sc_upgrade_parse(const char *head, size_t len, sc_upgrade_req_t *req,
                      sc_http_refusal_t *refusal);
 

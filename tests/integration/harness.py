@@ -22,6 +22,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -823,6 +824,9 @@ class RawWS(Inbox):
             if check:
                 raise HandshakeRefused(c.status, c.headers, c.body)
             return c
+        if request is not None:  # a hand-made request: its own (first) key
+            m = re.search(rb"(?im)^sec-websocket-key: *([^\r\n]*)", request)
+            key = m.group(1).decode() if m else key
         accept = base64.b64encode(hashlib.sha1(
             (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
         if c.headers.get("sec-websocket-accept") != accept:

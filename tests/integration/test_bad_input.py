@@ -196,13 +196,18 @@ async def frame_split_byte_by_byte(tc):
     tc.assertSub(await c.wait(id="trickle"), {"op": "pong", "id": "trickle"})
 
 
-def upgrade_request(status, version="13", key=True, http="HTTP/1.1", pad=0, header=None):
-    """A hand-made upgrade request; the answer has this status."""
+def upgrade_request(status, version="13", key=True, http="HTTP/1.1", pad=0, header=None, key_value=None,
+                    extra=(), host=True, target="/ws"):
+    """A hand-made upgrade request; the answer has this status. `target` may
+    hold {port}; `extra` lines go after the key."""
     async def run(tc):
-        lines = [f"GET /ws {http}", f"Host: {HOST}:{tc.srv.port}", "Upgrade: websocket",
+        lines = [f"GET {target.format(port=tc.srv.port)} {http}", "Upgrade: websocket",
                  "Connection: Upgrade", f"Sec-WebSocket-Version: {version}"]
+        if host:
+            lines.insert(1, f"Host: {HOST}:{tc.srv.port}")
         if key:
-            lines.append("Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode())
+            lines.append("Sec-WebSocket-Key: " + (key_value or base64.b64encode(os.urandom(16)).decode()))
+        lines += list(extra)
         if pad:
             lines.append("X-Pad: " + "p" * pad)
         req = ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -408,6 +413,19 @@ CASES = [
     ("upgrade_without_key", upgrade_request(400, key=False), None),
     ("upgrade_http_1_0", upgrade_request(400, http="HTTP/1.0"), None),
     ("upgrade_head_too_large", upgrade_request(431, pad=9000), None),
+    # RFC 6455 section 4.2.1 and RFC 7230: what must not get a 101
+    ("upgrade_key_not_base64", upgrade_request(400, key_value="!" * 22 + "=="), None),
+    ("upgrade_key_not_16_bytes", upgrade_request(400, key_value=base64.b64encode(b"x" * 15).decode()), None),
+    ("upgrade_key_twice", upgrade_request(400, extra=("Sec-WebSocket-Key: " + base64.b64encode(b"y" * 16).decode(),)),
+     None),
+    ("upgrade_without_host", upgrade_request(400, host=False), None),
+    ("upgrade_line_without_colon", upgrade_request(400, extra=("no colon here",)), None),
+    ("upgrade_obs_fold", upgrade_request(400, extra=("X-A: 1", " folded")), None),
+    ("upgrade_nul_in_header", upgrade_request(400, extra=("X-A: a\x00b",)), None),
+    ("upgrade_two_subprotocol_headers_combined",
+     upgrade_request(101, extra=("Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: scopecast.v1"),
+                     header=("sec-websocket-protocol", "scopecast.v1")), None),
+    ("upgrade_absolute_form_target", upgrade_request(101, target="ws://127.0.0.1:{port}/ws"), None),
     # connections
     ("abrupt_disconnect_while_subscribed", abrupt_disconnect_while_subscribed, None),
     ("abrupt_disconnect_mid_frame", abrupt_disconnect_mid_frame, None),

@@ -245,7 +245,8 @@ static void test_parse_accepts_header_variants(void **state)
 {
     sc_upgrade_req_t req;
 
-    expect_accepted("GET /ws HTTP/1.1\r\nconnection: Upgrade , keep-alive\r\n"
+    expect_accepted("GET /ws HTTP/1.1\r\nHost: h\r\n"
+                    "connection: Upgrade , keep-alive\r\n"
                     "SEC-WEBSOCKET-KEY:\t" KEY " \r\n"
                     "sec-websocket-version:13  \r\n\r\n",
                     &req);
@@ -260,6 +261,7 @@ static void test_parse_refuses_a_malformed_request_line_with_400(void **state)
         "GET /ws HTTP/2\r\n\r\n",
         "GET  /ws HTTP/1.1\r\n\r\n", /* empty target, then " /ws ..." */
         "GET /ws HTTP/1.1\n\n",      /* no CR at all */
+        "GET ws HTTP/1.1\r\n\r\n",   /* neither origin- nor absolute-form */
         "GET /ws",
         "",
     };
@@ -272,8 +274,9 @@ static void test_parse_refuses_a_malformed_request_line_with_400(void **state)
 
 static void test_parse_refuses_other_paths_with_404(void **state)
 {
-    static const char *targets[] = {"/",  "/wss",      "/ws/", "/WS",
-                                    "/w", "/api/emit", "ws",   "/ws/?token=x"};
+    static const char *targets[] = {
+        "/",  "/wss",      "/ws/",         "/WS",
+        "/w", "/api/emit", "/ws/?token=x", "http://h/wss?x"};
     char b[512];
     size_t i;
 
@@ -285,6 +288,92 @@ static void test_parse_refuses_other_paths_with_404(void **state)
     /* the path is checked before the headers */
     expect_refusal("GET /x HTTP/1.1\r\n\r\n", 404, "Not Found", "not_found",
                    "WebSocket endpoint is /ws", NULL);
+}
+
+/* A valid upgrade head to /ws with `extra` header lines instead of the
+ * key line (when `key` is NULL) or after it. */
+static void head_with(char *b, size_t cap, const char *key, const char *extra)
+{
+    snprintf(b, cap,
+             "GET /ws HTTP/1.1\r\nHost: localhost:8080\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n%s%s%s"
+             "Sec-WebSocket-Version: 13\r\n%s\r\n",
+             key ? "Sec-WebSocket-Key: " : "", key ? key : "",
+             key ? "\r\n" : "", extra);
+}
+
+static void
+test_parse_refuses_keys_that_are_not_16_bytes_of_base64(void **state)
+{
+    static const char *keys[] = {
+        "dGhlIHNhbXBsZSBub25jZQ=!",   /* not "==" */
+        "dGhlIHNhbXBsZSBub25j*Q==",   /* outside the alphabet */
+        "dGhlIHNhbXBsZSBub25jZR==",   /* low bits set: not 16 bytes */
+        "dGhlIHNhbXBsZSBub25jZQ",     /* 22 characters */
+        "dGhlIHNhbXBsZSBub25jZQ==AA", /* 26 */
+    };
+    char b[512];
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        head_with(b, sizeof b, keys[i], "");
+        expect_refusal(b, 400, "Bad Request", "bad_request",
+                       "not a valid WebSocket upgrade", NULL);
+    }
+    /* two keys, even equal ones */
+    head_with(b, sizeof b, KEY, "Sec-WebSocket-Key: " KEY "\r\n");
+    expect_refusal(b, 400, "Bad Request", "bad_request",
+                   "not a valid WebSocket upgrade", NULL);
+}
+
+static void test_parse_refuses_http_that_is_not_well_formed(void **state)
+{
+    char b[512];
+    /* no Host, or two */
+    expect_refusal("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY "\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n",
+                   400, "Bad Request", "bad_request",
+                   "one Host header required (RFC 7230 section 5.4)", NULL);
+    head_with(b, sizeof b, KEY, "Host: other\r\n");
+    expect_refusal(b, 400, "Bad Request", "bad_request",
+                   "one Host header required (RFC 7230 section 5.4)", NULL);
+    /* a line without a colon; obs-fold (RFC 6455 section 4.2.1: 400) */
+    head_with(b, sizeof b, KEY, "no colon here\r\n");
+    expect_refusal(b, 400, "Bad Request", "bad_request", "malformed request",
+                   NULL);
+    head_with(b, sizeof b, KEY, "X-A: 1\r\n folded\r\n");
+    expect_refusal(b, 400, "Bad Request", "bad_request",
+                   "malformed request: obsolete line folding", NULL);
+    /* a NUL inside a header value */
+    head_with(b, sizeof b, KEY, "X-A: a?b\r\n");
+    size_t n = strlen(b);
+    *strchr(b, '?') = '\0';
+    sc_upgrade_req_t req;
+    sc_http_refusal_t r;
+    assert_int_equal(sc_upgrade_parse(b, n, &req, &r), SC_EINVAL);
+    assert_int_equal(r.status, 400);
+}
+
+static void
+test_parse_combines_subprotocol_headers_and_takes_absolute_form(void **state)
+{
+    char b[512];
+    sc_upgrade_req_t req;
+    head_with(b, sizeof b, KEY,
+              "Sec-WebSocket-Protocol: chat\r\n"
+              "Sec-WebSocket-Protocol: scopecast.v1\r\n");
+    expect_accepted(b, &req);
+    assert_true(req.with_protocol);
+    head_with(b, sizeof b, KEY,
+              "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: x\r\n");
+    expect_refusal(b, 400, "Bad Request", "bad_request",
+                   "subprotocol scopecast.v1 required", NULL);
+    expect_accepted("GET ws://h:8080/ws?token=abc HTTP/1.1\r\nHost: h:8080\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: " KEY "\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n",
+                    &req);
+    assert_int_equal(req.query_len, 9);
+    assert_memory_equal(req.query, "token=abc", 9);
 }
 
 static void test_parse_refuses_other_versions_with_426(void **state)
@@ -623,6 +712,11 @@ int main(void)
         cmocka_unit_test(
             test_token_keeps_an_escaped_nul_so_it_cannot_cut_the_token),
         cmocka_unit_test(test_parse_reports_origin_and_host),
+        cmocka_unit_test(
+            test_parse_refuses_keys_that_are_not_16_bytes_of_base64),
+        cmocka_unit_test(test_parse_refuses_http_that_is_not_well_formed),
+        cmocka_unit_test(
+            test_parse_combines_subprotocol_headers_and_takes_absolute_form),
         cmocka_unit_test(test_token_length_is_capped_on_the_raw_value),
         cmocka_unit_test(test_token_out_of_memory_is_null),
         cmocka_unit_test(test_accept_answers_the_rfc6455_sample_key),
