@@ -10,7 +10,7 @@ BUILD_PKGS=(
   libjson-c-dev libjwt-dev libssl-dev libev-dev libhttp-parser-dev
 )
 TEST_PKGS=(
-  libcmocka-dev python3 python3-websockets python3-venv python3-pip
+  libcmocka-dev python3 python3-websockets python3-venv python3-pip python3-wheel
   python3-setuptools
   clang clang-format libclang-rt-14-dev
   chromium
