@@ -127,6 +127,11 @@ static const struct opt options[] = {
      "connections and loopback callers of /api/* are let in."},
     {"threads", "SCOPECAST_THREADS", "threads", K_INT, F(threads), 1, 64, "N",
      "Service threads."},
+    {"rate-limit", "SCOPECAST_RATE_LIMIT", "rate_limit", K_INT, F(rate_limit),
+     0, 1000000, "N",
+     "Requests per second per WebSocket connection (bursts of 2N);\n"
+     "past it a request gets a limit error, and 4429 closes a\n"
+     "client that keeps going. 0 turns it off."},
     {"max-subscriptions", "SCOPECAST_MAX_SUBSCRIPTIONS", "max_subscriptions",
      K_INT, F(max_subscriptions), 1, 1000000, "N",
      "Subscriptions allowed per connection."},
@@ -168,6 +173,7 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->demo = false;
     cfg->threads = 1;
     cfg->max_subscriptions = 100;
+    cfg->rate_limit = 200;
     cfg->max_connections = 10000;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);

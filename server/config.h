@@ -75,6 +75,7 @@ typedef struct sc_config {
     bool demo;              /* demo mode: POST /demo/token */
     int threads;            /* service threads; >= 1 */
     int max_subscriptions;  /* per connection; >= 1 */
+    int rate_limit;         /* requests per second per connection; 0: off */
     int max_connections;    /* per process; >= 1 */
 } sc_config_t;
 

@@ -27,7 +27,15 @@ typedef struct sc_wsconn {
     sc_conn_t info;                /* session, user, connected-at (no meta) */
     sc_claims_t claims;
     bool has_claims;
+    /* the rate limit: a token bucket of requests (--rate-limit) */
+    double rl_tokens;
+    int64_t rl_last_us;
+    unsigned rl_refused; /* requests refused since the last one taken */
 } sc_wsconn_t;
+
+/* Requests refused in a row (the client did not slow down on `limit`
+ * errors) before the connection is closed with 4429. */
+#define SC_RATE_STRIKES 50
 
 struct sc_ws_thread {
     sc_wsconn_t *conns; /* every connection of the thread */
@@ -314,6 +322,44 @@ static void op_refresh(sc_wsconn_t *c, const sc_request_t *req)
     reply(c);
 }
 
+/* The rate limit (--rate-limit N): a bucket of 2N requests refilled at N
+ * per second. A request over it is answered `limit` (with its id); one
+ * that keeps coming after SC_RATE_STRIKES refusals in a row closes the
+ * connection with 4429. Returns whether the request may run. */
+static bool rate_ok(sc_wsconn_t *c, const char *id_json)
+{
+    int rate = c->svc->srv->cfg->rate_limit;
+    if (rate <= 0)
+        return true;
+    int64_t now = sc_now_us();
+    double burst = 2.0 * rate;
+    if (c->rl_last_us == 0)
+        c->rl_tokens = burst; /* a new connection starts full */
+    else
+        c->rl_tokens += (double)(now - c->rl_last_us) * rate / 1e6;
+    if (c->rl_tokens > burst)
+        c->rl_tokens = burst;
+    c->rl_last_us = now;
+    if (c->rl_tokens >= 1.0) {
+        c->rl_tokens -= 1.0;
+        c->rl_refused = 0;
+        return true;
+    }
+    if (++c->rl_refused >= SC_RATE_STRIKES) {
+        sc_log_limited(&c->svc->client_log, now, SC_LOG_INFO,
+                       "session %s: closed for going on over the rate limit "
+                       "(4429)",
+                       sid(c));
+        sc_writer_close_after(c->svc, &c->out, SC_CLOSE_RATE,
+                              now + SC_CLOSE_WAIT_US);
+        return false;
+    }
+    char msg[96];
+    snprintf(msg, sizeof msg, "rate limit: %d requests per second", rate);
+    reply_error(c, id_json, SC_ERRC_LIMIT, msg);
+    return false;
+}
+
 /* One whole, valid UTF-8 text message from the client. */
 static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
 {
@@ -322,6 +368,14 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
     sc_request_t req;
     sc_proto_err_t err;
     int rc = sc_proto_decode(msg, len, &req, &err);
+    /* malformed requests count too */
+    if (!rate_ok(c, rc == SC_OK ? req.id_json : NULL)) {
+        if (rc == SC_OK)
+            sc_request_deinit(&req);
+        else
+            sc_proto_err_deinit(&err);
+        return;
+    }
     if (rc != SC_OK) {
         sc_stats_error(&c->svc->stats, rc == SC_ENOMEM ? SC_ERRC_INTERNAL
                                                        : SC_ERRC_BAD_REQUEST);

@@ -110,6 +110,7 @@ static void test_config_defaults_match_the_protocol_table(void **state)
     assert_false(c.demo);
     assert_int_equal(c.threads, 1);
     assert_int_equal(c.max_subscriptions, 100);
+    assert_int_equal(c.rate_limit, 200);
     assert_int_equal(c.max_connections, 10000);
     sc_config_deinit(&c);
     sc_config_deinit(&c); /* a second deinit is harmless */
@@ -220,6 +221,8 @@ static const struct case_ cases[] = {
      V_BOOL, O(demo), NULL, 1},
     {{"--threads", "3"}, "SCOPECAST_THREADS=3", "{\"threads\":3}",
      V_INT, O(threads), NULL, 3},
+    {{"--rate-limit", "0"}, "SCOPECAST_RATE_LIMIT=0", "{\"rate_limit\":0}",
+     V_INT, O(rate_limit), NULL, 0},
     {{"--max-subscriptions", "9"}, "SCOPECAST_MAX_SUBSCRIPTIONS=9",
      "{\"max_subscriptions\":9}", V_INT, O(max_subscriptions), NULL, 9},
     {{"--max-connections", "50"}, "SCOPECAST_MAX_CONNECTIONS=50",
