@@ -76,15 +76,27 @@ int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
     return b->err;
 }
 
+/* ,"presence":[...] and, when the list was cut, ,"total":T. */
+static void put_presence(sc_buf_t *b, const sc_conn_t *presence, size_t n,
+                         size_t total)
+{
+    LIT(b, ",\"presence\":");
+    sc_proto_enc_conn_list(b, presence, n);
+    if (total > n) {
+        LIT(b, ",\"total\":");
+        sc_buf_put_u64(b, total);
+    }
+}
+
 int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
-                            uint64_t seq, const sc_conn_t *presence, size_t n)
+                            uint64_t seq, const sc_conn_t *presence, size_t n,
+                            size_t total)
 {
     open_op(b, "subscribed", id_json);
     put_scope(b, scope);
     LIT(b, ",\"seq\":");
     sc_buf_put_u64(b, seq);
-    LIT(b, ",\"presence\":");
-    sc_proto_enc_conn_list(b, presence, n);
+    put_presence(b, presence, n, total);
     sc_buf_putc(b, '}');
     return b->err;
 }
@@ -110,12 +122,11 @@ int sc_proto_enc_emitted(sc_buf_t *b, const char *id_json, const char *scope,
 }
 
 int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
-                          const sc_conn_t *presence, size_t n)
+                          const sc_conn_t *presence, size_t n, size_t total)
 {
     open_op(b, "presence", id_json);
     put_scope(b, scope);
-    LIT(b, ",\"presence\":");
-    sc_proto_enc_conn_list(b, presence, n);
+    put_presence(b, presence, n, total);
     sc_buf_putc(b, '}');
     return b->err;
 }

@@ -38,9 +38,12 @@ int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n);
 int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
                          int heartbeat, int maxsize, uint64_t maxmessage);
 
-/* {"op":"subscribed","id":I,"scope":S,"seq":N,"presence":[conn...]} */
+/* {"op":"subscribed","id":I,"scope":S,"seq":N,"presence":[conn...]}: the
+ * first `n` of `total` connections; when total > n the list was cut and
+ * ,"total":T follows it. */
 int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
-                            uint64_t seq, const sc_conn_t *presence, size_t n);
+                            uint64_t seq, const sc_conn_t *presence, size_t n,
+                            size_t total);
 
 /* {"op":"unsubscribed","id":I,"scope":S} */
 int sc_proto_enc_unsubscribed(sc_buf_t *b, const char *id_json,
@@ -50,9 +53,10 @@ int sc_proto_enc_unsubscribed(sc_buf_t *b, const char *id_json,
 int sc_proto_enc_emitted(sc_buf_t *b, const char *id_json, const char *scope,
                          uint64_t seq);
 
-/* {"op":"presence","id":I,"scope":S,"presence":[conn...]} */
+/* {"op":"presence","id":I,"scope":S,"presence":[conn...]}, cut as in
+ * sc_proto_enc_subscribed. */
 int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
-                          const sc_conn_t *presence, size_t n);
+                          const sc_conn_t *presence, size_t n, size_t total);
 
 /* {"op":"refreshed","id":I,"exp":E} (E null when the token has none) */
 int sc_proto_enc_refreshed(sc_buf_t *b, const char *id_json, bool has_exp,

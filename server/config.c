@@ -132,6 +132,17 @@ static const struct opt options[] = {
      "Requests per second per WebSocket connection (bursts of 2N);\n"
      "past it a request gets a limit error, and 4429 closes a\n"
      "client that keeps going. 0 turns it off."},
+    {"max-meta", "SCOPECAST_MAX_META", "max_meta", K_SIZE, F(max_meta), 2,
+     1048576, "BYTES",
+     "Largest meta of one subscription (as JSON); larger: a\n"
+     "limit error."},
+    {"max-meta-total", "SCOPECAST_MAX_META_TOTAL", "max_meta_total", K_SIZE,
+     F(max_meta_total), 2, 67108864, "BYTES",
+     "Meta all of a connection's subscriptions may hold together."},
+    {"max-presence", "SCOPECAST_MAX_PRESENCE", "max_presence", K_INT,
+     F(max_presence), 1, 1000000, "N",
+     "Connections listed in one presence or subscribed reply; a\n"
+     "longer list is cut and says its total."},
     {"max-subscriptions", "SCOPECAST_MAX_SUBSCRIPTIONS", "max_subscriptions",
      K_INT, F(max_subscriptions), 1, 1000000, "N",
      "Subscriptions allowed per connection."},
@@ -174,6 +185,9 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->threads = 1;
     cfg->max_subscriptions = 100;
     cfg->rate_limit = 200;
+    cfg->max_meta = 2048;
+    cfg->max_meta_total = 65536;
+    cfg->max_presence = 1000;
     cfg->max_connections = 10000;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);

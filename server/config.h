@@ -76,6 +76,9 @@ typedef struct sc_config {
     int threads;            /* service threads; >= 1 */
     int max_subscriptions;  /* per connection; >= 1 */
     int rate_limit;         /* requests per second per connection; 0: off */
+    size_t max_meta;        /* bytes of one subscription's meta */
+    size_t max_meta_total;  /* bytes of meta per connection */
+    int max_presence;       /* connections listed per presence reply */
     int max_connections;    /* per process; >= 1 */
 } sc_config_t;
 

@@ -174,11 +174,17 @@ static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
+    /* at most --max-presence entries: a scope full of large metas must not
+     * make a reply no client can be sent */
+    size_t shown = n < (size_t)svc->srv->cfg->max_presence
+                       ? n
+                       : (size_t)svc->srv->cfg->max_presence;
     if (subscribed)
         sc_proto_enc_subscribed(&svc->scratch, req->id_json, req->scope, seq,
-                                list, n);
+                                list, shown, n);
     else
-        sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list, n);
+        sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list,
+                              shown, n);
     sc_presence_free(list, n);
     reply(c);
 }
@@ -193,6 +199,33 @@ static bool subs_reserve(sc_sublist_t *s)
         return false;
     s->v = v;
     s->cap = cap;
+    return true;
+}
+
+/* The meta budgets: --max-meta per subscription, --max-meta-total over a
+ * connection's subscriptions. Answers `limit` and returns false when a
+ * new subscription's meta (`len` bytes) is over either. */
+static bool meta_fits(sc_wsconn_t *c, const sc_request_t *req, size_t len)
+{
+    const sc_config_t *cfg = c->svc->srv->cfg;
+    char msg[128];
+    if (len > cfg->max_meta) {
+        snprintf(msg, sizeof msg, "meta: %zu bytes, over the limit of %zu", len,
+                 cfg->max_meta);
+        reply_error(c, req->id_json, SC_ERRC_LIMIT, msg);
+        return false;
+    }
+    size_t total = len;
+    for (size_t i = 0; i < c->subs.n; i++)
+        total += sc_sub_conn(c->subs.v[i])->meta_len;
+    if (total > cfg->max_meta_total) {
+        snprintf(msg, sizeof msg,
+                 "meta: this connection's subscriptions would hold %zu "
+                 "bytes, over the limit of %zu",
+                 total, cfg->max_meta_total);
+        reply_error(c, req->id_json, SC_ERRC_LIMIT, msg);
+        return false;
+    }
     return true;
 }
 
@@ -220,13 +253,16 @@ static void op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
                     "too many subscriptions on this connection");
         return;
     }
+    size_t meta_len = req->meta_json ? strlen(req->meta_json) : 0;
+    if (!meta_fits(c, req, meta_len))
+        return;
     if (!subs_reserve(&c->subs)) {
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
     sc_conn_t info = c->info; /* borrowed fields; the bus copies them */
     info.meta = req->meta_json;
-    info.meta_len = req->meta_json ? strlen(req->meta_json) : 0;
+    info.meta_len = meta_len;
     sc_sub_opts_t opts = {.conn = &info,
                           .echo = req->echo,
                           .quiet = req->no_presence,

@@ -67,5 +67,56 @@ class RateLimit(ScopecastTestCase):
             await c.wait("pong", id=i)
 
 
+class MetaAndPresence(ScopecastTestCase):
+    @server_args("--max-meta", "100", "--max-meta-total", "250")
+    async def test_meta_budgets_are_limit_errors_not_closes(self):
+        c = await self.client()
+        big = {"pad": "x" * 120}
+        err = await c.call("subscribe", scope="a", meta=big)
+        self.assertSub(err, {"op": "error", "code": "limit"})
+        self.assertIn("over the limit of 100", err["message"])
+        ok = {"pad": "y" * 80}  # 90 bytes as JSON
+        for scope in ("a", "b"):
+            self.assertSub(await c.call("subscribe", scope=scope, meta=ok), {"op": "subscribed"})
+        err = await c.call("subscribe", scope="c", meta=ok)  # 270 > 250
+        self.assertSub(err, {"op": "error", "code": "limit"})
+        self.assertIn("over the limit of 250", err["message"])
+        # leaving a scope frees its share
+        await c.call("unsubscribe", scope="a")
+        self.assertSub(await c.call("subscribe", scope="c", meta=ok), {"op": "subscribed"})
+        self.assertSub(await c.call("ping"), {"op": "pong"})
+
+    async def test_newcomers_join_a_scope_full_of_large_metas(self):
+        """Issue: 70 connections with 60 KB metas made every later subscribe
+        a 4 MB reply and a 1008. Now metas are capped (2 KB by default) and
+        so is the list; a newcomer joins and sees everyone."""
+        crowd = []
+        for i in range(70):
+            c = await self.client(name=f"c{i}")
+            err = await c.call("subscribe", scope="full", meta={"pad": "m" * 60000})
+            self.assertSub(err, {"op": "error", "code": "limit"})
+            self.assertSub(await c.call("subscribe", scope="full", meta={"pad": "m" * 2000}),
+                           {"op": "subscribed"})
+            crowd.append(c)
+        newcomer = await self.client(name="newcomer")
+        r = await newcomer.call("subscribe", scope="full", meta={"name": "new"})
+        self.assertSub(r, {"op": "subscribed"})
+        self.assertEqual(len(r["presence"]), 71)
+        self.assertNotIn("total", r)
+        p = await newcomer.call("presence", scope="full")
+        self.assertEqual(len(p["presence"]), 71)
+
+    @server_args("--max-presence", "50")
+    async def test_presence_lists_are_cut_and_say_their_total(self):
+        for i in range(60):
+            c = await self.client(name=f"p{i}")
+            await c.subscribe("many")
+        newcomer = await self.client(name="newcomer")
+        r = await newcomer.call("subscribe", scope="many")
+        self.assertEqual((len(r["presence"]), r.get("total")), (50, 61), r)
+        p = await newcomer.call("presence", scope="many")
+        self.assertEqual((len(p["presence"]), p.get("total")), (50, 61))
+
+
 if __name__ == "__main__":
     main()

@@ -219,17 +219,24 @@ static void test_subscribed_and_presence_replies(void **state)
     sc_conn_t c[2];
 
     make_conns(c);
-    CHECK_ENC(sc_proto_enc_subscribed(&b, "7", "doc:1", 42, c, 2),
+    CHECK_ENC(sc_proto_enc_subscribed(&b, "7", "doc:1", 42, c, 2, 2),
               "{\"op\":\"subscribed\",\"id\":7,\"scope\":\"doc:1\","
               "\"seq\":42,\"presence\":[" CONN0 "," CONN1 "]}");
-    CHECK_ENC(sc_proto_enc_subscribed(&b, NULL, "a\"b", 0, NULL, 0),
+    CHECK_ENC(sc_proto_enc_subscribed(&b, NULL, "a\"b", 0, NULL, 0, 0),
               "{\"op\":\"subscribed\",\"scope\":\"a\\\"b\",\"seq\":0,"
               "\"presence\":[]}");
-    CHECK_ENC(sc_proto_enc_presence(&b, "\"q\"", "s", c, 1),
+    CHECK_ENC(sc_proto_enc_presence(&b, "\"q\"", "s", c, 1, 1),
               "{\"op\":\"presence\",\"id\":\"q\",\"scope\":\"s\","
               "\"presence\":[" CONN0 "]}");
-    CHECK_ENC(sc_proto_enc_presence(&b, NULL, "s", NULL, 0),
+    CHECK_ENC(sc_proto_enc_presence(&b, NULL, "s", NULL, 0, 0),
               "{\"op\":\"presence\",\"scope\":\"s\",\"presence\":[]}");
+    /* a list cut at --max-presence says how many there are */
+    CHECK_ENC(sc_proto_enc_presence(&b, NULL, "s", c, 1, 5000),
+              "{\"op\":\"presence\",\"scope\":\"s\",\"presence\":[" CONN0
+              "],\"total\":5000}");
+    CHECK_ENC(sc_proto_enc_subscribed(&b, "1", "s", 3, c, 2, 3),
+              "{\"op\":\"subscribed\",\"id\":1,\"scope\":\"s\",\"seq\":3,"
+              "\"presence\":[" CONN0 "," CONN1 "],\"total\":3}");
     sc_conn_deinit(&c[0]);
     sc_conn_deinit(&c[1]);
 }

@@ -247,7 +247,7 @@ static int run_encode(void *p)
     sc_buf_init(&b);
     rc = sc_ws_frame_begin(&b, 16, 0);
     if (rc == SC_OK)
-        rc = sc_proto_enc_subscribed(&b, "1", "scope", 7, c, 40);
+        rc = sc_proto_enc_subscribed(&b, "1", "scope", 7, c, 40, 41);
     if (rc == SC_OK) {
         o->text = sc_buf_detach(&b, &o->len);
         rc = o->text != NULL ? SC_OK : SC_ENOMEM;

@@ -111,6 +111,9 @@ static void test_config_defaults_match_the_protocol_table(void **state)
     assert_int_equal(c.threads, 1);
     assert_int_equal(c.max_subscriptions, 100);
     assert_int_equal(c.rate_limit, 200);
+    assert_int_equal(c.max_meta, 2048);
+    assert_int_equal(c.max_meta_total, 65536);
+    assert_int_equal(c.max_presence, 1000);
     assert_int_equal(c.max_connections, 10000);
     sc_config_deinit(&c);
     sc_config_deinit(&c); /* a second deinit is harmless */
@@ -223,6 +226,12 @@ static const struct case_ cases[] = {
      V_INT, O(threads), NULL, 3},
     {{"--rate-limit", "0"}, "SCOPECAST_RATE_LIMIT=0", "{\"rate_limit\":0}",
      V_INT, O(rate_limit), NULL, 0},
+    {{"--max-meta", "64"}, "SCOPECAST_MAX_META=64", "{\"max_meta\":64}",
+     V_SIZE, O(max_meta), NULL, 64},
+    {{"--max-meta-total", "640"}, "SCOPECAST_MAX_META_TOTAL=640",
+     "{\"max_meta_total\":640}", V_SIZE, O(max_meta_total), NULL, 640},
+    {{"--max-presence", "7"}, "SCOPECAST_MAX_PRESENCE=7",
+     "{\"max_presence\":7}", V_INT, O(max_presence), NULL, 7},
     {{"--max-subscriptions", "9"}, "SCOPECAST_MAX_SUBSCRIPTIONS=9",
      "{\"max_subscriptions\":9}", V_INT, O(max_subscriptions), NULL, 9},
     {{"--max-connections", "50"}, "SCOPECAST_MAX_CONNECTIONS=50",
