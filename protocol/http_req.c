@@ -438,7 +438,7 @@ enum sc_http_event sc_http_reader_feed(sc_http_reader_t *rd, const char *in,
     return st->pending;
 }
 
-static int hexval(char c)
+int sc_http_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -464,9 +464,11 @@ long sc_http_query_param(const char *query, size_t len, const char *name,
                 char c = *s;
                 if (c == '+')
                     c = ' ';
-                else if (c == '%' && stop - s > 2 && hexval(s[1]) >= 0 &&
-                         hexval(s[2]) >= 0) {
-                    c = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+                else if (c == '%' && stop - s > 2 &&
+                         sc_http_hexval(s[1]) >= 0 &&
+                         sc_http_hexval(s[2]) >= 0) {
+                    c = (char)(sc_http_hexval(s[1]) * 16 +
+                               sc_http_hexval(s[2]));
                     s += 2;
                 }
                 if (c == '\0' || o + 1 >= cap)

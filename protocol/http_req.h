@@ -160,6 +160,9 @@ const char *sc_http_reason(unsigned status);
 void sc_http_put_answer_head(sc_buf_t *b, unsigned status, const char *ctype,
                              size_t len, bool close, bool say_keep_alive);
 
+/* The value of a hex digit, or -1. Thread: any. */
+int sc_http_hexval(char c);
+
 /* The value of query parameter `name` in `query` (`len` bytes, '&'-
  * separated, NULL taken as empty), %XX- and '+'-decoded into `out` (`cap`
  * bytes, NUL-terminated). Returns the decoded length, or -1 when absent,

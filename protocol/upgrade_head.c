@@ -250,17 +250,6 @@ int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
     return SC_OK;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
 {
     if (q == NULL)
@@ -283,8 +272,9 @@ char *sc_upgrade_query_param_token(const char *q, size_t ql, size_t max_len)
                 int h1, h2;
                 /* %00 stays as it is: a NUL cannot be part of a token,
                  * and decoding it would cut the token short */
-                if (v[i] == '%' && i + 2 < vl && (h1 = hexval(v[i + 1])) >= 0 &&
-                    (h2 = hexval(v[i + 2])) >= 0 && (h1 | h2) != 0) {
+                if (v[i] == '%' && i + 2 < vl &&
+                    (h1 = sc_http_hexval(v[i + 1])) >= 0 &&
+                    (h2 = sc_http_hexval(v[i + 2])) >= 0 && (h1 | h2) != 0) {
                     *o++ = (char)(h1 << 4 | h2);
                     i += 2;
                 } else {
