@@ -149,12 +149,14 @@ static bool head_is_http(const char *h, size_t hl, sc_http_refusal_t *refusal)
     bool ok = ev == SC_HTTP_REQUEST && used == hl && rd.req.http10 == false;
     if (!ok) {
         *refusal = refuse_malformed;
-        if (ev == SC_HTTP_ERROR && rd.err.status != 400) {
+        if (ev == SC_HTTP_ERROR && rd.err.status == 413) {
+            /* the reader's body limit is 0: the head announced a body */
+            refusal->message = "a WebSocket upgrade request has no body";
+        } else if (ev == SC_HTTP_ERROR) {
             refusal->status = rd.err.status;
             refusal->reason_phrase = sc_http_reason(rd.err.status);
-        }
-        if (ev == SC_HTTP_ERROR)
             refusal->message = rd.err.message;
+        }
     }
     sc_http_reader_deinit(&rd);
     return ok;
