@@ -5,11 +5,14 @@
  * Input: 4 bytes of settings, then the byte stream a client sends. The
  * first byte picks max_message, the next three seed the cutting of the
  * stream into reads (1 byte to the whole rest, random sizes). The stream is
- * parsed twice: in one read, and cut into reads. Invariants, checked
- * rather than only "no crash":
- *   - both parses hand over the same messages (op, length, bytes, close
+ * parsed three times: in one read; cut into reads; and cut into reads with
+ * the callback pausing after random messages, the bytes it did not look
+ * at (sc_ws_rx_rest) fed again, as the server's transport does.
+ * Invariants, checked rather than only "no crash":
+ *   - all parses hand over the same messages (op, length, bytes, close
  *     code) and end the same way (same result, same close code and
- *     reason): where the reads are cut never matters;
+ *     reason): where the reads are cut or paused never matters; a pause
+ *     leaves the parser between frames with at most the read's bytes left;
  *   - a TEXT message is valid UTF-8 (checked with a plain code point
  *     decoder, not the parser's validator) and at most max_message bytes;
  *     PING/PONG carry at most 125 bytes; a CLOSE has a valid code and a
@@ -31,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define SETTINGS 4
 #define MAX_RECORDED 512
 #define STOP_AT_CLOSE 1
+#define PAUSE 2
 
 static void check(int ok)
 {
@@ -76,6 +80,7 @@ static bool utf8_ok(const uint8_t *s, size_t n)
 /* What one parse handed over: a digest per message. */
 typedef struct run {
     size_t max_message;
+    uint32_t pause_seed; /* non-zero: pause after some messages */
     size_t n;
     struct {
         uint8_t op;
@@ -92,6 +97,15 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3u;
     return h;
+}
+
+static uint32_t next(uint32_t *s)
+{
+    /* xorshift32 */
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
 }
 
 static int on_msg(void *ud, const sc_ws_msg_t *m)
@@ -125,7 +139,9 @@ static int on_msg(void *ud, const sc_ws_msg_t *m)
         r->m[r->n].code = m->close_code;
     }
     r->n++;
-    return m->op == SC_WS_OP_CLOSE ? STOP_AT_CLOSE : 0;
+    if (m->op == SC_WS_OP_CLOSE)
+        return STOP_AT_CLOSE;
+    return r->pause_seed && next(&r->pause_seed) % 3 == 0 ? PAUSE : 0;
 }
 
 /* The parser's end state must be sane; returns rc. */
@@ -143,19 +159,10 @@ static int check_end(const sc_ws_rx_t *rx, int rc, const sc_ws_fail_t *fail)
     return rc;
 }
 
-static uint32_t next(uint32_t *s)
-{
-    /* xorshift32 */
-    *s ^= *s << 13;
-    *s ^= *s >> 17;
-    *s ^= *s << 5;
-    return *s;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t limits[] = {0, 1, 2, 125, 126, 1000, 65535, 65536};
-    static run_t whole, cut; /* large: not on the stack */
+    static run_t whole, cut, paused; /* large: not on the stack */
 
     if (size < SETTINGS)
         return 0;
@@ -164,7 +171,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(buf != NULL);
     memset(&whole, 0, sizeof(whole));
     memset(&cut, 0, sizeof(cut));
-    whole.max_message = cut.max_message = limits[data[0] & 7];
+    memset(&paused, 0, sizeof(paused));
+    whole.max_message = cut.max_message = paused.max_message =
+        limits[data[0] & 7];
     /* bits 3-4 of the first byte: the size of reads, up to 1, 7, 63 or
      * any number of bytes */
     size_t chunk_max = (size_t[]){1, 7, 63, SIZE_MAX}[(data[0] >> 3) & 3];
@@ -197,17 +206,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_end(&rx, rc2, &fail2);
     sc_ws_rx_deinit(&rx);
 
+    /* cut into reads and paused after random messages: the bytes not
+     * looked at are fed again */
+    memcpy(buf, data + SETTINGS, n);
+    sc_ws_rx_init(&rx);
+    paused.pause_seed = seed ^ 0x9e3779b9u;
+    if (paused.pause_seed == 0)
+        paused.pause_seed = 1;
+    sc_ws_fail_t fail3 = {0, NULL};
+    int rc3 = 0;
+    for (size_t at = 0; at < n && rc3 == 0;) {
+        take = next(&seed) % (n - at + 1);
+        if (take > chunk_max)
+            take = 1 + take % chunk_max;
+        rc3 = sc_ws_rx_feed(&rx, buf + at, take, paused.max_message, on_msg,
+                            &paused, &fail3);
+        size_t rest = 0;
+        if (rc3 == PAUSE) {
+            rest = sc_ws_rx_rest(&rx);
+            check(rest <= take && !rx.in_frame);
+            rc3 = 0;
+        }
+        at += take - rest;
+    }
+    check_end(&rx, rc3, &fail3);
+    sc_ws_rx_deinit(&rx);
+
     /* the same outcome */
-    check(rc1 == rc2);
+    check(rc1 == rc2 && rc1 == rc3);
     if (rc1 == SC_WS_RX_FAIL)
         check(fail1.code == fail2.code &&
-              strcmp(fail1.reason, fail2.reason) == 0);
-    check(whole.n == cut.n);
+              strcmp(fail1.reason, fail2.reason) == 0 &&
+              fail1.code == fail3.code &&
+              strcmp(fail1.reason, fail3.reason) == 0);
+    check(whole.n == cut.n && whole.n == paused.n);
     for (size_t at = 0; at < whole.n && at < MAX_RECORDED; at++) {
         check(whole.m[at].op == cut.m[at].op);
         check(whole.m[at].len == cut.m[at].len);
         check(whole.m[at].hash == cut.m[at].hash);
         check(whole.m[at].code == cut.m[at].code);
+        check(whole.m[at].op == paused.m[at].op);
+        check(whole.m[at].len == paused.m[at].len);
+        check(whole.m[at].hash == paused.m[at].hash);
+        check(whole.m[at].code == paused.m[at].code);
     }
     free(buf);
     return 0;

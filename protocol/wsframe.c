@@ -288,6 +288,14 @@ static int take_header(sc_ws_rx_t *rx, uint8_t **p, size_t *n,
     }
 }
 
+/* fn (or the message check) stopped the feed with `r`, `rest` bytes of
+ * the input not looked at. */
+static int stopped(sc_ws_rx_t *rx, size_t rest, int r)
+{
+    rx->left = rest; /* between frames: see sc_ws_rx_rest */
+    return r;
+}
+
 int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                   sc_ws_msg_fn fn, void *ud, sc_ws_fail_t *fail)
 {
@@ -324,7 +332,7 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                 rx->cbuf = NULL;
                 rx->cbuf_len = 0;
                 if (r != 0)
-                    return r;
+                    return stopped(rx, n - take, r);
             }
         } else if (done && rx->fin && sc_buf_len(&rx->msg) == 0) {
             /* the whole message is in this read: no copy */
@@ -332,7 +340,7 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
             rx->frames++;
             int r = on_message(p, take, fn, ud, fail);
             if (r != 0)
-                return r;
+                return stopped(rx, n - take, r);
         } else {
             sc_buf_put(&rx->msg, p, take);
             if (rx->msg.err != SC_OK)
@@ -346,7 +354,7 @@ int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                     /* idle parsers keep no buffer between messages */
                     sc_buf_deinit(&rx->msg);
                     if (r != 0)
-                        return r;
+                        return stopped(rx, n - take, r);
                 }
             }
         }

@@ -100,7 +100,9 @@ typedef struct sc_ws_rx {
     sc_buf_t msg;       /* the text message being reassembled: its bytes so
                            far when it spans frames or reads; no allocation
                            between messages */
-    uint64_t left;      /* in_frame: payload bytes of the frame still to come */
+    uint64_t left;      /* in_frame: payload bytes of the frame still to come;
+                           between frames, after fn stopped a feed: bytes of
+                           its input not looked at (sc_ws_rx_rest) */
     uint8_t *cbuf;      /* a control frame's payload split by reads: malloc'd
                            125 bytes while one is in progress, else NULL */
     uint32_t frames;    /* frames completed so far (wraps): compare before and
@@ -157,8 +159,9 @@ void sc_ws_rx_deinit(sc_ws_rx_t *rx);
  *   0             all bytes were consumed (a frame may continue in the
  *                 next call);
  *   fn's value    fn returned non-zero: parsing stopped right after that
- *                 message (the parser is between frames; the rest of `p`
- *                 was not looked at);
+ *                 message (the parser is between frames; the last
+ *                 sc_ws_rx_rest(rx) bytes of `p` were not looked at: the
+ *                 caller may feed them later, e.g. after a pause);
  *   SC_WS_RX_FAIL the client broke the protocol: *fail (when `fail` is not
  *                 NULL) gets the close code and reason to send (1002 framing
  *                 errors, 1003 binary frame, 1007 invalid UTF-8 in a text
@@ -169,5 +172,13 @@ void sc_ws_rx_deinit(sc_ws_rx_t *rx);
  * deinitialised). Thread: any. */
 int sc_ws_rx_feed(sc_ws_rx_t *rx, uint8_t *p, size_t n, size_t max_message,
                   sc_ws_msg_fn fn, void *ud, sc_ws_fail_t *fail);
+
+/* After sc_ws_rx_feed returned fn's value: how many bytes at the end of
+ * its input were not looked at. (Kept in `left`, which is unused between
+ * frames: an idle connection's parser does not grow.) Thread: any. */
+static inline size_t sc_ws_rx_rest(const sc_ws_rx_t *rx)
+{
+    return rx->in_frame ? 0 : (size_t)rx->left;
+}
 
 #endif

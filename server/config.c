@@ -149,6 +149,12 @@ static const struct opt options[] = {
     {"max-connections", "SCOPECAST_MAX_CONNECTIONS", "max_connections", K_INT,
      F(max_connections), 1, 1000000, "N",
      "WebSocket connections accepted per process."},
+    {"max-connections-per-ip", "SCOPECAST_MAX_CONNECTIONS_PER_IP",
+     "max_connections_per_ip", K_INT, F(max_connections_per_ip), 0, 1000000,
+     "N",
+     "Open connections (WebSocket and HTTP) per client address; more\n"
+     "are answered 503 and closed. 0: no limit (behind a proxy every\n"
+     "client has the proxy's address)."},
 };
 
 #define NOPTS (sizeof(options) / sizeof(options[0]))
@@ -189,6 +195,7 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->max_meta_total = 65536;
     cfg->max_presence = 1000;
     cfg->max_connections = 10000;
+    cfg->max_connections_per_ip = 1000;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);
     if (!cfg->host || !cfg->web_root) {

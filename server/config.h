@@ -62,24 +62,25 @@ typedef struct sc_config {
     char *jwt_secret;     /* NULL: no JWT, connections anonymous; owned */
     bool require_auth;    /* kept for old configs: now the default */
     bool allow_anonymous; /* with a secret, token-less connections may in */
-    char *anonymous_scopes; /* comma-separated patterns for anonymous
-                               connections; NULL: none with a secret, any
-                               without one; owned */
-    bool require_exp;       /* tokens without exp are refused */
-    char *allowed_origins;  /* comma-separated Origin patterns; NULL: the
-                               page's own host only; owned */
-    bool require_origin;    /* upgrades without an Origin header refused */
-    int drain_timeout;      /* seconds to drain on shutdown; >= 0 */
-    char *web_root;         /* folder served at /; owned, never NULL */
-    int log_level;          /* enum sc_log_level */
-    bool demo;              /* demo mode: POST /demo/token */
-    int threads;            /* service threads; >= 1 */
-    int max_subscriptions;  /* per connection; >= 1 */
-    int rate_limit;         /* requests per second per connection; 0: off */
-    size_t max_meta;        /* bytes of one subscription's meta */
-    size_t max_meta_total;  /* bytes of meta per connection */
-    int max_presence;       /* connections listed per presence reply */
-    int max_connections;    /* per process; >= 1 */
+    char *anonymous_scopes;     /* comma-separated patterns for anonymous
+                                   connections; NULL: none with a secret, any
+                                   without one; owned */
+    bool require_exp;           /* tokens without exp are refused */
+    char *allowed_origins;      /* comma-separated Origin patterns; NULL: the
+                                   page's own host only; owned */
+    bool require_origin;        /* upgrades without an Origin header refused */
+    int drain_timeout;          /* seconds to drain on shutdown; >= 0 */
+    char *web_root;             /* folder served at /; owned, never NULL */
+    int log_level;              /* enum sc_log_level */
+    bool demo;                  /* demo mode: POST /demo/token */
+    int threads;                /* service threads; >= 1 */
+    int max_subscriptions;      /* per connection; >= 1 */
+    int rate_limit;             /* requests per second per connection; 0: off */
+    size_t max_meta;            /* bytes of one subscription's meta */
+    size_t max_meta_total;      /* bytes of meta per connection */
+    int max_presence;           /* connections listed per presence reply */
+    int max_connections;        /* per process; >= 1 */
+    int max_connections_per_ip; /* open sockets per client address; 0: off */
 } sc_config_t;
 
 /* A getenv replacement, so tests need not touch the process environment.

@@ -20,6 +20,10 @@
 #define HTTPC_IDLE_TIMEOUT_S 60
 #define HTTPC_LINGER_S 2
 #define HTTPC_OUT_MAX (256 * 1024)
+/* Connections past --max-connections kept for probes: a first request for
+ * /healthz or /metrics is still answered (then the connection closes), so
+ * a flood of unfinished requests does not fail readiness probes. */
+#define HTTPC_PROBE_RESERVE 16
 /* Largest static file sent from here (files are read whole). */
 #define HTTPC_FILE_MAX (16 * 1024 * 1024)
 
@@ -44,7 +48,9 @@ struct sc_httpc {
     bool paused; /* not reading: out is over HTTPC_OUT_MAX */
     int64_t deadline_us;
     bool loopback;
+    bool one_request; /* admitted from the probe reserve: closes after one */
     char peer[64];
+    sc_admit_ip_t *ip; /* its address's count (admit.h) */
     struct sc_httpc *prev, *next;
 };
 typedef struct sc_httpc sc_httpc_t;
@@ -72,6 +78,7 @@ static void destroy(sc_httpc_t *c)
     ev_io_stop(svc->loop, &c->rio);
     ev_io_stop(svc->loop, &c->wio);
     close(c->fd);
+    sc_admit_release(svc->srv->admit, c->ip);
     sc_http_reader_deinit(&c->rd);
     sc_buf_deinit(&c->out);
     if (c->prev)
@@ -214,7 +221,8 @@ static void on_request(sc_httpc_t *c)
     }
     build_in(c, &in, scope, sizeof scope);
     sc_http_api_answer(svc, &in, &o);
-    bool last = !c->rd.req.keep_alive || atomic_load(&svc->srv->draining);
+    bool last = !c->rd.req.keep_alive || c->one_request ||
+                atomic_load(&svc->srv->draining);
     put_answer(c, &o, last, &c->rd.req);
     SC_COUNT(svc->stats.http_requests, 1);
     if (last) {
@@ -347,10 +355,23 @@ static void on_wio(struct ev_loop *loop, ev_io *w, int revents)
     flush((sc_httpc_t *)((char *)w - offsetof(sc_httpc_t, wio)));
 }
 
-void sc_httpconn_start(sc_svc_t *svc, int fd)
+/* A probe's target: /healthz or /metrics, with or without a query. */
+static bool is_probe(const char *target, size_t len)
+{
+    const char *q = memchr(target, '?', len);
+    size_t pl = q ? (size_t)(q - target) : len;
+    return pl == 8 && (memcmp(target, "/healthz", 8) == 0 ||
+                       memcmp(target, "/metrics", 8) == 0);
+}
+
+void sc_httpconn_start(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
+                       const char *target, size_t len)
 {
     sc_httpc_t *c = NULL;
-    if (total_http(svc->srv) >= (size_t)svc->srv->cfg->max_connections ||
+    size_t open = total_http(svc->srv),
+           max = (size_t)svc->srv->cfg->max_connections;
+    bool reserve = open >= max && is_probe(target, len);
+    if ((open >= max && !(reserve && open < max + HTTPC_PROBE_RESERVE)) ||
         !(c = calloc(1, sizeof *c)) ||
         sc_http_reader_init(&c->rd, svc->srv->cfg->max_body) != SC_OK) {
         if (c)
@@ -369,10 +390,13 @@ void sc_httpconn_start(sc_svc_t *svc, int fd)
                        MSG_NOSIGNAL | MSG_DONTWAIT);
         sc_buf_deinit(&b);
         close(fd);
+        sc_admit_release(svc->srv->admit, ip);
         return;
     }
     c->svc = svc;
     c->fd = fd;
+    c->ip = ip;
+    c->one_request = reserve;
     sc_buf_init(&c->out);
     sc_listen_peer(fd, c->peer, sizeof c->peer);
     c->loopback = sc_http_peer_is_loopback(c->peer);

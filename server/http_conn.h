@@ -20,10 +20,12 @@
  * - answers not yet taken by the client: at most HTTPC_OUT_MAX bytes,
  *   then the connection is not read until they drain;
  * - idle: HTTPC_IDLE_TIMEOUT_S between requests, then closed;
- * - connections: --max-connections for HTTP as well (503 past it).
+ * - connections: --max-connections for HTTP as well (503 past it), plus
+ *   HTTPC_PROBE_RESERVE for one /healthz or /metrics request each.
  *
  * Ownership: this module owns each connection (struct sc_httpc, listed in
- * svc->httpc) and its socket from sc_httpconn_start until it closes it.
+ * svc->httpc), its socket and its address's count from sc_httpconn_start
+ * until it closes it.
  * Thread: the service thread, for every function.
  */
 #ifndef SC_SERVER_HTTP_CONN_H
@@ -39,9 +41,14 @@
  * (`len` bytes, e.g. "/api/emit?x") is served here. Thread: any. */
 bool sc_httpconn_wants(const char *target, size_t len);
 
-/* Takes `fd`, a new connection whose first request (still unread) is for
- * this module. */
-void sc_httpconn_start(sc_svc_t *svc, int fd);
+/* Takes `fd`, a new connection whose first request (still unread; its
+ * target, peeked, is `target`, `len` bytes) is for this module, and its
+ * address's count `ip` (admit.h; may be NULL), given back when the socket
+ * is closed. Past --max-connections it is answered 503 and closed, unless
+ * the target is /healthz or /metrics and the few connections kept for
+ * probes are not all taken: then that one request is answered. */
+void sc_httpconn_start(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
+                       const char *target, size_t len);
 
 /* Timeouts (head, body, idle, lingering close). */
 void sc_httpconn_tick(sc_svc_t *svc, int64_t now);

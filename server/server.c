@@ -19,6 +19,7 @@
 #include "listen.h"
 #include "log.h"
 #include "upgrade.h"
+#include "upgrade_head.h"
 #include "wire.h"
 #include "ws.h"
 
@@ -26,6 +27,7 @@
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,9 +167,37 @@ static int check_web_root(sc_config_t *cfg)
     return SC_OK;
 }
 
+/* A socket just accepted: admitted under --max-connections-per-ip, or
+ * told 503 and closed before anything is read from it. */
 static void accept_conn(void *ud, int fd)
 {
-    sc_upgrade_start(ud, fd);
+    sc_svc_t *svc = ud;
+    sc_admit_ip_t *ip;
+    if (!sc_admit_take(svc->srv->admit, fd, &ip)) {
+        static const sc_http_refusal_t busy = {
+            503, "Service Unavailable", "unavailable",
+            "too many connections from your address", NULL};
+        char out[320], peer[64];
+        size_t n = sc_http_refusal_write(&busy, out, sizeof out);
+        if (n > 0)
+            (void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        /* what the client already sent is read and dropped, so that the
+         * close is a FIN after the answer rather than a reset that could
+         * discard it (a request still on its way may meet a reset) */
+        (void)shutdown(fd, SHUT_WR);
+        for (int i = 0; i < 4 && recv(fd, out, sizeof out, MSG_DONTWAIT) > 0;
+             i++) {
+        }
+        sc_listen_peer(fd, peer, sizeof peer);
+        sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                       "refused a connection from %s: it has "
+                       "--max-connections-per-ip %d open",
+                       peer, svc->srv->cfg->max_connections_per_ip);
+        SC_COUNT(svc->stats.refused_per_ip, 1);
+        close(fd);
+        return;
+    }
+    sc_upgrade_start(svc, fd, ip);
 }
 
 /* The thread's lws context, on its libev loop, serving HTTP on the
@@ -243,7 +273,8 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
     srv->stop_flag = stop_flag;
     atomic_init(&srv->draining, false);
     srv->svcs = calloc((size_t)cfg->threads, sizeof *srv->svcs);
-    if (!srv->svcs || make_bus(srv) != SC_OK || make_secret(srv) != SC_OK)
+    if (!srv->svcs || make_bus(srv) != SC_OK || make_secret(srv) != SC_OK ||
+        sc_admit_create(cfg->max_connections_per_ip, &srv->admit) != SC_OK)
         return SC_ENOMEM;
     int rc = check_web_root(cfg);
     if (rc != SC_OK)
@@ -336,5 +367,6 @@ void sc_server_deinit(sc_server_t *srv)
     }
     free(srv->svcs);
     sc_bus_destroy(srv->bus);
+    sc_admit_destroy(srv->admit);
     memset(srv, 0, sizeof *srv);
 }

@@ -20,6 +20,7 @@
 #ifndef SC_SERVER_SVC_H
 #define SC_SERVER_SVC_H
 
+#include "admit.h"
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
@@ -52,6 +53,7 @@ struct sc_httpc;         /* http_conn.c */
 struct sc_server {
     sc_config_t *cfg;       /* {const} borrowed from main */
     sc_bus_t *bus;          /* {const} created and destroyed by server.c */
+    sc_admit_t *admit;      /* {const} connections per address (admit.h) */
     const char *jwt_secret; /* {const} cfg's, or the demo's generated one */
     char demo_secret[SC_AUTH_SECRET_LEN]; /* {const} */
     int listen_port;                      /* {const} the port actually bound */

@@ -25,6 +25,7 @@
 /* A new connection whose first request has not been seen whole yet. */
 typedef struct sc_hs {
     int fd;
+    sc_admit_ip_t *ip; /* its address's count (admit.h) */
     sc_svc_t *svc;
     ev_io io;
     ev_timer retry;
@@ -33,15 +34,23 @@ typedef struct sc_hs {
     struct sc_hs *next, *prev;
 } sc_hs_t;
 
+/* Closes a socket this module owns, giving back its address's count. */
+static void drop(sc_svc_t *svc, int fd, sc_admit_ip_t *ip)
+{
+    sc_admit_release(svc->srv->admit, ip);
+    close(fd);
+}
+
 /* Sends a refusal, then FIN; the client reads it and closes. Takes fd. */
-static void refuse(int fd, const sc_http_refusal_t *r)
+static void refuse(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
+                   const sc_http_refusal_t *r)
 {
     char out[640];
     size_t n = sc_http_refusal_write(r, out, sizeof out);
     if (n > 0)
         (void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     shutdown(fd, SHUT_WR);
-    close(fd);
+    drop(svc, fd, ip);
 }
 
 /* Cross-site WebSocket hijacking: a page may open a WebSocket to any
@@ -60,13 +69,14 @@ static const char *origin_check(const sc_config_t *cfg,
 
 /* Answers an upgrade whose head (`h`, `hl` bytes) has been read off the
  * socket: 101 and a new session, or an error status. Takes fd. */
-static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
+static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
+                    size_t hl)
 {
     sc_server_t *srv = svc->srv;
     sc_upgrade_req_t req;
     sc_http_refusal_t ref;
     if (sc_upgrade_parse(h, hl, &req, &ref) != SC_OK) {
-        refuse(fd, &ref);
+        refuse(svc, fd, ip, &ref);
         return;
     }
     const char *origin_refused = origin_check(srv->cfg, &req);
@@ -80,7 +90,7 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
                                   .reason_phrase = "Forbidden",
                                   .code = sc_errc_name(SC_ERRC_FORBIDDEN),
                                   .message = origin_refused};
-        refuse(fd, &ref);
+        refuse(svc, fd, ip, &ref);
         return;
     }
     bool draining = atomic_load(&srv->draining);
@@ -91,7 +101,7 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
                                   .code = sc_errc_name(SC_ERRC_UNAVAILABLE),
                                   .message = draining ? "shutting down"
                                                       : "too many connections"};
-        refuse(fd, &ref);
+        refuse(svc, fd, ip, &ref);
         return;
     }
     char out[256];
@@ -101,11 +111,11 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
                                   .reason_phrase = "Internal Server Error",
                                   .code = sc_errc_name(SC_ERRC_INTERNAL),
                                   .message = "sha1"};
-        refuse(fd, &ref);
+        refuse(svc, fd, ip, &ref);
         return;
     }
     if (send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
-        close(fd); /* a fresh socket takes 200 bytes unless it is gone */
+        drop(svc, fd, ip); /* a fresh socket takes 200 bytes unless gone */
         return;
     }
     /* The whole value (the head is at most SC_UPGRADE_HEAD_MAX bytes): a
@@ -113,8 +123,8 @@ static void upgrade(sc_svc_t *svc, int fd, const char *h, size_t hl)
     char *token = req.query ? sc_upgrade_query_param_token(
                                   req.query, req.query_len, SC_UPGRADE_HEAD_MAX)
                             : NULL;
-    if (!sc_ws_open(svc, fd, token))
-        close(fd);
+    if (!sc_ws_open(svc, fd, token, ip))
+        drop(svc, fd, ip);
 }
 
 /* ---- pending handshakes ------------------------------------------------- */
@@ -138,6 +148,8 @@ static void to_lws(sc_hs_t *hs)
 {
     sc_svc_t *svc = hs->svc;
     int fd = hs->fd;
+    /* lws closes it without telling us: given back now (admit.h) */
+    sc_admit_release(svc->srv->admit, hs->ip);
     hs_free(hs);
     if (!lws_adopt_socket_vhost(svc->vhost, fd))
         close(fd); /* lws refused it (out of fds or memory) */
@@ -176,12 +188,13 @@ static void hs_peek(sc_hs_t *hs)
     sc_svc_t *svc = hs->svc;
     char *b = (char *)svc->rbuf;
     int fd = hs->fd;
+    sc_admit_ip_t *ip = hs->ip;
     ssize_t n = recv(fd, b, SC_UPGRADE_HEAD_MAX, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
-        close(fd);
         hs_free(hs);
+        drop(svc, fd, ip);
         return;
     }
     /* The API (keep-alive, pipelined) is http_conn.c's as soon as the
@@ -192,7 +205,7 @@ static void hs_peek(sc_hs_t *hs)
     int r = sc_http_peek_target(b, (size_t)n, &t, &tl);
     if (r == 1 && sc_httpconn_wants(t, tl)) {
         hs_free(hs);
-        sc_httpconn_start(svc, fd);
+        sc_httpconn_start(svc, fd, ip, t, tl);
         return;
     }
     size_t hl = 0;
@@ -217,16 +230,16 @@ static void hs_peek(sc_hs_t *hs)
                                      "Request Header Fields Too Large",
                                  .code = sc_errc_name(SC_ERRC_BAD_REQUEST),
                                  .message = "request head too large"};
-        refuse(fd, &ref);
+        refuse(svc, fd, ip, &ref);
         return;
     }
     case SC_HEAD_UPGRADE:
         hs_free(hs);
         if (!take_head(fd, b, hl)) {
-            close(fd);
+            drop(svc, fd, ip);
             return;
         }
-        upgrade(svc, fd, b, hl);
+        upgrade(svc, fd, ip, b, hl);
         return;
     }
 }
@@ -245,14 +258,15 @@ static void hs_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
     ev_io_start(loop, &hs->io);
 }
 
-void sc_upgrade_start(sc_svc_t *svc, int fd)
+void sc_upgrade_start(sc_svc_t *svc, int fd, sc_admit_ip_t *ip)
 {
     sc_hs_t *hs = calloc(1, sizeof *hs);
     if (!hs) {
-        close(fd);
+        drop(svc, fd, ip);
         return;
     }
     hs->fd = fd;
+    hs->ip = ip;
     hs->svc = svc;
     hs->deadline_us = sc_now_us() + HS_TIMEOUT_US;
     hs->retry_s = HS_RETRY_S;
@@ -272,7 +286,7 @@ void sc_upgrade_tick(sc_svc_t *svc, int64_t now)
     for (sc_hs_t *hs = svc->hs, *next; hs; hs = next) {
         next = hs->next;
         if (now >= hs->deadline_us) {
-            close(hs->fd);
+            drop(svc, hs->fd, hs->ip);
             hs_free(hs);
         }
     }
@@ -281,7 +295,7 @@ void sc_upgrade_tick(sc_svc_t *svc, int64_t now)
 void sc_upgrade_shutdown(sc_svc_t *svc)
 {
     while (svc->hs) {
-        close(svc->hs->fd);
+        drop(svc, svc->hs->fd, svc->hs->ip);
         hs_free(svc->hs);
     }
 }

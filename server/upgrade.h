@@ -20,13 +20,16 @@
 #ifndef SC_SERVER_UPGRADE_H
 #define SC_SERVER_UPGRADE_H
 
+#include "admit.h"
 #include "svc.h"
 
 #include <stdint.h>
 
 /* A connection just accepted on svc's listener (the accept callback):
- * takes `fd`. Thread: service. */
-void sc_upgrade_start(sc_svc_t *svc, int fd);
+ * takes `fd` and its address's count `ip` (admit.h; NULL if not counted),
+ * which is given back when the socket is closed or handed to lws.
+ * Thread: service. */
+void sc_upgrade_start(sc_svc_t *svc, int fd, sc_admit_ip_t *ip);
 /* Drops handshakes whose head did not come in time. Thread: service. */
 void sc_upgrade_tick(sc_svc_t *svc, int64_t now);
 /* At exit: closes every pending handshake. Thread: service. */

@@ -489,19 +489,30 @@ static bool put_replies(packer_t *p)
     return false;
 }
 
+/* The heartbeat ping, if due, when the stream is between frames: ctl_off
+ * is 0 only when no reply has been sent in part (a write may end inside a
+ * reply: the ping must not go into it, RFC 6455 section 5.4). Else it
+ * waits for a later write. */
+static void put_ping(packer_t *p)
+{
+    sc_writer_t *w = p->w;
+    if (!w->ping_due || w->ctl_off != 0 || room(p) < SC_WS_MAX_CONTROL_FRAME)
+        return;
+    /* A ping with a small payload (any frame from the client counts as a
+     * sign of life, the pong too). */
+    p->fill += sc_ws_control_frame(p->base + p->fill, SC_WS_OP_PING, "scpg", 4);
+    w->ping_due = false;
+}
+
 /* One packed write: ping, replies, pushes; then the close when due. */
 static int pack_and_send(sc_svc_t *svc, sc_writer_t *w, sc_wsio_t *io,
                          sc_sublist_t *subs, const char *session)
 {
     packer_t p = {.svc = svc, .w = w, .io = io, .base = svc->writer->wbuf};
     sc_owner_rearm(w->owner);
-    if (w->ping_due) {
-        /* A ping with a small payload (any frame from the client counts
-         * as a sign of life, the pong too). */
-        p.fill = sc_ws_control_frame(p.base, SC_WS_OP_PING, "scpg", 4);
-        w->ping_due = false;
-    }
+    put_ping(&p);
     bool more = put_replies(&p);
+    put_ping(&p); /* the replies were written whole: after them */
     if (!more && !w->close_code)
         more = drain_subs(&p, subs, session);
     if (p.broken)

@@ -51,8 +51,12 @@
 
 /* Bytes packed into one socket write (docs/ARCHITECTURE.md: ~16 KB). */
 #define SC_WRITE_CHUNK 16384
-/* A connection whose unsent replies pass this is closed with 1008 (it
- * sends requests but does not read the answers). */
+/* Back-pressure on requests: past SC_CTL_PAUSE unsent reply bytes, a
+ * connection's input is not read until they are down to SC_CTL_RESUME
+ * (ws.c). One request's replies may still take it up to SC_CTL_LIMIT; a
+ * connection past that is closed with 1008. */
+#define SC_CTL_PAUSE (1024u * 1024)
+#define SC_CTL_RESUME (256u * 1024)
 #define SC_CTL_LIMIT (4u * 1024 * 1024)
 /* How long a peer has to take our close frame (or, for a close decided
  * while replies are still queued, to read up to it). */
@@ -169,6 +173,12 @@ int sc_writer_on_writable(sc_svc_t *svc, sc_writer_t *w, sc_wsio_t *io,
 /* The session drops `sub`: forgets the carry popped from it. Thread:
  * service. */
 void sc_writer_forget_sub(sc_writer_t *w, const sc_sub_t *sub);
+
+/* Reply bytes not yet written. Thread: service. */
+static inline size_t sc_writer_ctl_backlog(const sc_writer_t *w)
+{
+    return sc_buf_len(&w->ctl) - w->ctl_off;
+}
 
 /* Whether a close has been decided (requests are then ignored). */
 static inline bool sc_writer_closing(const sc_writer_t *w)

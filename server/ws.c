@@ -27,6 +27,7 @@ typedef struct sc_wsconn {
     sc_conn_t info;                /* session, user, connected-at (no meta) */
     sc_claims_t claims;
     bool has_claims;
+    sc_admit_ip_t *ip; /* its address's count (admit.h), given back at free */
     /* the rate limit: a token bucket of requests (--rate-limit) */
     double rl_tokens;
     int64_t rl_last_us;
@@ -93,6 +94,7 @@ static void conn_destroy(sc_wsconn_t *c)
     free(c->subs.v);
     sc_writer_deinit(svc, &c->out);
     sc_wsio_close(&c->io);
+    sc_admit_release(svc->srv->admit, c->ip);
     conn_unlink(svc, c);
     if (c->has_claims)
         sc_claims_deinit(&c->claims);
@@ -450,18 +452,32 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
 
 /* ---- the transport's callbacks ------------------------------------------- */
 
+/* After a request: stop reading while its replies pile up (a client that
+ * sends faster than it reads is slowed, not closed). */
+static int request_done(sc_wsconn_t *c)
+{
+    return sc_writer_ctl_backlog(&c->out) > SC_CTL_PAUSE ? SC_WSIO_PAUSE : 0;
+}
+
+/* After a write: read again once the replies are down. */
+static void maybe_resume(sc_wsconn_t *c)
+{
+    if (c->io.paused && sc_writer_ctl_backlog(&c->out) <= SC_CTL_RESUME)
+        sc_wsio_resume(&c->io);
+}
+
 static int io_msg(sc_wsio_t *io, const sc_ws_msg_t *m)
 {
     sc_wsconn_t *c = conn_of_io(io);
     switch (m->op) {
     case SC_WS_OP_TEXT:
         on_request(c, (const char *)m->data, m->len);
-        return 0;
+        return request_done(c);
     case SC_WS_OP_PING: { /* answer with the same payload, after replies */
         uint8_t f[SC_WS_MAX_CONTROL_FRAME];
         size_t n = sc_ws_control_frame(f, SC_WS_OP_PONG, m->data, m->len);
         sc_writer_frame(c->svc, &c->out, f, n, sid(c));
-        return 0;
+        return request_done(c);
     }
     case SC_WS_OP_CLOSE: /* answer with its code, then close */
         sc_log(SC_LOG_DEBUG, "session %s: client closed (%u)", sid(c),
@@ -480,7 +496,10 @@ static int io_fail(sc_wsio_t *io, unsigned code, const char *reason)
 static int io_writable(sc_wsio_t *io)
 {
     sc_wsconn_t *c = conn_of_io(io);
-    return sc_writer_on_writable(c->svc, &c->out, io, &c->subs, sid(c));
+    if (sc_writer_on_writable(c->svc, &c->out, io, &c->subs, sid(c)) < 0)
+        return -1;
+    maybe_resume(c);
+    return 0;
 }
 
 static void io_gone(sc_wsio_t *io)
@@ -530,7 +549,7 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
     return true;
 }
 
-bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
+bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip)
 {
     char id[17], why[160];
     sc_wsconn_t *c = calloc(1, sizeof *c);
@@ -551,6 +570,7 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token)
         free(c);
         return false;
     }
+    c->ip = ip;
     conn_link(svc, c);
     SC_COUNT(svc->stats.connections_total, 1);
     c->last_ping_us = sc_now_us();
@@ -628,6 +648,8 @@ void sc_ws_flush(sc_svc_t *svc)
         sc_wsconn_t *c = conn_of_writer(v[i]);
         if (sc_writer_flush(svc, &c->out, &c->io, &c->subs, sid(c)) < 0)
             conn_destroy(c);
+        else
+            maybe_resume(c);
     }
 }
 
@@ -658,9 +680,13 @@ void sc_ws_tick(sc_svc_t *svc, int64_t now)
             continue;
         }
         if (now - c->io.last_rx_us > 2 * hb) {
-            sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout", sid(c));
-            /* if the socket never drains, it is dropped after the wait */
-            sc_writer_close_after(svc, &c->out, SC_CLOSE_HEARTBEAT,
+            sc_log(SC_LOG_DEBUG, "session %s: heartbeat timeout%s", sid(c),
+                   c->io.paused ? " (its replies are not read)" : "");
+            /* if the socket never drains, it is dropped after the wait; a
+             * paused connection was silent because it does not read */
+            sc_writer_close_after(svc, &c->out,
+                                  c->io.paused ? SC_CLOSE_POLICY
+                                               : SC_CLOSE_HEARTBEAT,
                                   now + SC_CLOSE_WAIT_US);
         } else if (now - c->last_ping_us >= hb) {
             c->last_ping_us = now;

@@ -32,11 +32,13 @@ void sc_ws_thread_destroy(sc_svc_t *svc);
 /* The service thread starts running svc's loop. Thread: service. */
 void sc_ws_thread_enter(sc_svc_t *svc);
 
-/* A connection whose 101 has been sent: takes `fd`, authenticates `token`
- * (owned, freed here, may be NULL) and queues the welcome, or the
- * unauthorized error and close 4401. Returns true, or false when out of
- * memory (fd untouched: the caller closes it). */
-bool sc_ws_open(sc_svc_t *svc, int fd, char *token);
+/* A connection whose 101 has been sent: takes `fd` and its address's count
+ * `ip` (admit.h; may be NULL; given back when the connection is freed),
+ * authenticates `token` (owned, freed here, may be NULL) and queues the
+ * welcome, or the unauthorized error and close 4401. Returns true, or
+ * false when out of memory (fd and ip untouched: the caller closes and
+ * gives back). */
+bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip);
 
 /* Writes every connection on the pending list (before the loop sleeps and
  * when another thread woke the loop). */

@@ -6,6 +6,8 @@
 #include "clock.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,14 +23,39 @@ static inline const sc_wsio_env_t *env_of(const sc_wsio_t *io)
     return io->watcher.data;
 }
 
+/* Sets the watcher's events from write_armed and paused. */
+static void arm(sc_wsio_t *io)
+{
+    int ev = (io->paused ? 0 : EV_READ) | (io->write_armed ? EV_WRITE : 0);
+    ev_io_stop(env_of(io)->loop, &io->watcher);
+    ev_io_modify(&io->watcher, ev);
+    if (ev)
+        ev_io_start(env_of(io)->loop, &io->watcher);
+}
+
 void sc_wsio_want_write(sc_wsio_t *io, bool on)
 {
     if (io->write_armed == on)
         return;
     io->write_armed = on;
-    ev_io_stop(env_of(io)->loop, &io->watcher);
-    ev_io_modify(&io->watcher, on ? EV_READ | EV_WRITE : EV_READ);
-    ev_io_start(env_of(io)->loop, &io->watcher);
+    arm(io);
+}
+
+static void drop_kept(sc_wsio_t *io)
+{
+    free(io->kept);
+    io->kept = NULL;
+    io->kept_len = 0;
+}
+
+void sc_wsio_resume(sc_wsio_t *io)
+{
+    if (!io->paused || io->fd < 0)
+        return;
+    io->paused = false;
+    arm(io);
+    if (io->kept) /* parsed in the next pass, even if nothing more comes */
+        ev_feed_event(env_of(io)->loop, &io->watcher, EV_READ);
 }
 
 ssize_t sc_wsio_send(sc_wsio_t *io, const void *data, size_t n)
@@ -54,11 +81,16 @@ ssize_t sc_wsio_send(sc_wsio_t *io, const void *data, size_t n)
 void sc_wsio_discard_input(sc_wsio_t *io)
 {
     io->discard = true;
+    drop_kept(io);
+    if (io->paused) { /* what arrives now is read and dropped */
+        io->paused = false;
+        arm(io);
+    }
 }
 
 void sc_wsio_shut_write(sc_wsio_t *io)
 {
-    io->discard = true;
+    sc_wsio_discard_input(io);
     shutdown(io->fd, SHUT_WR);
     sc_wsio_want_write(io, false);
 }
@@ -71,6 +103,7 @@ void sc_wsio_close(sc_wsio_t *io)
     close(io->fd);
     io->fd = -1;
     sc_ws_rx_deinit(&io->rx);
+    drop_kept(io);
 }
 
 /* The parser's message callback: passes it up unless closing began. */
@@ -83,7 +116,31 @@ static int deliver(void *ud, const sc_ws_msg_t *m)
     return r != 0 ? r : io->discard ? 1 : 0;
 }
 
-/* Feeds one read to the parser. Returns -1 to destroy, 0 otherwise. */
+/* The owner paused after a message: keeps the `rest` bytes at `at` (the
+ * end of the input, which may be io->kept itself) and stops reading.
+ * Returns -1 when out of memory. */
+static int pause_with(sc_wsio_t *io, const uint8_t *at, size_t rest)
+{
+    io->paused = true;
+    arm(io);
+    if (rest == 0) {
+        drop_kept(io);
+        return 0;
+    }
+    if (io->kept && at >= io->kept && at < io->kept + io->kept_len) {
+        memmove(io->kept, at, rest); /* what is left of the kept input */
+    } else {
+        free(io->kept);
+        if ((io->kept = malloc(rest)) == NULL)
+            return -1;
+        memcpy(io->kept, at, rest);
+    }
+    io->kept_len = (uint32_t)rest;
+    return 0;
+}
+
+/* Feeds one read to the parser. Returns -1 to destroy, 0 otherwise (also
+ * when the owner paused: io->paused is then set). */
 static int feed(sc_wsio_t *io, uint8_t *p, size_t n)
 {
     sc_ws_fail_t fail;
@@ -92,6 +149,9 @@ static int feed(sc_wsio_t *io, uint8_t *p, size_t n)
                            &fail);
     if (io->rx.frames != frames)
         io->last_rx_us = sc_now_us(); /* any whole frame is a sign of life */
+    if (rc == SC_WSIO_PAUSE && !io->discard)
+        return pause_with(io, p + n - sc_ws_rx_rest(&io->rx),
+                          sc_ws_rx_rest(&io->rx));
     if (rc == SC_WS_RX_FAIL) {
         io->discard = true;
         return env_of(io)->cbs->on_fail(io, fail.code, fail.reason);
@@ -104,6 +164,16 @@ static int feed(sc_wsio_t *io, uint8_t *p, size_t n)
 static int can_read(sc_wsio_t *io)
 {
     const sc_wsio_env_t *env = env_of(io);
+    if (io->paused)
+        return 0;
+    if (io->kept) { /* input kept at a pause comes first */
+        uint8_t *k = io->kept;
+        if (feed(io, k, io->kept_len) < 0)
+            return -1;
+        if (io->paused)
+            return 0; /* paused again: the rest stays kept */
+        drop_kept(io);
+    }
     for (int i = 0; i < READS_PER_PASS; i++) {
         ssize_t r = recv(io->fd, env->rbuf, env->rbuf_size, 0);
         if (r == 0)
@@ -115,6 +185,8 @@ static int can_read(sc_wsio_t *io)
         /* (closing: what arrives is read and dropped) */
         if (!io->discard && feed(io, env->rbuf, (size_t)r) < 0)
             return -1;
+        if (io->paused)
+            return 0;
         if ((size_t)r < env->rbuf_size)
             return 0; /* drained */
     }
@@ -139,6 +211,9 @@ void sc_wsio_start(sc_wsio_t *io, const sc_wsio_env_t *env, int fd)
     io->fd = fd;
     io->write_armed = false;
     io->discard = false;
+    io->paused = false;
+    io->kept = NULL;
+    io->kept_len = 0;
     io->last_rx_us = sc_now_us();
     sc_ws_rx_init(&io->rx);
     ev_io_init(&io->watcher, on_io, fd, EV_READ);

@@ -35,9 +35,15 @@
 
 typedef struct sc_wsio sc_wsio_t;
 
+/* on_msg's answer when the owner cannot take more requests for now (its
+ * replies pile up unread): reading stops right after that message; what
+ * was read but not parsed is kept (at most one read) until
+ * sc_wsio_resume(). */
+#define SC_WSIO_PAUSE 2
+
 /* What a transport reports. A callback returns 0 to go on, or -1 when the
  * connection must be destroyed: the transport then stops and calls
- * on_gone, once. */
+ * on_gone, once (on_msg may also return SC_WSIO_PAUSE). */
 typedef struct sc_wsio_cbs {
     /* A text message (whole, valid UTF-8), a ping, a pong or a valid
      * close frame from the peer; `m` is borrowed for the call. */
@@ -65,6 +71,9 @@ struct sc_wsio {
     int fd;             /* the socket; -1 once closed */
     bool write_armed;   /* EV_WRITE is on: waiting for room */
     bool discard;       /* closing: input is read and dropped */
+    bool paused;        /* not reading (SC_WSIO_PAUSE) until resumed */
+    uint32_t kept_len;  /* paused: bytes read but not parsed, in `kept` */
+    uint8_t *kept;      /* malloc'd while paused with input left, else NULL */
     int64_t last_rx_us; /* when the last whole frame arrived */
     ev_io watcher;      /* its `data` is the sc_wsio_env_t */
     sc_ws_rx_t rx;      /* frame parser state */
@@ -83,8 +92,14 @@ ssize_t sc_wsio_send(sc_wsio_t *io, const void *data, size_t n);
  * has room. Thread: service. */
 void sc_wsio_want_write(sc_wsio_t *io, bool on);
 
-/* Closing has begun: input from now on is read and dropped, and no more
- * callbacks but on_writable and on_gone come. Thread: service. */
+/* Reading goes on after an SC_WSIO_PAUSE: the input kept is parsed first,
+ * in the next loop pass (callbacks come from the loop, never from inside
+ * this call). No-op when not paused. Thread: service. */
+void sc_wsio_resume(sc_wsio_t *io);
+
+/* Closing has begun: input from now on is read and dropped (a pause ends),
+ * and no more callbacks but on_writable and on_gone come. Thread:
+ * service. */
 void sc_wsio_discard_input(sc_wsio_t *io);
 
 /* Our close frame is out: shuts our sending side and stops asking for

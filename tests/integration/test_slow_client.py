@@ -4,13 +4,14 @@ server, and must get exact `dropped` accounting when it reads again
 (docs/PROTOCOL.md "queues", "dropped")."""
 
 import asyncio
+import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CONFIG, OP_PING, T, ScopecastTestCase, build_frame, check_drop_accounting,  # noqa: E402
+from harness import (CONFIG, OP_PING, OP_TEXT, T, ScopecastTestCase, build_frame, check_drop_accounting,  # noqa: E402
                      main)
 
 MAXSIZE = 16
@@ -126,22 +127,85 @@ class SlowClient(ScopecastTestCase):
 
 
 class RepliesNotRead(ScopecastTestCase):
-    async def test_unread_replies_close_with_1008(self):
+    SERVER_ARGS = ("--heartbeat", "1")
+
+    async def test_unread_replies_pause_reading_then_1008(self):
         """A client that sends requests (here WebSocket pings) but never reads
-        the answers costs the server at most SC_CTL_LIMIT (4 MiB) of replies:
-        then it is closed with 1008, and others are served meanwhile."""
+        the answers: past 1 MiB of unsent replies the server stops reading it
+        (the replies stay under SC_CTL_LIMIT, 4 MiB), others are served
+        meanwhile, and at the heartbeat deadline it is closed with 1008 (not
+        4408: it was silent because it was not read)."""
         other = await self.client(name="other")
         c = await self.raw(name="flooder", rcvbuf=4096)
         c.pause()
+        rss0 = self.srv.rss_kib()
         chunk = build_frame(OP_PING, b"p" * 125) * 2000  # 2000 pongs: 254 KB of replies
-        for _ in range(48):  # 12 MB of pongs: more than the cap plus socket buffers
+        for _ in range(48):  # 12 MB of pongs asked for
             c.send_raw(chunk)
             await asyncio.sleep(0.01)
         self.assertEqual((await other.call("ping"))["op"], "pong", "others are served meanwhile")
+        grown = self.srv.rss_kib() - rss0
+        self.assertLess(grown, 8 * 1024, f"RSS grew by {grown} KiB for one client's unread replies")
+        await asyncio.sleep(3.5)  # two heartbeats without a frame read, and the tick
         c.resume()
         closed = await c.wait_closed(timeout=30)
         self.assertEqual(closed.code, 1008, f"{closed}")
         self.assertEqual((await other.call("ping"))["op"], "pong")
+
+
+class PingOnFrameBoundary(ScopecastTestCase):
+    """The heartbeat ping waits for the end of a reply sent in part (RFC 6455
+    5.4), instead of going out in the middle of its frame."""
+    SERVER_ARGS = ("--max-message", "8000000", "--heartbeat", "1")
+
+    async def test_ping_after_a_half_sent_reply(self):
+        for n in range(3):
+            c = await self.raw(name=f"slow{n}", rcvbuf=4096)
+            c.pause()  # the reply is sent in part; pings fall due meanwhile
+            big = "z" * 3000000
+            await c.send({"op": "ping", "id": big})
+            await asyncio.sleep(1.5)
+            c.resume()
+            pong = await c.wait(op="pong", timeout=T())
+            self.assertEqual(pong.get("id"), big, f"run {n}: the pong arrives whole")
+            self.assertSub(await c.call("ping"), {"op": "pong"})
+            await c.close()
+
+
+class ReaderGetsEveryReply(ScopecastTestCase):
+    """A client that reads but sends many requests with large replies in one
+    write is slowed down (its input is not read while 1 MiB of replies wait)
+    and gets every reply, instead of being closed with 1008 at 4 MiB."""
+    SERVER_ARGS = ("--max-meta", "8000", "--max-meta-total", "1000000")
+
+    async def test_100_pings_with_60_kb_ids_in_one_write(self):
+        c = await self.raw(name="reader")
+        ids = [f"{i:04d}" + "i" * 60000 for i in range(100)]  # 6 MB of pongs
+        c.send_raw(b"".join(build_frame(OP_TEXT, json.dumps({"op": "ping", "id": x}).encode())
+                            for x in ids))
+        for x in ids:
+            pong = await c.wait("pong", timeout=T(2))
+            self.assertEqual(pong.get("id"), x)
+        self.assertSub(await c.call("ping"), {"op": "pong"})
+
+    async def test_100_subscribes_in_one_write_get_100_replies(self):
+        scopes = [f"room:{i}" for i in range(100)]
+        meta = {"pad": "m" * 6000}
+        members = []
+        for k in range(10):  # each room lists 10 members with 6 KB metas
+            m = await self.client(name=f"member{k}")
+            for sc in scopes:
+                await m.send({"op": "subscribe", "scope": sc, "meta": meta})
+            for sc in scopes:
+                await m.wait("subscribed", scope=sc, timeout=T(2))
+            members.append(m)
+        c = await self.raw(name="joiner")  # ~60 KB per reply: 6 MB in all
+        c.send_raw(b"".join(build_frame(OP_TEXT, json.dumps({"op": "subscribe", "scope": sc}).encode())
+                            for sc in scopes))
+        for sc in scopes:
+            r = await c.wait("subscribed", scope=sc, timeout=T(2))
+            self.assertEqual(len(r["presence"]), 11, sc)  # and the joiner
+        self.assertSub(await c.call("ping"), {"op": "pong"})
 
 
 class CloseOnFrameBoundary(ScopecastTestCase):

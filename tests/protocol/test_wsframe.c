@@ -722,6 +722,50 @@ static void test_rx_propagates_the_callback_stop_value(void **state)
     rec_free(&r);
 }
 
+/* A pause: stopped after each kind of message (whole in the read, a
+ * control frame, reassembled from fragments), the caller feeds the rest
+ * later and gets every message once, in order. */
+static void test_rx_says_what_is_left_when_stopped(void **state)
+{
+    uint8_t f[256];
+    size_t n = 0, ends[4];
+    sc_ws_rx_t rx;
+    rec_t r;
+
+    n += mkframe(f + n, true, SC_WS_OP_TEXT, "one", 3);
+    ends[0] = n;
+    n += mkframe(f + n, true, SC_WS_OP_PING, "p", 1);
+    ends[1] = n;
+    n += mkframe(f + n, false, SC_WS_OP_TEXT, "tw", 2);
+    n += mkframe(f + n, true, SC_WS_OP_CONT, "o", 1);
+    ends[2] = n;
+    n += mkframe(f + n, true, SC_WS_OP_TEXT, "three", 5);
+    ends[3] = n;
+    rec_init(&r);
+    sc_ws_rx_init(&rx);
+    size_t off = 0;
+    for (size_t k = 0; k < 3; k++) {
+        r.stop_at = k + 1;
+        r.stop_rc = 2;
+        assert_int_equal(
+            sc_ws_rx_feed(&rx, f + off, n - off, MAX_MSG, record, &r, NULL), 2);
+        assert_int_equal(r.n, k + 1);
+        assert_int_equal(sc_ws_rx_rest(&rx), n - ends[k]);
+        assert_false(rx.in_frame);
+        off = n - sc_ws_rx_rest(&rx);
+    }
+    r.stop_at = 0;
+    assert_int_equal(
+        sc_ws_rx_feed(&rx, f + off, n - off, MAX_MSG, record, &r, NULL), 0);
+    assert_int_equal(r.n, 4);
+    assert_msg(&r, 0, SC_WS_OP_TEXT, "one", 3, 0);
+    assert_msg(&r, 1, SC_WS_OP_PING, "p", 1, 0);
+    assert_msg(&r, 2, SC_WS_OP_TEXT, "two", 3, 0);
+    assert_msg(&r, 3, SC_WS_OP_TEXT, "three", 5, 0);
+    sc_ws_rx_deinit(&rx);
+    rec_free(&r);
+}
+
 static void test_rx_stops_on_a_fragmented_message_and_releases_it(void **state)
 {
     uint8_t f[256];
@@ -1175,6 +1219,7 @@ int main(void)
         cmocka_unit_test(test_rx_holds_no_buffer_between_messages),
         cmocka_unit_test(test_rx_counts_every_completed_frame),
         cmocka_unit_test(test_rx_propagates_the_callback_stop_value),
+        cmocka_unit_test(test_rx_says_what_is_left_when_stopped),
         cmocka_unit_test(test_rx_stops_on_a_fragmented_message_and_releases_it),
         cmocka_unit_test(test_rx_deinit_mid_message_frees_everything),
         cmocka_unit_test(test_rx_reports_out_of_memory),

@@ -115,6 +115,7 @@ static void test_config_defaults_match_the_protocol_table(void **state)
     assert_int_equal(c.max_meta_total, 65536);
     assert_int_equal(c.max_presence, 1000);
     assert_int_equal(c.max_connections, 10000);
+    assert_int_equal(c.max_connections_per_ip, 1000);
     sc_config_deinit(&c);
     sc_config_deinit(&c); /* a second deinit is harmless */
     sc_config_deinit(NULL);
@@ -236,6 +237,9 @@ static const struct case_ cases[] = {
      "{\"max_subscriptions\":9}", V_INT, O(max_subscriptions), NULL, 9},
     {{"--max-connections", "50"}, "SCOPECAST_MAX_CONNECTIONS=50",
      "{\"max_connections\":50}", V_INT, O(max_connections), NULL, 50},
+    {{"--max-connections-per-ip", "0"}, "SCOPECAST_MAX_CONNECTIONS_PER_IP=0",
+     "{\"max_connections_per_ip\":0}", V_INT, O(max_connections_per_ip),
+     NULL, 0},
 };
 /* clang-format on */
 
