@@ -46,6 +46,7 @@ typedef struct shard {
 
 struct sc_bus {
     sc_bus_config_t cfg;
+    _Atomic uint64_t queued_bytes; /* events held by queues (each once) */
     _Atomic uint64_t subscribers;
     _Atomic uint64_t scopes;
     shard_t shards[SHARDS];
@@ -268,8 +269,13 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
                           sc_event_t *ev, after_t *af)
 {
     size_t n = sc->nsubs;
-    uint32_t delivered = 0, drops = 0;
+    uint32_t delivered = 0, drops = 0, cost = ev->_cost;
     bool change = ev->_kind == SC_EVENT_CHANGE;
+    /* the memory limit: over it, this event reaches nobody */
+    bool full =
+        bus->cfg.max_queued_bytes &&
+        atomic_load_explicit(&bus->queued_bytes, memory_order_relaxed) >=
+            bus->cfg.max_queued_bytes;
     /* Cover every possible push before the first one is visible (the
      * encoder may hold references of its own, so add, never set). */
     sc__event_add_refs(ev, (uint32_t)n);
@@ -282,13 +288,30 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
         }
         if (change ? !wants_change(sub, ev) : sub->_quiet)
             continue;
+        sc_owner_t *o = sub->_owner;
+        if (full || sc__owner_over_budget(o, cost)) {
+            sc__queue_drop(&sub->_queue);
+            drops++;
+            continue;
+        }
+        /* counted before the push, so the consumer never takes off more
+         * than was added */
+        if (o->_budget)
+            atomic_fetch_add_explicit(&o->_queued, cost, memory_order_relaxed);
         if (sc__queue_push(&sub->_queue, ev)) {
             /* After the push's seq_cst publish: the wake protocol. */
-            sc__owner_wake(sub->_owner);
+            sc__owner_wake(o);
             delivered++;
         } else {
+            sc__owner_unqueue(o, cost);
             drops++;
         }
+    }
+    if (delivered && !ev->_gauge) {
+        /* in the gauge until freed; set before the emitter's last unref */
+        ev->_gauge = &bus->queued_bytes;
+        atomic_fetch_add_explicit(&bus->queued_bytes, cost,
+                                  memory_order_relaxed);
     }
     sc__event_unref_many(ev, (uint32_t)n - delivered);
     if (drops)
@@ -297,9 +320,10 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
 
 static int encode(sc_bus_t *bus, sc_event_t *ev)
 {
-    if (!bus->cfg.encode)
-        return 0;
-    return bus->cfg.encode(bus->cfg.encode_ud, ev);
+    if (bus->cfg.encode && bus->cfg.encode(bus->cfg.encode_ud, ev) != 0)
+        return -1;
+    sc__event_settle(ev, bus->cfg.release_payload);
+    return 0;
 }
 
 /* ---- emit ------------------------------------------------------------ */
@@ -805,4 +829,5 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
     }
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);
+    out->queued_bytes = atomic_load(&bus->queued_bytes);
 }

@@ -9,7 +9,9 @@
  *   encodes the event once (encoder hook) and pushes a reference into the
  *   queue of every matching subscriber; a full queue drops the newest event
  *   for that subscriber only, counted, reported to on_drop and logged
- *   (throttled per scope).
+ *   (throttled per scope). Memory is bounded the same way: per owner
+ *   (sc_owner_set_budget: bytes its queues hold together) and per bus
+ *   (max_queued_bytes: bytes of every queued event, each once).
  *
  *   Every subscription belongs to an owner (sc_owner_t): a connection, a
  *   thread. The owner's `wake` callback runs when one of its queues gets an
@@ -88,13 +90,24 @@ typedef struct sc_bus_config {
     void *clock_ud;
     double drop_log_interval; /* seconds between drop warnings per scope
                                  (default 10) */
+    /* Memory. An event costs its allocations and its frame (each event
+     * once, however many queues hold it). While the events held by queues
+     * cost max_queued_bytes or more, emits are dropped for every
+     * subscriber (counted, notified as usual); 0 = no limit. */
+    size_t max_queued_bytes;
+    /* Free an event's payload once the encoder has put it in the frame
+     * (payloads of SC__PAYLOAD_OWN_MIN = 1 KiB or more; smaller ones share
+     * the event's allocation): one copy per queued event instead of two.
+     * sc_event_payload then returns NULL for such events. Default false. */
+    bool release_payload;
 } sc_bus_config_t;
 
 #define SC_BUS_DEFAULT_MAXSIZE 256
 #define SC_BUS_DROP_LOG_INTERVAL 10.0
 
 /* Fills `cfg` with the defaults: maxsize 256, 10 s drop-log interval, no
- * hooks. Start from this and change what you need. Thread: any. */
+ * hooks, no memory limit, payloads kept. Start from this and change what
+ * you need. Thread: any. */
 void sc_bus_config_default(sc_bus_config_t *cfg);
 
 /* Creates a bus. `cfg` may be NULL (all defaults); it is copied.
@@ -168,10 +181,12 @@ void sc_presence_free(sc_conn_t *list, size_t n);
 uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope);
 
 typedef struct sc_bus_stats {
-    uint64_t emitted;     /* every emit, with or without subscribers */
-    uint64_t dropped;     /* per subscriber per dropped item */
-    uint64_t subscribers; /* live subscriptions over all scopes */
-    uint64_t scopes;      /* scopes with at least one subscriber */
+    uint64_t emitted;      /* every emit, with or without subscribers */
+    uint64_t dropped;      /* per subscriber per dropped item */
+    uint64_t subscribers;  /* live subscriptions over all scopes */
+    uint64_t scopes;       /* scopes with at least one subscriber */
+    uint64_t queued_bytes; /* what the events held by queues cost (each
+                              event once; see max_queued_bytes) */
 } sc_bus_stats_t;
 
 /* Counters at one moment (each exact; read without stopping emitters).
@@ -192,6 +207,21 @@ int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out);
 /* Destroys an owner with no subscriptions left. NULL is a no-op.
  * Thread: owner (no producer can reach an owner without subscriptions). */
 void sc_owner_destroy(sc_owner_t *owner);
+
+/* Bounds what the owner's queues may hold together: an event is dropped
+ * for one of its subscriptions (drop-newest, counted and reported like a
+ * full queue) when the owner holds events already and this one would take
+ * their cost over `bytes` (an event larger than the budget still reaches
+ * an owner whose queues are empty). The cost of an event is counted in
+ * every queue holding it, so this bounds what one slow consumer keeps
+ * alive. Emitters on different shards may each add one event past it at
+ * the same moment. 0 (the default) = no budget and no accounting. Call
+ * before the owner's first subscription. Thread: owner. */
+void sc_owner_set_budget(sc_owner_t *owner, size_t bytes);
+
+/* What the owner's queues hold now, in event cost (0 without a budget).
+ * Thread: any (a snapshot). */
+size_t sc_owner_queued_bytes(const sc_owner_t *owner);
 
 /* Re-arms the wake: call it before draining. Wakes that happen after it are
  * delivered again. Thread: owner. */

@@ -20,12 +20,15 @@
 #include <stdatomic.h>
 
 struct sc_owner {
-    _Atomic int _pending;  /* {atomic} 1 between a wake and the next re-arm */
-    sc_wake_fn _wake;      /* {const} */
-    void *_ud;             /* {const} */
-    bool _builtin;         /* {const} uses _lock/_cond below */
-    pthread_mutex_t _lock; /* {const} built-in only: any thread locks it */
-    pthread_cond_t _cond;  /* {const} built-in only: waited on under _lock */
+    _Atomic int _pending; /* {atomic} 1 between a wake and the next re-arm */
+    uint64_t _budget;     /* {const} bytes its queues may hold; 0: none */
+    _Atomic uint64_t _queued; /* {atomic} their cost now (with a budget):
+                                 added before a push, taken off at pop */
+    sc_wake_fn _wake;         /* {const} */
+    void *_ud;                /* {const} */
+    bool _builtin;            /* {const} uses _lock/_cond below */
+    pthread_mutex_t _lock;    /* {const} built-in only: any thread locks it */
+    pthread_cond_t _cond;     /* {const} built-in only: waited on under _lock */
 };
 
 struct sc__scope;
@@ -57,6 +60,23 @@ struct sc_sub {
  * (sc__queue_push) or a close reason: the wake protocol in owner.c.
  * Thread: any (producers, with a shard lock). */
 void sc__owner_wake(sc_owner_t *o);
+
+/* Whether `o`'s budget refuses an event of `cost`. Thread: producer. */
+static inline bool sc__owner_over_budget(sc_owner_t *o, uint32_t cost)
+{
+    if (!o->_budget)
+        return false;
+    uint64_t q = atomic_load_explicit(&o->_queued, memory_order_relaxed);
+    return q != 0 && q + cost > o->_budget;
+}
+
+/* Takes `cost` off the owner's queued bytes (an event left a queue, or a
+ * push that was counted failed). Thread: any. */
+static inline void sc__owner_unqueue(sc_owner_t *o, uint64_t cost)
+{
+    if (o->_budget && cost)
+        atomic_fetch_sub_explicit(&o->_queued, cost, memory_order_relaxed);
+}
 
 /* Logs through the bus's logger (printf format). Thread: any, never with
  * a bus lock held. */

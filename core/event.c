@@ -53,12 +53,19 @@ sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq)
     size_t bytes = sizeof(sc_event_t) + (np + na) * sizeof(char *) +
                    strlen(e->scope) + 1 + strings_size(e->paths, np) +
                    strings_size(e->audience, na) +
-                   (e->origin ? strlen(e->origin) + 1 : 0) +
-                   (e->has_payload ? e->payload_len + 1 : 0);
+                   (e->origin ? strlen(e->origin) + 1 : 0);
+    bool own = e->has_payload && e->payload_len >= SC__PAYLOAD_OWN_MIN;
+    if (e->has_payload && !own)
+        bytes += e->payload_len + 1;
     sc_event_t *ev = malloc(bytes);
     if (!ev)
         return NULL;
     memset(ev, 0, sizeof *ev);
+    ev->_alloc = (uint32_t)bytes;
+    if (own && (ev->_payload_own = malloc(e->payload_len + 1)) == NULL) {
+        free(ev);
+        return NULL;
+    }
     atomic_init(&ev->_refs, 1);
     ev->_kind = SC_EVENT_CHANGE;
     ev->_seq = seq;
@@ -79,6 +86,8 @@ sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq)
         ev->_origin_hash = sc__hash(e->origin);
     }
     if (e->has_payload) {
+        if (own)
+            cur = ev->_payload_own;
         if (e->payload_len)
             memcpy(cur, e->payload, e->payload_len);
         cur[e->payload_len] = '\0';
@@ -97,6 +106,7 @@ sc_event_t *sc__event_create_presence(int kind, const char *scope,
     if (!ev)
         return NULL;
     memset(ev, 0, sizeof *ev);
+    ev->_alloc = (uint32_t)(sizeof *ev + slen);
     if (sc_conn_copy(&ev->_conn, conn) != SC_OK) {
         free(ev);
         return NULL;
@@ -133,10 +143,29 @@ void sc_event_unref(sc_event_t *ev)
         return;
     if (atomic_fetch_sub_explicit(&ev->_refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (ev->_gauge) /* it was queued: it leaves the bus's gauge */
+        atomic_fetch_sub_explicit(ev->_gauge, ev->_cost, memory_order_relaxed);
     if (ev->_frame_free)
         ev->_frame_free(ev->_frame_data);
     sc_conn_deinit(&ev->_conn);
+    free(ev->_payload_own);
     free(ev);
+}
+
+void sc__event_settle(sc_event_t *ev, bool release_payload)
+{
+    if (release_payload && ev->_payload_own && ev->_frame) {
+        free(ev->_payload_own);
+        ev->_payload_own = NULL;
+        ev->_payload = NULL;
+        ev->_has_payload = false;
+    }
+    size_t cost = ev->_alloc + ev->_frame_len;
+    if (ev->_payload_own)
+        cost += ev->_payload_len + 1;
+    if (ev->_kind != SC_EVENT_CHANGE)
+        cost += ev->_conn.meta_len + (ev->_conn.session_id ? 64 : 0);
+    ev->_cost = cost > UINT32_MAX ? UINT32_MAX : (uint32_t)cost;
 }
 
 int sc_event_kind(const sc_event_t *ev)

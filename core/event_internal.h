@@ -30,7 +30,23 @@ struct sc_event {
     const void *_frame;
     size_t _frame_len;
     void (*_frame_free)(void *);
+    void *_payload_own; /* a large payload in its own allocation, or NULL */
+    uint32_t _alloc;    /* bytes of the event's own allocation */
+    uint32_t _cost;     /* bytes it keeps alive (allocations and frame):
+                           set by sc__event_settle before the fan-out */
+    _Atomic uint64_t *_gauge; /* the bus's gauge of queued bytes, once the
+                                 event is in a queue (set before the
+                                 emitter's last unref); NULL before */
 };
+
+/* Payloads of at least this many bytes get an allocation of their own, so
+ * that they can be released once the frame holds them. */
+#define SC__PAYLOAD_OWN_MIN 1024
+
+/* After the encoder ran, before the fan-out: frees a payload of its own
+ * when `release_payload` (the frame holds it; sc_event_payload then
+ * returns NULL) and sets _cost. */
+void sc__event_settle(sc_event_t *ev, bool release_payload);
 
 /* A change event with `seq`, refcount 1, in one allocation; paths and
  * audience are sorted and de-duplicated. NULL when out of memory. */

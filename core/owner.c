@@ -83,6 +83,16 @@ void sc__owner_wake(sc_owner_t *o)
     o->_wake(o->_ud);
 }
 
+void sc_owner_set_budget(sc_owner_t *o, size_t bytes)
+{
+    o->_budget = bytes;
+}
+
+size_t sc_owner_queued_bytes(const sc_owner_t *o)
+{
+    return (size_t)atomic_load(&((sc_owner_t *)o)->_queued);
+}
+
 void sc_owner_rearm(sc_owner_t *o)
 {
     atomic_store(&o->_pending, 0);

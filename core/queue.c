@@ -9,6 +9,7 @@
  * subscription ends. sc__queue_push is inline in queue.h.
  */
 #include "queue.h"
+#include "event_internal.h"
 
 #include <stdlib.h>
 
@@ -103,14 +104,19 @@ bool sc__queue_pop(sc__queue_t *q, sc_event_t **ev, uint32_t *dropped)
     return false;
 }
 
-void sc__queue_release(sc__queue_t *q)
+uint64_t sc__queue_release(sc__queue_t *q)
 {
     uint32_t head = atomic_load(&q->_head);
     uint32_t tail = SC__TAIL(atomic_load(&q->_tailgap));
     sc__ring_t *r = head != tail ? current_ring(q) : NULL;
-    for (; head != tail; head++)
-        sc_event_unref(r->slots[head & r->mask].ev);
+    uint64_t cost = 0;
+    for (; head != tail; head++) {
+        sc_event_t *ev = r->slots[head & r->mask].ev;
+        cost += ev->_cost;
+        sc_event_unref(ev);
+    }
     atomic_store(&q->_head, head);
+    return cost;
 }
 
 void sc__queue_deinit(sc__queue_t *q)

@@ -110,6 +110,18 @@ void sc__queue_init(sc__queue_t *q, uint32_t maxsize);
  * sc__queue_push. Thread: producer (shard lock held). */
 bool sc__queue_grow(sc__queue_t *q, uint32_t tail, uint32_t cap);
 
+/* Counts one drop (the newest event, not queued): reported to the
+ * consumer with the next item or as trailing drops. Thread: producer
+ * (shard lock held). */
+static inline void sc__queue_drop(sc__queue_t *q)
+{
+    uint64_t w = atomic_load_explicit(&q->_tailgap, memory_order_relaxed);
+    while (SC__GAP(w) != UINT32_MAX && /* saturate, never carry */
+           !atomic_compare_exchange_weak(&q->_tailgap, &w, w + 1))
+        ;
+    atomic_fetch_add_explicit(&q->_dropped_total, 1, memory_order_relaxed);
+}
+
 /* Queues `ev` (a reference the queue now owns) or, when `_maxsize` items
  * are queued already (or a needed ring cannot be allocated), counts a drop
  * and returns false (the caller keeps `ev`). On true the caller must then
@@ -136,11 +148,7 @@ static inline bool sc__queue_push(sc__queue_t *q, sc_event_t *ev)
             r = atomic_load_explicit(&q->_ring, memory_order_relaxed);
         }
         if (full) {
-            while (SC__GAP(w) != UINT32_MAX && /* saturate, never carry */
-                   !atomic_compare_exchange_weak(&q->_tailgap, &w, w + 1))
-                ;
-            atomic_fetch_add_explicit(&q->_dropped_total, 1,
-                                      memory_order_relaxed);
+            sc__queue_drop(q);
             return false;
         }
     }
@@ -165,9 +173,10 @@ static inline bool sc__queue_push(sc__queue_t *q, sc_event_t *ev)
 bool sc__queue_pop(sc__queue_t *q, sc_event_t **ev, uint32_t *dropped);
 
 /* Drops the reference of every queued item (a subscription that ends) and
- * leaves the queue empty; unreported drops stay unreported. Thread: owner,
+ * leaves the queue empty; unreported drops stay unreported. Returns the
+ * summed cost (event_internal.h) of the items released. Thread: owner,
  * once the producer can no longer push (the subscription was removed). */
-void sc__queue_release(sc__queue_t *q);
+uint64_t sc__queue_release(sc__queue_t *q);
 
 /* Frees the rings (call sc__queue_release first: queued references are
  * not dropped here). `q` must not be used afterwards. Thread: owner, after

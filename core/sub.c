@@ -25,8 +25,10 @@ int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
      * subscription (no more pushes) before it sets the reason, so a reason
      * seen here means the queue below holds everything there will be. */
     int reason = atomic_load(&sub->_close_reason);
-    if (sc__queue_pop(&sub->_queue, ev, dropped))
+    if (sc__queue_pop(&sub->_queue, ev, dropped)) {
+        sc__owner_unqueue(sub->_owner, (*ev)->_cost);
         return SC_OK;
+    }
     return reason != SC_CLOSE_NONE ? SC_ECLOSED : SC_EAGAIN;
 }
 
@@ -81,7 +83,7 @@ void sc_sub_destroy(sc_sub_t *sub)
         return;
     sc__bus_unsubscribe(sub->_bus, sub);
     /* No producer can reach the queue any more. */
-    sc__queue_release(&sub->_queue);
+    sc__owner_unqueue(sub->_owner, sc__queue_release(&sub->_queue));
     if (sub->_on_disconnect &&
         sub->_on_disconnect(sub->_on_disconnect_ud, sub->_scope_name,
                             sub->_has_conn ? &sub->_conn : NULL) != 0)

@@ -155,6 +155,16 @@ static const struct opt options[] = {
      "Open connections (WebSocket and HTTP) per client address; more\n"
      "are answered 503 and closed. 0: no limit (behind a proxy every\n"
      "client has the proxy's address)."},
+    {"max-queued-bytes", "SCOPECAST_MAX_QUEUED_BYTES", "max_queued_bytes",
+     K_SIZE, F(max_queued_bytes), 0, 1LL << 40, "BYTES",
+     "Events waiting to be sent to one connection, over all its\n"
+     "subscriptions; past it newer events are dropped for that\n"
+     "connection (it gets dropped notices). 0: no limit."},
+    {"max-queued-total", "SCOPECAST_MAX_QUEUED_TOTAL", "max_queued_total",
+     K_SIZE, F(max_queued_total), 0, 1LL << 40, "BYTES",
+     "Events waiting to be sent in the whole server (each event\n"
+     "counted once); past it new events are dropped for everyone.\n"
+     "0: no limit."},
 };
 
 #define NOPTS (sizeof(options) / sizeof(options[0]))
@@ -196,6 +206,8 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->max_presence = 1000;
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 1000;
+    cfg->max_queued_bytes = 1048576;
+    cfg->max_queued_total = 1073741824;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);
     if (!cfg->host || !cfg->web_root) {

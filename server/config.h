@@ -81,6 +81,8 @@ typedef struct sc_config {
     int max_presence;           /* connections listed per presence reply */
     int max_connections;        /* per process; >= 1 */
     int max_connections_per_ip; /* open sockets per client address; 0: off */
+    size_t max_queued_bytes;    /* events queued per connection; 0: off */
+    size_t max_queued_total;    /* events queued in all (each once); 0: off */
 } sc_config_t;
 
 /* A getenv replacement, so tests need not touch the process environment.

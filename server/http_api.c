@@ -204,7 +204,13 @@ static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     metric(b, "scopecast_events_delivered_total", "counter",
            "Pushes written to subscribers.", SC_STAT(st.delivered));
     metric(b, "scopecast_events_dropped_total", "counter",
-           "Pushes dropped because a subscriber queue was full.", bs.dropped);
+           "Pushes dropped: a subscriber's queue or byte budget was full, "
+           "or the server's.",
+           bs.dropped);
+    metric(b, "scopecast_queued_bytes", "gauge",
+           "Bytes of events waiting in subscriber queues (each event once; "
+           "limit --max-queued-total).",
+           bs.queued_bytes);
     metric(b, "scopecast_bytes_sent_total", "counter",
            "Bytes written to WebSocket connections.", SC_STAT(st.bytes_out));
     metric(b, "scopecast_connections_total", "counter",

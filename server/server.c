@@ -101,6 +101,8 @@ static int make_bus(sc_server_t *srv)
     bc.log = sc_log_hook;
     bc.encode = sc_proto_encode_event;
     bc.encode_ud = &event_enc;
+    bc.max_queued_bytes = srv->cfg->max_queued_total;
+    bc.release_payload = true; /* the frame holds the data: one copy */
     int rc = sc_bus_create(&bc, &srv->bus);
     if (rc != SC_OK)
         sc_log(SC_LOG_ERROR, "cannot create the bus: %s", sc_strerror(rc));

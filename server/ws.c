@@ -571,6 +571,8 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip)
         return false;
     }
     c->ip = ip;
+    /* before any subscription: what its queues may hold together */
+    sc_owner_set_budget(c->out.owner, svc->srv->cfg->max_queued_bytes);
     conn_link(svc, c);
     SC_COUNT(svc->stats.connections_total, 1);
     c->last_ping_us = sc_now_us();

@@ -6,6 +6,7 @@ server, and must get exact `dropped` accounting when it reads again
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 
@@ -124,6 +125,74 @@ class SlowClient(ScopecastTestCase):
         normal.record = True
         got = [await normal.push(S) for _ in range(20)]
         self.assertEqual([m.get("seq") for m in got], tail)
+
+
+class ConnectionByteBudget(ScopecastTestCase):
+    """Ten clients subscribed to 50 scopes each stop reading while 60 KB
+    events keep coming: each keeps at most --max-queued-bytes (1 MiB) of
+    events alive (the default queues, 256 per subscription, would hold
+    every event), a reading subscriber loses nothing, and the ten get
+    `dropped` notices for what they missed."""
+    TEST_TIMEOUT = 240.0
+    SCOPES = [f"feed:{i}" for i in range(50)]
+    ROUNDS = 16
+    DATA = "d" * 60000
+
+    async def test_ten_clients_that_do_not_read_stay_within_the_budget(self):
+        reader = await self.client(name="reader")
+        for sc in self.SCOPES:
+            await reader.send({"op": "subscribe", "scope": sc, "presence": False})
+        base = {}
+        for sc in self.SCOPES:
+            base[sc] = (await reader.wait("subscribed", scope=sc, timeout=T(2)))["seq"]
+        idle = []
+        for k in range(10):
+            c = await self.raw(name=f"idle{k}", rcvbuf=4096)
+            for sc in self.SCOPES:
+                await c.send({"op": "subscribe", "scope": sc, "presence": False})
+            for sc in self.SCOPES:
+                await c.wait("subscribed", scope=sc, timeout=T(2))
+            c.pause()
+            idle.append(c)
+        rss0 = self.srv.rss_kib()
+        got = {sc: 0 for sc in self.SCOPES}
+
+        async def read_all(n):
+            while sum(got.values()) < n:
+                m = await reader.next(timeout=T(2))
+                if m["op"] == "event":
+                    got[m["scope"]] += 1
+                self.assertNotEqual(m["op"], "dropped", "the reader must not drop")
+
+        peak = rss0
+        for r in range(self.ROUNDS):  # 800 events of 60 KB: 48 MB
+            for sc in self.SCOPES:
+                await self.srv.emit(sc, data=self.DATA)
+            await read_all((r + 1) * len(self.SCOPES))
+            peak = max(peak, self.srv.rss_kib())
+        grown = (peak - rss0) * 1024
+        print(f"\n  VmRSS {rss0} KiB before, peak {peak} KiB", file=sys.stderr)
+        # ten budgets of 1 MiB (the same events, mostly), plus a write held
+        # per client and the allocator's slack
+        if not CONFIG.sanitized:
+            self.assertLess(grown, 40 << 20, f"VmRSS grew by {grown >> 20} MiB")
+        st = (await self.srv.request("GET", "/metrics")).body.decode()
+        queued = int(re.search(r"^scopecast_queued_bytes (\d+)$", st, re.M).group(1))
+        print(f"  queued now {queued} bytes", file=sys.stderr)
+        self.assertLess(queued, 10 * (1 << 20) + 10 * 70000)
+        # they read again: what they missed is announced, later events come
+        for c in idle:
+            c.resume()
+        tail = {sc: await self.srv.emit(sc, data="tail") for sc in self.SCOPES}
+        for c in idle:
+            total_dropped = 0
+            for sc in self.SCOPES:
+                msgs = await c.events_until(sc, tail[sc], timeout=T(4))
+                received, dropped = check_drop_accounting(msgs, base[sc] + 1, tail[sc])
+                self.assertEqual(received + dropped, self.ROUNDS + 1)
+                total_dropped += dropped
+            self.assertGreater(total_dropped, 0, c.name)
+        await read_all(self.ROUNDS * len(self.SCOPES) + len(self.SCOPES))
 
 
 class RepliesNotRead(ScopecastTestCase):

@@ -116,6 +116,8 @@ static void test_config_defaults_match_the_protocol_table(void **state)
     assert_int_equal(c.max_presence, 1000);
     assert_int_equal(c.max_connections, 10000);
     assert_int_equal(c.max_connections_per_ip, 1000);
+    assert_int_equal(c.max_queued_bytes, 1048576);
+    assert_int_equal(c.max_queued_total, 1073741824);
     sc_config_deinit(&c);
     sc_config_deinit(&c); /* a second deinit is harmless */
     sc_config_deinit(NULL);
@@ -240,6 +242,11 @@ static const struct case_ cases[] = {
     {{"--max-connections-per-ip", "0"}, "SCOPECAST_MAX_CONNECTIONS_PER_IP=0",
      "{\"max_connections_per_ip\":0}", V_INT, O(max_connections_per_ip),
      NULL, 0},
+    {{"--max-queued-bytes", "65536"}, "SCOPECAST_MAX_QUEUED_BYTES=65536",
+     "{\"max_queued_bytes\":65536}", V_SIZE, O(max_queued_bytes), NULL,
+     65536},
+    {{"--max-queued-total", "0"}, "SCOPECAST_MAX_QUEUED_TOTAL=0",
+     "{\"max_queued_total\":0}", V_SIZE, O(max_queued_total), NULL, 0},
 };
 /* clang-format on */
 
