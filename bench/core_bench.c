@@ -15,6 +15,9 @@
  *    would. Deliveries are items taken by the consumer; drops are what the
  *    bus dropped because the consumer fell behind.
  *
+ * SC_BENCH_BUDGET=BYTES puts the consumer's owner under a byte budget
+ * (sc_owner_set_budget), as the server does per connection.
+ *
  * Not a test: numbers depend on the machine. Build: target core_bench.
  */
 #include "bus.h"
@@ -139,6 +142,11 @@ static void *consumer(void *p)
         atomic_store(&b->ready, true);
         return NULL;
     }
+    /* SC_BENCH_BUDGET=BYTES: the owner under a byte budget (the server
+     * sets one per connection), to measure what its accounting costs */
+    const char *budget = getenv("SC_BENCH_BUDGET");
+    if (budget)
+        sc_owner_set_budget(owner, (size_t)strtoull(budget, NULL, 10));
     for (int i = 0; i < SUBS; i++) {
         if (sc_bus_subscribe(b->bus, SCOPE, owner, NULL, &subs[i], NULL) !=
             SC_OK) {

@@ -296,14 +296,13 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
         }
         /* counted before the push, so the consumer never takes off more
          * than was added */
-        if (o->_budget)
-            atomic_fetch_add_explicit(&o->_queued, cost, memory_order_relaxed);
+        sc__owner_count_in(o, cost);
         if (sc__queue_push(&sub->_queue, ev)) {
             /* After the push's seq_cst publish: the wake protocol. */
             sc__owner_wake(o);
             delivered++;
         } else {
-            sc__owner_unqueue(o, cost);
+            sc__owner_uncount_in(o, cost);
             drops++;
         }
     }

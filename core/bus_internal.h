@@ -22,13 +22,23 @@
 struct sc_owner {
     _Atomic int _pending; /* {atomic} 1 between a wake and the next re-arm */
     uint64_t _budget;     /* {const} bytes its queues may hold; 0: none */
-    _Atomic uint64_t _queued; /* {atomic} their cost now (with a budget):
-                                 added before a push, taken off at pop */
-    sc_wake_fn _wake;         /* {const} */
-    void *_ud;                /* {const} */
-    bool _builtin;            /* {const} uses _lock/_cond below */
-    pthread_mutex_t _lock;    /* {const} built-in only: any thread locks it */
-    pthread_cond_t _cond;     /* {const} built-in only: waited on under _lock */
+    /* With a budget, what its queues hold is _in - _out: producers add an
+     * event's cost to _in before the push (taking it back if the push
+     * fails); the owner's thread counts what it took in _out, a plain
+     * store (one writer), so a pop costs no locked instruction. Producers
+     * compare with _out_seen, an older _out (so the estimate is never
+     * low), and read _out itself only near the budget: _out, written at
+     * every pop, is kept at the end, on another cache line than the
+     * fields producers touch at every push. */
+    _Atomic uint64_t _in;       /* {atomic} */
+    _Atomic uint64_t _out_seen; /* {atomic} a value _out had */
+    sc_wake_fn _wake;           /* {const} */
+    void *_ud;                  /* {const} */
+    bool _builtin;              /* {const} uses _lock/_cond below */
+    pthread_mutex_t _lock;      /* {const} built-in only: any thread locks it */
+    pthread_cond_t _cond;  /* {const} built-in only: waited on under _lock */
+    _Atomic uint64_t _out; /* {owner} written, {atomic} read */
+    uint64_t _out_local;   /* {owner} the value of _out */
 };
 
 struct sc__scope;
@@ -66,16 +76,39 @@ static inline bool sc__owner_over_budget(sc_owner_t *o, uint32_t cost)
 {
     if (!o->_budget)
         return false;
-    uint64_t q = atomic_load_explicit(&o->_queued, memory_order_relaxed);
+    /* an out read before in never passes it: q is never negative */
+    uint64_t out = atomic_load_explicit(&o->_out_seen, memory_order_relaxed);
+    uint64_t q = atomic_load_explicit(&o->_in, memory_order_relaxed) - out;
+    if (q == 0 || q + cost <= o->_budget)
+        return false; /* within it even by the old count */
+    out = atomic_load_explicit(&o->_out, memory_order_relaxed);
+    atomic_store_explicit(&o->_out_seen, out, memory_order_relaxed);
+    q = atomic_load_explicit(&o->_in, memory_order_relaxed) - out;
     return q != 0 && q + cost > o->_budget;
 }
 
-/* Takes `cost` off the owner's queued bytes (an event left a queue, or a
- * push that was counted failed). Thread: any. */
+/* Counts an event of `cost` in before its push. Thread: producer. */
+static inline void sc__owner_count_in(sc_owner_t *o, uint32_t cost)
+{
+    if (o->_budget)
+        atomic_fetch_add_explicit(&o->_in, cost, memory_order_relaxed);
+}
+
+/* A push counted in failed: takes it back. Thread: producer. */
+static inline void sc__owner_uncount_in(sc_owner_t *o, uint32_t cost)
+{
+    if (o->_budget)
+        atomic_fetch_sub_explicit(&o->_in, cost, memory_order_relaxed);
+}
+
+/* Takes `cost` off the owner's queued bytes (events left its queues).
+ * Thread: owner. */
 static inline void sc__owner_unqueue(sc_owner_t *o, uint64_t cost)
 {
-    if (o->_budget && cost)
-        atomic_fetch_sub_explicit(&o->_queued, cost, memory_order_relaxed);
+    if (o->_budget && cost) {
+        o->_out_local += cost;
+        atomic_store_explicit(&o->_out, o->_out_local, memory_order_relaxed);
+    }
 }
 
 /* Logs through the bus's logger (printf format). Thread: any, never with

@@ -40,6 +40,9 @@ int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out)
     if (!o)
         return SC_ENOMEM;
     atomic_init(&o->_pending, 0);
+    atomic_init(&o->_in, 0);
+    atomic_init(&o->_out, 0);
+    atomic_init(&o->_out_seen, 0);
     if (wake) {
         o->_wake = wake;
         o->_ud = ud;
@@ -90,7 +93,9 @@ void sc_owner_set_budget(sc_owner_t *o, size_t bytes)
 
 size_t sc_owner_queued_bytes(const sc_owner_t *o)
 {
-    return (size_t)atomic_load(&((sc_owner_t *)o)->_queued);
+    sc_owner_t *m = (sc_owner_t *)o; /* atomic loads take non-const */
+    uint64_t out = atomic_load(&m->_out);
+    return (size_t)(atomic_load(&m->_in) - out);
 }
 
 void sc_owner_rearm(sc_owner_t *o)
