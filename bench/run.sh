@@ -2,7 +2,8 @@
 # scopecast side-by-side benchmark.
 #
 #   bench/run.sh [SCENARIO] [SERVER]
-#     SCENARIO: S1 S2 S3 S4 S5 S6 MC or all (default all)
+#     SCENARIO: S1 S2 S3 S4 S5 S6 MC H1 or all (default all); several
+#               as one quoted argument ("S3 S4")
 #     SERVER:   scopecast uws nchan nodews mosquitto or all (default all)
 #
 # Each measurement starts a fresh server pinned to core $SERVER_CORE, runs
@@ -16,6 +17,9 @@
 #   SERVER_CORE (0) LOADGEN_CORE (1) RESULTS (bench/RESULTS.md)
 #   BUILD_DIR (build-bench) NO_INSTALL=1 (skip apt-get/npm)
 #   S1_WINDOW_<server>=N / S1_BATCH_<server>=N ... per-scenario overrides
+#   H1_CLIENTS ("8 64": wrk connections, one row each) H1_BODY (the JSON body)
+#   SCOPECAST_BIN (a scopecast binary to measure instead of the one built
+#   here, e.g. an older commit's; the build still runs for the loadgen)
 #
 # Scenarios
 #   S1 saturation: 1 scope x 1000 subscribers x 64-byte events, closed loop
@@ -28,6 +32,14 @@
 #      service threads (the 2-thread server may use both cores, the loadgen
 #      shares one of them); the figure is server CPU-seconds per million
 #      deliveries, not the rate
+#   H1 HTTP publishing, scopecast (POST /api/emit), nchan and uWS
+#      (POST /pub/ch1) only: one ~30-byte JSON event per request, wrk with
+#      1 thread and H1_CLIENTS keep-alive connections (8, then 64), one
+#      request in flight per connection (no pipelining), one WebSocket
+#      subscriber to ch1 reading every 2 ms (bench/h1_sub.py, on the
+#      loadgen core with wrk) so every publish is delivered and counted;
+#      the figure is requests/s, and a run with non-2xx answers or socket
+#      errors is shown as such instead of a rate
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +52,8 @@ WARMUP=${WARMUP:-2}
 REPEAT=${REPEAT:-1}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
-ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC"
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC H1"
+H1_SERVERS="scopecast uws nchan"
 ALL_SERVERS="scopecast uws nchan nodews mosquitto"
 
 ORIG_ARGS="$*"
@@ -61,11 +74,12 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 install_deps() {
   bash "$ROOT/scripts/deps.sh"
   local missing=() p
-  for p in nginx libnginx-mod-nchan mosquitto; do
+  for p in nginx libnginx-mod-nchan mosquitto wrk; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" -ne 0 ] && sudo=sudo
@@ -94,7 +108,8 @@ build() {
     cmake --build "$BUILD/loadgen-standalone" -j2 >/dev/null
     LOADGEN=$BUILD/loadgen-standalone/loadgen
   fi
-  SCOPECAST=$BUILD/server/scopecast
+  SCOPECAST=${SCOPECAST_BIN:-$BUILD/server/scopecast}
+  if [ -n "${SCOPECAST_BIN:-}" ]; then log "measuring scopecast binary $SCOPECAST_BIN"; fi
 }
 
 if [ "${NO_INSTALL:-0}" != 1 ]; then install_deps; fi
@@ -112,7 +127,9 @@ log "logs in $WORK"
 # ---- servers ---------------------------------------------------------------
 SRV_PID=""
 SRV_PIDS=""
+SUB_PID="" # H1's subscriber
 cleanup() {
+  if [ -n "$SUB_PID" ]; then kill -TERM "$SUB_PID" 2>/dev/null || true; fi
   if [ -n "$SRV_PID" ]; then stop_server; fi
 }
 trap cleanup EXIT INT TERM
@@ -145,8 +162,16 @@ start_server() { # name port
       case $CUR_SCEN in S1|S2|S6) maxsize=4096 ;; esac
       local threads=${CUR_THREADS:-1} cores=$SERVER_CORE
       [ "$threads" -gt 1 ] && cores="$SERVER_CORE,$LOADGEN_CORE"
+      # every client of a benchmark comes from 127.0.0.1 and the publisher
+      # sends far more than 200 requests/s: the budgets meant for hostile
+      # clients are off (an older binary, SCOPECAST_BIN, may lack them)
+      local budgets=()
+      "$SCOPECAST" --help 2>/dev/null | grep -q -- --rate-limit && budgets+=(--rate-limit 0)
+      "$SCOPECAST" --help 2>/dev/null | grep -q -- --max-connections-per-ip &&
+        budgets+=(--max-connections-per-ip 0)
       taskset -c "$cores" "$SCOPECAST" --host 127.0.0.1 --port "$port" --threads "$threads" \
-        --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level warn >"$d/server.log" 2>&1 &
+        --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level warn \
+        "${budgets[@]}" >"$d/server.log" 2>&1 &
       SRV_PID=$! ;;
     uws)
       PORT=$port HOST=127.0.0.1 taskset -c "$SERVER_CORE" node "$BENCH/peers/node/uws-server.mjs" >"$d/server.log" 2>&1 &
@@ -311,12 +336,155 @@ run_one() { # scenario server[/threads] -> prints "SCEN SERVER DATE RESULT..."
   echo "$s $srv $(date -u +%FT%TZ) $best args=${args// /,} repeat=$REPEAT"
 }
 
+# ---- H1: HTTP publishing, measured with wrk ---------------------------------
+H1_CLIENTS=${H1_CLIENTS:-8 64}
+H1_BODY=${H1_BODY:-'{"scope":"ch1","data":{"n":1}}'}
+export H1_BODY # read by bench/h1_publish.lua
+
+h1_path() { case $1 in scopecast) echo /api/emit ;; *) echo /pub/ch1 ;; esac; }
+
+cpu_ticks() { # pid[,pid...] -> utime+stime, clock ticks
+  local p t=0 v
+  for p in ${1//,/ }; do
+    v=$(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || true)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+rss_kb() { # pid[,pid...] -> VmRSS sum
+  local p t=0 v
+  for p in ${1//,/ }; do
+    v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+core_stat() { # -> "busy total" of every core, in order
+  awk '/^cpu[0-9]/ { b = $2 + $3 + $4 + $7 + $8 + $9; printf "%d %d ", b, b + $5 + $6 }' /proc/stat
+}
+tcp_active_opens() { awk '/^Tcp:/ { if (h) print $6; h = 1 }' /proc/net/snmp; }
+
+run_h1() { # server clients -> prints "H1 SERVER/cN DATE RESULT..."
+  local srv=$1 c=$2 port n d subpid best="" bestscore=-1 errruns=0 r sc
+  local path proto url hz
+  path=$(h1_path "$srv")
+  proto=raw
+  [ "$srv" = scopecast ] && proto=scopecast
+  hz=$(getconf CLK_TCK)
+  local wargs="-t 1 -c $c --timeout 2s -s $BENCH/h1_publish.lua"
+  CUR_SCEN=H1
+  if ! command -v wrk >/dev/null 2>&1; then
+    echo "H1 $srv/c$c $(date -u +%FT%TZ) RESULT error=no_wrk"
+    return
+  fi
+  for n in $(seq 1 "$REPEAT"); do
+    port=$(pick_port 18400)
+    if ! start_server "$srv" "$port"; then
+      echo "H1 $srv/c$c $(date -u +%FT%TZ) RESULT error=server_start"
+      return
+    fi
+    url="http://127.0.0.1:$port$path"
+    d=$WORK/H1-$srv-c$c-$n
+    mkdir -p "$d"
+    taskset -c "$LOADGEN_CORE" python3 "$BENCH/h1_sub.py" --port "$port" --proto "$proto" \
+      >"$d/sub.out" 2>"$d/sub.err" &
+    subpid=$!
+    SUB_PID=$subpid
+    local i ok=0
+    for i in $(seq 1 50); do
+      if grep -q '^READY' "$d/sub.out" 2>/dev/null; then ok=1; break; fi
+      kill -0 "$subpid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ $ok != 1 ]; then
+      kill -TERM "$subpid" 2>/dev/null || true
+      wait "$subpid" 2>/dev/null || true
+      SUB_PID=""
+      stop_server
+      r="RESULT error=subscriber"
+      errruns=$((errruns + 1))
+      log "  $r: $(tail -2 "$d/sub.err" 2>/dev/null | tr '\n' ' ')"
+      [ -n "$best" ] || best=$r
+      continue
+    fi
+    log "H1 $srv c$c (run $n/$REPEAT): wrk $wargs -d ${DURATION}s $url"
+    if [ "$WARMUP" != 0 ]; then
+      # shellcheck disable=SC2086
+      taskset -c "$LOADGEN_CORE" wrk $wargs -d "${WARMUP}s" "$url" >"$d/warmup.out" 2>&1 || true
+    fi
+    local s0 s1 sub0 sub1 o0 o1 rss0 rss1 cs0 cs1 tm
+    s0=$(cpu_ticks "$SRV_PIDS"); sub0=$(cpu_ticks "$subpid"); rss0=$(rss_kb "$SRV_PIDS")
+    o0=$(tcp_active_opens); cs0=$(core_stat)
+    # wrk's own CPU: bash's time (the child's rusage)
+    tm=$( { TIMEFORMAT='%3R %3U %3S'; time taskset -c "$LOADGEN_CORE" wrk $wargs -d "${DURATION}s" "$url" \
+             >"$d/wrk.out" 2>&1 || true; } 2>&1 )
+    s1=$(cpu_ticks "$SRV_PIDS"); sub1=$(cpu_ticks "$subpid"); rss1=$(rss_kb "$SRV_PIDS")
+    o1=$(tcp_active_opens); cs1=$(core_stat)
+    sleep 0.5 # the last publishes reach the subscriber
+    kill -TERM "$subpid" 2>/dev/null || true
+    wait "$subpid" 2>/dev/null || true
+    SUB_PID=""
+    stop_server
+    local w ww
+    w=$(sed -n 's/^WRK //p' "$d/wrk.out" | tail -1)
+    ww=$(sed -n 's/^WRK //p' "$d/warmup.out" 2>/dev/null | tail -1)
+    if [ -z "$w" ]; then
+      r="RESULT error=wrk"
+      errruns=$((errruns + 1))
+      log "  $r: $(tail -3 "$d/wrk.out" | tr '\n' ' ')"
+      [ -n "$best" ] || best=$r
+      continue
+    fi
+    r=$(awk -v w="$w" -v ww="$ww" -v sb="$(grep '^SUB ' "$d/sub.out" | tail -1)" \
+          -v tm="$tm" -v hz="$hz" -v s0="$s0" -v s1="$s1" -v sub0="$sub0" -v sub1="$sub1" \
+          -v o0="$o0" -v o1="$o1" -v rss0="$rss0" -v rss1="$rss1" -v cs0="$cs0" -v cs1="$cs1" \
+          -v c="$c" -v path="$path" -v body="${#H1_BODY}" '
+      function kv(str, A,   n, i, a, k) {
+        n = split(str, a, " ")
+        for (i = 1; i <= n; i++) if ((k = index(a[i], "=")) > 0) A[substr(a[i], 1, k - 1)] = substr(a[i], k + 1)
+      }
+      BEGIN {
+        kv(w, W); kv(ww, WW); kv(sb, SB)
+        split(tm, T, " "); real = T[1]; wcpu = 100 * (T[2] + T[3]) / real
+        secs = W["duration_us"] / 1e6
+        scpu = 100 * (s1 - s0) / hz / real; ucpu = 100 * (sub1 - sub0) / hz / real
+        nc = split(cs0, A, " "); split(cs1, B, " "); busy = 0; cores = ""
+        for (i = 1; i + 1 <= nc; i += 2) {
+          tot = B[i + 1] - A[i + 1]; b = tot > 0 ? 100 * (B[i] - A[i]) / tot : 0; busy += b
+          cores = cores sprintf(" core%d_busy_pct=%.0f", (i - 1) / 2, b)
+        }
+        other = busy - scpu - wcpu - ucpu; if (other < 0) other = 0
+        sockerr = W["connect_errors"] + W["read_errors"] + W["write_errors"] + W["timeouts"]
+        # answered 2xx/3xx over warmup + measurement, against what the
+        # subscriber saw (requests still in flight when wrk stops are not
+        # counted by wrk: delivered may exceed ok by up to 2 x clients)
+        ok = W["requests"] - W["status_errors"] + WW["requests"] - WW["status_errors"]
+        printf "RESULT proto=http clients=%d threads=1 path=%s body_bytes=%d seconds=%.2f requests=%d requests_per_s=%.0f", c, path, body, secs, W["requests"], W["requests"] / secs
+        printf " status_errors=%d socket_errors=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d", W["status_errors"], sockerr, W["connect_errors"], W["read_errors"], W["write_errors"], W["timeouts"]
+        printf " p50_us=%d p99_us=%d p999_us=%d max_us=%d mbytes_in_per_s=%.1f", W["p50_us"], W["p99_us"], W["p999_us"], W["max_us"], W["bytes"] / secs / 1e6
+        printf " tcp_connects=%d ok_total=%d delivered=%d sub_dropped=%d sub_closed=%d", o1 - o0, ok, SB["delivered"], SB["dropped"], SB["closed"]
+        printf " loadgen_cpu_pct=%.0f wrk_cpu_pct=%.0f sub_cpu_pct=%.0f server_cpu_pct=%.0f server_rss_kb_start=%d server_rss_kb_end=%d other_cpu_pct=%.0f%s\n", wcpu + ucpu, wcpu, ucpu, scpu, rss0, rss1, other, cores
+      }')
+    log "  $r"
+    sc=$(awk -v l=" $r" 'BEGIN {
+      n = split(l, a, " "); for (i = 1; i <= n; i++) { k = index(a[i], "="); if (k) F[substr(a[i], 1, k - 1)] = substr(a[i], k + 1) }
+      if (F["status_errors"] + F["socket_errors"] > 0 || F["sub_closed"] > 0) print 0; else print F["requests_per_s"] + 0 }')
+    [ "$sc" = 0 ] && errruns=$((errruns + 1))
+    if [ -z "$best" ] || awk -v a="$sc" -v b="$bestscore" 'BEGIN{exit !(a+0>b+0)}'; then
+      best=$r
+      bestscore=$sc
+    fi
+  done
+  wargs=${wargs//$BENCH\//bench/}
+  echo "H1 $srv/c$c $(date -u +%FT%TZ) $best args=wrk,${wargs// /,},-d,${DURATION}s repeat=$REPEAT runs_with_errors=$errruns"
+}
+
 # ---- results file ----------------------------------------------------------
 RAW=$WORK/raw.txt
 : >"$RAW"
 if [ -f "$RESULTS" ]; then
   # keep earlier raw lines (between the markers) except those re-run now
-  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC) ' >"$WORK/old.txt" || true
+  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC|H[0-9]) ' >"$WORK/old.txt" || true
   sed -n '/^<!-- notes-begin -->$/,/^<!-- notes-end -->$/p' "$RESULTS" | sed '1d;$d' >"$WORK/notes.md" || true
   while read -r line; do
     set -- $line
@@ -327,6 +495,11 @@ fi
 
 for s in $want_scen; do
   for srv in $want_srv; do
+    if [ "$s" = H1 ]; then
+      case " $H1_SERVERS " in *" $srv "*) ;; *) log "H1: $srv has no HTTP publisher here, skipped"; continue ;; esac
+      for c in $H1_CLIENTS; do run_h1 "$srv" "$c" >>"$RAW"; done
+      continue
+    fi
     if [ "$s" = MC ]; then
       [ "$srv" = scopecast ] || continue
       for t in 1 2; do CUR_THREADS=$t run_one MC "scopecast/$t" >>"$RAW"; done
@@ -343,7 +516,7 @@ machine() {
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "- Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
   echo "- Server pinned to core $SERVER_CORE, loadgen to core $LOADGEN_CORE (taskset); loopback only"
-  echo "- Versions: scopecast $("$SCOPECAST" --version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //') + nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null), node $(node --version 2>/dev/null), ws $(node -p "require('$BENCH/peers/node/node_modules/ws/package.json').version" 2>/dev/null), uws-pack $(node -p "require('$BENCH/peers/node/node_modules/uws-pack/package.json').version" 2>/dev/null)"
+  echo "- Versions: scopecast $("$SCOPECAST" --version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //') + nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null), node $(node --version 2>/dev/null), ws $(node -p "require('$BENCH/peers/node/node_modules/ws/package.json').version" 2>/dev/null), uws-pack $(node -p "require('$BENCH/peers/node/node_modules/uws-pack/package.json').version" 2>/dev/null), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
   echo "- Last run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/run.sh $ORIG_ARGS\` (DURATION=$DURATION s, WARMUP=$WARMUP s, REPEAT=$REPEAT); each raw line below has its own date"
 }
 
@@ -453,6 +626,42 @@ function memory(sc, title, n,   i, srv, base) {
   }
   print ""
 }
+function h1table(sc, title,   i, j, k, n, m, nc, srv, key, base, rate, bad, miss, dl, C, CL, tmp, pfx) {
+  nc = 0
+  for (key in have) { split(key, k2, SUBSEP); if (k2[1] != sc) continue
+    split(k2[2], p2, "/c"); if (!(p2[2] in CL)) { CL[p2[2]] = 1; C[++nc] = p2[2] + 0 } }
+  if (nc == 0) return
+  for (i = 2; i <= nc; i++) { tmp = C[i]; for (j = i - 1; j >= 1 && C[j] > tmp; j--) C[j + 1] = C[j]; C[j + 1] = tmp }
+  print "## " title; print ""
+  print "| server | clients | requests/s | × sc | p50 | p99 | p99.9 | max | non-2xx | socket errors | TCP connects | delivered | wrk + sub CPU | server CPU | other CPU |"
+  print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+  m = split("scopecast uws nchan", H, " ")
+  for (j = 1; j <= nc; j++) {
+    base = ""
+    pfx = "scopecast/c" C[j]
+    if ((sc, pfx) in have && get(sc, pfx, "error") == "" && num(get(sc, pfx, "status_errors")) + num(get(sc, pfx, "socket_errors")) == 0)
+      base = get(sc, pfx, "requests_per_s")
+    for (i = 1; i <= m; i++) {
+      srv = H[i] "/c" C[j]
+      if (!((sc, srv) in have)) continue
+      if (get(sc, srv, "error") != "") { printf "| %s | %s | error: %s |\n", name[H[i]], C[j], get(sc, srv, "error"); continue }
+      bad = num(get(sc, srv, "status_errors")) + num(get(sc, srv, "socket_errors")) > 0
+      # a run with error answers or broken connections gets no rate
+      rate = bad ? sprintf("**errors** (%s answers)", fmtrate(get(sc, srv, "requests"))) : fmtrate(get(sc, srv, "requests_per_s"))
+      miss = num(get(sc, srv, "ok_total")) - num(get(sc, srv, "delivered"))
+      dl = "all"
+      if (num(get(sc, srv, "sub_closed")) > 0) dl = "**subscriber closed**"
+      else if (miss > 0) dl = sprintf("**%d missing**", miss)
+      if (num(get(sc, srv, "sub_dropped")) > 0) dl = dl sprintf(" (%s dropped notices)", get(sc, srv, "sub_dropped"))
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s%% |\n", name[H[i]], C[j],
+        rate, bad ? "–" : ratio(get(sc, srv, "requests_per_s"), base),
+        fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")), fmtus(get(sc, srv, "p999_us")), fmtus(get(sc, srv, "max_us")),
+        get(sc, srv, "status_errors"), get(sc, srv, "socket_errors"), get(sc, srv, "tcp_connects"), dl,
+        get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "server_cpu_pct"), get(sc, srv, "other_cpu_pct")
+    }
+  }
+  print ""
+}
 function multicore(sc, title,   t, srv, cpu, rate) {
   if (!((sc, "scopecast/1") in have)) return
   print "## " title; print ""
@@ -479,6 +688,7 @@ END {
   memory("S5", "S5 — 10,000 idle subscribed connections", n)
   throughput("S6", "S6 — 16 KB events, 1 scope × 1000 subscribers", n)
   multicore("MC", "MC — multi-core efficiency: S1's load, scopecast with 1 and 2 service threads")
+  h1table("H1", "H1 — HTTP publishing: one small JSON event per keep-alive request (wrk, 1 thread)")
 }
 AWK
   echo "## Raw results"
