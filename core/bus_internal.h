@@ -19,6 +19,17 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* What an owner without a wake callback waits on (sc_owner_wait). */
+struct sc__owner_sync {
+    pthread_mutex_t lock; /* any thread locks it */
+    pthread_cond_t cond;  /* waited on under lock */
+};
+
+/* 128 bytes, aligned to 64 (sc_owner_create): the first cache line holds
+ * what producers touch at every push, the second what the owner's thread
+ * writes at every pop. Server owners (one per connection) have a wake
+ * callback and no sync struct: an idle connection's owner is these 128
+ * bytes. */
 struct sc_owner {
     _Atomic int _pending; /* {atomic} 1 between a wake and the next re-arm */
     uint64_t _budget;     /* {const} bytes its queues may hold; 0: none */
@@ -27,18 +38,15 @@ struct sc_owner {
      * fails); the owner's thread counts what it took in _out, a plain
      * store (one writer), so a pop costs no locked instruction. Producers
      * compare with _out_seen, an older _out (so the estimate is never
-     * low), and read _out itself only near the budget: _out, written at
-     * every pop, is kept at the end, on another cache line than the
-     * fields producers touch at every push. */
-    _Atomic uint64_t _in;       /* {atomic} */
-    _Atomic uint64_t _out_seen; /* {atomic} a value _out had */
-    sc_wake_fn _wake;           /* {const} */
-    void *_ud;                  /* {const} */
-    bool _builtin;              /* {const} uses _lock/_cond below */
-    pthread_mutex_t _lock;      /* {const} built-in only: any thread locks it */
-    pthread_cond_t _cond;  /* {const} built-in only: waited on under _lock */
-    _Atomic uint64_t _out; /* {owner} written, {atomic} read */
-    uint64_t _out_local;   /* {owner} the value of _out */
+     * low), and read _out itself only near the budget. */
+    _Atomic uint64_t _in;         /* {atomic} */
+    _Atomic uint64_t _out_seen;   /* {atomic} a value _out had */
+    sc_wake_fn _wake;             /* {const} */
+    void *_ud;                    /* {const} */
+    struct sc__owner_sync *_sync; /* {const} built-in wake only, else NULL */
+    /* the owner thread's line */
+    _Alignas(64) _Atomic uint64_t _out; /* {owner} written, {atomic} read */
+    uint64_t _out_local;                /* {owner} the value of _out */
 };
 
 struct sc__scope;

@@ -22,23 +22,26 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* The wake callback of owners created without one. */
 static void builtin_wake(void *ud)
 {
-    sc_owner_t *o = ud;
-    pthread_mutex_lock(&o->_lock);
-    pthread_cond_broadcast(&o->_cond);
-    pthread_mutex_unlock(&o->_lock);
+    struct sc__owner_sync *y = ((sc_owner_t *)ud)->_sync;
+    pthread_mutex_lock(&y->lock);
+    pthread_cond_broadcast(&y->cond);
+    pthread_mutex_unlock(&y->lock);
 }
 
 int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out)
 {
     *out = NULL;
-    sc_owner_t *o = calloc(1, sizeof *o);
+    _Static_assert(sizeof(sc_owner_t) == 128, "two cache lines");
+    sc_owner_t *o = aligned_alloc(64, sizeof *o);
     if (!o)
         return SC_ENOMEM;
+    memset(o, 0, sizeof *o);
     atomic_init(&o->_pending, 0);
     atomic_init(&o->_in, 0);
     atomic_init(&o->_out, 0);
@@ -47,18 +50,20 @@ int sc_owner_create(sc_wake_fn wake, void *ud, sc_owner_t **out)
         o->_wake = wake;
         o->_ud = ud;
     } else {
+        struct sc__owner_sync *y = malloc(sizeof *y);
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        int rc = pthread_cond_init(&o->_cond, &attr);
+        int rc = y ? pthread_cond_init(&y->cond, &attr) : -1;
         pthread_condattr_destroy(&attr);
-        if (rc != 0 || pthread_mutex_init(&o->_lock, NULL) != 0) {
+        if (rc != 0 || pthread_mutex_init(&y->lock, NULL) != 0) {
             if (rc == 0)
-                pthread_cond_destroy(&o->_cond);
+                pthread_cond_destroy(&y->cond);
+            free(y);
             free(o);
             return SC_ENOMEM;
         }
-        o->_builtin = true;
+        o->_sync = y;
         o->_wake = builtin_wake;
         o->_ud = o;
     }
@@ -70,9 +75,10 @@ void sc_owner_destroy(sc_owner_t *o)
 {
     if (!o)
         return;
-    if (o->_builtin) {
-        pthread_cond_destroy(&o->_cond);
-        pthread_mutex_destroy(&o->_lock);
+    if (o->_sync) {
+        pthread_cond_destroy(&o->_sync->cond);
+        pthread_mutex_destroy(&o->_sync->lock);
+        free(o->_sync);
     }
     free(o);
 }
@@ -105,7 +111,7 @@ void sc_owner_rearm(sc_owner_t *o)
 
 int sc_owner_wait(sc_owner_t *o, int timeout_ms)
 {
-    if (!o->_builtin)
+    if (!o->_sync)
         return SC_EINVAL;
     struct timespec deadline;
     if (timeout_ms >= 0) {
@@ -118,16 +124,16 @@ int sc_owner_wait(sc_owner_t *o, int timeout_ms)
         }
     }
     int rc = SC_OK;
-    pthread_mutex_lock(&o->_lock);
+    pthread_mutex_lock(&o->_sync->lock);
     while (!atomic_load(&o->_pending)) {
         if (timeout_ms < 0) {
-            pthread_cond_wait(&o->_cond, &o->_lock);
-        } else if (pthread_cond_timedwait(&o->_cond, &o->_lock, &deadline) ==
-                   ETIMEDOUT) {
+            pthread_cond_wait(&o->_sync->cond, &o->_sync->lock);
+        } else if (pthread_cond_timedwait(&o->_sync->cond, &o->_sync->lock,
+                                          &deadline) == ETIMEDOUT) {
             rc = atomic_load(&o->_pending) ? SC_OK : SC_ETIMEDOUT;
             break;
         }
     }
-    pthread_mutex_unlock(&o->_lock);
+    pthread_mutex_unlock(&o->_sync->lock);
     return rc;
 }

@@ -35,7 +35,7 @@ int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
 int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
                 int timeout_ms)
 {
-    if (!sub->_owner->_builtin)
+    if (!sub->_owner->_sync)
         return SC_EINVAL;
     for (;;) {
         sc_owner_rearm(sub->_owner);
