@@ -154,7 +154,8 @@ static void test_gauge_counts_each_event_once_and_limits(void **state)
     open_mem(&fx, 256, 3 * cost, false);
     sc_owner_t *o2;
     assert_int_equal(sc_owner_create(NULL, NULL, &o2), SC_OK);
-    sc_sub_t *s1 = sub_plain(&fx, "g"), *s2 = sub_opts(&fx, "g", o2, NULL, NULL);
+    sc_sub_t *s1 = sub_plain(&fx, "g"),
+             *s2 = sub_opts(&fx, "g", o2, NULL, NULL);
     sc_bus_stats_t st;
     emit_text(&fx, "g", p);
     sc_bus_stats(fx.bus, &st);

@@ -239,6 +239,51 @@ class HttpSlotFlood(ScopecastTestCase):
         self.assertSub(await sub.push("s"), {"op": "event", "data": 1})
 
 
+class UnauthenticatedBodies(ScopecastTestCase):
+    """A request that fails the API key is answered from its head: its body
+    (1 MB announced, one byte sent) is never buffered."""
+    SERVER_ARGS = ("--api-key", "right-key", "--max-connections-per-ip", "0")
+
+    def open_posts(self, n, key):
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection((HOST, self.srv.port), timeout=T())
+            s.sendall(b"POST /api/emit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                      + key + b"\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 1000000\r\n\r\n{")
+            socks.append(s)
+        return socks
+
+    @staticmethod
+    def send_bodies(socks, n):
+        """Sends n bytes of body on each (most of the 1 MB announced); a
+        socket the server no longer reads or closed is left as it is."""
+        chunk = b"x" * 100_000
+        for s in socks:
+            s.settimeout(0.5)
+            try:
+                for _ in range(n // len(chunk)):
+                    s.sendall(chunk)
+            except OSError:
+                pass
+
+    async def test_300_unfinished_bodies_with_a_wrong_key_cost_no_memory(self):
+        rss0 = self.srv.rss_kib()
+        socks = await asyncio.to_thread(self.open_posts, 300, b"wrong-key")
+        try:
+            for s in socks[:20]:  # answered at once, before the body
+                s.settimeout(T())
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 401 "))
+            await asyncio.to_thread(self.send_bodies, socks, 900_000)
+            grown = self.srv.rss_kib() - rss0
+            # buffered, the bodies would take 300 MB
+            self.assertLess(grown, 16 * 1024, f"VmRSS grew by {grown} KiB")
+            self.assertEqual((await self.srv.request("GET", "/healthz")).status, 200)
+        finally:
+            for s in socks:
+                s.close()
+
+
 class MetaAndPresence(ScopecastTestCase):
     @server_args("--max-meta", "100", "--max-meta-total", "250")
     async def test_meta_budgets_are_limit_errors_not_closes(self):
