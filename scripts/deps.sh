@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The one place that lists what scopecast needs from Debian 12 to build, test
 # and run. README commands, .ci/run and docker/Dockerfile all call this.
-# Usage: scripts/deps.sh [--test]   (--test adds what the test suite needs)
+# Usage: scripts/deps.sh [--test | --runtime | --containers]
+#   (none)        what building scopecast needs
+#   --test        and what the test suite needs
+#   --runtime     only what the built binary needs to run (the image's
+#                 runtime stage)
+#   --containers  what building and running the images needs here: podman
+#                 and its helpers, mmdebstrap for base images without Docker
+#                 Hub, docker-compose (see scripts/container-test.sh)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -16,7 +23,20 @@ TEST_PKGS=(
   chromium
 )
 
+RUNTIME_PKGS=(
+  libwebsockets17 libwebsockets-evlib-ev libev4 libjson-c5 libjwt0 libssl3
+  libhttp-parser2.9 ca-certificates
+)
+CONTAINER_PKGS=(
+  podman buildah mmdebstrap uidmap fuse-overlayfs slirp4netns runc
+  docker-compose python3 python3-websockets
+)
+
 want=("${BUILD_PKGS[@]}")
+case "${1:-}" in
+  --runtime) want=("${RUNTIME_PKGS[@]}") ;;
+  --containers) want=("${CONTAINER_PKGS[@]}") ;;
+esac
 if [ "${1:-}" = "--test" ]; then
   want+=("${TEST_PKGS[@]}")
   # The JS tests need Node.js >= 20 with npm (playwright-core). Machines
