@@ -46,7 +46,8 @@ typedef struct shard {
 
 struct sc_bus {
     sc_bus_config_t cfg;
-    _Atomic uint64_t queued_bytes; /* events held by queues (each once) */
+    sc__gauge_t *gauge; /* events held by queues (each once); the bus
+                           holds one reference, each queued event one */
     _Atomic uint64_t subscribers;
     _Atomic uint64_t scopes;
     shard_t shards[SHARDS];
@@ -163,10 +164,18 @@ int sc_bus_create(const sc_bus_config_t *cfg, sc_bus_t **out)
         return SC_ENOMEM;
     memset(bus, 0, sizeof *bus);
     bus->cfg = c;
+    bus->gauge = calloc(1, sizeof *bus->gauge);
+    if (!bus->gauge) {
+        free(bus);
+        return SC_ENOMEM;
+    }
+    atomic_init(&bus->gauge->bytes, 0);
+    atomic_init(&bus->gauge->refs, 1);
     for (int i = 0; i < SHARDS; i++) {
         if (pthread_mutex_init(&bus->shards[i].lock, NULL) != 0) {
             while (i-- > 0)
                 pthread_mutex_destroy(&bus->shards[i].lock);
+            free(bus->gauge);
             free(bus);
             return SC_ENOMEM;
         }
@@ -224,6 +233,7 @@ void sc_bus_destroy(sc_bus_t *bus)
         pthread_mutex_unlock(&sh->lock);
         pthread_mutex_destroy(&sh->lock);
     }
+    sc__gauge_release(bus->gauge); /* events still referenced keep it */
     free(bus);
 }
 
@@ -274,7 +284,7 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     /* the memory limit: over it, this event reaches nobody */
     bool full =
         bus->cfg.max_queued_bytes &&
-        atomic_load_explicit(&bus->queued_bytes, memory_order_relaxed) >=
+        atomic_load_explicit(&bus->gauge->bytes, memory_order_relaxed) >=
             bus->cfg.max_queued_bytes;
     /* Cover every possible push before the first one is visible (the
      * encoder may hold references of its own, so add, never set). */
@@ -308,8 +318,9 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     }
     if (delivered && !ev->_gauge) {
         /* in the gauge until freed; set before the emitter's last unref */
-        ev->_gauge = &bus->queued_bytes;
-        atomic_fetch_add_explicit(&bus->queued_bytes, cost,
+        ev->_gauge = bus->gauge;
+        atomic_fetch_add_explicit(&bus->gauge->refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bus->gauge->bytes, cost,
                                   memory_order_relaxed);
     }
     sc__event_unref_many(ev, (uint32_t)n - delivered);
@@ -828,5 +839,5 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
     }
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);
-    out->queued_bytes = atomic_load(&bus->queued_bytes);
+    out->queued_bytes = atomic_load(&bus->gauge->bytes);
 }

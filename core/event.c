@@ -143,13 +143,22 @@ void sc_event_unref(sc_event_t *ev)
         return;
     if (atomic_fetch_sub_explicit(&ev->_refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (ev->_gauge) /* it was queued: it leaves the bus's gauge */
-        atomic_fetch_sub_explicit(ev->_gauge, ev->_cost, memory_order_relaxed);
+    if (ev->_gauge) { /* it was queued: it leaves the bus's gauge */
+        atomic_fetch_sub_explicit(&ev->_gauge->bytes, ev->_cost,
+                                  memory_order_relaxed);
+        sc__gauge_release(ev->_gauge);
+    }
     if (ev->_frame_free)
         ev->_frame_free(ev->_frame_data);
     sc_conn_deinit(&ev->_conn);
     free(ev->_payload_own);
     free(ev);
+}
+
+void sc__gauge_release(sc__gauge_t *g)
+{
+    if (g && atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+        free(g);
 }
 
 void sc__event_settle(sc_event_t *ev, bool release_payload)

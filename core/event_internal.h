@@ -34,10 +34,22 @@ struct sc_event {
     uint32_t _alloc;    /* bytes of the event's own allocation */
     uint32_t _cost;     /* bytes it keeps alive (allocations and frame):
                            set by sc__event_settle before the fan-out */
-    _Atomic uint64_t *_gauge; /* the bus's gauge of queued bytes, once the
-                                 event is in a queue (set before the
-                                 emitter's last unref); NULL before */
+    struct sc__gauge *_gauge; /* the bus's gauge of queued bytes (a
+                                 reference), once the event is in a queue
+                                 (set before the emitter's last unref);
+                                 NULL before */
 };
+
+/* The bus's gauge of what queued events cost. Events hold a reference
+ * from their first push until they are freed, so an event that outlives
+ * its bus (a consumer's reference) still has a gauge to leave. */
+typedef struct sc__gauge {
+    _Atomic uint64_t bytes;
+    _Atomic uint32_t refs;
+} sc__gauge_t;
+
+/* Drops a reference of `g`; the last frees it. NULL is a no-op. */
+void sc__gauge_release(sc__gauge_t *g);
 
 /* Payloads of at least this many bytes get an allocation of their own, so
  * that they can be released once the frame holds them. */

@@ -218,7 +218,8 @@ class RepliesNotRead(ScopecastTestCase):
             await asyncio.sleep(0.01)
         self.assertEqual((await other.call("ping"))["op"], "pong", "others are served meanwhile")
         grown = self.srv.rss_kib() - rss0
-        self.assertLess(grown, 8 * 1024, f"RSS grew by {grown} KiB for one client's unread replies")
+        if not CONFIG.sanitized:  # ASan's quarantine keeps freed memory
+            self.assertLess(grown, 8 * 1024, f"RSS grew by {grown} KiB for one client's unread replies")
         await asyncio.sleep(3.5)  # two heartbeats without a frame read, and the tick
         c.resume()
         closed = await c.wait_closed(timeout=30)
