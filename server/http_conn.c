@@ -55,10 +55,16 @@ struct sc_httpc {
 };
 typedef struct sc_httpc sc_httpc_t;
 
-bool sc_httpconn_wants(const char *target, size_t len)
+/* The length of a target's path (without its query). */
+static size_t path_len(const char *target, size_t len)
 {
     const char *q = memchr(target, '?', len);
-    size_t pl = q ? (size_t)(q - target) : len;
+    return q ? (size_t)(q - target) : len;
+}
+
+bool sc_httpconn_wants(const char *target, size_t len)
+{
+    size_t pl = path_len(target, len);
     return (pl >= 5 && memcmp(target, "/api/", 5) == 0) ||
            (pl == 8 && memcmp(target, "/healthz", 8) == 0) ||
            (pl == 8 && memcmp(target, "/metrics", 8) == 0);
@@ -358,8 +364,7 @@ static void on_wio(struct ev_loop *loop, ev_io *w, int revents)
 /* A probe's target: /healthz or /metrics, with or without a query. */
 static bool is_probe(const char *target, size_t len)
 {
-    const char *q = memchr(target, '?', len);
-    size_t pl = q ? (size_t)(q - target) : len;
+    size_t pl = path_len(target, len);
     return pl == 8 && (memcmp(target, "/healthz", 8) == 0 ||
                        memcmp(target, "/metrics", 8) == 0);
 }

@@ -19,7 +19,6 @@
 #include "listen.h"
 #include "log.h"
 #include "upgrade.h"
-#include "upgrade_head.h"
 #include "wire.h"
 #include "ws.h"
 
@@ -27,7 +26,6 @@
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -179,24 +177,14 @@ static void accept_conn(void *ud, int fd)
         static const sc_http_refusal_t busy = {
             503, "Service Unavailable", "unavailable",
             "too many connections from your address", NULL};
-        char out[320], peer[64];
-        size_t n = sc_http_refusal_write(&busy, out, sizeof out);
-        if (n > 0)
-            (void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        /* what the client already sent is read and dropped, so that the
-         * close is a FIN after the answer rather than a reset that could
-         * discard it (a request still on its way may meet a reset) */
-        (void)shutdown(fd, SHUT_WR);
-        for (int i = 0; i < 4 && recv(fd, out, sizeof out, MSG_DONTWAIT) > 0;
-             i++) {
-        }
+        char peer[64];
         sc_listen_peer(fd, peer, sizeof peer);
         sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
                        "refused a connection from %s: it has "
                        "--max-connections-per-ip %d open",
                        peer, svc->srv->cfg->max_connections_per_ip);
         SC_COUNT(svc->stats.refused_per_ip, 1);
-        close(fd);
+        sc_upgrade_refuse(svc, fd, NULL, &busy);
         return;
     }
     sc_upgrade_start(svc, fd, ip);

@@ -41,15 +41,19 @@ static void drop(sc_svc_t *svc, int fd, sc_admit_ip_t *ip)
     close(fd);
 }
 
-/* Sends a refusal, then FIN; the client reads it and closes. Takes fd. */
-static void refuse(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
-                   const sc_http_refusal_t *r)
+void sc_upgrade_refuse(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
+                       const sc_http_refusal_t *r)
 {
     char out[640];
     size_t n = sc_http_refusal_write(r, out, sizeof out);
     if (n > 0)
         (void)send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     shutdown(fd, SHUT_WR);
+    /* what the client sent and we did not take is read and dropped, so
+     * that the close is a FIN after the answer rather than a reset that
+     * could discard it (input still on its way may meet a reset) */
+    for (int i = 0; i < 4 && recv(fd, out, sizeof out, MSG_DONTWAIT) > 0; i++) {
+    }
     drop(svc, fd, ip);
 }
 
@@ -76,7 +80,7 @@ static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
     sc_upgrade_req_t req;
     sc_http_refusal_t ref;
     if (sc_upgrade_parse(h, hl, &req, &ref) != SC_OK) {
-        refuse(svc, fd, ip, &ref);
+        sc_upgrade_refuse(svc, fd, ip, &ref);
         return;
     }
     const char *origin_refused = origin_check(srv->cfg, &req);
@@ -90,7 +94,7 @@ static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
                                   .reason_phrase = "Forbidden",
                                   .code = sc_errc_name(SC_ERRC_FORBIDDEN),
                                   .message = origin_refused};
-        refuse(svc, fd, ip, &ref);
+        sc_upgrade_refuse(svc, fd, ip, &ref);
         return;
     }
     bool draining = atomic_load(&srv->draining);
@@ -101,7 +105,7 @@ static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
                                   .code = sc_errc_name(SC_ERRC_UNAVAILABLE),
                                   .message = draining ? "shutting down"
                                                       : "too many connections"};
-        refuse(svc, fd, ip, &ref);
+        sc_upgrade_refuse(svc, fd, ip, &ref);
         return;
     }
     char out[256];
@@ -111,7 +115,7 @@ static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
                                   .reason_phrase = "Internal Server Error",
                                   .code = sc_errc_name(SC_ERRC_INTERNAL),
                                   .message = "sha1"};
-        refuse(svc, fd, ip, &ref);
+        sc_upgrade_refuse(svc, fd, ip, &ref);
         return;
     }
     if (send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
@@ -230,7 +234,7 @@ static void hs_peek(sc_hs_t *hs)
                                      "Request Header Fields Too Large",
                                  .code = sc_errc_name(SC_ERRC_BAD_REQUEST),
                                  .message = "request head too large"};
-        refuse(svc, fd, ip, &ref);
+        sc_upgrade_refuse(svc, fd, ip, &ref);
         return;
     }
     case SC_HEAD_UPGRADE:

@@ -22,6 +22,7 @@
 
 #include "admit.h"
 #include "svc.h"
+#include "upgrade_head.h"
 
 #include <stdint.h>
 
@@ -30,6 +31,11 @@
  * which is given back when the socket is closed or handed to lws.
  * Thread: service. */
 void sc_upgrade_start(sc_svc_t *svc, int fd, sc_admit_ip_t *ip);
+/* Sends the refusal `r` on `fd`, then FIN, reads and drops what the client
+ * sent (at most a few KB), closes `fd` and gives back `ip` (may be NULL).
+ * Takes fd. Thread: service. */
+void sc_upgrade_refuse(sc_svc_t *svc, int fd, sc_admit_ip_t *ip,
+                       const sc_http_refusal_t *r);
 /* Drops handshakes whose head did not come in time. Thread: service. */
 void sc_upgrade_tick(sc_svc_t *svc, int64_t now);
 /* At exit: closes every pending handshake. Thread: service. */
