@@ -212,3 +212,17 @@ void sc_request_to_emit(const sc_request_t *req, const char *origin,
     out->payload_len = req->data_json != NULL ? strlen(req->data_json) : 0;
     out->has_payload = req->has_data;
 }
+
+int sc_proto_json_value(const char *text, size_t len, char **out,
+                        sc_proto_err_t *err)
+{
+    json_object *v = NULL;
+    *out = NULL;
+    memset(err, 0, sizeof *err);
+    int rc = sc__json_parse(text, len, &v, err);
+    if (rc != SC_OK)
+        return rc;
+    *out = v ? sc__json_text(v) : strdup("null");
+    json_object_put(v);
+    return *out ? SC_OK : sc__err_nomem(err);
+}

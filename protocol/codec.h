@@ -110,6 +110,15 @@ int sc_proto_decode(const char *msg, size_t len, sc_request_t *req,
 /* Frees what `req` owns and zeroes it. NULL and zeroed requests are no-ops. */
 void sc_request_deinit(sc_request_t *req);
 
+/* Checks that the `len` bytes at `text` are exactly one JSON value under
+ * the rules of a request's `data` and `meta` (strict JSON, nesting up to
+ * SC_PROTO_MAX_DEPTH) and gives its compact text in *out (malloc'd, the
+ * caller frees; "null" for JSON null). For values that come from outside a
+ * request: plugins' data and meta. Returns SC_OK, SC_EINVAL (*err says why;
+ * free it with sc_proto_err_deinit) or SC_ENOMEM. Thread: any. */
+int sc_proto_json_value(const char *text, size_t len, char **out,
+                        sc_proto_err_t *err);
+
 /* Fills `out` for sc_bus_emit() from an emit request. Every pointer in
  * *out is borrowed from `req` (keep `req` alive for the call); `origin`
  * (the emitting connection's session, may be NULL) is borrowed too. The

@@ -249,6 +249,7 @@ int sc_upgrade_parse(const char *h, size_t hl, sc_upgrade_req_t *req,
     req->with_protocol = with_proto;
     req->origin = header(h, hl, "origin:", &req->origin_len);
     req->host = header(h, hl, "host:", &req->host_len);
+    req->cookie = header(h, hl, "cookie:", &req->cookie_len);
     return SC_OK;
 }
 

@@ -60,6 +60,8 @@ typedef struct sc_upgrade_req {
     size_t origin_len;
     const char *host; /* the Host header's value, or NULL when absent */
     size_t host_len;
+    const char *cookie; /* the Cookie header's value (the first), or NULL */
+    size_t cookie_len;
 } sc_upgrade_req_t;
 
 /* How to refuse a request: the fields of an HTTP answer. All strings are

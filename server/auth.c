@@ -210,6 +210,7 @@ void sc_claims_deinit(sc_claims_t *c)
     if (!c)
         return;
     free(c->sub);
+    free(c->json);
     free_list(c->scopes, c->nscopes);
     free_list(c->emit_patterns, c->nemit);
     memset(c, 0, sizeof(*c));
@@ -332,7 +333,6 @@ static int read_claims(jwt_t *jwt, time_t now, sc_claims_t *c, char *err,
     json_object *sub = NULL;
     int rc = SC_EINVAL;
 
-    free(text);
     if (!g || !json_object_is_type(g, json_type_object)) {
         sc_errfmt(err, errlen, "malformed token: bad payload");
         goto out;
@@ -350,7 +350,12 @@ static int read_claims(jwt_t *jwt, time_t now, sc_claims_t *c, char *err,
         goto out;
     c->sub = strdup(json_object_get_string(sub));
     rc = c->sub ? SC_OK : SC_ENOMEM;
+    if (rc == SC_OK) {
+        c->json = text;
+        text = NULL;
+    }
 out:
+    free(text);
     if (rc == SC_ENOMEM)
         sc_errfmt(err, errlen, "out of memory");
     json_object_put(g);

@@ -64,6 +64,7 @@ typedef struct sc_claims {
     size_t nemit;
     bool has_exp;
     int64_t exp; /* seconds since the epoch (only when has_exp) */
+    char *json;  /* every claim as verified, a JSON object (for plugins) */
 } sc_claims_t;
 
 /* Verifies `token` (borrowed) against `secret` (borrowed, non-empty) at time

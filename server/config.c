@@ -35,7 +35,11 @@
 #define FILE_MAX ((size_t)1 << 20) /* a larger config file is refused */
 #define SHOWN_MAX 64               /* bad values are quoted up to this length */
 
-enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL };
+/* K_LIST: a repeatable option (sc_strlist_t). Each --flag adds one item;
+ * the command line's items replace the environment's, which replace the
+ * file's. The environment variable holds one item, or a JSON array of
+ * strings; the file key a string or an array of strings. */
+enum kind { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_LIST };
 
 struct opt {
     const char *flag; /* without the leading "--" */
@@ -165,6 +169,12 @@ static const struct opt options[] = {
      "Events waiting to be sent in the whole server (each event\n"
      "counted once); past it new events are dropped for everyone.\n"
      "0: no limit."},
+    {"plugin", "SCOPECAST_PLUGIN", "plugin", K_LIST, F(plugins), 0, 0,
+     "PATH[:JSON]",
+     "Loads a plugin (a shared object, docs/PLUGINS.md) with its\n"
+     "configuration, a JSON object after the colon. Repeatable:\n"
+     "plugins are asked in the order given. The variable and the\n"
+     "file key take one such string or a JSON array of them."},
 };
 
 #define NOPTS (sizeof(options) / sizeof(options[0]))
@@ -182,6 +192,34 @@ struct argscan {
     bool help, version;
     const char *config; /* last --config value, borrowed from argv */
 };
+
+static void list_clear(sc_strlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+static int list_add(sc_strlist_t *l, const char *val, const char *src,
+                    char *err, size_t errlen)
+{
+    if (*val == '\0') {
+        sc_errfmt(err, errlen, "%s: must not be empty", src);
+        return SC_EINVAL;
+    }
+    char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+    char *dup = v ? strdup(val) : NULL;
+    if (v)
+        l->v = v;
+    if (!dup) {
+        sc_errfmt(err, errlen, "out of memory");
+        return SC_ENOMEM;
+    }
+    l->v[l->n++] = dup;
+    return SC_OK;
+}
 
 int sc_config_defaults(sc_config_t *cfg)
 {
@@ -228,6 +266,7 @@ void sc_config_deinit(sc_config_t *cfg)
     free(cfg->anonymous_scopes);
     free(cfg->allowed_origins);
     free(cfg->web_root);
+    list_clear(&cfg->plugins);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -345,8 +384,56 @@ static int set_text(sc_config_t *cfg, const struct opt *o, const char *val,
         }
         *(int *)((char *)cfg + o->off) = level;
         return SC_OK;
+    case K_LIST:
+        return list_add((sc_strlist_t *)((char *)cfg + o->off), val, src, err,
+                        errlen);
     }
     return SC_EINVAL;
+}
+
+/* Replaces a list option with the items of a JSON string or array of
+ * strings (`v`; from the file or the environment). */
+static int set_list_json(sc_config_t *cfg, const struct opt *o, json_object *v,
+                         const char *src, char *err, size_t errlen)
+{
+    sc_strlist_t *l = (sc_strlist_t *)((char *)cfg + o->off);
+    list_clear(l);
+    if (json_object_is_type(v, json_type_string))
+        return list_add(l, json_object_get_string(v), src, err, errlen);
+    if (!json_object_is_type(v, json_type_array)) {
+        sc_errfmt(err, errlen, "%s: expected a string or an array of strings",
+                  src);
+        return SC_EINVAL;
+    }
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
+        json_object *item = json_object_array_get_idx(v, i);
+        if (!json_object_is_type(item, json_type_string)) {
+            sc_errfmt(err, errlen, "%s: item %zu: expected a string", src, i);
+            return SC_EINVAL;
+        }
+        int rc = list_add(l, json_object_get_string(item), src, err, errlen);
+        if (rc != SC_OK)
+            return rc;
+    }
+    return SC_OK;
+}
+
+/* An environment value of a list option: one item, or a JSON array. */
+static int set_list_env(sc_config_t *cfg, const struct opt *o, const char *val,
+                        const char *src, char *err, size_t errlen)
+{
+    if (val[0] != '[') {
+        list_clear((sc_strlist_t *)((char *)cfg + o->off));
+        return set_text(cfg, o, val, src, err, errlen);
+    }
+    json_object *v = json_tokener_parse(val);
+    if (!v) {
+        sc_errfmt(err, errlen, "%s: invalid JSON array", src);
+        return SC_EINVAL;
+    }
+    int rc = set_list_json(cfg, o, v, src, err, errlen);
+    json_object_put(v);
+    return rc;
 }
 
 /* ---- the config file ----------------------------------------------------- */
@@ -396,6 +483,8 @@ static int set_json(sc_config_t *cfg, const struct opt *o, json_object *v,
 
     if (v == NULL)
         return SC_OK; /* null leaves the option as it was */
+    if (o->kind == K_LIST)
+        return set_list_json(cfg, o, v, src, err, errlen);
     if (json_object_get_type(v) != want) {
         sc_errfmt(err, errlen, "%s: expected %s, got %s", src,
                   kind_wanted(o->kind), json_kind(v));
@@ -545,7 +634,10 @@ static int apply_env(sc_config_t *cfg, sc_getenv_fn fn, void *ud, char *err,
         const char *v = env_get(fn, ud, options[i].env);
         if (!v)
             continue;
-        int rc = set_text(cfg, &options[i], v, options[i].env, err, errlen);
+        int rc =
+            options[i].kind == K_LIST
+                ? set_list_env(cfg, &options[i], v, options[i].env, err, errlen)
+                : set_text(cfg, &options[i], v, options[i].env, err, errlen);
         if (rc != SC_OK)
             return rc;
     }
@@ -635,8 +727,16 @@ static int apply_flags(sc_config_t *cfg, const struct argscan *s, char *err,
                        size_t errlen)
 {
     char src[64];
+    bool listed[NOPTS] = {false};
 
     for (size_t i = 0; i < s->n; i++) {
+        const struct opt *o = s->uses[i].o;
+        size_t k = (size_t)(o - options);
+        if (o->kind == K_LIST && !listed[k]) {
+            /* the command line's items replace the others' */
+            list_clear((sc_strlist_t *)((char *)cfg + o->off));
+            listed[k] = true;
+        }
         snprintf(src, sizeof(src), "--%s", s->uses[i].o->flag);
         int rc = set_text(cfg, s->uses[i].o, s->uses[i].val, src, err, errlen);
         if (rc != SC_OK)
@@ -732,6 +832,9 @@ static void default_text(const sc_config_t *d, const struct opt *o, char *buf,
         break;
     case K_LEVEL:
         snprintf(buf, len, "%s", level_names[*(const int *)field & 3]);
+        break;
+    case K_LIST:
+        snprintf(buf, len, "none");
         break;
     }
 }

@@ -48,6 +48,12 @@ enum sc_config_action {
     SC_CONFIG_VERSION = 2, /* --version: call sc_config_print_version */
 };
 
+/* A list of strings an option may give several times (--plugin). */
+typedef struct sc_strlist {
+    char **v; /* n owned strings */
+    size_t n;
+} sc_strlist_t;
+
 typedef struct sc_config {
     char *host;           /* listen address; owned, never NULL */
     int port;             /* 0..65535; 0 picks any free port */
@@ -83,6 +89,7 @@ typedef struct sc_config {
     int max_connections_per_ip; /* open sockets per client address; 0: off */
     size_t max_queued_bytes;    /* events queued per connection; 0: off */
     size_t max_queued_total;    /* events queued in all (each once); 0: off */
+    sc_strlist_t plugins;       /* "PATH[:CONFIG_JSON]", in load order */
 } sc_config_t;
 
 /* A getenv replacement, so tests need not touch the process environment.

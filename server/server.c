@@ -18,6 +18,7 @@
 #include "http_conn.h"
 #include "listen.h"
 #include "log.h"
+#include "plugin.h"
 #include "upgrade.h"
 #include "wire.h"
 #include "ws.h"
@@ -280,7 +281,8 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
         if (rc != SC_OK)
             return rc;
     }
-    return SC_OK;
+    /* on the main thread, which runs service thread 0: the plugin loop */
+    return sc_plugins_load(srv);
 }
 
 static void flush_before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -328,6 +330,8 @@ int sc_server_run(sc_server_t *srv)
         if (srv->svcs[i].status)
             status = -1;
     }
+    /* every connection is gone: no hook runs any more */
+    sc_plugins_unload(srv);
     size_t cut = 0;
     for (int i = 0; i < srv->nsvcs; i++)
         cut += srv->svcs[i].cut_at_exit;
@@ -343,6 +347,11 @@ int sc_server_run(sc_server_t *srv)
 
 void sc_server_deinit(sc_server_t *srv)
 {
+    for (int i = 0; srv->svcs && i < srv->nsvcs; i++) {
+        sc_upgrade_shutdown(&srv->svcs[i]);
+        sc_ws_shutdown(&srv->svcs[i]);
+    }
+    sc_plugins_unload(srv); /* (a start-up that failed) */
     for (int i = 0; srv->svcs && i < srv->nsvcs; i++) {
         sc_svc_t *svc = &srv->svcs[i];
         sc_upgrade_shutdown(svc);

@@ -49,6 +49,8 @@ struct sc_ws_thread;     /* ws.c */
 struct sc_writer_thread; /* writer.c */
 struct sc_hs;            /* upgrade.c */
 struct sc_httpc;         /* http_conn.c */
+struct sc_plugins;       /* plugin.c */
+struct sc_plugin_thread; /* plugin.c */
 
 struct sc_server {
     sc_config_t *cfg;       /* {const} borrowed from main */
@@ -59,6 +61,7 @@ struct sc_server {
     int listen_port;                      /* {const} the port actually bound */
     _Atomic int *stop_flag; /* {atomic} set by the signal handler */
     _Atomic bool draining;  /* {atomic} shutdown has begun */
+    struct sc_plugins *plugins; /* {const} plugin.c: loaded plugins */
     sc_svc_t *svcs;         /* {const} nsvcs service threads */
     int nsvcs;              /* {const} */
 };
@@ -77,6 +80,7 @@ struct sc_svc {
     struct sc_writer_thread *writer; /* writer.c: pending list, packing */
     struct sc_hs *hs;                /* upgrade.c: pending handshakes */
     struct sc_httpc *httpc;          /* http_conn.c: API connections */
+    struct sc_plugin_thread *plugin; /* plugin.c: hooks' answers */
     _Atomic size_t nhttp;            /* {atomic} its connections */
     _Atomic size_t nconns;           /* {atomic} WebSocket connections (ws.c) */
     sc_stats_t stats;                /* {atomic} this thread's counters */

@@ -127,7 +127,7 @@ static void upgrade(sc_svc_t *svc, int fd, sc_admit_ip_t *ip, const char *h,
     char *token = req.query ? sc_upgrade_query_param_token(
                                   req.query, req.query_len, SC_UPGRADE_HEAD_MAX)
                             : NULL;
-    if (!sc_ws_open(svc, fd, token, ip))
+    if (!sc_ws_open(svc, fd, token, ip, &req))
         drop(svc, fd, ip);
 }
 

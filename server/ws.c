@@ -7,6 +7,7 @@
 #include "codec.h"
 #include "listen.h"
 #include "log.h"
+#include "plugin.h"
 #include "reply.h"
 #include "writer.h"
 #include "wsio.h"
@@ -14,6 +15,18 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* What a connection keeps for the plugins' hooks (only when a loaded
+ * plugin has hooks): the upgrade's strings hooks see, and the question a
+ * plugin has not answered yet with the request waiting for it. */
+struct sc_wsplug {
+    char *peer, *origin, *cookie, *query;
+    char *meta;              /* on_connect's default meta, or NULL */
+    int reached;             /* plugins whose on_connect was called */
+    sc_plugin_req_t *hook;   /* the question pending, or NULL */
+    sc_plugin_req_t *passed; /* an answered one, while its request runs */
+    sc_request_t held;       /* the request waiting for `hook` */
+};
 
 /* One WebSocket connection. The writer's fields come first: the write
  * path touches them for every event. */
@@ -31,7 +44,8 @@ typedef struct sc_wsconn {
     /* the rate limit: a token bucket of requests (--rate-limit) */
     double rl_tokens;
     int64_t rl_last_us;
-    unsigned rl_refused; /* requests refused since the last one taken */
+    unsigned rl_refused;  /* requests refused since the last one taken */
+    struct sc_wsplug *px; /* plugins' state; NULL without hooks */
 } sc_wsconn_t;
 
 /* Requests refused in a row (the client did not slow down on `limit`
@@ -56,6 +70,63 @@ static sc_wsconn_t *conn_of_writer(sc_writer_t *w)
 static const char *sid(const sc_wsconn_t *c)
 {
     return c->info.session_id;
+}
+
+/* ---- plugins: the connection as hooks see it ----------------------------- */
+
+static void conn_view(const sc_wsconn_t *c, sc_plugin_conn_t *v)
+{
+    *v = (sc_plugin_conn_t){
+        .session_id = c->info.session_id,
+        .user_id = c->info.user_id,
+        .claims_json = c->has_claims ? c->claims.json : NULL,
+        .peer = c->px->peer,
+        .origin = c->px->origin,
+        .cookie = c->px->cookie,
+        .query = c->px->query,
+    };
+}
+
+/* The connection goes: the plugins that saw it connect hear it leave, and
+ * a question still pending is left to be freed when its answer comes. */
+static void plug_free(sc_wsconn_t *c)
+{
+    struct sc_wsplug *px = c->px;
+    if (!px)
+        return;
+    sc_plugin_conn_t v;
+    conn_view(c, &v);
+    sc_plugins_disconnect(c->svc->srv, px->reached, &v);
+    if (px->hook)
+        px->hook->conn = NULL;
+    sc_request_deinit(&px->held);
+    free(px->peer);
+    free(px->origin);
+    free(px->cookie);
+    free(px->query);
+    free(px->meta);
+    free(px);
+    c->px = NULL;
+}
+
+/* Copies what hooks see of the upgrade. Returns false without memory. */
+static bool plug_init(sc_wsconn_t *c, int fd, const sc_upgrade_req_t *u)
+{
+    struct sc_wsplug *px = calloc(1, sizeof *px);
+    if (!px)
+        return false;
+    c->px = px;
+    char peer[64];
+    sc_listen_peer(fd, peer, sizeof peer);
+    px->peer = strdup(peer);
+    bool ok = px->peer != NULL;
+    if (u && u->origin)
+        ok = ok && (px->origin = strndup(u->origin, u->origin_len)) != NULL;
+    if (u && u->cookie)
+        ok = ok && (px->cookie = strndup(u->cookie, u->cookie_len)) != NULL;
+    if (u && u->query)
+        ok = ok && (px->query = strndup(u->query, u->query_len)) != NULL;
+    return ok;
 }
 
 /* ---- lifetime ------------------------------------------------------------ */
@@ -89,6 +160,7 @@ static void conn_destroy(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
     sc_log(SC_LOG_DEBUG, "session %s disconnected", sid(c));
+    plug_free(c);
     for (size_t i = 0; i < c->subs.n; i++)
         sc_sub_destroy(c->subs.v[i]);
     free(c->subs.v);
@@ -122,6 +194,97 @@ static void reply_error(sc_wsconn_t *c, const char *id_json, enum sc_errc code,
     sc_stats_error(&c->svc->stats, code);
     sc_proto_enc_error(&c->svc->scratch, id_json, sc_errc_name(code), message);
     reply(c);
+}
+
+/* ---- plugins: asking the hooks --------------------------------------------
+ */
+
+static const int kind_hook[] = {
+    [SC_PLUGIN_REQ_CONNECT] = SC_HOOK_CONNECT,
+    [SC_PLUGIN_REQ_SUBSCRIBE] = SC_HOOK_SUBSCRIBE,
+    [SC_PLUGIN_REQ_PRESENCE] = SC_HOOK_SUBSCRIBE,
+    [SC_PLUGIN_REQ_EMIT] = SC_HOOK_EMIT,
+};
+
+/* Asks the hooks about `req` (NULL for a connect), from plugin r->at on.
+ * PENDING: c waits for the answer (c->px->hook = r) and reads nothing. */
+static int ask(sc_wsconn_t *c, sc_plugin_req_t *r, const sc_request_t *req)
+{
+    sc_plugin_conn_t v;
+    conn_view(c, &v);
+    sc_plugin_emit_t e = {0};
+    if (req && req->op == SC_OP_EMIT)
+        e = (sc_plugin_emit_t){.scope = req->scope,
+                               .paths = (const char *const *)req->paths,
+                               .npaths = req->npaths,
+                               .data_json =
+                                   req->has_data ? req->data_json : NULL,
+                               .audience = (const char *const *)req->audience,
+                               .naudience = req->naudience,
+                               .has_audience = req->has_audience};
+    int verdict =
+        sc_plugins_ask(c->svc->srv, r, &v, req ? req->scope : NULL, &e);
+    if (verdict == SC_PLUGIN_PENDING) {
+        c->px->hook = r;
+        sc_wsio_pause(&c->io);
+    }
+    return verdict;
+}
+
+/* A denial's message: the plugin's reason, or which plugin denied. */
+static void deny_reason(const sc_wsconn_t *c, int at, const char *reason,
+                        char *out, size_t len)
+{
+    if (reason && *reason)
+        snprintf(out, len, "%s", reason);
+    else
+        snprintf(out, len, "denied by plugin %s",
+                 sc_plugins_name(c->svc->srv, at));
+}
+
+/* The plugins' word on a request of `kind` that passed the server's own
+ * rules. Returns true when it may run now; *rout is the answered question
+ * (for an emit's new data), given back with gate_done. False: it was
+ * denied (answered here), or it waits for a plugin's answer (moved into
+ * c->px->held; *req is left empty). */
+static bool gate(sc_wsconn_t *c, sc_request_t *req, int kind,
+                 sc_plugin_req_t **rout)
+{
+    *rout = NULL;
+    if (!(sc_plugins_hooks(c->svc->srv) & (unsigned)kind_hook[kind]) || !c->px)
+        return true;
+    if (c->px->passed) { /* the answer came: the request runs again */
+        *rout = c->px->passed;
+        return true;
+    }
+    sc_plugin_req_t *r = sc_plugin_req_new(c->svc, kind, c);
+    if (!r) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return false;
+    }
+    switch (ask(c, r, req)) {
+    case SC_PLUGIN_ALLOW:
+        *rout = r;
+        return true;
+    case SC_PLUGIN_PENDING:
+        c->px->held = *req; /* it runs when the answer comes */
+        memset(req, 0, sizeof *req);
+        return false;
+    default: {
+        char why[SC_PLUGIN_REASON_MAX + 64];
+        deny_reason(c, r->at, r->reason, why, sizeof why);
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN, why);
+        sc_plugin_req_free(r);
+        return false;
+    }
+    }
+}
+
+/* Gives back what gate handed out (the host frees a resumed question). */
+static void gate_done(sc_wsconn_t *c, sc_plugin_req_t *r)
+{
+    if (r && r != c->px->passed)
+        sc_plugin_req_free(r);
 }
 
 /* ---- subscriptions ------------------------------------------------------- */
@@ -231,7 +394,7 @@ static bool meta_fits(sc_wsconn_t *c, const sc_request_t *req, size_t len)
     return true;
 }
 
-static void op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
+static void op_subscribe(sc_wsconn_t *c, sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
     sc_server_t *srv = svc->srv;
@@ -255,15 +418,22 @@ static void op_subscribe(sc_wsconn_t *c, const sc_request_t *req)
                     "too many subscriptions on this connection");
         return;
     }
-    size_t meta_len = req->meta_json ? strlen(req->meta_json) : 0;
+    const char *meta = req->meta_json
+                           ? req->meta_json
+                           : (c->px ? c->px->meta : NULL); /* a plugin's */
+    size_t meta_len = meta ? strlen(meta) : 0;
     if (!meta_fits(c, req, meta_len))
         return;
+    sc_plugin_req_t *r;
+    if (!gate(c, req, SC_PLUGIN_REQ_SUBSCRIBE, &r))
+        return;
+    gate_done(c, r);
     if (!subs_reserve(&c->subs)) {
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
     sc_conn_t info = c->info; /* borrowed fields; the bus copies them */
-    info.meta = req->meta_json;
+    info.meta = (char *)meta;
     info.meta_len = meta_len;
     sc_sub_opts_t opts = {.conn = &info,
                           .echo = req->echo,
@@ -290,7 +460,7 @@ static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
     reply(c);
 }
 
-static void op_emit(sc_wsconn_t *c, const sc_request_t *req)
+static void op_emit(sc_wsconn_t *c, sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
     bool allowed = c->has_claims ? sc_auth_emit_allowed(&c->claims, req->scope)
@@ -301,10 +471,20 @@ static void op_emit(sc_wsconn_t *c, const sc_request_t *req)
                     "emit: not allowed for this connection");
         return;
     }
+    sc_plugin_req_t *r;
+    if (!gate(c, req, SC_PLUGIN_REQ_EMIT, &r))
+        return;
     sc_emit_t e;
     sc_request_to_emit(req, sid(c), &e);
+    if (r && r->data_set) { /* a plugin changed the data */
+        e.payload = r->data;
+        e.payload_len = r->data ? strlen(r->data) : 0;
+        e.has_payload = r->data != NULL;
+    }
     uint64_t seq = 0;
-    if (sc_bus_emit(svc->srv->bus, &e, &seq) != SC_OK) {
+    int rc = sc_bus_emit(svc->srv->bus, &e, &seq);
+    gate_done(c, r);
+    if (rc != SC_OK) {
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
@@ -398,6 +578,47 @@ static bool rate_ok(sc_wsconn_t *c, const char *id_json)
     return false;
 }
 
+static void op_presence(sc_wsconn_t *c, sc_request_t *req)
+{
+    if (!scope_allowed(c, req->scope)) {
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "scope: not allowed by the token");
+        return;
+    }
+    sc_plugin_req_t *r;
+    if (!gate(c, req, SC_PLUGIN_REQ_PRESENCE, &r))
+        return;
+    gate_done(c, r);
+    reply_presence_list(c, req, false, 0);
+}
+
+/* Runs a decoded request (it may be moved into c->px->held to wait for a
+ * plugin's answer). */
+static void dispatch(sc_wsconn_t *c, sc_request_t *req)
+{
+    switch (req->op) {
+    case SC_OP_SUBSCRIBE:
+        op_subscribe(c, req);
+        break;
+    case SC_OP_UNSUBSCRIBE:
+        op_unsubscribe(c, req);
+        break;
+    case SC_OP_EMIT:
+        op_emit(c, req);
+        break;
+    case SC_OP_PRESENCE:
+        op_presence(c, req);
+        break;
+    case SC_OP_PING:
+        sc_proto_enc_pong(&c->svc->scratch, req->id_json);
+        reply(c);
+        break;
+    case SC_OP_REFRESH:
+        op_refresh(c, req);
+        break;
+    }
+}
+
 /* One whole, valid UTF-8 text message from the client. */
 static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
 {
@@ -422,32 +643,8 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
         sc_proto_err_deinit(&err);
         return;
     }
-    switch (req.op) {
-    case SC_OP_SUBSCRIBE:
-        op_subscribe(c, &req);
-        break;
-    case SC_OP_UNSUBSCRIBE:
-        op_unsubscribe(c, &req);
-        break;
-    case SC_OP_EMIT:
-        op_emit(c, &req);
-        break;
-    case SC_OP_PRESENCE:
-        if (!scope_allowed(c, req.scope))
-            reply_error(c, req.id_json, SC_ERRC_FORBIDDEN,
-                        "scope: not allowed by the token");
-        else
-            reply_presence_list(c, &req, false, 0);
-        break;
-    case SC_OP_PING:
-        sc_proto_enc_pong(&c->svc->scratch, req.id_json);
-        reply(c);
-        break;
-    case SC_OP_REFRESH:
-        op_refresh(c, &req);
-        break;
-    }
-    sc_request_deinit(&req);
+    dispatch(c, &req);
+    sc_request_deinit(&req); /* empty when it waits for a plugin */
 }
 
 /* ---- the transport's callbacks ------------------------------------------- */
@@ -456,13 +653,16 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
  * sends faster than it reads is slowed, not closed). */
 static int request_done(sc_wsconn_t *c)
 {
+    if (c->px && c->px->hook)
+        return SC_WSIO_PAUSE; /* later requests wait for a plugin's answer */
     return sc_writer_ctl_backlog(&c->out) > SC_CTL_PAUSE ? SC_WSIO_PAUSE : 0;
 }
 
 /* After a write: read again once the replies are down. */
 static void maybe_resume(sc_wsconn_t *c)
 {
-    if (c->io.paused && sc_writer_ctl_backlog(&c->out) <= SC_CTL_RESUME)
+    if (c->io.paused && !(c->px && c->px->hook) &&
+        sc_writer_ctl_backlog(&c->out) <= SC_CTL_RESUME)
         sc_wsio_resume(&c->io);
 }
 
@@ -549,7 +749,146 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
     return true;
 }
 
-bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip)
+static void welcome(sc_wsconn_t *c)
+{
+    sc_svc_t *svc = c->svc;
+    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid(c),
+           c->info.user_id ? c->info.user_id : "-");
+    sc_proto_enc_welcome(&svc->scratch, sid(c), c->info.user_id,
+                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize,
+                         svc->srv->cfg->max_message);
+    reply(c);
+}
+
+/* ---- plugins: answers ---------------------------------------------------- */
+
+/* The connect hooks allowed c: their user and meta apply, then welcome. */
+static void connect_allowed(sc_wsconn_t *c, sc_plugin_req_t *r)
+{
+    if (r->user_set) {
+        sc_conn_t info;
+        if (sc_conn_init(&info, c->info.session_id, r->user,
+                         c->info.connected_at, NULL, 0) == SC_OK) {
+            sc_conn_deinit(&c->info);
+            c->info = info;
+        }
+    }
+    if (r->meta) {
+        free(c->px->meta);
+        c->px->meta = r->meta;
+        r->meta = NULL;
+    }
+    welcome(c);
+}
+
+/* A plugin refused c (or did not answer in time): forbidden, close 4403. */
+static void connect_denied(sc_wsconn_t *c, const char *why)
+{
+    sc_log_limited(&c->svc->client_log, sc_now_us(), SC_LOG_INFO,
+                   "refused a WebSocket from %s: %s (close 4403)", c->px->peer,
+                   why);
+    reply_error(c, NULL, SC_ERRC_FORBIDDEN, why);
+    sc_writer_close_after(c->svc, &c->out, SC_CLOSE_FORBIDDEN, 0);
+}
+
+/* The hooks have decided about c's question (r: its req when the plugins
+ * answered, NULL when the answer did not come in time): the connection or
+ * the held request goes on or is refused, and c reads again. */
+static void hook_finish(sc_wsconn_t *c, int kind, sc_plugin_req_t *r,
+                        int verdict, const char *why)
+{
+    struct sc_wsplug *px = c->px;
+    if (kind == SC_PLUGIN_REQ_CONNECT) {
+        if (verdict == SC_PLUGIN_ALLOW)
+            connect_allowed(c, r);
+        else
+            connect_denied(c, why);
+    } else {
+        if (verdict == SC_PLUGIN_ALLOW) {
+            px->passed = r;
+            dispatch(c, &px->held);
+            px->passed = NULL;
+        } else {
+            reply_error(c, px->held.id_json, SC_ERRC_FORBIDDEN, why);
+        }
+        sc_request_deinit(&px->held);
+    }
+    maybe_resume(c);
+}
+
+/* The resumed callback (plugin.h): a plugin answered c's question. */
+static bool hook_resumed(sc_svc_t *svc, sc_plugin_req_t *r)
+{
+    sc_wsconn_t *c = r->conn;
+    (void)svc;
+    c->px->hook = NULL;
+    int verdict = r->verdict;
+    if (verdict == SC_PLUGIN_ALLOW) {
+        r->at++;
+        verdict =
+            ask(c, r, r->kind == SC_PLUGIN_REQ_CONNECT ? NULL : &c->px->held);
+        if (verdict == SC_PLUGIN_PENDING)
+            return true; /* the next plugin holds it now */
+    }
+    if (r->kind == SC_PLUGIN_REQ_CONNECT)
+        c->px->reached = r->at + 1 < sc_plugins_count(svc->srv)
+                             ? r->at + 1
+                             : sc_plugins_count(svc->srv);
+    char why[SC_PLUGIN_REASON_MAX + 64] = "";
+    if (verdict != SC_PLUGIN_ALLOW)
+        deny_reason(c, r->at, r->reason, why, sizeof why);
+    hook_finish(c, r->kind, r, verdict, why);
+    return false;
+}
+
+/* A question not answered within SC_PLUGIN_TIMEOUT_US counts as denied;
+ * its req stays with the plugin (freed when it answers). */
+static void hook_timeout(sc_wsconn_t *c)
+{
+    sc_plugin_req_t *r = c->px->hook;
+    int kind = r->kind, at = r->at;
+    r->conn = NULL;
+    c->px->hook = NULL;
+    if (kind == SC_PLUGIN_REQ_CONNECT)
+        c->px->reached = at + 1;
+    char why[160];
+    snprintf(why, sizeof why, "plugin %s did not answer within %d s",
+             sc_plugins_name(c->svc->srv, at),
+             (int)(SC_PLUGIN_TIMEOUT_US / SC_US_PER_SEC));
+    sc_log_limited(&c->svc->client_log, sc_now_us(), SC_LOG_WARN,
+                   "session %s: %s", sid(c), why);
+    hook_finish(c, kind, NULL, SC_PLUGIN_DENY, why);
+}
+
+/* Opens c to the plugins: their connect hooks decide whether it gets its
+ * welcome. Returns false without memory. */
+static bool plug_open(sc_wsconn_t *c, int fd, const sc_upgrade_req_t *u)
+{
+    unsigned hooks = sc_plugins_hooks(c->svc->srv);
+    if (!plug_init(c, fd, u))
+        return false;
+    if (!(hooks & SC_HOOK_CONNECT)) {
+        welcome(c);
+        return true;
+    }
+    sc_plugin_req_t *r = sc_plugin_req_new(c->svc, SC_PLUGIN_REQ_CONNECT, c);
+    if (!r)
+        return false;
+    int verdict = ask(c, r, NULL);
+    if (verdict == SC_PLUGIN_PENDING)
+        return true; /* the welcome waits for the answer */
+    int n = sc_plugins_count(c->svc->srv);
+    c->px->reached = r->at + 1 < n ? r->at + 1 : n;
+    char why[SC_PLUGIN_REASON_MAX + 64] = "";
+    if (verdict != SC_PLUGIN_ALLOW)
+        deny_reason(c, r->at, r->reason, why, sizeof why);
+    hook_finish(c, SC_PLUGIN_REQ_CONNECT, r, verdict, why);
+    sc_plugin_req_free(r);
+    return true;
+}
+
+bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip,
+                const sc_upgrade_req_t *u)
 {
     char id[17], why[160];
     sc_wsconn_t *c = calloc(1, sizeof *c);
@@ -587,12 +926,14 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip)
         sc_writer_close_after(svc, &c->out, SC_CLOSE_UNAUTHORIZED, 0);
         return true;
     }
-    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", id,
-           c->info.user_id ? c->info.user_id : "-");
-    sc_proto_enc_welcome(&svc->scratch, id, c->info.user_id,
-                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize,
-                         svc->srv->cfg->max_message);
-    reply(c);
+    if (sc_plugins_hooks(svc->srv)) {
+        if (!plug_open(c, fd, u)) {
+            reply_error(c, NULL, SC_ERRC_INTERNAL, "out of memory");
+            sc_writer_close_after(svc, &c->out, SC_CLOSE_GOING_AWAY, 0);
+        }
+        return true;
+    }
+    welcome(c);
     return true;
 }
 
@@ -614,12 +955,15 @@ int sc_ws_thread_create(sc_svc_t *svc)
                               .max_message = svc->srv->cfg->max_message,
                               .cbs = &io_cbs};
     svc->ws = wt;
+    if (sc_plugins_thread_create(svc, hook_resumed) != SC_OK)
+        return SC_ENOMEM;
     return sc_writer_thread_create(svc);
 }
 
 void sc_ws_thread_destroy(sc_svc_t *svc)
 {
     sc_writer_thread_destroy(svc);
+    sc_plugins_thread_destroy(svc);
     free(svc->ws);
     svc->ws = NULL;
 }
@@ -677,6 +1021,12 @@ void sc_ws_tick(sc_svc_t *svc, int64_t now)
         }
         if (sc_writer_closing(&c->out))
             continue;
+        if (c->px && c->px->hook) {
+            /* waiting for a plugin, not reading: no heartbeat verdict */
+            if (now >= c->px->hook->deadline_us)
+                hook_timeout(c);
+            continue;
+        }
         if (c->has_claims && c->claims.has_exp && wall >= c->claims.exp) {
             token_expired(c, now);
             continue;

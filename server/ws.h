@@ -18,6 +18,7 @@
 #define SC_SERVER_WS_H
 
 #include "svc.h"
+#include "upgrade_head.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,10 +36,14 @@ void sc_ws_thread_enter(sc_svc_t *svc);
 /* A connection whose 101 has been sent: takes `fd` and its address's count
  * `ip` (admit.h; may be NULL; given back when the connection is freed),
  * authenticates `token` (owned, freed here, may be NULL) and queues the
- * welcome, or the unauthorized error and close 4401. Returns true, or
+ * welcome, or the unauthorized error and close 4401. With plugins'
+ * connect hooks, they decide first (the welcome, or forbidden and close
+ * 4403); they see the upgrade's Origin, Cookie and query from `u`
+ * (borrowed for the call). Returns true, or
  * false when out of memory (fd and ip untouched: the caller closes and
  * gives back). */
-bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip);
+bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip,
+                const sc_upgrade_req_t *u);
 
 /* Writes every connection on the pending list (before the loop sleeps and
  * when another thread woke the loop). */

@@ -58,6 +58,14 @@ void sc_wsio_resume(sc_wsio_t *io)
         ev_feed_event(env_of(io)->loop, &io->watcher, EV_READ);
 }
 
+void sc_wsio_pause(sc_wsio_t *io)
+{
+    if (io->paused || io->discard || io->fd < 0)
+        return;
+    io->paused = true;
+    arm(io);
+}
+
 ssize_t sc_wsio_send(sc_wsio_t *io, const void *data, size_t n)
 {
     const uint8_t *p = data;

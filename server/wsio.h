@@ -97,6 +97,10 @@ void sc_wsio_want_write(sc_wsio_t *io, bool on);
  * this call). No-op when not paused. Thread: service. */
 void sc_wsio_resume(sc_wsio_t *io);
 
+/* Stops reading until sc_wsio_resume(), as an SC_WSIO_PAUSE does, from
+ * outside a callback (a connection waiting for a plugin's verdict). What
+ * the client sends meanwhile waits in the socket. Thread: service. */
+void sc_wsio_pause(sc_wsio_t *io);
 /* Closing has begun: input from now on is read and dropped (a pause ends),
  * and no more callbacks but on_writable and on_gone come. Thread:
  * service. */

@@ -138,7 +138,7 @@ typedef struct sc_plugin_emit {
     const char *scope;        /* required */
     const char *const *paths; /* npaths strings; may be 0 */
     size_t npaths;
-    const char *data_json; /* one JSON value, or NULL for none */
+    const char *data_json;       /* one JSON value, or NULL for none */
     const char *const *audience; /* user ids, used when has_audience */
     size_t naudience;
     bool has_audience; /* false: everyone; true with 0 ids: nobody */
@@ -147,13 +147,13 @@ typedef struct sc_plugin_emit {
 /* One push a plugin subscription receives. */
 typedef struct sc_plugin_event {
     const char *scope;
-    uint64_t seq;      /* the event's seq; 0 for join/leave */
-    const char *json;  /* the push exactly as a WebSocket client gets it
-                          (docs/PROTOCOL.md), `len` bytes, not
-                          NUL-terminated */
+    uint64_t seq;     /* the event's seq; 0 for join/leave */
+    const char *json; /* the push exactly as a WebSocket client gets it
+                         (docs/PROTOCOL.md), `len` bytes, not
+                         NUL-terminated */
     size_t len;
-    uint32_t dropped;  /* pushes dropped for this subscription (its queue
-                          was full) right before this one */
+    uint32_t dropped; /* pushes dropped for this subscription (its queue
+                         was full) right before this one */
 } sc_plugin_event_t;
 
 typedef void (*sc_plugin_event_fn)(void *ud, const sc_plugin_event_t *ev);
@@ -280,8 +280,9 @@ void sc_host_watch_stop(sc_plugin_watch_t *w);
  * SC_PLUGIN_SUB_PRESENCE to get join/leave too. Returns 0 with *out, or -1.
  * Thread: plugin loop. */
 int sc_host_subscribe(sc_host_t *host, const char *scope, unsigned flags,
-                      sc_plugin_event_fn on_event, sc_plugin_closed_fn on_closed,
-                      void *ud, sc_plugin_sub_t **out);
+                      sc_plugin_event_fn on_event,
+                      sc_plugin_closed_fn on_closed, void *ud,
+                      sc_plugin_sub_t **out);
 /* Ends and frees a subscription (no callback afterwards). NULL is a no-op.
  * Thread: plugin loop. */
 void sc_host_unsubscribe(sc_plugin_sub_t *sub);

@@ -620,6 +620,19 @@ static void test_parse_reports_origin_and_host(void **state)
     n = head(b, sizeof(b), "/ws", "");
     assert_int_equal(sc_upgrade_parse(b, n, &req, &ref), SC_OK);
     assert_null(req.origin);
+    assert_null(req.cookie);
+}
+
+static void test_parse_reports_the_first_cookie_header(void **state)
+{
+    char b[1024];
+    sc_upgrade_req_t req;
+    sc_http_refusal_t ref;
+    size_t n = head(b, sizeof(b), "/ws",
+                    "cookie:  sid=abc; theme=dark \r\nCookie: sid=evil\r\n");
+    assert_int_equal(sc_upgrade_parse(b, n, &req, &ref), SC_OK);
+    assert_int_equal(req.cookie_len, 19);
+    assert_memory_equal(req.cookie, "sid=abc; theme=dark", 19);
 }
 
 static void test_token_length_is_capped_on_the_raw_value(void **state)
@@ -724,6 +737,7 @@ int main(void)
             test_parse_combines_subprotocol_headers_and_takes_absolute_form),
         cmocka_unit_test(test_token_length_is_capped_on_the_raw_value),
         cmocka_unit_test(test_token_out_of_memory_is_null),
+        cmocka_unit_test(test_parse_reports_the_first_cookie_header),
         cmocka_unit_test(test_accept_answers_the_rfc6455_sample_key),
         cmocka_unit_test(test_accept_names_the_subprotocol_when_offered),
         cmocka_unit_test(test_accept_returns_0_when_it_does_not_fit),
