@@ -26,7 +26,6 @@
 #include "wsframe.h"
 
 #include <dlfcn.h>
-#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -683,40 +682,38 @@ void sc_host_unsubscribe(sc_plugin_sub_t *s)
 
 /* ---- loading ------------------------------------------------------------- */
 
-/* Splits "PATH[:JSON]" at the first ':' that a '{' follows (a path may
- * hold ':'). *path is malloc'd; *config points into spec, or at "{}". */
+/* Splits "PATH[:JSON]" at the first ':' that a JSON object or array
+ * follows (spaces allowed between; a path may hold ':'). *path is
+ * malloc'd; *config points into spec, or at "{}". */
 static int split_spec(const char *spec, char **path, const char **config)
 {
     const char *c = spec;
-    while ((c = strchr(c, ':')) != NULL && c[1] != '{')
+    while ((c = strchr(c, ':')) != NULL) {
+        const char *j = c + 1 + strspn(c + 1, " \t");
+        if (*j == '{' || *j == '[')
+            break;
         c++;
+    }
     *path = c ? strndup(spec, (size_t)(c - spec)) : strdup(spec);
     *config = c ? c + 1 : "{}";
     return *path ? SC_OK : SC_ENOMEM;
 }
 
-/* The configuration must be one JSON object; plugins get it as text. */
+/* The configuration must be one JSON object, under the protocol's strict
+ * rules; plugins get it as text. */
 static bool config_is_object(const char *text, char *why, size_t whylen)
 {
-    json_tokener *tok = json_tokener_new();
-    if (!tok) {
-        snprintf(why, whylen, "out of memory");
-        return false;
-    }
-    json_object *o = json_tokener_parse_ex(tok, text, (int)strlen(text));
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    bool ok = e == json_tokener_success &&
-              json_object_is_type(o, json_type_object) &&
-              text[end + strspn(text + end, " \t\r\n")] == '\0';
-    if (!ok)
-        snprintf(why, whylen, "%s",
-                 e != json_tokener_success ? json_tokener_error_desc(e)
-                 : json_object_is_type(o, json_type_object)
-                     ? "trailing data after the object"
-                     : "not a JSON object");
-    json_object_put(o);
+    sc_proto_err_t err;
+    char *v = NULL;
+    int rc = sc_proto_json_value(text, strlen(text), &v, &err);
+    bool ok = rc == SC_OK && v[0] == '{';
+    if (rc != SC_OK)
+        snprintf(why, whylen, "%s", err.message);
+    else if (!ok)
+        snprintf(why, whylen, "not a JSON object");
+    if (rc != SC_OK)
+        sc_proto_err_deinit(&err);
+    free(v);
     return ok;
 }
 

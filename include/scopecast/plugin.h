@@ -188,6 +188,10 @@ typedef struct sc_plugin {
     void (*on_disconnect)(void *state, const sc_plugin_conn_t *conn);
 } sc_plugin_t;
 
+/* The descriptor every plugin defines (declared here so that compilers
+ * checking for undeclared globals see it declared). */
+extern SC_PLUGIN_EXPORT const sc_plugin_t scopecast_plugin;
+
 /* ---- events and scopes: any thread ---------------------------------- */
 
 /* Emits an event, as POST /api/emit does (the event has no origin). Never
