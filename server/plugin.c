@@ -33,8 +33,6 @@
 
 /* Pushes one plugin subscription delivers per loop pass. */
 #define SUB_BATCH 256
-/* Most paths a plugin's emit may carry (as many as an HTTP emit may). */
-#define EMIT_MAX_PATHS 10000
 
 struct sc_plugin_timer {
     ev_timer w;
@@ -364,7 +362,7 @@ int sc_host_emit(sc_host_t *host, const sc_plugin_emit_t *pe, uint64_t *seq)
         *seq = 0;
     if (!host || !pe || !pe->scope ||
         !sc_proto_scope_valid(pe->scope, strlen(pe->scope)) ||
-        pe->npaths > EMIT_MAX_PATHS || (pe->npaths && !pe->paths) ||
+        pe->npaths > SC_PLUGIN_MAX_PATHS || (pe->npaths && !pe->paths) ||
         (pe->naudience && !pe->audience))
         return -1;
     for (size_t i = 0; i < pe->npaths; i++)
@@ -423,6 +421,18 @@ size_t sc_host_close_user(sc_host_t *host, const char *user_id,
     if (!user_id)
         return 0;
     return sc_bus_close_user(host->all->srv->bus, user_id, scope);
+}
+
+bool sc_host_scope_valid(const char *scope)
+{
+    return scope && sc_proto_scope_valid(scope, strlen(scope));
+}
+
+bool sc_host_json_valid(const char *json)
+{
+    char *v = json ? json_value(json) : NULL;
+    free(v);
+    return v != NULL;
 }
 
 void sc_host_free(void *p)

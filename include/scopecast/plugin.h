@@ -110,6 +110,9 @@ enum sc_plugin_req_kind {
 #define SC_PLUGIN_READ 1u
 #define SC_PLUGIN_WRITE 2u
 
+/* Most paths one sc_host_emit may carry. */
+#define SC_PLUGIN_MAX_PATHS 10000
+
 /* sc_host_subscribe flags. */
 #define SC_PLUGIN_SUB_PRESENCE 1u /* also receive join/leave pushes */
 
@@ -195,10 +198,13 @@ extern SC_PLUGIN_EXPORT const sc_plugin_t scopecast_plugin;
 /* ---- events and scopes: any thread ---------------------------------- */
 
 /* Emits an event, as POST /api/emit does (the event has no origin). Never
- * blocks on a subscriber. *seq (optional) receives the seq assigned, 0
- * when the scope has no subscribers. Returns 0; -1 for a missing or
- * invalid scope, data that is not one JSON value, too many paths, or no
- * memory (nothing emitted). Thread: any. */
+ * blocks on a subscriber. The data is re-serialised (same value, compact
+ * text); paths are a set (sorted, de-duplicated). *seq (optional) receives
+ * the seq assigned, 0 when the scope has no subscribers. Returns 0; -1 for
+ * a missing or invalid scope (sc_host_scope_valid), data that is not one
+ * JSON value (sc_host_json_valid), more than SC_PLUGIN_MAX_PATHS paths, a
+ * NULL path or audience entry, or no memory: nothing was emitted.
+ * Thread: any. */
 int sc_host_emit(sc_host_t *host, const sc_plugin_emit_t *e, uint64_t *seq);
 
 /* The scope's presence as GET /api/presence answers it (a JSON object with
@@ -215,11 +221,21 @@ size_t sc_host_close_scope(sc_host_t *host, const char *scope);
 size_t sc_host_close_user(sc_host_t *host, const char *user_id,
                           const char *scope);
 
+/* Whether `scope` is a valid scope name (docs/PROTOCOL.md, "Scopes":
+ * 1-200 printable ASCII characters without spaces). Thread: any. */
+bool sc_host_scope_valid(const char *scope);
+
+/* Whether `json` is exactly one JSON value under the server's strict rules
+ * (RFC 8259: no single quotes, NaN or comments; nesting up to 64), as data
+ * and meta must be. Thread: any. */
+bool sc_host_json_valid(const char *json);
+
 /* Frees what sc_host_presence returned. NULL is a no-op. Thread: any. */
 void sc_host_free(void *p);
 
 /* Writes a line to the server's log, prefixed with the plugin's name.
  * Thread: any. */
+/* (`host` NULL is allowed: the line then names no plugin.) */
 void sc_host_log(sc_host_t *host, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -262,7 +278,8 @@ int sc_host_req_set_data(sc_plugin_req_t *req, const char *data_json);
 int sc_host_timer_start(sc_host_t *host, double after, double repeat,
                         sc_plugin_timer_fn fn, void *ud,
                         sc_plugin_timer_t **out);
-/* Stops and frees a timer. NULL is a no-op. Thread: plugin loop. */
+/* Stops and frees a timer; also from inside its own callback (how a
+ * one-shot timer is given back). NULL is a no-op. Thread: plugin loop. */
 void sc_host_timer_stop(sc_plugin_timer_t *t);
 
 /* Calls fn(ud, fd, events) when `fd` is readable and/or writable (events:
@@ -273,8 +290,8 @@ int sc_host_watch_start(sc_host_t *host, int fd, unsigned events,
                         sc_plugin_watch_t **out);
 /* Changes what a watch waits for (0 pauses it). Thread: plugin loop. */
 void sc_host_watch_set(sc_plugin_watch_t *w, unsigned events);
-/* Stops and frees a watch (before the plugin closes the fd). NULL is a
- * no-op. Thread: plugin loop. */
+/* Stops and frees a watch (before the plugin closes the fd); also from
+ * inside its own callback. NULL is a no-op. Thread: plugin loop. */
 void sc_host_watch_stop(sc_plugin_watch_t *w);
 
 /* Subscribes inside the server: on_event(ud, ev) runs on the plugin loop
@@ -287,8 +304,9 @@ int sc_host_subscribe(sc_host_t *host, const char *scope, unsigned flags,
                       sc_plugin_event_fn on_event,
                       sc_plugin_closed_fn on_closed, void *ud,
                       sc_plugin_sub_t **out);
-/* Ends and frees a subscription (no callback afterwards). NULL is a no-op.
- * Thread: plugin loop. */
+/* Ends and frees a subscription (no callback afterwards); also from
+ * inside any subscription's callback. NULL is a no-op. Thread: plugin
+ * loop. */
 void sc_host_unsubscribe(sc_plugin_sub_t *sub);
 
 #ifdef __cplusplus
