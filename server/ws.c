@@ -762,6 +762,15 @@ static void welcome(sc_wsconn_t *c)
 
 /* ---- plugins: answers ---------------------------------------------------- */
 
+/* The connect question ended at plugin `at` (the one that denied or did
+ * not answer; the count of plugins when all allowed): the plugins up to
+ * it saw c connect, and they will hear it leave. */
+static void connect_reached(sc_wsconn_t *c, int at)
+{
+    int n = sc_plugins_count(c->svc->srv);
+    c->px->reached = at + 1 < n ? at + 1 : n;
+}
+
 /* The connect hooks allowed c: their user and meta apply, then welcome. */
 static void connect_allowed(sc_wsconn_t *c, sc_plugin_req_t *r)
 {
@@ -831,9 +840,7 @@ static bool hook_resumed(sc_svc_t *svc, sc_plugin_req_t *r)
             return true; /* the next plugin holds it now */
     }
     if (r->kind == SC_PLUGIN_REQ_CONNECT)
-        c->px->reached = r->at + 1 < sc_plugins_count(svc->srv)
-                             ? r->at + 1
-                             : sc_plugins_count(svc->srv);
+        connect_reached(c, r->at);
     char why[SC_PLUGIN_REASON_MAX + 64] = "";
     if (verdict != SC_PLUGIN_ALLOW)
         deny_reason(c, r->at, r->reason, why, sizeof why);
@@ -850,7 +857,7 @@ static void hook_timeout(sc_wsconn_t *c)
     r->conn = NULL;
     c->px->hook = NULL;
     if (kind == SC_PLUGIN_REQ_CONNECT)
-        c->px->reached = at + 1;
+        connect_reached(c, at);
     char why[160];
     snprintf(why, sizeof why, "plugin %s did not answer within %d s",
              sc_plugins_name(c->svc->srv, at),
@@ -877,8 +884,7 @@ static bool plug_open(sc_wsconn_t *c, int fd, const sc_upgrade_req_t *u)
     int verdict = ask(c, r, NULL);
     if (verdict == SC_PLUGIN_PENDING)
         return true; /* the welcome waits for the answer */
-    int n = sc_plugins_count(c->svc->srv);
-    c->px->reached = r->at + 1 < n ? r->at + 1 : n;
+    connect_reached(c, r->at);
     char why[SC_PLUGIN_REASON_MAX + 64] = "";
     if (verdict != SC_PLUGIN_ALLOW)
         deny_reason(c, r->at, r->reason, why, sizeof why);
