@@ -126,9 +126,19 @@ user=$(podman exec "$NAME-a" id -un)
 
 # --- run: a configured port: the health check follows it ------------------
 port2=$(free_port)
+# with the example plugins the image ships (their libraries, libpq
+# included, must be in the runtime stage; a plugin that fails stops the
+# server, and the health check with it)
+P=/opt/scopecast/lib/scopecast/plugins
+plugins='["'$P'/authz.so", "'$P'/fswatch.so:{\"dir\":\"/tmp\"}", "'$P'/pgnotify.so:{\"conninfo\":\"hostaddr=127.0.0.1 port=1\",\"channels\":[\"c\"]}", "'$P'/hello.so:{\"scope\":\"ticks\"}"]'
 prun -d --name "$NAME-b" -p "127.0.0.1:$port2:9000" \
-  -e SCOPECAST_PORT=9000 "$IMAGE" >/dev/null
-healthy "$NAME-b" || { log "FAILED: not healthy on SCOPECAST_PORT=9000"; exit 1; }
+  -e SCOPECAST_PORT=9000 -e SCOPECAST_PLUGIN="$plugins" "$IMAGE" >/dev/null
+healthy "$NAME-b" || { log "FAILED: not healthy on SCOPECAST_PORT=9000 with the plugins"; exit 1; }
+for p in authz fswatch pgnotify hello; do
+  podman logs "$NAME-b" 2>&1 | grep -q "plugin $p loaded" ||
+    { log "FAILED: plugin $p not loaded"; podman logs "$NAME-b" >&2; exit 1; }
+done
+log "the image's plugins load"
 /usr/bin/python3 -c 'import sys, urllib.request
 assert urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=5).read() == b"ok"' "$port2"
 log "healthy on SCOPECAST_PORT=9000"

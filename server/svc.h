@@ -59,11 +59,11 @@ struct sc_server {
     const char *jwt_secret; /* {const} cfg's, or the demo's generated one */
     char demo_secret[SC_AUTH_SECRET_LEN]; /* {const} */
     int listen_port;                      /* {const} the port actually bound */
-    _Atomic int *stop_flag; /* {atomic} set by the signal handler */
-    _Atomic bool draining;  /* {atomic} shutdown has begun */
+    _Atomic int *stop_flag;     /* {atomic} set by the signal handler */
+    _Atomic bool draining;      /* {atomic} shutdown has begun */
     struct sc_plugins *plugins; /* {const} plugin.c: loaded plugins */
-    sc_svc_t *svcs;         /* {const} nsvcs service threads */
-    int nsvcs;              /* {const} */
+    sc_svc_t *svcs;             /* {const} nsvcs service threads */
+    int nsvcs;                  /* {const} */
 };
 
 struct sc_svc {
