@@ -367,6 +367,44 @@ class Hooks(ScopecastTestCase):
         self.assertIn(["mirror", "closed", "closed"], self.lines())
 
     @no_server
+    async def test_plugin_closes_users_and_scopes_and_reads_presence(self):
+        self.srv = self.start("--jwt-secret", JWT_SECRET, control="ctl")
+        alice = await self.client(token=token("alice"), name="alice")
+        bob = await self.client(token=token("bob"), name="bob")
+        watcher = await self.client(token=token("carol"), name="carol")
+        await watcher.subscribe("ctl:out")
+        for c in (alice, bob):
+            await c.subscribe("room", meta={"n": c.name})
+            await c.subscribe("hall")
+
+        async def ask(**data):
+            await self.srv.emit("ctl", data=data)
+            return (await watcher.wait("event", scope="ctl:out"))["data"]
+
+        p = await ask(presence="room")
+        self.assertEqual(p["scope"], "room")
+        self.assertEqual(sorted(m["user"] for m in p["presence"]), ["alice", "bob"])
+        self.assertEqual(await ask(presence="bad scope"), "invalid")
+        # close_user in one scope: alice's room subscription is kicked
+        self.assertEqual(await ask(close_user="alice", scope="room"), {"n": 1})
+        m = await alice.wait("closed", scope="room")
+        self.assertEqual(m["reason"], "kicked")
+        leave = await bob.wait("leave", scope="room")
+        self.assertEqual(leave["conn"]["user"], "alice")
+        self.assertEqual(leave["last"], True)
+        # close_user everywhere, then a whole scope
+        self.assertEqual(await ask(close_user="alice"), {"n": 1})
+        await alice.wait("closed", scope="hall")
+        self.assertEqual(await ask(close_scope="room"), {"n": 1})
+        m = await bob.wait("closed", scope="room")
+        self.assertEqual(m["reason"], "closed")
+        p = await ask(presence="room")
+        self.assertEqual(p["presence"], [])
+        # bob's other subscription is untouched
+        seq = await self.srv.emit("hall", data=1)
+        self.assertEqual((await bob.wait("event", scope="hall"))["seq"], seq)
+
+    @no_server
     async def test_tokens_claims_reach_the_hooks_and_rules_come_first(self):
         self.srv = self.start("--jwt-secret", JWT_SECRET, deny_prefix="secret:")
         c = await self.client(token=token("dave", scopes=["room*"]))

@@ -29,6 +29,11 @@
  *                         JSON as the data of an event in B
  *   "tick": {"scope": S, "ms": N}
  *                         a timer emits {"tick":k} into S every N ms
+ *   "control": S          a plugin subscription of S obeys the data of
+ *                         each event: {"close_user": U[, "scope": X]},
+ *                         {"close_scope": X}, {"presence": X} (answers
+ *                         with an event in "S:out" whose data is
+ *                         {"n": closed} or the presence JSON)
  *   "pipe_scope": S       a pipe watched on the loop: a timer writes a
  *                         byte every 100 ms; each read emits {"piped":k}
  *   "fail": TEXT          init fails with TEXT
@@ -79,6 +84,8 @@ struct ht {
     /* mirror, tick, pipe */
     char *mirror_from, *mirror_to;
     sc_plugin_sub_t *mirror_sub;
+    char *control, *control_out;
+    sc_plugin_sub_t *control_sub;
     char *tick_scope;
     long tick_n;
     sc_plugin_timer_t *tick_timer;
@@ -333,6 +340,43 @@ static void mirror_closed(void *ud, const char *reason)
     h->mirror_sub = NULL;
 }
 
+/* The data of a push of the control scope (ev->json is the whole push). */
+static void control_event(void *ud, const sc_plugin_event_t *ev)
+{
+    struct ht *h = ud;
+    char *text = strndup(ev->json, ev->len);
+    json_object *o = text ? json_tokener_parse(text) : NULL, *d, *v;
+    free(text);
+    if (!o || !json_object_object_get_ex(o, "data", &d)) {
+        json_object_put(o);
+        return;
+    }
+    char out[8192];
+    out[0] = '\0';
+    if (json_object_object_get_ex(d, "close_user", &v)) {
+        json_object *sc = NULL;
+        json_object_object_get_ex(d, "scope", &sc);
+        size_t n = sc_host_close_user(h->host, json_object_get_string(v),
+                                      sc ? json_object_get_string(sc) : NULL);
+        snprintf(out, sizeof out, "{\"n\":%zu}", n);
+    } else if (json_object_object_get_ex(d, "close_scope", &v)) {
+        size_t n = sc_host_close_scope(h->host, json_object_get_string(v));
+        snprintf(out, sizeof out, "{\"n\":%zu}", n);
+    } else if (json_object_object_get_ex(d, "presence", &v)) {
+        char *p = NULL;
+        if (sc_host_presence(h->host, json_object_get_string(v), &p) == 0)
+            snprintf(out, sizeof out, "%s", p);
+        else
+            snprintf(out, sizeof out, "\"invalid\"");
+        sc_host_free(p);
+    }
+    json_object_put(o);
+    if (out[0]) {
+        sc_plugin_emit_t e = {.scope = h->control_out, .data_json = out};
+        sc_host_emit(h->host, &e, NULL);
+    }
+}
+
 static void on_tick(void *ud)
 {
     struct ht *h = ud;
@@ -387,6 +431,8 @@ static void ht_free(struct ht *h)
     free(h->mirror_from);
     free(h->mirror_to);
     free(h->tick_scope);
+    free(h->control);
+    free(h->control_out);
     free(h->pipe_scope);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
@@ -412,6 +458,7 @@ static void shutdown_(void *state)
         free(d);
     }
     sc_host_unsubscribe(h->mirror_sub);
+    sc_host_unsubscribe(h->control_sub);
     sc_host_timer_stop(h->tick_timer);
     sc_host_timer_stop(h->pipe_timer);
     sc_host_watch_stop(h->pipe_watch);
@@ -506,6 +553,18 @@ static int init(sc_host_t *host, const char *config_json, void **state,
             sc_host_timer_start(host, ms / 1000.0, ms / 1000.0, on_tick, h,
                                 &h->tick_timer) != 0) {
             snprintf(err, errlen, "tick: cannot start");
+            goto fail;
+        }
+    }
+    h->control = str_of(cfg, "control");
+    if (h->control) {
+        size_t n = strlen(h->control) + 5;
+        h->control_out = malloc(n);
+        if (!h->control_out ||
+            (snprintf(h->control_out, n, "%s:out", h->control),
+             sc_host_subscribe(host, h->control, 0, control_event, NULL, h,
+                               &h->control_sub)) != 0) {
+            snprintf(err, errlen, "control: cannot subscribe");
             goto fail;
         }
     }
