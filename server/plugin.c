@@ -220,7 +220,10 @@ int sc_host_req_set_data(sc_plugin_req_t *req, const char *data_json)
 
 void sc_host_resume(sc_plugin_req_t *req, int verdict)
 {
-    struct sc_plugin_thread *pt = req->svc->plugin;
+    /* once queued, req may be freed by its thread at any moment: nothing
+     * of it is read after the unlock */
+    sc_svc_t *svc = req->svc;
+    struct sc_plugin_thread *pt = svc->plugin;
     req->verdict =
         verdict == SC_PLUGIN_ALLOW ? SC_PLUGIN_ALLOW : SC_PLUGIN_DENY;
     req->qnext = NULL;
@@ -231,7 +234,7 @@ void sc_host_resume(sc_plugin_req_t *req, int verdict)
         pt->head = req;
     pt->tail = req;
     pthread_mutex_unlock(&pt->mu);
-    ev_async_send(req->svc->loop, &pt->async);
+    ev_async_send(svc->loop, &pt->async);
 }
 
 /* The thread's answers came: each goes back to ws.c, or is freed when

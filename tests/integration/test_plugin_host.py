@@ -294,8 +294,14 @@ class Hooks(ScopecastTestCase):
         print(f"\n  ping RTT alone: median {p50b * 1000:.2f} ms; while 20 connections wait for "
               f"50 ms answers: median {p50d * 1000:.2f} ms, max {worst * 1000:.2f} ms", file=sys.stderr)
         # not delayed by the 50 ms waits: every ping far below one wait
-        self.assertLess(worst, 0.05 if not CONFIG.sanitized else 0.2, during)
-        self.assertLess(p50d, 0.025 if not CONFIG.sanitized else 0.1)
+        # (under a sanitizer, 9 in 10; its own pauses reach 0.2 s)
+        p90d = sorted(during)[89]
+        self.assertLess(p50d, 0.025, during)
+        if CONFIG.sanitized:
+            self.assertLess(p90d, 0.05, during)
+            self.assertLess(worst, 1.0, during)
+        else:
+            self.assertLess(worst, 0.05, during)
 
     @no_server
     async def test_plugin_thread_emitting_100k_per_second_loses_nothing(self):
