@@ -273,10 +273,11 @@ static void note_drops_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
 }
 
 /* Queues `ev` (a reference the caller keeps) to every subscriber of `sc`
- * that should get it. Caller holds the shard lock; nobody else may hold a
- * reference to `ev` yet. */
+ * that should get it, except `except` (NULL: none; an UPDATE's author).
+ * Caller holds the shard lock; nobody else may hold a reference to `ev`
+ * yet. */
 static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
-                          sc_event_t *ev, after_t *af)
+                          sc_event_t *ev, const sc_sub_t *except, after_t *af)
 {
     size_t n = sc->nsubs;
     uint32_t delivered = 0, drops = 0, cost = ev->_cost;
@@ -296,7 +297,7 @@ static void fanout_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
             __builtin_prefetch(a);
             __builtin_prefetch(&a->_queue._tailgap, 1);
         }
-        if (change ? !wants_change(sub, ev) : sub->_quiet)
+        if (change ? !wants_change(sub, ev) : sub->_quiet || sub == except)
             continue;
         sc_owner_t *o = sub->_owner;
         if (full || sc__owner_over_budget(o, cost)) {
@@ -380,7 +381,7 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
     }
     atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
     sc->seq++;
-    fanout_locked(bus, sh, sc, ev, &af);
+    fanout_locked(bus, sh, sc, ev, NULL, &af);
     pthread_mutex_unlock(&sh->lock);
 
     after_run(bus, &af);
@@ -498,7 +499,7 @@ static int attach_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
                 sc__strmap_remove(&sc->users, user);
             return SC_ENOMEM;
         }
-        fanout_locked(bus, sh, sc, join, af);
+        fanout_locked(bus, sh, sc, join, NULL, af);
         sc_event_unref(join);
     }
     if (user)
@@ -586,7 +587,7 @@ static bool leave_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
         SC_EVENT_LEAVE, sub->_scope_name, &sub->_conn, last);
     bool ok = leave && encode(bus, leave) == 0;
     if (ok)
-        fanout_locked(bus, sh, sc, leave, af);
+        fanout_locked(bus, sh, sc, leave, NULL, af);
     sc_event_unref(leave);
     return ok;
 }
@@ -610,6 +611,57 @@ void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub)
         sc__bus_logf(bus, SC_LOG_ERROR,
                      "out of memory: leave of scope='%s' not announced",
                      sub->_scope_name);
+}
+
+/* ---- presence updates ------------------------------------------------ */
+
+int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
+                           size_t len)
+{
+    if (!bus || !sub || sub->_bus != bus || !sub->_has_conn || sub->_hidden ||
+        (len && !meta))
+        return SC_EINVAL;
+    /* Everything allocated before the lock: the new meta and the event
+     * (its conn is the subscription's with the new meta). */
+    char *copy = NULL;
+    if (meta) {
+        if (!(copy = malloc(len + 1)))
+            return SC_ENOMEM;
+        memcpy(copy, meta, len);
+        copy[len] = '\0';
+    }
+    sc_conn_t view = sub->_conn; /* borrowed: only the owner writes it */
+    view.meta = copy;
+    view.meta_len = copy ? len : 0;
+    sc_event_t *ev = sc__event_create_presence(SC_EVENT_UPDATE,
+                                               sub->_scope_name, &view, false);
+    if (!ev) {
+        free(copy);
+        return SC_ENOMEM;
+    }
+    shard_t *sh = shard_of(bus, sub->_hash);
+    after_t af;
+    after_init(&af);
+    int rc = SC_OK;
+    pthread_mutex_lock(&sh->lock);
+    sc__scope_t *sc = sub->_scope;
+    if (!sc) {
+        rc = SC_ECLOSED; /* closed or kicked: its end is on its way */
+    } else if (sc->nsubs > 1 && encode(bus, ev) != 0) {
+        rc = SC_ENOMEM;
+    } else {
+        char *old = sub->_conn.meta;
+        sub->_conn.meta = copy;
+        sub->_conn.meta_len = view.meta_len;
+        copy = old; /* freed below, after the lock */
+        if (sc->nsubs > 1)
+            fanout_locked(bus, sh, sc, ev, sub, &af);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    after_run(bus, &af);
+    free(copy);
+    sc_event_unref(ev);
+    return rc;
 }
 
 /* ---- close ----------------------------------------------------------- */

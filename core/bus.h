@@ -21,7 +21,8 @@
  *
  * Threads
  *   sc_bus_emit, sc_bus_subscribe, sc_bus_close*, sc_bus_presence and the
- *   counters are safe from any thread. Emit never blocks on a consumer: it
+ *   counters are safe from any thread; sc_bus_presence_update runs on the
+ *   subscription's owner thread. Emit never blocks on a consumer: it
  *   takes only the scope's shard lock (scopes are spread over sharded locks),
  *   and queues are single-producer (under that lock) / single-consumer (the
  *   owner) rings. sc_sub_* functions that consume run on the owner's thread
@@ -135,10 +136,11 @@ typedef struct sc_sub_opts {
                               presence (join/leave) */
     bool echo;             /* deliver events whose origin is this conn's
                               session (default false: suppressed) */
-    bool quiet;            /* do not receive join/leave of others */
+    bool quiet;            /* do not receive join/leave/update of others */
     bool hidden;           /* not announced: no JOIN/LEAVE for it, left
-                              out of presence and of first/last counts
-                              (its conn still serves audience and echo) */
+                              out of presence and of first/last counts,
+                              no sc_bus_presence_update (its conn still
+                              serves audience and echo) */
     sc_on_disconnect_fn on_disconnect; /* optional */
     void *on_disconnect_ud;
 } sc_sub_opts_t;
@@ -166,6 +168,20 @@ size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason);
  * reason SC_CLOSE_KICKED; remaining subscribers get LEAVE events. Returns
  * the number ended. Thread: any. */
 size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope);
+
+/* Replaces the meta of `sub`'s conn with `meta` (`len` bytes, copied;
+ * NULL = none) and tells the scope's other subscribers, except quiet ones,
+ * with one UPDATE event carrying the conn and its new meta (the updater
+ * does not get it). Later presence snapshots and the subscription's LEAVE
+ * carry the new meta. Under the scope's shard lock, so the UPDATE is
+ * ordered with the scope's other events, joins and leaves. Only the meta
+ * changes: session, user and connected-at stay. Returns SC_OK, SC_EINVAL
+ * (no bus or sub, a subscription without a conn, or a hidden one: it has
+ * no presence to update), SC_ECLOSED (the bus already ended the
+ * subscription: nothing changed) or SC_ENOMEM (nothing changed).
+ * Thread: owner (the only thread that changes a conn's meta). */
+int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
+                           size_t len);
 
 /* Presence snapshot: copies of the conn infos of `scope`'s live
  * subscribers that gave one and are not hidden, de-duplicated by value. *out is
@@ -264,11 +280,16 @@ void sc_sub_prefetch(const sc_sub_t *sub);
 int sc_sub_close_reason(const sc_sub_t *sub);
 
 /* The subscription's scope, its conn (a copy; NULL when none) and its
- * owner, fixed at subscribe time. Thread: any, while the subscription
- * lives. */
+ * owner, fixed at subscribe time, except the conn's meta, which
+ * sc_bus_presence_update replaces. Thread: any, while the subscription
+ * lives; the conn's meta only on the owner's thread (the one that
+ * replaces it). */
 const char *sc_sub_scope(const sc_sub_t *sub);
 const sc_conn_t *sc_sub_conn(const sc_sub_t *sub);
 sc_owner_t *sc_sub_owner(const sc_sub_t *sub);
+/* Whether the subscription is hidden (sc_sub_opts_t.hidden: no presence
+ * of its own, so no sc_bus_presence_update). Thread: any. */
+bool sc_sub_hidden(const sc_sub_t *sub);
 /* Total items ever dropped for this subscription. Thread: any. */
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub);
 

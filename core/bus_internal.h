@@ -52,11 +52,14 @@ struct sc_owner {
 struct sc__scope;
 
 struct sc_sub {
-    sc_bus_t *_bus;                     /* {const} */
-    char *_scope_name;                  /* {const} */
-    uint64_t _hash;                     /* {const} */
-    sc_owner_t *_owner;                 /* {const} */
-    sc_conn_t _conn;                    /* {const} */
+    sc_bus_t *_bus;     /* {const} */
+    char *_scope_name;  /* {const} */
+    uint64_t _hash;     /* {const} */
+    sc_owner_t *_owner; /* {const} */
+    /* {const}, but for meta and meta_len: the owner replaces them under
+     * {shard} (sc_bus_presence_update), so they are read on the owner's
+     * thread or under {shard} */
+    sc_conn_t _conn;
     uint64_t _session_hash;             /* {const} sc__hash(_conn.session_id) */
     bool _has_conn;                     /* {const} */
     bool _echo;                         /* {const} */

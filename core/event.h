@@ -7,7 +7,8 @@
  * The reference count is atomic, so any thread may drop its reference.
  *
  * Besides change events (kind SC_EVENT_CHANGE) the bus produces presence
- * events (SC_EVENT_JOIN, SC_EVENT_LEAVE) that share the subscription queues.
+ * events (SC_EVENT_JOIN, SC_EVENT_LEAVE, SC_EVENT_UPDATE) that share the
+ * subscription queues.
  *
  * Wire frame: the bus calls its encoder hook once per event, right after the
  * seq is assigned and before the event is queued; the hook stores a ready
@@ -32,6 +33,7 @@ enum sc_event_kind {
     SC_EVENT_CHANGE = 0, /* an emit */
     SC_EVENT_JOIN = 1,   /* a connection subscribed (presence) */
     SC_EVENT_LEAVE = 2,  /* a connection left (presence) */
+    SC_EVENT_UPDATE = 3, /* a connection changed its meta (presence) */
 };
 
 /* What an emitter passes to sc_bus_emit. Every pointer is borrowed for the
@@ -58,7 +60,7 @@ void sc_event_unref(sc_event_t *ev);
 
 int sc_event_kind(const sc_event_t *ev);
 const char *sc_event_scope(const sc_event_t *ev);
-/* Scope sequence number; 0 for join/leave events. */
+/* Scope sequence number; 0 for presence (join/leave/update) events. */
 uint64_t sc_event_seq(const sc_event_t *ev);
 /* Paths, de-duplicated and sorted; *n receives the count. */
 const char *const *sc_event_paths(const sc_event_t *ev, size_t *n);
@@ -71,9 +73,11 @@ const char *const *sc_event_audience(const sc_event_t *ev, size_t *n);
 bool sc_event_audience_allows(const sc_event_t *ev, const char *user_id);
 /* Payload bytes or NULL when the event has none; *len receives the size. */
 const void *sc_event_payload(const sc_event_t *ev, size_t *len);
-/* The connection that joined or left (JOIN/LEAVE), else NULL. */
+/* The connection that joined or left (JOIN/LEAVE), or the one that
+ * changed its meta with its new meta (UPDATE); NULL for a change event. */
 const sc_conn_t *sc_event_conn(const sc_event_t *ev);
-/* JOIN: the user's first connection in the scope; LEAVE: its last. */
+/* JOIN: the user's first connection in the scope; LEAVE: its last;
+ * false for other kinds. */
 bool sc_event_user_edge(const sc_event_t *ev);
 
 /* Stores the encoded wire frame: `data` (len bytes) becomes owned by the

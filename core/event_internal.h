@@ -12,7 +12,7 @@
 struct sc_event {
     _Atomic uint32_t _refs;
     uint8_t _kind;
-    bool _edge; /* JOIN: first; LEAVE: last */
+    bool _edge; /* JOIN: first; LEAVE: last; UPDATE: false */
     bool _has_audience;
     bool _has_payload;
     uint64_t _seq;
@@ -25,7 +25,7 @@ struct sc_event {
     size_t _naudience;
     const void *_payload;
     size_t _payload_len;
-    sc_conn_t _conn;   /* JOIN/LEAVE only; owned */
+    sc_conn_t _conn;   /* JOIN/LEAVE/UPDATE only; owned */
     void *_frame_data; /* owned; released with _frame_free */
     const void *_frame;
     size_t _frame_len;
@@ -64,7 +64,7 @@ void sc__event_settle(sc_event_t *ev, bool release_payload);
  * audience are sorted and de-duplicated. NULL when out of memory. */
 sc_event_t *sc__event_create_change(const sc_emit_t *e, uint64_t seq);
 
-/* A JOIN or LEAVE event for `conn` (copied), refcount 1. */
+/* A JOIN, LEAVE or UPDATE event for `conn` (copied), refcount 1. */
 sc_event_t *sc__event_create_presence(int kind, const char *scope,
                                       const sc_conn_t *conn, bool edge);
 

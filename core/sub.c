@@ -72,6 +72,11 @@ const sc_conn_t *sc_sub_conn(const sc_sub_t *sub)
     return sub->_has_conn ? &sub->_conn : NULL;
 }
 
+bool sc_sub_hidden(const sc_sub_t *sub)
+{
+    return sub->_hidden;
+}
+
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub)
 {
     return sc__queue_dropped_total(&sub->_queue);

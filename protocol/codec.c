@@ -17,9 +17,13 @@ static const struct {
     const char *name;
     sc_op_t op;
 } ops[] = {
-    {"subscribe", SC_OP_SUBSCRIBE}, {"unsubscribe", SC_OP_UNSUBSCRIBE},
-    {"emit", SC_OP_EMIT},           {"presence", SC_OP_PRESENCE},
-    {"ping", SC_OP_PING},           {"refresh", SC_OP_REFRESH},
+    {"subscribe", SC_OP_SUBSCRIBE},
+    {"unsubscribe", SC_OP_UNSUBSCRIBE},
+    {"emit", SC_OP_EMIT},
+    {"presence", SC_OP_PRESENCE},
+    {"ping", SC_OP_PING},
+    {"refresh", SC_OP_REFRESH},
+    {"presence_update", SC_OP_PRESENCE_UPDATE},
 };
 
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
@@ -89,7 +93,7 @@ static void unknown_op(json_object *v, sc_proto_err_t *err)
     sc__err_field(err, "", "op", text);
 }
 
-/* op: a required string naming one of the five ops. */
+/* op: a required string naming one of the ops. */
 static int decode_op(json_object *root, sc_op_t *op, sc_proto_err_t *err)
 {
     json_object *v = sc__member(root, "op");
@@ -132,6 +136,21 @@ static int decode_subscribe(json_object *root, sc_request_t *req,
     return SC_OK;
 }
 
+/* presence_update: meta, a required object (null counts as absent). */
+static int decode_presence_update(json_object *root, sc_request_t *req,
+                                  sc_proto_err_t *err)
+{
+    json_object *meta = sc__member(root, "meta");
+
+    if (meta == NULL)
+        return sc__err_field(err, "", "meta", "required");
+    if (!json_object_is_type(meta, json_type_object))
+        return sc__err_field(err, "", "meta", "must be an object");
+    if ((req->meta_json = sc__json_text(meta)) == NULL)
+        return sc__err_nomem(err);
+    return SC_OK;
+}
+
 /* emit: paths and audience (arrays of strings or null), data (any). */
 static int decode_emit(json_object *root, sc_request_t *req,
                        sc_proto_err_t *err)
@@ -166,6 +185,8 @@ static int decode_fields(json_object *root, sc_request_t *req,
         return decode_subscribe(root, req, err);
     if (req->op == SC_OP_EMIT)
         return decode_emit(root, req, err);
+    if (req->op == SC_OP_PRESENCE_UPDATE)
+        return decode_presence_update(root, req, err);
     return SC_OK;
 }
 

@@ -16,7 +16,9 @@
  *   - `id` is checked first: when it is valid, every later error carries it
  *     (err->id_json) so the reply can echo it; when it is neither an integer
  *     nor a string, the error carries no id;
- *   - `scope` is required for subscribe, unsubscribe, emit and presence;
+ *   - `scope` is required for subscribe, unsubscribe, emit, presence and
+ *     presence_update;
+ *   - `meta` is required for presence_update (null counts as absent);
  *   - `token` is required for refresh.
  *
  * Error messages (err->code is "bad_request" for all of them):
@@ -25,7 +27,8 @@
  *   "op: must be a string", "op: unknown op 'NAME'", "scope: required",
  *   "scope: must be a string",
  *   "scope: must be 1-200 printable ASCII characters without spaces",
- *   "meta: must be an object", "echo: must be a boolean",
+ *   "meta: must be an object", "meta: required" (presence_update),
+ *   "echo: must be a boolean",
  *   "presence: must be a boolean",
  *   "paths: must be an array of strings",
  *   "paths: must not contain NUL characters",
@@ -69,7 +72,9 @@ typedef enum {
     SC_OP_EMIT,
     SC_OP_PRESENCE,
     SC_OP_PING,
-    SC_OP_REFRESH /* an addition to v1: a new token for the connection */
+    SC_OP_REFRESH, /* an addition to v1: a new token for the connection */
+    SC_OP_PRESENCE_UPDATE /* an addition to v1: a new meta for one of the
+                             connection's subscriptions */
 } sc_op_t;
 
 /* The wire name of an op ("subscribe", ...); "?" for an unknown value. */
@@ -80,7 +85,8 @@ typedef struct sc_request {
     char *id_json;    /* the id re-serialised as JSON ("7", "\"abc\""); NULL
                          when absent or null */
     char *scope;      /* NULL for ping; else a valid scope */
-    char *meta_json;  /* subscribe: object text; NULL when absent/null */
+    char *meta_json;  /* subscribe: object text; NULL when absent/null;
+                         presence_update: object text, never NULL */
     bool echo;        /* subscribe: default false */
     bool no_presence; /* subscribe: "presence": false (an addition to v1):
                          neither sees nor shows presence */

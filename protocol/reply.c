@@ -131,6 +131,15 @@ int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
     return b->err;
 }
 
+int sc_proto_enc_presence_updated(sc_buf_t *b, const char *id_json,
+                                  const char *scope)
+{
+    open_op(b, "presence_updated", id_json);
+    put_scope(b, scope);
+    sc_buf_putc(b, '}');
+    return b->err;
+}
+
 int sc_proto_enc_refreshed(sc_buf_t *b, const char *id_json, bool has_exp,
                            int64_t exp)
 {

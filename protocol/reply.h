@@ -58,6 +58,10 @@ int sc_proto_enc_emitted(sc_buf_t *b, const char *id_json, const char *scope,
 int sc_proto_enc_presence(sc_buf_t *b, const char *id_json, const char *scope,
                           const sc_conn_t *presence, size_t n, size_t total);
 
+/* {"op":"presence_updated","id":I,"scope":S} */
+int sc_proto_enc_presence_updated(sc_buf_t *b, const char *id_json,
+                                  const char *scope);
+
 /* {"op":"refreshed","id":I,"exp":E} (E null when the token has none) */
 int sc_proto_enc_refreshed(sc_buf_t *b, const char *id_json, bool has_exp,
                            int64_t exp);

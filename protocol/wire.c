@@ -83,6 +83,8 @@ int sc_proto_enc_event_json(sc_buf_t *b, const sc_event_t *ev)
         LIT(b, "{\"op\":\"join\",\"scope\":");
     else if (kind == SC_EVENT_LEAVE && conn != NULL)
         LIT(b, "{\"op\":\"leave\",\"scope\":");
+    else if (kind == SC_EVENT_UPDATE && conn != NULL)
+        LIT(b, "{\"op\":\"update\",\"scope\":");
     else
         return SC_EINVAL;
     sc_buf_put_json_cstr(b, sc_event_scope(ev));
@@ -93,9 +95,10 @@ int sc_proto_enc_event_json(sc_buf_t *b, const sc_event_t *ev)
         sc_proto_enc_conn(b, conn);
         if (kind == SC_EVENT_JOIN)
             LIT(b, ",\"first\":");
-        else
+        else if (kind == SC_EVENT_LEAVE)
             LIT(b, ",\"last\":");
-        sc_buf_put_json_bool(b, sc_event_user_edge(ev));
+        if (kind != SC_EVENT_UPDATE)
+            sc_buf_put_json_bool(b, sc_event_user_edge(ev));
     }
     sc_buf_putc(b, '}');
     return b->err;

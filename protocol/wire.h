@@ -21,6 +21,8 @@
  *            "data":D}   ("data" omitted when the event has no payload)
  *   join:   {"op":"join","scope":S,"conn":{...},"first":B}
  *   leave:  {"op":"leave","scope":S,"conn":{...},"last":B}
+ *   update: {"op":"update","scope":S,"conn":{...}}  (the conn with its new
+ *           meta: sc_bus_presence_update)
  * The payload of a change event must be valid JSON text (the server passes
  * sc_request_t.data_json or an HTTP item's data_json); it is inserted as is,
  * without validation (an empty payload counts as none). The conn's meta is
@@ -61,7 +63,7 @@ typedef struct sc_proto_event_cfg {
 } sc_proto_event_cfg_t;
 
 /* Appends the JSON of event `ev` (borrowed) to `b`. Returns SC_OK, SC_EINVAL
- * (unknown kind, or join/leave without a conn) or SC_ENOMEM. */
+ * (unknown kind, or join/leave/update without a conn) or SC_ENOMEM. */
 int sc_proto_enc_event_json(sc_buf_t *b, const sc_event_t *ev);
 
 /* The bus's encoder hook (sc_encode_fn): builds the event's text frame with

@@ -46,7 +46,35 @@ typedef struct sc_wsconn {
     int64_t rl_last_us;
     unsigned rl_refused;  /* requests refused since the last one taken */
     struct sc_wsplug *px; /* plugins' state; NULL without hooks */
+    struct sc_wspres *pu; /* presence updates' state; NULL before the
+                             first presence_update */
 } sc_wsconn_t;
+
+/* Presence updates (op presence_update) of one subscription are applied
+ * at most once per SC_PRESENCE_UPDATE_US (20 per second). One that comes
+ * sooner is held, replacing any update already held for that scope, and
+ * applied when the interval has passed (by the connection's timer, or by
+ * a later update arriving after it): a stream of cursor moves reaches the
+ * others as at most 20 pushes a second, the last value always among
+ * them. */
+#define SC_PRESENCE_UPDATE_US 50000
+
+/* The rate state of one scope's updates. Keyed by the scope, not the
+ * subscription: the writer may destroy an ended subscription. */
+struct sc_pupd {
+    char *scope;
+    int64_t next_us; /* when the next update may be applied */
+    char *held;      /* the latest update waiting for next_us, or NULL */
+};
+
+/* A connection's presence updates: the scopes it updated and the timer
+ * that applies held updates. */
+struct sc_wspres {
+    ev_timer timer; /* armed while an update is held */
+    struct sc_wsconn *c;
+    struct sc_pupd *v;
+    size_t n, cap;
+};
 
 /* Requests refused in a row (the client did not slow down on `limit`
  * errors) before the connection is closed with 4429. */
@@ -153,6 +181,48 @@ static void conn_unlink(sc_svc_t *svc, sc_wsconn_t *c)
     atomic_fetch_sub(&svc->nconns, 1);
 }
 
+/* ---- presence updates: the rate state ------------------------------------ */
+
+static void pupd_clear(struct sc_pupd *e)
+{
+    free(e->scope);
+    free(e->held);
+}
+
+/* Stops c's timer and frees its held updates (at the end of c). */
+static void pres_free(sc_wsconn_t *c)
+{
+    struct sc_wspres *pu = c->pu;
+    if (!pu)
+        return;
+    ev_timer_stop(c->svc->loop, &pu->timer);
+    for (size_t i = 0; i < pu->n; i++)
+        pupd_clear(&pu->v[i]);
+    free(pu->v);
+    free(pu);
+    c->pu = NULL;
+}
+
+/* The rate state of `scope`, or NULL. */
+static struct sc_pupd *pres_find(const sc_wsconn_t *c, const char *scope)
+{
+    for (size_t i = 0; c->pu && i < c->pu->n; i++)
+        if (strcmp(c->pu->v[i].scope, scope) == 0)
+            return &c->pu->v[i];
+    return NULL;
+}
+
+/* Forgets the rate state of `scope` (its subscription ended): an update
+ * still held is dropped. */
+static void pres_forget(sc_wsconn_t *c, const char *scope)
+{
+    struct sc_pupd *e = pres_find(c, scope);
+    if (!e)
+        return;
+    pupd_clear(e);
+    *e = c->pu->v[--c->pu->n];
+}
+
 /* Frees c: its subscriptions first (once they are gone no emitter can
  * wake it, so the pending list cannot get it back), then what waits to be
  * sent, the socket, the session. */
@@ -161,6 +231,7 @@ static void conn_destroy(sc_wsconn_t *c)
     sc_svc_t *svc = c->svc;
     sc_log(SC_LOG_DEBUG, "session %s disconnected", sid(c));
     plug_free(c);
+    pres_free(c);
     for (size_t i = 0; i < c->subs.n; i++)
         sc_sub_destroy(c->subs.v[i]);
     free(c->subs.v);
@@ -367,10 +438,20 @@ static bool subs_reserve(sc_sublist_t *s)
     return true;
 }
 
+/* The meta `sub` holds against the connection's budget: an update held
+ * for it (see SC_PRESENCE_UPDATE_US), else its conn's. */
+static size_t sub_meta_len(const sc_wsconn_t *c, const sc_sub_t *sub)
+{
+    const struct sc_pupd *e = c->pu ? pres_find(c, sc_sub_scope(sub)) : NULL;
+    return e && e->held ? strlen(e->held) : sc_sub_conn(sub)->meta_len;
+}
+
 /* The meta budgets: --max-meta per subscription, --max-meta-total over a
  * connection's subscriptions. Answers `limit` and returns false when a
- * new subscription's meta (`len` bytes) is over either. */
-static bool meta_fits(sc_wsconn_t *c, const sc_request_t *req, size_t len)
+ * new subscription's meta (`len` bytes), or the new meta of `replacing`
+ * (NULL: a new subscription), is over either. */
+static bool meta_fits(sc_wsconn_t *c, const sc_request_t *req, size_t len,
+                      const sc_sub_t *replacing)
 {
     const sc_config_t *cfg = c->svc->srv->cfg;
     char msg[128];
@@ -382,7 +463,8 @@ static bool meta_fits(sc_wsconn_t *c, const sc_request_t *req, size_t len)
     }
     size_t total = len;
     for (size_t i = 0; i < c->subs.n; i++)
-        total += sc_sub_conn(c->subs.v[i])->meta_len;
+        if (c->subs.v[i] != replacing)
+            total += sub_meta_len(c, c->subs.v[i]);
     if (total > cfg->max_meta_total) {
         snprintf(msg, sizeof msg,
                  "meta: this connection's subscriptions would hold %zu "
@@ -422,7 +504,7 @@ static void op_subscribe(sc_wsconn_t *c, sc_request_t *req)
                            ? req->meta_json
                            : (c->px ? c->px->meta : NULL); /* a plugin's */
     size_t meta_len = meta ? strlen(meta) : 0;
-    if (!meta_fits(c, req, meta_len))
+    if (!meta_fits(c, req, meta_len, NULL))
         return;
     sc_plugin_req_t *r;
     if (!gate(c, req, SC_PLUGIN_REQ_SUBSCRIBE, &r))
@@ -456,6 +538,7 @@ static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
     size_t i;
     if (find_sub(c, req->scope, &i))
         drop_sub_at(c, i);
+    pres_forget(c, req->scope);
     sc_proto_enc_unsubscribed(&c->svc->scratch, req->id_json, req->scope);
     reply(c);
 }
@@ -592,6 +675,157 @@ static void op_presence(sc_wsconn_t *c, sc_request_t *req)
     reply_presence_list(c, req, false, 0);
 }
 
+/* ---- presence updates -----------------------------------------------------
+ */
+
+/* Applies `meta` to c's subscription of `scope` (the bus tells the
+ * others) and starts the scope's next interval at `now`. A subscription
+ * the bus has just ended changes nothing (its `closed` is on its way). */
+static void pres_apply(sc_wsconn_t *c, struct sc_pupd *e, sc_sub_t *sub,
+                       const char *meta, int64_t now)
+{
+    e->next_us = now + SC_PRESENCE_UPDATE_US;
+    int rc = sc_bus_presence_update(c->svc->srv->bus, sub, meta, strlen(meta));
+    if (rc == SC_ENOMEM)
+        sc_log(SC_LOG_ERROR,
+               "session %s: out of memory: presence update of %s lost", sid(c),
+               e->scope);
+}
+
+/* Arms c's timer for the earliest held update (stops it when none). */
+static void pres_arm(sc_wsconn_t *c, int64_t now)
+{
+    struct sc_wspres *pu = c->pu;
+    int64_t at = INT64_MAX;
+    for (size_t i = 0; i < pu->n; i++)
+        if (pu->v[i].held && pu->v[i].next_us < at)
+            at = pu->v[i].next_us;
+    ev_timer_stop(c->svc->loop, &pu->timer);
+    if (at == INT64_MAX)
+        return;
+    ev_timer_set(&pu->timer, at > now ? (double)(at - now) / 1e6 : 0., 0.);
+    ev_timer_start(c->svc->loop, &pu->timer);
+}
+
+/* c's timer: applies the held updates whose interval has passed. */
+static void pres_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sc_wspres *pu =
+        (struct sc_wspres *)((char *)w - offsetof(struct sc_wspres, timer));
+    sc_wsconn_t *c = pu->c;
+    int64_t now = sc_now_us();
+    (void)loop;
+    (void)revents;
+    for (size_t i = 0; i < pu->n;) {
+        struct sc_pupd *e = &pu->v[i];
+        sc_sub_t *sub = find_sub(c, e->scope, NULL);
+        if (!sub) { /* ended (closed by the bus): forget it */
+            pupd_clear(e);
+            *e = pu->v[--pu->n];
+            continue;
+        }
+        if (e->held && e->next_us <= now) {
+            pres_apply(c, e, sub, e->held, now);
+            free(e->held);
+            e->held = NULL;
+        }
+        i++;
+    }
+    pres_arm(c, now);
+}
+
+/* The rate state of `scope`, created when missing (and c's state with
+ * it); NULL without memory. Scopes whose subscription ended are dropped
+ * first, so there is at most one per subscription (plus this one). */
+static struct sc_pupd *pres_get(sc_wsconn_t *c, const char *scope)
+{
+    struct sc_pupd *e = pres_find(c, scope);
+    if (e)
+        return e;
+    if (!c->pu) {
+        if (!(c->pu = calloc(1, sizeof *c->pu)))
+            return NULL;
+        c->pu->c = c;
+        ev_timer_init(&c->pu->timer, pres_timer, 0., 0.);
+    }
+    struct sc_wspres *pu = c->pu;
+    for (size_t i = 0; i < pu->n;) {
+        if (!find_sub(c, pu->v[i].scope, NULL)) {
+            pupd_clear(&pu->v[i]);
+            pu->v[i] = pu->v[--pu->n];
+        } else {
+            i++;
+        }
+    }
+    if (pu->n == pu->cap) {
+        size_t cap = pu->cap ? pu->cap * 2 : 4;
+        struct sc_pupd *v = realloc(pu->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        pu->v = v;
+        pu->cap = cap;
+    }
+    char *name = strdup(scope);
+    if (!name)
+        return NULL;
+    e = &pu->v[pu->n++];
+    *e = (struct sc_pupd){.scope = name};
+    return e;
+}
+
+/* presence_update: a new meta for c's subscription of the scope, shown
+ * to its other members as one `update` push, at most 20 a second (see
+ * SC_PRESENCE_UPDATE_US: one sooner is held and sent later, the latest
+ * replacing the one held). Not subscribed, or subscribed with "presence":
+ * false: not_found. The meta budgets as for subscribe: limit. */
+static void op_presence_update(sc_wsconn_t *c, const sc_request_t *req)
+{
+    if (!scope_allowed(c, req->scope)) {
+        reply_error(c, req->id_json, SC_ERRC_FORBIDDEN,
+                    "scope: not allowed by the token");
+        return;
+    }
+    sc_sub_t *sub = find_sub(c, req->scope, NULL);
+    if (!sub || sc_sub_close_reason(sub) != SC_CLOSE_NONE) {
+        reply_error(c, req->id_json, SC_ERRC_NOT_FOUND,
+                    "presence_update: not subscribed to this scope");
+        return;
+    }
+    if (sc_sub_hidden(sub)) {
+        reply_error(c, req->id_json, SC_ERRC_NOT_FOUND,
+                    "presence_update: this subscription has no presence "
+                    "(\"presence\": false)");
+        return;
+    }
+    size_t len = strlen(req->meta_json);
+    if (!meta_fits(c, req, len, sub))
+        return;
+    struct sc_pupd *e = pres_get(c, req->scope);
+    if (!e) {
+        reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    int64_t now = sc_now_us();
+    if (now >= e->next_us) { /* a held one is superseded by this one */
+        free(e->held);
+        e->held = NULL;
+        pres_apply(c, e, sub, req->meta_json, now);
+    } else {
+        char *meta = strdup(req->meta_json);
+        if (!meta) {
+            reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+            return;
+        }
+        bool was_held = e->held != NULL;
+        free(e->held);
+        e->held = meta;
+        if (!was_held)
+            pres_arm(c, now);
+    }
+    sc_proto_enc_presence_updated(&c->svc->scratch, req->id_json, req->scope);
+    reply(c);
+}
+
 /* Runs a decoded request (it may be moved into c->px->held to wait for a
  * plugin's answer). */
 static void dispatch(sc_wsconn_t *c, sc_request_t *req)
@@ -615,6 +849,9 @@ static void dispatch(sc_wsconn_t *c, sc_request_t *req)
         break;
     case SC_OP_REFRESH:
         op_refresh(c, req);
+        break;
+    case SC_OP_PRESENCE_UPDATE:
+        op_presence_update(c, req);
         break;
     }
 }

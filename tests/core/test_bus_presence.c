@@ -1,8 +1,9 @@
 /*
- * Unit tests for core/bus.h, presence: the sc_bus_presence snapshot and the
+ * Unit tests for core/bus.h, presence: the sc_bus_presence snapshot, the
  * JOIN/LEAVE events (to the others, not self nor quiet ones; first/last
  * per user and scope; hidden subscriptions; shared with the bounded
- * queue).
+ * queue) and sc_bus_presence_update (UPDATE to the others but the author
+ * and quiet ones; the new meta in snapshots and the LEAVE; refusals).
  *
  * Every test is single-threaded unless its name says otherwise, uses the
  * shared fixture (bus_fixture.h: an injected clock for the drop-warning
@@ -387,6 +388,200 @@ test_bus_join_and_leave_share_bounded_queue_and_count_as_drops(void **state)
     fx_close(&fx);
 }
 
+/* ---- presence updates ------------------------------------------------- */
+
+/* Takes the next item, which must be an UPDATE of `session` whose meta is
+ * `meta`. */
+static void take_update(sc_sub_t *sub, const char *session, const char *meta)
+{
+    sc_event_t *ev = take(sub, NULL);
+    assert_int_equal(sc_event_kind(ev), SC_EVENT_UPDATE);
+    assert_int_equal(sc_event_seq(ev), 0);
+    assert_false(sc_event_user_edge(ev));
+    const sc_conn_t *c = sc_event_conn(ev);
+    assert_non_null(c);
+    assert_string_equal(c->session_id, session);
+    assert_non_null(c->meta);
+    assert_int_equal(c->meta_len, strlen(meta));
+    assert_string_equal(c->meta, meta);
+    sc_event_unref(ev);
+}
+
+static int update_text(fx_t *fx, sc_sub_t *sub, const char *meta)
+{
+    return sc_bus_presence_update(fx->bus, sub, meta, meta ? strlen(meta) : 0);
+}
+
+static void test_bus_update_goes_to_others_not_self_nor_quiet(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 256);
+    sc_conn_t ca, cb, cq;
+    mkconn(&ca, "s1", "alice");
+    mkconn(&cb, "s2", "bob");
+    mkconn(&cq, "sq", "quinn");
+    sc_sub_t *w = sub_plain(&fx, "doc:u"); /* no conn, not quiet */
+    sc_sub_t *a = sub_conn(&fx, "doc:u", &ca, false, false);
+    sc_sub_t *b = sub_conn(&fx, "doc:u", &cb, false, false);
+    sc_sub_t *q = sub_conn(&fx, "doc:u", &cq, false, true);
+    take_presence(w, SC_EVENT_JOIN, "s1", true);
+    take_presence(w, SC_EVENT_JOIN, "s2", true);
+    take_presence(w, SC_EVENT_JOIN, "sq", true);
+    take_presence(a, SC_EVENT_JOIN, "s2", true);
+    take_presence(a, SC_EVENT_JOIN, "sq", true);
+    take_presence(b, SC_EVENT_JOIN, "sq", true);
+    assert_int_equal(update_text(&fx, a, "{\"typing\":true}"), SC_OK);
+    take_update(w, "s1", "{\"typing\":true}");
+    take_update(b, "s1", "{\"typing\":true}");
+    expect_empty(a); /* not its own update */
+    expect_empty(q); /* quiet: no presence pushes */
+    /* A quiet subscriber's own update is seen by the others. */
+    assert_int_equal(update_text(&fx, q, "{\"away\":1}"), SC_OK);
+    take_update(w, "sq", "{\"away\":1}");
+    take_update(a, "sq", "{\"away\":1}");
+    take_update(b, "sq", "{\"away\":1}");
+    expect_empty(q);
+    /* Ordered with the scope's events. */
+    assert_int_equal(emit_simple(&fx, "doc:u"), 1);
+    assert_int_equal(update_text(&fx, b, "{}"), SC_OK);
+    assert_int_equal(take_seq(w), 1);
+    take_update(w, "s2", "{}");
+    sc_sub_destroy(q);
+    sc_sub_destroy(b);
+    sc_sub_destroy(a);
+    sc_sub_destroy(w);
+    sc_conn_deinit(&ca);
+    sc_conn_deinit(&cb);
+    sc_conn_deinit(&cq);
+    fx_close(&fx);
+}
+
+/* The new meta replaces the old in snapshots and in the LEAVE; session,
+ * user and connected-at stay. */
+static void test_bus_update_shows_in_presence_and_leave(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 256);
+    sc_conn_t c;
+    assert_int_equal(
+        sc_conn_init(&c, "s1", "alice", 1732530000.25, "{\"x\":1}", 7), SC_OK);
+    sc_sub_t *w = sub_plain(&fx, "room:u");
+    sc_sub_t *a = sub_conn(&fx, "room:u", &c, false, false);
+    take_presence(w, SC_EVENT_JOIN, "s1", true);
+    assert_int_equal(update_text(&fx, a, "{\"x\":2}"), SC_OK);
+    assert_int_equal(update_text(&fx, a, "{\"x\":3,\"cursor\":[1,2]}"), SC_OK);
+    take_update(w, "s1", "{\"x\":2}");
+    take_update(w, "s1", "{\"x\":3,\"cursor\":[1,2]}");
+    sc_conn_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(sc_bus_presence(fx.bus, "room:u", &list, &n), SC_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].session_id, "s1");
+    assert_string_equal(list[0].user_id, "alice");
+    assert_true(list[0].connected_at == 1732530000.25);
+    assert_string_equal(list[0].meta, "{\"x\":3,\"cursor\":[1,2]}");
+    sc_presence_free(list, n);
+    /* the subscription's own conn (owner thread) has it too */
+    assert_string_equal(sc_sub_conn(a)->meta, "{\"x\":3,\"cursor\":[1,2]}");
+    /* NULL: no meta at all */
+    assert_int_equal(sc_bus_presence_update(fx.bus, a, NULL, 0), SC_OK);
+    sc_event_t *ev = take(w, NULL);
+    assert_int_equal(sc_event_kind(ev), SC_EVENT_UPDATE);
+    assert_null(sc_event_conn(ev)->meta);
+    sc_event_unref(ev);
+    assert_int_equal(update_text(&fx, a, "{\"bye\":true}"), SC_OK);
+    take_update(w, "s1", "{\"bye\":true}");
+    sc_sub_destroy(a);
+    ev = take(w, NULL);
+    assert_int_equal(sc_event_kind(ev), SC_EVENT_LEAVE);
+    assert_string_equal(sc_event_conn(ev)->meta, "{\"bye\":true}");
+    assert_true(sc_event_conn(ev)->connected_at == 1732530000.25);
+    sc_event_unref(ev);
+    expect_empty(w);
+    sc_sub_destroy(w);
+    sc_conn_deinit(&c);
+    fx_close(&fx);
+}
+
+/* Refused: no conn, hidden, bad arguments, a subscription the bus ended.
+ * A lone subscriber updates without anyone to tell. */
+static void test_bus_update_refusals_and_lone_subscriber(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 256);
+    sc_conn_t ca, ch;
+    mkconn(&ca, "s1", "alice");
+    mkconn(&ch, "sh", "hugo");
+    sc_sub_t *a = sub_conn(&fx, "doc:r", &ca, false, false);
+    assert_int_equal(update_text(&fx, a, "{\"alone\":true}"), SC_OK);
+    expect_empty(a);
+    sc_conn_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(sc_bus_presence(fx.bus, "doc:r", &list, &n), SC_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].meta, "{\"alone\":true}");
+    sc_presence_free(list, n);
+    sc_sub_t *w = sub_plain(&fx, "doc:r");
+    assert_int_equal(update_text(&fx, w, "{}"), SC_EINVAL); /* no conn */
+    sc_sub_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.conn = &ch;
+    o.quiet = true;
+    o.hidden = true;
+    sc_sub_t *h = sub_opts(&fx, "doc:r", NULL, &o, NULL);
+    assert_true(sc_sub_hidden(h));
+    assert_false(sc_sub_hidden(a));
+    assert_int_equal(update_text(&fx, h, "{}"), SC_EINVAL); /* hidden */
+    assert_int_equal(sc_bus_presence_update(NULL, a, "{}", 2), SC_EINVAL);
+    assert_int_equal(sc_bus_presence_update(fx.bus, NULL, "{}", 2), SC_EINVAL);
+    assert_int_equal(sc_bus_presence_update(fx.bus, a, NULL, 2), SC_EINVAL);
+    expect_empty(w);
+    /* Ended by the bus: nothing changes, nothing is queued. */
+    assert_int_equal(sc_bus_close(fx.bus, "doc:r", SC_CLOSE_CLOSED), 3);
+    assert_int_equal(update_text(&fx, a, "{\"late\":1}"), SC_ECLOSED);
+    assert_string_equal(sc_sub_conn(a)->meta, "{\"alone\":true}");
+    expect_end(w, SC_ECLOSED, 0);
+    sc_sub_destroy(h);
+    sc_sub_destroy(w);
+    sc_sub_destroy(a);
+    sc_conn_deinit(&ca);
+    sc_conn_deinit(&ch);
+    fx_close(&fx);
+}
+
+/* Updates share the bounded queue: a full queue drops them, counted and
+ * reported like any push. */
+static void test_bus_update_shares_bounded_queue(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 2);
+    sc_conn_t ca;
+    mkconn(&ca, "s1", "alice");
+    sc_sub_t *w = sub_plain(&fx, "doc:q");
+    sc_sub_t *a = sub_conn(&fx, "doc:q", &ca, false, true);
+    assert_int_equal(update_text(&fx, a, "{\"n\":1}"), SC_OK); /* 2: full */
+    assert_int_equal(update_text(&fx, a, "{\"n\":2}"), SC_OK); /* dropped */
+    assert_int_equal(sc_sub_dropped_total(w), 1);
+    take_presence(w, SC_EVENT_JOIN, "s1", true);
+    take_update(w, "s1", "{\"n\":1}");
+    expect_end(w, SC_EAGAIN, 1);
+    /* the snapshot has the latest meta even though its push was lost */
+    sc_conn_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(sc_bus_presence(fx.bus, "doc:q", &list, &n), SC_OK);
+    assert_string_equal(list[0].meta, "{\"n\":2}");
+    sc_presence_free(list, n);
+    sc_sub_destroy(a);
+    take_presence(w, SC_EVENT_LEAVE, "s1", true);
+    sc_sub_destroy(w);
+    sc_conn_deinit(&ca);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +600,10 @@ int main(void)
         cmocka_unit_test(test_bus_leave_on_destroy_carries_last_flag),
         cmocka_unit_test(
             test_bus_join_and_leave_share_bounded_queue_and_count_as_drops),
+        cmocka_unit_test(test_bus_update_goes_to_others_not_self_nor_quiet),
+        cmocka_unit_test(test_bus_update_shows_in_presence_and_leave),
+        cmocka_unit_test(test_bus_update_refusals_and_lone_subscriber),
+        cmocka_unit_test(test_bus_update_shares_bounded_queue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -392,7 +392,7 @@ class Closed(AssertionError):
         self.clean = clean
 
 
-PUSH_OPS = ("event", "join", "leave", "dropped", "closed")
+PUSH_OPS = ("event", "join", "leave", "update", "dropped", "closed")
 
 
 def _matches(msg, op=None, pred=None, fields=None):
@@ -565,7 +565,7 @@ class Inbox:
                 self.pending.append(msg)
 
     async def push(self, scope, timeout=None):
-        """The next push (event/join/leave/dropped/closed) of `scope`."""
+        """The next push (event/join/leave/update/dropped/closed) of `scope`."""
         return await self.wait(timeout=timeout, pred=lambda m: m.get("scope") == scope
                                and m.get("op") in PUSH_OPS)
 

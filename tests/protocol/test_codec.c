@@ -160,6 +160,63 @@ static void test_refresh_reads_a_token(void **state)
                "token: must not contain NUL characters", NULL);
 }
 
+static void test_presence_update_reads_scope_and_meta(void **state)
+{
+    sc_request_t req;
+
+    (void)state;
+    decode_ok("{\"op\":\"presence_update\",\"id\":5,\"scope\":\"room:1\","
+              "\"meta\":{\"typing\":true,\"cursor\":[1,2.50]}}",
+              &req);
+    assert_int_equal(req.op, SC_OP_PRESENCE_UPDATE);
+    assert_string_equal(req.scope, "room:1");
+    assert_string_equal(req.id_json, "5");
+    assert_string_equal(req.meta_json, "{\"typing\":true,\"cursor\":[1,2.50]}");
+    assert_false(req.echo);
+    assert_false(req.no_presence);
+    sc_request_deinit(&req);
+    /* an empty object clears the meta; subscribe's fields are ignored */
+    decode_ok("{\"op\":\"presence_update\",\"scope\":\"r\",\"meta\":{},"
+              "\"echo\":\"x\",\"presence\":5}",
+              &req);
+    assert_string_equal(req.meta_json, "{}");
+    assert_false(req.echo);
+    sc_request_deinit(&req);
+    assert_string_equal(sc_proto_op_name(SC_OP_PRESENCE_UPDATE),
+                        "presence_update");
+}
+
+static void test_presence_update_rejects_missing_or_bad_meta(void **state)
+{
+    (void)state;
+    expect_err("{\"op\":\"presence_update\",\"id\":1,\"meta\":{}}",
+               "scope: required", "1");
+    expect_err("{\"op\":\"presence_update\",\"id\":1,\"scope\":\"a b\","
+               "\"meta\":{}}",
+               "scope: must be 1-200 printable ASCII characters without "
+               "spaces",
+               "1");
+    expect_err("{\"op\":\"presence_update\",\"id\":1,\"scope\":\"s\"}",
+               "meta: required", "1");
+    expect_err("{\"op\":\"presence_update\",\"scope\":\"s\",\"meta\":null}",
+               "meta: required", NULL);
+    expect_err("{\"op\":\"presence_update\",\"id\":\"x\",\"scope\":\"s\","
+               "\"meta\":[]}",
+               "meta: must be an object", "\"x\"");
+    expect_err("{\"op\":\"presence_update\",\"scope\":\"s\",\"meta\":\"{}\"}",
+               "meta: must be an object", NULL);
+    expect_err("{\"op\":\"presence_update\",\"scope\":\"s\",\"meta\":1}",
+               "meta: must be an object", NULL);
+    expect_err(
+        "{\"op\":\"presence_update\",\"scope\":\"s\",\"meta\":{\"a\":NaN}}",
+        "invalid JSON", NULL);
+    /* the op's name is matched exactly */
+    expect_err("{\"op\":\"presence_updat\",\"scope\":\"s\",\"meta\":{}}",
+               "op: unknown op 'presence_updat'", NULL);
+    expect_err("{\"op\":\"Presence_update\",\"scope\":\"s\",\"meta\":{}}",
+               "op: unknown op 'Presence_update'", NULL);
+}
+
 static void test_scope_is_required_except_for_ping(void **state)
 {
     sc_request_t req;
@@ -647,6 +704,8 @@ int main(void)
         cmocka_unit_test(test_subscribe_rejects_bad_meta_and_echo),
         cmocka_unit_test(test_unsubscribe_presence_and_ping_decode),
         cmocka_unit_test(test_refresh_reads_a_token),
+        cmocka_unit_test(test_presence_update_reads_scope_and_meta),
+        cmocka_unit_test(test_presence_update_rejects_missing_or_bad_meta),
         cmocka_unit_test(test_scope_is_required_except_for_ping),
         cmocka_unit_test(test_emit_reads_paths_data_and_audience),
         cmocka_unit_test(test_emit_data_null_is_a_value_and_absent_is_none),

@@ -251,6 +251,10 @@ static void test_simple_replies(void **state)
               "{\"op\":\"emitted\",\"id\":\"e\",\"scope\":\"s\",\"seq\":9}");
     CHECK_ENC(sc_proto_enc_emitted(&b, NULL, "s", 0),
               "{\"op\":\"emitted\",\"scope\":\"s\",\"seq\":0}");
+    CHECK_ENC(sc_proto_enc_presence_updated(&b, "4", "room:1"),
+              "{\"op\":\"presence_updated\",\"id\":4,\"scope\":\"room:1\"}");
+    CHECK_ENC(sc_proto_enc_presence_updated(&b, NULL, "s\"q"),
+              "{\"op\":\"presence_updated\",\"scope\":\"s\\\"q\"}");
     CHECK_ENC(sc_proto_enc_pong(&b, "-2"), "{\"op\":\"pong\",\"id\":-2}");
     CHECK_ENC(sc_proto_enc_pong(&b, NULL), "{\"op\":\"pong\"}");
 }

@@ -1,6 +1,6 @@
 /*
  * Unit tests of protocol/wire.c's event encoder, through a real bus with
- * sc_proto_encode_event installed: change, join and leave frames, their
+ * sc_proto_encode_event installed: change, join, leave and update frames, their
  * length forms and head room. Each frame's JSON is compared exactly and
  * also parsed back with json-c.
  */
@@ -245,6 +245,53 @@ static void test_join_and_leave_frames(void **state)
     sc_conn_deinit(&b2);
 }
 
+/* An update: the conn with its new meta, no first/last. */
+static void test_update_frame(void **state)
+{
+    fixture_t *f = *state;
+    static const char meta[] = "{\"cursor\":[3,4],\"name\":\"B\\u00f6\"}";
+    sc_conn_t b;
+    sc_sub_opts_t opts;
+    sc_sub_t *sb;
+    json_object *o, *v;
+    char *s;
+
+    assert_int_equal(sc_conn_init(&b, "s-b", "bo", 2.5, "{}", 2), SC_OK);
+    memset(&opts, 0, sizeof(opts));
+    opts.conn = &b;
+    assert_int_equal(
+        sc_bus_subscribe(f->bus, "doc:1", f->owner, &opts, &sb, NULL), SC_OK);
+    free(next_json(f)); /* its join */
+    assert_int_equal(sc_bus_presence_update(f->bus, sb, meta, sizeof(meta) - 1),
+                     SC_OK);
+    s = next_json(f);
+    assert_string_equal(s, "{\"op\":\"update\",\"scope\":\"doc:1\",\"conn\":"
+                           "{\"session\":\"s-b\",\"user\":\"bo\","
+                           "\"at\":2.500,\"meta\":{\"cursor\":[3,4],"
+                           "\"name\":\"B\\u00f6\"}}}");
+    o = parse(s);
+    assert_true(json_object_object_get_ex(o, "conn", &v));
+    assert_string_equal(member_str(v, "session"), "s-b");
+    assert_false(json_object_object_get_ex(o, "first", NULL));
+    assert_false(json_object_object_get_ex(o, "last", NULL));
+    json_object_put(o);
+    free(s);
+    /* no meta: {} on the wire, like a join without one */
+    assert_int_equal(sc_bus_presence_update(f->bus, sb, NULL, 0), SC_OK);
+    s = next_json(f);
+    assert_string_equal(s, "{\"op\":\"update\",\"scope\":\"doc:1\",\"conn\":"
+                           "{\"session\":\"s-b\",\"user\":\"bo\","
+                           "\"at\":2.500,\"meta\":{}}}");
+    free(s);
+    sc_sub_destroy(sb);
+    s = next_json(f); /* the leave carries the latest meta */
+    assert_string_equal(s, "{\"op\":\"leave\",\"scope\":\"doc:1\",\"conn\":"
+                           "{\"session\":\"s-b\",\"user\":\"bo\","
+                           "\"at\":2.500,\"meta\":{}},\"last\":true}");
+    free(s);
+    sc_conn_deinit(&b);
+}
+
 /* Without a config, frames have no head room requirement. */
 static void test_encoder_without_config(void **state)
 {
@@ -291,6 +338,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_join_and_leave_frames, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_update_frame, setup, teardown),
         cmocka_unit_test(test_encoder_without_config),
     };
 
