@@ -167,6 +167,18 @@ export interface LeaveMessage {
   /** The user's last connection left. */
   last: boolean;
 }
+/** Another connection changed its meta (presence_update). */
+export interface UpdateMessage {
+  op: 'update';
+  scope: string;
+  /** The connection with its new meta. */
+  conn: Conn;
+}
+export interface PresenceUpdatedMessage {
+  op: 'presence_updated';
+  id?: number | string;
+  scope: string;
+}
 export interface DroppedMessage {
   op: 'dropped';
   scope: string;
@@ -206,6 +218,8 @@ export interface SubscriptionEvents<T = unknown> {
   event: (ev: EventMessage<T>) => void;
   join: (msg: JoinMessage) => void;
   leave: (msg: LeaveMessage) => void;
+  /** Another connection of the scope changed its meta (Subscription.updatePresence). */
+  update: (msg: UpdateMessage) => void;
   /** Events (or joins/leaves) were lost: refetch your data. Presence is refetched by the client. */
   dropped: (msg: DroppedMessage) => void;
   /** The server ended the subscription. With reason 'shutdown' it is kept and resubscribed after reconnecting. */
@@ -261,6 +275,13 @@ export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>>
   /** Re-reads presence from the server (with `presence: false`: nothing is
    *  asked, it resolves with []; `client.presence(scope)` asks anyway). */
   refreshPresence(): Promise<PresenceUser[]>;
+  /** Replaces this connection's meta in the scope's presence (the
+   *  presence_update op): the others get an `update`, a later resubscribe
+   *  sends it. Resolves with the reply, or null while not subscribed (the
+   *  subscribe carries the meta). At most 20 a second reach the others,
+   *  the latest last. Rejects 'not_found' for `presence: false`, 'limit'
+   *  over the server's meta budgets. */
+  updatePresence(meta: Record<string, unknown>, opts?: RequestOptions): Promise<PresenceUpdatedMessage | null>;
   unsubscribe(): Promise<void>;
   on<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): Off;
   once<K extends keyof SubscriptionEvents<T>>(type: K, fn: SubscriptionEvents<T>[K]): Off;

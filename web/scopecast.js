@@ -8,6 +8,7 @@
 //   const sub = client.subscribe('room:lobby', { meta: { name: 'ana' } });
 //   sub.on('event', (ev) => console.log(ev.data));
 //   sub.on('presence', (users) => render(users));
+//   sub.updatePresence({ name: 'ana', typing: true }); // others get 'update'
 //   await sub.ready; // rejects when it cannot be made yet (see Subscription)
 //   await client.emit('room:lobby', { data: { hello: 'world' } });
 //
@@ -186,6 +187,39 @@ export class Subscription extends Emitter {
     return this.presence;
   }
 
+  /**
+   * Replaces this connection's meta in the scope's presence (the
+   * `presence_update` op): the others get an `update` push, and a later
+   * (re)subscribe sends the new meta. The own entry of `presence` changes
+   * at once. Resolves with the server's `presence_updated` reply; while
+   * not subscribed (connecting, reconnecting) the meta is kept and goes
+   * with the subscribe, and the promise resolves with null. The server
+   * passes on at most 20 updates a second per subscription, the latest
+   * last (see docs/PROTOCOL.md), so a cursor stream may call this freely.
+   * Rejects with 'not_found' for a blind subscription (`presence: false`)
+   * and with 'limit' for a meta over the server's budgets.
+   */
+  updatePresence(meta, opts = {}) {
+    if (!this.active) {
+      return Promise.reject(new ScopecastError('disconnected', `${this.scope}: not subscribed`,
+        { op: 'presence_update', scope: this.scope }));
+    }
+    if (!this.presenceEnabled) {
+      return Promise.reject(new ScopecastError('not_found',
+        `${this.scope}: this subscription has no presence (presence: false)`,
+        { op: 'presence_update', scope: this.scope }));
+    }
+    this.meta = meta ?? {};
+    const self = this.client.welcome?.session;
+    const own = self != null ? this._conns.get(self) : null;
+    if (own) {
+      this._conns.set(self, { ...own, meta: this.meta });
+      this._presenceChanged();
+    }
+    if (this.state !== 'subscribed') return Promise.resolve(null); // the subscribe carries it
+    return this.client.request({ op: 'presence_update', scope: this.scope, meta: this.meta }, opts);
+  }
+
   unsubscribe() {
     return this.client._unsubscribe(this);
   }
@@ -231,6 +265,13 @@ export class Subscription extends Emitter {
     this._emit('subscribed', { seq: this.seq, presence: this.presence, resubscribed });
     this._readyWaiting = false;
     this._resolveReady(msg);
+    // updatePresence() while the subscribe was on its way: send the meta
+    // the subscribe did not carry
+    if (this._sentMeta !== this.meta && this.presenceEnabled && this.meta != null) {
+      this._sentMeta = this.meta;
+      this.client.request({ op: 'presence_update', scope: this.scope, meta: this.meta })
+        .catch((err) => this._emit('error', err));
+    }
   }
 
   _onPush(msg) {
@@ -250,6 +291,13 @@ export class Subscription extends Emitter {
         if (msg.conn && msg.conn.session != null) {
           this._conns.delete(msg.conn.session);
           this._emit('leave', msg);
+          this._presenceChanged();
+        }
+        break;
+      case 'update': // another connection's new meta (presence_update)
+        if (msg.conn && msg.conn.session != null) {
+          this._conns.set(msg.conn.session, msg.conn);
+          this._emit('update', msg);
           this._presenceChanged();
         }
         break;
@@ -608,6 +656,7 @@ export class ScopecastClient extends Emitter {
     sub.state = 'subscribing';
     const msg = { op: 'subscribe', scope: sub.scope };
     if (sub.meta != null) msg.meta = sub.meta;
+    sub._sentMeta = sub.meta;
     if (sub.echo) msg.echo = true;
     if (!sub.presenceEnabled) msg.presence = false;
     this.request(msg).catch((err) => {
@@ -762,6 +811,7 @@ export class ScopecastClient extends Emitter {
       case 'event':
       case 'join':
       case 'leave':
+      case 'update':
       case 'dropped':
       case 'closed': {
         const sub = this._subs.get(msg.scope);

@@ -874,4 +874,57 @@ describe('readiness, message limit, presence: false (real server)', () => {
       await server.stop();
     }
   });
+
+  test('updatePresence: others get one update and see the new meta; a resubscribe sends it; blind ones are refused', async () => {
+    const server = await startServer({ demo: true });
+    try {
+      const scope = 'room:upd';
+      const ana = open(server, { token: await server.demoToken('ana') });
+      const subAna = ana.subscribe(scope, { meta: { name: 'ana' } });
+      await subAna.ready;
+      const bo = open(server, { token: await server.demoToken('bo') });
+      const subBo = bo.subscribe(scope, { meta: { name: 'bo' } });
+      await subBo.ready;
+      await waitFor(() => subAna.connections.length === 2, { message: 'ana sees bo' });
+      const updates = [];
+      subBo.on('update', (m) => updates.push(m));
+      const anaUpdates = [];
+      subAna.on('update', (m) => anaUpdates.push(m));
+
+      const reply = await subAna.updatePresence({ name: 'ana', typing: true });
+      assert.deepEqual(reply, { op: 'presence_updated', id: reply.id, scope });
+      const own = subAna.connections.find((c) => c.session === ana.welcome.session);
+      assert.deepEqual(own.meta, { name: 'ana', typing: true }, 'the own entry changes at once');
+      await waitFor(() => updates.length === 1, { message: 'bo gets the update' });
+      assert.equal(updates[0].conn.session, ana.welcome.session);
+      assert.deepEqual(updates[0].conn.meta, { name: 'ana', typing: true });
+      const seen = subBo.connections.find((c) => c.session === ana.welcome.session);
+      assert.deepEqual(seen.meta, { name: 'ana', typing: true }, "bo's presence view has it");
+      assert.deepEqual(subAna.meta, { name: 'ana', typing: true });
+      // the server's list too
+      const list = await bo.presence(scope);
+      assert.deepEqual(list.find((c) => c.session === ana.welcome.session).meta, { name: 'ana', typing: true });
+
+      // a burst: the last value arrives last
+      for (let i = 0; i < 50; i++) subAna.updatePresence({ name: 'ana', x: i });
+      await waitFor(() => updates.length > 1 && updates[updates.length - 1].conn.meta.x === 49,
+        { message: 'bo gets the last value of the burst' });
+      assert.ok(updates.length <= 5, `${updates.length} updates of a burst of 50 (20/s)`);
+      assert.deepEqual(anaUpdates, [], 'no update of its own');
+
+      // after resubscribing (a new connection of the client), the meta stays
+      const { session } = ana.welcome;
+      ana._ws.close();
+      await waitFor(() => ana.welcome && ana.welcome.session !== session && subAna.state === 'subscribed',
+        { message: 'ana is back' });
+      await waitFor(() => (subBo.connections.find((c) => c.session === ana.welcome.session) || {}).meta?.x === 49,
+        { message: "ana's new connection joined with the latest meta" });
+
+      const blind = subBo.client.subscribe('room:blind', { presence: false });
+      await blind.ready;
+      await assert.rejects(blind.updatePresence({ a: 1 }), (e) => e.code === 'not_found');
+    } finally {
+      await server.stop();
+    }
+  });
 });

@@ -16,6 +16,16 @@ sub.on('event', (ev) => {
 sub.on('presence', (users: PresenceUser[]) => {
   document.title = `${users.length} online`;
 });
+sub.on('update', (msg) => {
+  const typing: unknown = msg.conn.meta.typing;
+  console.log(msg.conn.session, msg.scope, typing);
+});
+document.addEventListener('mousemove', (e) => {
+  sub.updatePresence({ name: 'ana', cursor: [e.clientX, e.clientY] }).then(
+    (r) => r?.op === 'presence_updated',
+    (err: ScopecastError) => err.code === 'limit',
+  );
+});
 sub.ready.then(
   (reply) => console.log('subscribed at seq', reply.seq),
   (err: ScopecastError) => console.warn('not subscribed yet:', err.code, err.message),
