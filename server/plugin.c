@@ -140,9 +140,11 @@ void sc_plugin_req_free(sc_plugin_req_t *r)
     if (!r)
         return;
     struct sc_plugins *ps = r->svc->srv->plugins;
-    pthread_mutex_lock(&ps->reqs_mu);
-    LIST_UNLINK(&ps->reqs, r);
-    pthread_mutex_unlock(&ps->reqs_mu);
+    if (ps) {
+        pthread_mutex_lock(&ps->reqs_mu);
+        LIST_UNLINK(&ps->reqs, r);
+        pthread_mutex_unlock(&ps->reqs_mu);
+    }
     free(r->reason);
     free(r->user);
     free(r->meta);
@@ -157,7 +159,13 @@ int sc_host_req_kind(const sc_plugin_req_t *req)
 
 int sc_host_req_set_reason(sc_plugin_req_t *req, const char *reason)
 {
-    char *dup = reason ? strndup(reason, SC_PLUGIN_REASON_MAX) : NULL;
+    size_t n = reason ? strnlen(reason, SC_PLUGIN_REASON_MAX + 1) : 0;
+    if (n > SC_PLUGIN_REASON_MAX) { /* cut, but not inside a UTF-8 char */
+        n = SC_PLUGIN_REASON_MAX;
+        while (n > 0 && ((unsigned char)reason[n] & 0xc0) == 0x80)
+            n--;
+    }
+    char *dup = reason ? strndup(reason, n) : NULL;
     if (reason && !dup)
         return -1;
     free(req->reason);
@@ -454,7 +462,10 @@ void sc_host_log(sc_host_t *host, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    sc_log(level, "plugin %s: %s", host ? host->name : "?", line);
+    if (host)
+        sc_log(level, "plugin %s: %s", host->name, line);
+    else
+        sc_log(level, "plugin: %s", line);
 }
 
 /* ---- the plugin loop: timers and fd watches ------------------------------ */
@@ -866,6 +877,16 @@ void sc_plugins_unload(sc_server_t *srv)
             h->desc->shutdown(h->state);
         h->started = false;
         host_sweep(h);
+    }
+    /* answers that came after the threads stopped (from a shutdown, say)
+     * wait in their threads' queues: they are freed with the list below */
+    for (int i = 0; i < srv->nsvcs; i++) {
+        struct sc_plugin_thread *pt = srv->svcs[i].plugin;
+        if (!pt)
+            continue;
+        pthread_mutex_lock(&pt->mu);
+        pt->head = pt->tail = NULL;
+        pthread_mutex_unlock(&pt->mu);
     }
     /* reqs no plugin answered: nobody will */
     size_t lost = 0;

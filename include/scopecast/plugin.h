@@ -129,7 +129,8 @@ typedef struct sc_plugin_conn {
     const char *user_id;     /* NULL: anonymous */
     const char *claims_json; /* the verified token's claims (a JSON
                                 object), or NULL without a token */
-    const char *peer;        /* the client's address, "1.2.3.4:5678" */
+    const char *peer;        /* the client's address, "1.2.3.4" or an
+                                IPv6 address (no port) */
     const char *origin;      /* the upgrade's Origin header, or NULL */
     const char *cookie;      /* the upgrade's Cookie header, or NULL */
     const char *query;       /* the upgrade target's query (after '?'),
@@ -155,8 +156,9 @@ typedef struct sc_plugin_event {
                          (docs/PROTOCOL.md), `len` bytes, not
                          NUL-terminated */
     size_t len;
-    uint32_t dropped; /* pushes dropped for this subscription (its queue
-                         was full) right before this one */
+    uint32_t dropped; /* for a `dropped` push: how many pushes were
+                         dropped for this subscription (its queue was
+                         full); 0 for every other push */
 } sc_plugin_event_t;
 
 typedef void (*sc_plugin_event_fn)(void *ud, const sc_plugin_event_t *ev);
@@ -208,7 +210,7 @@ extern SC_PLUGIN_EXPORT const sc_plugin_t scopecast_plugin;
 int sc_host_emit(sc_host_t *host, const sc_plugin_emit_t *e, uint64_t *seq);
 
 /* The scope's presence as GET /api/presence answers it (a JSON object with
- * "scope", "presence" and "total"), in *json_out, to be freed with
+ * "scope" and "presence"), in *json_out, to be freed with
  * sc_host_free. Returns 0 or -1 (invalid scope, no memory). Thread: any. */
 int sc_host_presence(sc_host_t *host, const char *scope, char **json_out);
 
@@ -233,9 +235,8 @@ bool sc_host_json_valid(const char *json);
 /* Frees what sc_host_presence returned. NULL is a no-op. Thread: any. */
 void sc_host_free(void *p);
 
-/* Writes a line to the server's log, prefixed with the plugin's name.
- * Thread: any. */
-/* (`host` NULL is allowed: the line then names no plugin.) */
+/* Writes a line to the server's log, prefixed with the plugin's name
+ * (`host` may be NULL: then with "plugin:" only). Thread: any. */
 void sc_host_log(sc_host_t *host, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -296,8 +297,10 @@ void sc_host_watch_stop(sc_plugin_watch_t *w);
 
 /* Subscribes inside the server: on_event(ud, ev) runs on the plugin loop
  * for each push of `scope`, in order, from a bounded queue (--maxsize;
- * drops are reported in ev->dropped); on_closed (optional) when the server
- * ends it. The subscription is not part of the scope's presence. Flags:
+ * drops are reported as `dropped` pushes); on_closed (optional) when the
+ * server ends it. The subscription is not part of the scope's presence,
+ * has no user and no session: events with an audience never reach it,
+ * and it receives the events of every origin. Flags:
  * SC_PLUGIN_SUB_PRESENCE to get join/leave too. Returns 0 with *out, or -1.
  * Thread: plugin loop. */
 int sc_host_subscribe(sc_host_t *host, const char *scope, unsigned flags,

@@ -87,7 +87,7 @@
 #define DEFAULT_DEBOUNCE_MS 50
 #define DEFAULT_MAX_DELAY_MS 200
 #define DEFAULT_MAX_PATHS 1000
-#define MAX_PATHS 10000      /* the server's limit (not in plugin.h) */
+#define MAX_PATHS SC_PLUGIN_MAX_PATHS /* the server's limit */
 #define READS_PER_WAKE 16    /* buffers read per wake-up of the fd watch */
 #define READ_BUF (64 * 1024) /* >= one event with the longest name */
 #define EARLY_S 0.001        /* a timer this early counts as on time */

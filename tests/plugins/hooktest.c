@@ -18,8 +18,10 @@
  *                         ms) subscribes to scopes starting with
  *                         "slow:", and connections whose query has
  *                         "slow=1"
- *   "never_prefix": P     subscribes to scopes starting with P are never
- *                         answered (the host's timeout decides)
+ *   "never_prefix": P     subscribes to scopes starting with P are not
+ *                         answered in time (the host's timeout decides);
+ *                         shutdown answers them, after the service
+ *                         threads stopped, as a plugin may
  *   "flood": {"scope": S, "count": N, "rate": R}
  *                         a thread emits N events {"i":k} into S at R per
  *                         second, starting when a first connection
@@ -75,6 +77,8 @@ struct ht {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct delayed *queue;
+    sc_plugin_req_t *held[64]; /* never_prefix reqs, answered at shutdown */
+    int nheld;
     bool stop;
     /* flood */
     char *flood_scope;
@@ -282,8 +286,14 @@ static int on_subscribe(void *state, sc_plugin_req_t *req,
     }
     if (!presence && h->flood_scope && strcmp(scope, h->flood_scope) == 0)
         atomic_store(&h->flood_go, true);
-    if (!presence && starts(scope, h->never_prefix))
-        return SC_PLUGIN_PENDING; /* never answered: the host times out */
+    if (!presence && starts(scope, h->never_prefix)) {
+        pthread_mutex_lock(&h->mu);
+        bool kept = h->nheld < 64;
+        if (kept)
+            h->held[h->nheld++] = req;
+        pthread_mutex_unlock(&h->mu);
+        return kept ? SC_PLUGIN_PENDING : SC_PLUGIN_DENY;
+    }
     if (!presence && h->delay_ms > 0 && starts(scope, "slow:"))
         return later(h, req);
     return SC_PLUGIN_ALLOW;
@@ -452,6 +462,9 @@ static void shutdown_(void *state)
         atomic_store(&h->flood_go, true);
         pthread_join(h->flood_thread, NULL);
     }
+    /* the answers held back come now, too late for anyone */
+    for (int i = 0; i < h->nheld; i++)
+        sc_host_resume(h->held[i], SC_PLUGIN_ALLOW);
     /* late answers never given: the host frees those reqs */
     for (struct delayed *d = h->queue, *n; d; d = n) {
         n = d->next;
