@@ -114,7 +114,7 @@ enum sc_plugin_req_kind {
 #define SC_PLUGIN_MAX_PATHS 10000
 
 /* sc_host_subscribe flags. */
-#define SC_PLUGIN_SUB_PRESENCE 1u /* also receive join/leave pushes */
+#define SC_PLUGIN_SUB_PRESENCE 1u /* also join/leave/update pushes */
 
 typedef struct sc_host sc_host_t;             /* the server, one per plugin */
 typedef struct sc_plugin_req sc_plugin_req_t; /* one question to a hook */
@@ -151,7 +151,7 @@ typedef struct sc_plugin_emit {
 /* One push a plugin subscription receives. */
 typedef struct sc_plugin_event {
     const char *scope;
-    uint64_t seq;     /* the event's seq; 0 for join/leave */
+    uint64_t seq;     /* the event's seq; 0 for join/leave/update */
     const char *json; /* the push exactly as a WebSocket client gets it
                          (docs/PROTOCOL.md), `len` bytes, not
                          NUL-terminated */
@@ -301,8 +301,8 @@ void sc_host_watch_stop(sc_plugin_watch_t *w);
  * server ends it. The subscription is not part of the scope's presence,
  * has no user and no session: events with an audience never reach it,
  * and it receives the events of every origin. Flags:
- * SC_PLUGIN_SUB_PRESENCE to get join/leave too. Returns 0 with *out, or -1.
- * Thread: plugin loop. */
+ * SC_PLUGIN_SUB_PRESENCE to get join/leave/update too. Returns 0 with *out, or
+ * -1. Thread: plugin loop. */
 int sc_host_subscribe(sc_host_t *host, const char *scope, unsigned flags,
                       sc_plugin_event_fn on_event,
                       sc_plugin_closed_fn on_closed, void *ud,
