@@ -996,6 +996,24 @@ def check_drop_accounting(msgs, first_seq, last_seq):
     return received, dropped_total
 
 
+def run_server(*args, timeout=15.0):
+    """Runs the binary with `args` (after --host 127.0.0.1 and the run's
+    SC_IT_SERVER_ARGS) expecting it to exit by itself; returns
+    (exit code, output)."""
+    cmd = [CONFIG.server, "--host", HOST, *os.environ.get("SC_IT_SERVER_ARGS", "").split(),
+           *[str(a) for a in args]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s (expected it to refuse)\n"
+                             + out.decode("utf-8", "replace"))
+    return p.returncode, out.decode("utf-8", "replace")
+
 # --------------------------------------------------------------------------
 # Test case base class and runner
 

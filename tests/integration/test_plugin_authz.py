@@ -10,13 +10,12 @@ SC_PLUGIN_DIR (set by ctest) is where the build put authz.so."""
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CONFIG, HOST, JWT_SECRET, ScopecastTestCase, main, no_server,  # noqa: E402
+from harness import run_server  # noqa: E402
+from harness import (CONFIG, JWT_SECRET, ScopecastTestCase, main, no_server,  # noqa: E402
                      server_args, token)
 
 PLUGIN = os.path.join(os.environ.get("SC_PLUGIN_DIR", ""), "authz.so")
@@ -32,23 +31,6 @@ def plugin(config=None):
         return PLUGIN
     return PLUGIN + ":" + (config if isinstance(config, str) else json.dumps(config))
 
-
-def run_server(*args, timeout=15.0):
-    """Runs the binary (as test_startup.py does) expecting it to exit by
-    itself; returns (exit code, output)."""
-    cmd = [CONFIG.server, "--host", HOST, *os.environ.get("SC_IT_SERVER_ARGS", "").split(),
-           *[str(a) for a in args]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s (expected it to refuse)\n"
-                             + out.decode("utf-8", "replace"))
-    return p.returncode, out.decode("utf-8", "replace")
 
 
 class AuthzCase(ScopecastTestCase):

@@ -12,9 +12,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import CONFIG, HOST, T, ScopecastTestCase, main, no_server  # noqa: E402
+from harness import run_server  # noqa: E402
+from harness import CONFIG, T, ScopecastTestCase, main, no_server  # noqa: E402
 
 SCOPE = "files"
 LATENCY_MAX = 0.2  # seconds from the write to the subscriber
@@ -47,23 +46,6 @@ def write(path, data="x\n"):
     with open(path, "w") as f:
         f.write(data)
 
-
-def run_server(*args, timeout=15.0):
-    """Runs the binary expecting it to exit by itself (as test_startup.py);
-    returns (exit code, output)."""
-    cmd = [CONFIG.server, "--host", HOST, *os.environ.get("SC_IT_SERVER_ARGS", "").split(),
-           *[str(a) for a in args]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s (expected it to refuse)\n"
-                             + out.decode("utf-8", "replace"))
-    return p.returncode, out.decode("utf-8", "replace")
 
 
 class FsWatchCase(ScopecastTestCase):

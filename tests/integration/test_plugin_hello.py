@@ -11,14 +11,13 @@ SC_PLUGIN_DIR (set by ctest) is where the build put hello.so."""
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (CONFIG, HOST, JWT_SECRET, ScopecastTestCase, main, no_server,  # noqa: E402
+import harness  # noqa: E402
+from harness import (CONFIG, JWT_SECRET, ScopecastTestCase, main, no_server,  # noqa: E402
                      token)
 
 PLUGIN = os.path.join(os.environ.get("SC_PLUGIN_DIR", ""), "hello.so")
@@ -35,20 +34,9 @@ def plugin(config=None):
 
 
 def run_server(*args, timeout=15.0):
-    """Runs the binary expecting it to exit by itself; (exit code, output)."""
-    cmd = [CONFIG.server, "--host", HOST, "--port", "0", "--web-root", CONFIG.web_root,
-           *os.environ.get("SC_IT_SERVER_ARGS", "").split(), *[str(a) for a in args]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.kill(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s (expected it to refuse)\n"
-                             + out.decode("utf-8", "replace"))
-    return p.returncode, out.decode("utf-8", "replace")
+    """harness.run_server with a free port and the web root."""
+    return harness.run_server("--port", "0", "--web-root", CONFIG.web_root, *args,
+                              timeout=timeout)
 
 
 class Hello(ScopecastTestCase):

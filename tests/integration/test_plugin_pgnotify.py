@@ -22,7 +22,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import (CONFIG, HOST, T, ScopecastTestCase, free_port,  # noqa: E402
                      http_request, main, no_server)
 
@@ -201,22 +201,9 @@ def plugin_arg(config):
 
 
 def run_server(*args, timeout=20.0):
-    """Runs the binary with `args` (after --host 127.0.0.1, a free --port and
-    the run's SC_IT_SERVER_ARGS) expecting it to exit by itself; returns
-    (exit code, output)."""
-    cmd = [CONFIG.server, "--host", HOST, "--port", str(free_port()), "--web-root", CONFIG.web_root,
-           *os.environ.get("SC_IT_SERVER_ARGS", "").split(), *[str(a) for a in args]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCOPECAST_")}
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        raise AssertionError(f"{' '.join(cmd)} still running after {timeout} s (expected it to refuse)\n"
-                             + out.decode("utf-8", "replace"))
-    return p.returncode, out.decode("utf-8", "replace")
+    """harness.run_server with a free port and the web root."""
+    return harness.run_server("--port", "0", "--web-root", CONFIG.web_root, *args,
+                              timeout=timeout)
 
 
 class PgnotifyCase(ScopecastTestCase):
