@@ -26,13 +26,32 @@
 
 #define SHARDS 64
 
+struct sc__scope;
+
+/* A held presence entry (sc_sub_destroy_hold): the conn of a subscription
+ * whose connection dropped, shown until it is adopted or its grace ends.
+ * In its scope's `held` array and its shard's expiry list, oldest first
+ * (every entry has the bus's grace, so that is also expiry order). */
+typedef struct sc__held {
+    sc_conn_t conn;
+    uint64_t session_hash; /* sc__hash(conn.session_id) */
+    double expires;        /* bus clock */
+    struct sc__scope *scope;
+    size_t index;                 /* in scope->held */
+    struct sc__held *next, *prev; /* the shard's expiry list */
+} sc__held_t;
+
+/* A scope exists while it has subscriptions or held entries. */
 typedef struct sc__scope {
     sc__strmap_entry_t *entry; /* key = scope name, value = this */
     uint64_t seq;
     sc_sub_t **subs;
     size_t nsubs, cap;
-    sc__strmap_t users; /* user id -> live subscriptions (uintptr_t) */
-    double warn_last;   /* drop-warning throttle */
+    sc__held_t **held;
+    size_t nheld, heldcap;
+    /* user id -> its shown subscriptions and held entries (uintptr_t) */
+    sc__strmap_t users;
+    double warn_last; /* drop-warning throttle */
     uint64_t warn_count;
     bool warned;
 } sc__scope_t;
@@ -40,6 +59,8 @@ typedef struct sc__scope {
 typedef struct shard {
     _Alignas(64) pthread_mutex_t lock;
     sc__strmap_t scopes;      /* {lock} */
+    sc__held_t *held_head;    /* {lock} the expiry list, oldest first */
+    sc__held_t *held_tail;    /* {lock} */
     _Atomic uint64_t emitted; /* incremented under lock, read anywhere */
     _Atomic uint64_t dropped;
 } shard_t;
@@ -50,6 +71,7 @@ struct sc_bus {
                            holds one reference, each queued event one */
     _Atomic uint64_t subscribers;
     _Atomic uint64_t scopes;
+    _Atomic uint64_t held; /* held presence entries */
     shard_t shards[SHARDS];
 };
 
@@ -138,6 +160,18 @@ static shard_t *shard_of(sc_bus_t *bus, uint64_t hash)
     return &bus->shards[hash >> 58]; /* top bits; buckets use low bits */
 }
 
+static bool opt_str_eq(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* Whether `sub` has a presence entry: a conn, not hidden, not superseded.
+ * Caller holds the shard lock (or owns an unregistered sub). */
+static bool shown(const sc_sub_t *sub)
+{
+    return sub->_has_conn && !sub->_hidden && !sub->_superseded;
+}
+
 /* ---- lifecycle ------------------------------------------------------- */
 
 void sc_bus_config_default(sc_bus_config_t *cfg)
@@ -194,7 +228,13 @@ static void scope_free(sc__scope_t *sc)
 {
     sc__strmap_deinit(&sc->users);
     free(sc->subs);
+    free(sc->held);
     free(sc);
+}
+
+static bool scope_empty(const sc__scope_t *sc)
+{
+    return sc->nsubs == 0 && sc->nheld == 0;
 }
 
 /* Removes an empty scope from its shard. */
@@ -217,6 +257,10 @@ static void destroy_scope_cb(sc__strmap_entry_t *e, void *ud)
     for (size_t i = 0; i < sc->nsubs; i++) {
         sc->subs[i]->_scope = NULL;
         atomic_store(&sc->subs[i]->_close_reason, SC_CLOSE_SHUTDOWN);
+    }
+    for (size_t i = 0; i < sc->nheld; i++) { /* their shard goes too */
+        sc_conn_deinit(&sc->held[i]->conn);
+        free(sc->held[i]);
     }
     scope_free(sc);
 }
@@ -419,6 +463,7 @@ static sc_sub_t *sub_create(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
         sub->_echo = opts->echo;
         sub->_quiet = opts->quiet;
         sub->_hidden = opts->hidden;
+        sub->_adopt = opts->adopt;
         sub->_on_disconnect = opts->on_disconnect;
         sub->_on_disconnect_ud = opts->on_disconnect_ud;
     }
@@ -472,7 +517,202 @@ static int reserve_sub_slot(sc__scope_t *sc)
     return 0;
 }
 
-/* Announces `sub` joining to the scope's others and adds it. Every
+/* ---- held presence entries ------------------------------------------ */
+
+/* Counts one presence entry of `uid` out of `sc`'s users. Returns the
+ * user-level `last` flag (anonymous: always). Caller holds the lock. */
+static bool user_release_locked(sc__scope_t *sc, const char *uid)
+{
+    if (!uid)
+        return true;
+    sc__strmap_entry_t *user = sc__strmap_find(&sc->users, uid, sc__hash(uid));
+    if (!user)
+        return true;
+    uintptr_t left = (uintptr_t)user->value - 1;
+    if (left == 0) {
+        sc__strmap_remove(&sc->users, user);
+        return true;
+    }
+    user->value = (void *)left;
+    return false;
+}
+
+/* Tells `sc`'s subscribers (but quiet ones and `except`) a presence
+ * event of `conn`. Returns false when it could not be built (out of
+ * memory). Caller holds the lock. */
+static bool announce_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                            int kind, const sc_conn_t *conn, bool edge,
+                            const sc_sub_t *except, after_t *af)
+{
+    if (sc->nsubs == 0 || (sc->nsubs == 1 && sc->subs[0] == except))
+        return true;
+    sc_event_t *ev =
+        sc__event_create_presence(kind, sc->entry->key, conn, edge);
+    bool ok = ev && encode(bus, ev) == 0;
+    if (ok)
+        fanout_locked(bus, sh, sc, ev, except, af);
+    sc_event_unref(ev);
+    return ok;
+}
+
+static int held_reserve(sc__scope_t *sc)
+{
+    if (sc->nheld < sc->heldcap)
+        return 0;
+    size_t cap = sc->heldcap ? sc->heldcap * 2 : 2;
+    sc__held_t **v = realloc(sc->held, cap * sizeof *v);
+    if (!v)
+        return -1;
+    sc->held = v;
+    sc->heldcap = cap;
+    return 0;
+}
+
+/* Adds `h` (its conn filled) to `sc` (room reserved) and to the end of
+ * the shard's expiry list. Caller holds the lock. */
+static void held_add_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                            sc__held_t *h)
+{
+    h->scope = sc;
+    h->index = sc->nheld;
+    sc->held[sc->nheld++] = h;
+    h->expires = bus->cfg.clock(bus->cfg.clock_ud) + bus->cfg.presence_grace;
+    h->next = NULL;
+    h->prev = sh->held_tail;
+    if (sh->held_tail)
+        sh->held_tail->next = h;
+    else
+        sh->held_head = h;
+    sh->held_tail = h;
+    atomic_fetch_add(&bus->held, 1);
+}
+
+/* Takes `h` out of its scope and shard and frees it (its user count is
+ * the caller's business). Caller holds the lock. */
+static void held_free_locked(sc_bus_t *bus, shard_t *sh, sc__held_t *h)
+{
+    sc__scope_t *sc = h->scope;
+    size_t i = h->index;
+    sc->held[i] = sc->held[--sc->nheld];
+    sc->held[i]->index = i;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        sh->held_head = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    else
+        sh->held_tail = h->prev;
+    atomic_fetch_sub(&bus->held, 1);
+    sc_conn_deinit(&h->conn);
+    free(h);
+}
+
+/* The held entry leaves: LEAVE to the scope's others, then it is freed
+ * (the caller drops an emptied scope). False: the LEAVE was not built. */
+static bool held_leave_locked(sc_bus_t *bus, shard_t *sh, sc__held_t *h,
+                              after_t *af)
+{
+    sc__scope_t *sc = h->scope;
+    bool last = user_release_locked(sc, h->conn.user_id);
+    bool ok =
+        announce_locked(bus, sh, sc, SC_EVENT_LEAVE, &h->conn, last, NULL, af);
+    held_free_locked(bus, sh, h);
+    return ok;
+}
+
+/* ---- attaching ------------------------------------------------------- */
+
+/* The presence entry `sub` (adopt) may take over in `sc`: a held entry
+ * (*held) or a live shown subscription (*live) of the same session and
+ * user. False when there is none. Caller holds the lock. */
+static bool find_adoptable_locked(sc__scope_t *sc, const sc_sub_t *sub,
+                                  sc__held_t **held, sc_sub_t **live)
+{
+    const sc_conn_t *c = &sub->_conn;
+    *held = NULL;
+    *live = NULL;
+    for (size_t i = 0; i < sc->nheld; i++) {
+        sc__held_t *h = sc->held[i];
+        if (h->session_hash == sub->_session_hash &&
+            strcmp(h->conn.session_id, c->session_id) == 0 &&
+            opt_str_eq(h->conn.user_id, c->user_id)) {
+            *held = h;
+            return true;
+        }
+    }
+    for (size_t i = 0; i < sc->nsubs; i++) {
+        sc_sub_t *o = sc->subs[i];
+        if (shown(o) && o->_session_hash == sub->_session_hash &&
+            strcmp(o->_conn.session_id, c->session_id) == 0 &&
+            opt_str_eq(o->_conn.user_id, c->user_id)) {
+            *live = o;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool meta_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (!a || !b)
+        return a == b;
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* Adds `sub` (room reserved) in place of the presence entry `src` (a held
+ * entry's conn, or a live subscription's): no JOIN, the entry's
+ * connected-at, its meta unless `sub` has one, an UPDATE to the others
+ * when the meta changes. Nothing changes on failure (SC_ENOMEM). Caller
+ * holds the lock. */
+static int adopt_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                        sc_sub_t *sub, sc__held_t *held, sc_sub_t *live,
+                        after_t *af)
+{
+    const sc_conn_t *src = held ? &held->conn : &live->_conn;
+    char *copy = NULL;
+    if (!sub->_conn.meta && src->meta) {
+        if (!(copy = malloc(src->meta_len + 1)))
+            return SC_ENOMEM;
+        memcpy(copy, src->meta, src->meta_len + 1);
+    }
+    sc_conn_t view = sub->_conn; /* borrowed: the entry as it will be */
+    view.connected_at = src->connected_at;
+    if (copy) {
+        view.meta = copy;
+        view.meta_len = src->meta_len;
+    }
+    sc_event_t *update = NULL;
+    if (!meta_eq(view.meta, view.meta_len, src->meta, src->meta_len) &&
+        sc->nsubs > 0) {
+        update = sc__event_create_presence(SC_EVENT_UPDATE, sub->_scope_name,
+                                           &view, false);
+        if (!update || encode(bus, update) != 0) {
+            sc_event_unref(update);
+            free(copy);
+            return SC_ENOMEM;
+        }
+    }
+    sub->_conn.connected_at = view.connected_at;
+    sub->_conn.meta = view.meta;
+    sub->_conn.meta_len = view.meta_len;
+    if (held)
+        held_free_locked(bus, sh, held); /* its user count is sub's now */
+    else
+        live->_superseded = true; /* so is its */
+    sub->_scope = sc;
+    sub->_index = sc->nsubs;
+    sc->subs[sc->nsubs++] = sub;
+    atomic_fetch_add(&bus->subscribers, 1);
+    if (update) {
+        fanout_locked(bus, sh, sc, update, sub, af);
+        sc_event_unref(update);
+    }
+    return SC_OK;
+}
+
+/* Announces `sub` joining to the scope's others and adds it (or, with
+ * adopt, takes over its session's entry: adopt_locked). Every
  * allocation happens before anything changes, so failure leaves the scope
  * as it was. Caller holds the lock. */
 static int attach_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
@@ -482,15 +722,19 @@ static int attach_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     bool first = true;
     if (reserve_sub_slot(sc) != 0)
         return SC_ENOMEM;
-    bool shown = sub->_has_conn && !sub->_hidden;
-    if (shown && sub->_conn.user_id) {
+    bool is_shown = shown(sub);
+    sc__held_t *held;
+    sc_sub_t *live;
+    if (is_shown && sub->_adopt && find_adoptable_locked(sc, sub, &held, &live))
+        return adopt_locked(bus, sh, sc, sub, held, live, af);
+    if (is_shown && sub->_conn.user_id) {
         const char *uid = sub->_conn.user_id;
         user = sc__strmap_upsert(&sc->users, uid, sc__hash(uid));
         if (!user)
             return SC_ENOMEM;
         first = user->value == NULL;
     }
-    if (shown && sc->nsubs > 0) {
+    if (is_shown && sc->nsubs > 0) {
         sc_event_t *join = sc__event_create_presence(
             SC_EVENT_JOIN, sub->_scope_name, &sub->_conn, first);
         if (!join || encode(bus, join) != 0) {
@@ -535,7 +779,7 @@ int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
         rc = attach_locked(bus, sh, sc, sub, &af);
         if (rc == SC_OK && seq_out)
             *seq_out = sc->seq;
-        if (rc != SC_OK && sc->nsubs == 0)
+        if (rc != SC_OK && scope_empty(sc))
             scope_drop_locked(bus, sh, sc);
     }
     pthread_mutex_unlock(&sh->lock);
@@ -551,28 +795,24 @@ int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
 
 /* ---- leaving --------------------------------------------------------- */
 
-/* Takes `sub` out of `sc` (not freeing an emptied scope). Returns the
- * user-level `last` flag. Caller holds the lock. */
-static bool detach_locked(sc_bus_t *bus, sc__scope_t *sc, sc_sub_t *sub)
+/* Takes `sub` out of `sc`'s array (not freeing an emptied scope; its
+ * user count is the caller's business). Caller holds the lock. */
+static void remove_sub_locked(sc_bus_t *bus, sc__scope_t *sc, sc_sub_t *sub)
 {
     size_t i = sub->_index;
     sc->subs[i] = sc->subs[--sc->nsubs];
     sc->subs[i]->_index = i;
     sub->_scope = NULL;
     atomic_fetch_sub(&bus->subscribers, 1);
-    if (!sub->_has_conn || sub->_hidden || !sub->_conn.user_id)
-        return true;
-    const char *uid = sub->_conn.user_id;
-    sc__strmap_entry_t *user = sc__strmap_find(&sc->users, uid, sc__hash(uid));
-    if (!user)
-        return true;
-    uintptr_t left = (uintptr_t)user->value - 1;
-    if (left == 0) {
-        sc__strmap_remove(&sc->users, user);
-        return true;
-    }
-    user->value = (void *)left;
-    return false;
+}
+
+/* Takes `sub` out of `sc` (not freeing an emptied scope). Returns the
+ * user-level `last` flag. Caller holds the lock. */
+static bool detach_locked(sc_bus_t *bus, sc__scope_t *sc, sc_sub_t *sub)
+{
+    bool had_entry = shown(sub);
+    remove_sub_locked(bus, sc, sub);
+    return had_entry ? user_release_locked(sc, sub->_conn.user_id) : true;
 }
 
 /* Detaches `sub` and tells the scope's others. Returns false when the LEAVE
@@ -580,37 +820,92 @@ static bool detach_locked(sc_bus_t *bus, sc__scope_t *sc, sc_sub_t *sub)
 static bool leave_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
                          sc_sub_t *sub, after_t *af)
 {
+    bool had_entry = shown(sub);
     bool last = detach_locked(bus, sc, sub);
-    if (!sub->_has_conn || sub->_hidden || sc->nsubs == 0)
+    if (!had_entry)
         return true;
-    sc_event_t *leave = sc__event_create_presence(
-        SC_EVENT_LEAVE, sub->_scope_name, &sub->_conn, last);
-    bool ok = leave && encode(bus, leave) == 0;
-    if (ok)
-        fanout_locked(bus, sh, sc, leave, NULL, af);
-    sc_event_unref(leave);
-    return ok;
+    return announce_locked(bus, sh, sc, SC_EVENT_LEAVE, &sub->_conn, last, NULL,
+                           af);
 }
 
-void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub)
+void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub, bool hold)
 {
     shard_t *sh = shard_of(bus, sub->_hash);
     after_t af;
     after_init(&af);
     bool ok = true;
+    /* The held entry's copy, made before the lock (on the owner's thread,
+     * the only one that changes the meta). */
+    sc__held_t *h = NULL;
+    if (hold && bus->cfg.presence_grace > 0 && sub->_has_conn &&
+        !sub->_hidden && (h = calloc(1, sizeof *h)) != NULL) {
+        if (sc_conn_copy(&h->conn, &sub->_conn) == SC_OK) {
+            h->session_hash = sub->_session_hash;
+        } else {
+            free(h);
+            h = NULL;
+        }
+    }
     pthread_mutex_lock(&sh->lock);
     sc__scope_t *sc = sub->_scope;
     if (sc) {
-        ok = leave_locked(bus, sh, sc, sub, &af);
-        if (sc->nsubs == 0)
+        if (h && shown(sub) && held_reserve(sc) == 0) {
+            /* the entry stays, quietly; it keeps the user's count */
+            remove_sub_locked(bus, sc, sub);
+            held_add_locked(bus, sh, sc, h);
+            h = NULL;
+        } else {
+            ok = leave_locked(bus, sh, sc, sub, &af);
+        }
+        if (scope_empty(sc))
             scope_drop_locked(bus, sh, sc);
     }
     pthread_mutex_unlock(&sh->lock);
     after_run(bus, &af);
+    if (h) {
+        sc_conn_deinit(&h->conn);
+        free(h);
+    }
     if (!ok)
         sc__bus_logf(bus, SC_LOG_ERROR,
                      "out of memory: leave of scope='%s' not announced",
                      sub->_scope_name);
+}
+
+size_t sc_bus_expire_held(sc_bus_t *bus)
+{
+    if (!bus || atomic_load_explicit(&bus->held, memory_order_relaxed) == 0)
+        return 0;
+    double now = bus->cfg.clock(bus->cfg.clock_ud);
+    size_t n = 0;
+    bool failed = false;
+    after_t af;
+    after_init(&af);
+    for (int i = 0; i < SHARDS; i++) {
+        shard_t *sh = &bus->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        sc__held_t *h;
+        while ((h = sh->held_head) != NULL && h->expires <= now) {
+            sc__scope_t *sc = h->scope;
+            if (!held_leave_locked(bus, sh, h, &af))
+                failed = true;
+            n++;
+            if (scope_empty(sc))
+                scope_drop_locked(bus, sh, sc);
+        }
+        pthread_mutex_unlock(&sh->lock);
+        after_run(bus, &af);
+    }
+    if (failed)
+        sc__bus_logf(bus, SC_LOG_ERROR,
+                     "out of memory: a held presence entry's leave was not "
+                     "announced");
+    return n;
+}
+
+uint64_t sc_bus_held(sc_bus_t *bus)
+{
+    return atomic_load(&bus->held);
 }
 
 /* ---- presence updates ------------------------------------------------ */
@@ -645,8 +940,10 @@ int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
     int rc = SC_OK;
     pthread_mutex_lock(&sh->lock);
     sc__scope_t *sc = sub->_scope;
-    if (!sc) {
-        rc = SC_ECLOSED; /* closed or kicked: its end is on its way */
+    if (!sc || sub->_superseded) {
+        /* closed or kicked: its end is on its way; superseded: a newer
+         * connection of its session has the entry */
+        rc = SC_ECLOSED;
     } else if (sc->nsubs > 1 && encode(bus, ev) != 0) {
         rc = SC_ENOMEM;
     } else {
@@ -684,6 +981,8 @@ static size_t close_scope_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     }
     sc->nsubs = 0;
     atomic_fetch_sub(&bus->subscribers, n);
+    while (sc->nheld) /* no leave: the scope is closed */
+        held_free_locked(bus, sh, sc->held[sc->nheld - 1]);
     scope_drop_locked(bus, sh, sc);
     return n;
 }
@@ -759,7 +1058,13 @@ static void kick_user_cb(sc__strmap_entry_t *e, void *ud)
         cx->count++;
         /* Swap-removal moved an already visited entry into slot i. */
     }
-    if (sc->nsubs == 0)
+    for (size_t i = sc->nheld; i-- > 0;) { /* held entries leave at once */
+        sc__held_t *h = sc->held[i];
+        if (h->conn.user_id && strcmp(h->conn.user_id, cx->user) == 0 &&
+            !held_leave_locked(cx->bus, cx->sh, h, cx->af))
+            cx->leave_failed = true;
+    }
+    if (scope_empty(sc))
         scope_drop_locked(cx->bus, cx->sh, sc);
 }
 
@@ -836,12 +1141,18 @@ int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
     pthread_mutex_lock(&sh->lock);
     sc__strmap_entry_t *e = sc__strmap_find(&sh->scopes, scope, hash);
     sc__scope_t *sc = e ? e->value : NULL;
-    if (sc && sc->nsubs && !(v = calloc(sc->nsubs, sizeof *v)))
+    if (sc && !scope_empty(sc) &&
+        !(v = calloc(sc->nsubs + sc->nheld, sizeof *v)))
         rc = SC_ENOMEM;
-    for (size_t i = 0; v && sc && i < sc->nsubs; i++) {
-        if (!sc->subs[i]->_has_conn || sc->subs[i]->_hidden)
+    for (size_t i = 0; v && sc && i < sc->nsubs + sc->nheld; i++) {
+        const sc_conn_t *c = NULL;
+        if (i >= sc->nsubs)
+            c = &sc->held[i - sc->nsubs]->conn;
+        else if (shown(sc->subs[i]))
+            c = &sc->subs[i]->_conn;
+        if (!c)
             continue;
-        if (sc_conn_copy(&v[count], &sc->subs[i]->_conn) != SC_OK) {
+        if (sc_conn_copy(&v[count], c) != SC_OK) {
             rc = SC_ENOMEM;
             break;
         }

@@ -19,6 +19,13 @@
  *   sc_owner_rearm() before draining. Owners without a wake callback get a
  *   built-in condition variable and may block in sc_owner_wait().
  *
+ *   Presence grace (presence_grace > 0): a subscription ended with
+ *   sc_sub_destroy_hold() (its connection dropped) leaves a "held" presence
+ *   entry in its scope instead of a LEAVE: shown and counted for first/last
+ *   like a live one, given nothing. A new subscription of the same session
+ *   and user with sc_sub_opts_t.adopt takes it over silently; otherwise
+ *   sc_bus_expire_held() announces its LEAVE once the grace has passed.
+ *
  * Threads
  *   sc_bus_emit, sc_bus_subscribe, sc_bus_close*, sc_bus_presence and the
  *   counters are safe from any thread; sc_bus_presence_update runs on the
@@ -101,6 +108,10 @@ typedef struct sc_bus_config {
      * the event's allocation): one copy per queued event instead of two.
      * sc_event_payload then returns NULL for such events. Default false. */
     bool release_payload;
+    /* Presence grace, in seconds (0 = off, the default): how long the
+     * presence entry of a subscription ended with sc_sub_destroy_hold()
+     * stays "held" before its LEAVE (see there). */
+    double presence_grace;
 } sc_bus_config_t;
 
 #define SC_BUS_DEFAULT_MAXSIZE 256
@@ -141,6 +152,18 @@ typedef struct sc_sub_opts {
                               out of presence and of first/last counts,
                               no sc_bus_presence_update (its conn still
                               serves audience and echo) */
+    /* The conn resumes an earlier session (the embedder checked that it
+     * may): when the scope holds a presence entry of the same session id
+     * and user (held by sc_sub_destroy_hold, or still shown by a live
+     * subscription whose connection has not been noticed gone), the new
+     * subscription takes it over instead of joining: no JOIN, the entry's
+     * connected-at is kept, a conn without meta keeps the entry's meta,
+     * and a different meta is told to the others as one UPDATE (not to
+     * the new subscription). A live subscription so taken over is
+     * superseded: no longer shown, it leaves unannounced. Ignored for
+     * hidden subscriptions and without a conn. Costs one scan of the
+     * scope's subscribers, so only resuming conns should set it. */
+    bool adopt;
     sc_on_disconnect_fn on_disconnect; /* optional */
     void *on_disconnect_ud;
 } sc_sub_opts_t;
@@ -159,14 +182,16 @@ int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
 /* Ends every subscription of `scope` (NULL: of all scopes) with `reason`
  * (SC_CLOSE_CLOSED or SC_CLOSE_SHUTDOWN): they are removed at once (no
  * leave events among them), their owners are woken, and each consumer still
- * drains what was queued before seeing the end. Clears the drop-warning
+ * drains what was queued before seeing the end. Held presence entries of
+ * those scopes are dropped without a LEAVE. Clears the drop-warning
  * throttle of those scopes. An unknown scope is a no-op. Returns the number
  * of subscriptions ended. Thread: any. */
 size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason);
 
 /* Ends the subscriptions of `user_id` in `scope` (NULL: in every scope) with
- * reason SC_CLOSE_KICKED; remaining subscribers get LEAVE events. Returns
- * the number ended. Thread: any. */
+ * reason SC_CLOSE_KICKED; remaining subscribers get LEAVE events. The
+ * user's held presence entries there leave at once too (not counted).
+ * Returns the number of subscriptions ended. Thread: any. */
 size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope);
 
 /* Replaces the meta of `sub`'s conn with `meta` (`len` bytes, copied;
@@ -183,8 +208,20 @@ size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope);
 int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
                            size_t len);
 
+/* Announces the LEAVE of every held presence entry (sc_sub_destroy_hold)
+ * whose grace has passed (by the bus clock), to the scope's others but
+ * quiet ones; `last` counts held entries as the user's connections.
+ * Returns the number of entries that left. Cheap (one atomic load) while
+ * nothing is held; else one lock per shard. Call it periodically (the
+ * server: every tick). Thread: any. */
+size_t sc_bus_expire_held(sc_bus_t *bus);
+
+/* Held presence entries now (over all scopes). Thread: any. */
+uint64_t sc_bus_held(sc_bus_t *bus);
+
 /* Presence snapshot: copies of the conn infos of `scope`'s live
- * subscribers that gave one and are not hidden, de-duplicated by value. *out is
+ * subscribers that gave one and are not hidden (nor superseded), and of
+ * its held entries, de-duplicated by value. *out is
  * a new array (free with sc_presence_free), NULL with *n = 0 for an unknown
  * scope. Returns SC_OK or SC_ENOMEM. Thread: any. */
 int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
@@ -200,7 +237,8 @@ typedef struct sc_bus_stats {
     uint64_t emitted;      /* every emit, with or without subscribers */
     uint64_t dropped;      /* per subscriber per dropped item */
     uint64_t subscribers;  /* live subscriptions over all scopes */
-    uint64_t scopes;       /* scopes with at least one subscriber */
+    uint64_t scopes;       /* scopes with at least one subscriber or held
+                              presence entry */
     uint64_t queued_bytes; /* what the events held by queues cost (each
                               event once; see max_queued_bytes) */
 } sc_bus_stats_t;
@@ -294,9 +332,21 @@ bool sc_sub_hidden(const sc_sub_t *sub);
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub);
 
 /* Unsubscribes (if still subscribed: the scope's others get LEAVE and the
- * scope disappears with its last subscriber), releases what is still
- * queued, calls on_disconnect exactly once and frees the subscription.
- * NULL is a no-op. Thread: owner. */
+ * scope disappears with its last subscriber and held entry), releases
+ * what is still queued, calls on_disconnect exactly once and frees the
+ * subscription. NULL is a no-op. Thread: owner. */
 void sc_sub_destroy(sc_sub_t *sub);
+
+/* sc_sub_destroy for a subscription whose connection dropped: when the
+ * bus has a presence grace and the subscription is still in its scope,
+ * shown (a conn, not hidden, not superseded), its presence entry is not
+ * announced as leaving but held in the scope (a copy of its conn) for
+ * presence_grace seconds: still listed by sc_bus_presence and counted for
+ * first/last, given no events. A later subscription with
+ * sc_sub_opts_t.adopt of the same session and user takes it over without
+ * a JOIN; else sc_bus_expire_held announces its LEAVE once the grace has
+ * passed. Otherwise (or without memory for the copy) as sc_sub_destroy.
+ * NULL is a no-op. Thread: owner. */
+void sc_sub_destroy_hold(sc_sub_t *sub);
 
 #endif

@@ -60,11 +60,16 @@ struct sc_sub {
      * {shard} (sc_bus_presence_update), so they are read on the owner's
      * thread or under {shard} */
     sc_conn_t _conn;
-    uint64_t _session_hash;             /* {const} sc__hash(_conn.session_id) */
-    bool _has_conn;                     /* {const} */
-    bool _echo;                         /* {const} */
-    bool _quiet;                        /* {const} */
-    bool _hidden;                       /* {const} */
+    uint64_t _session_hash; /* {const} sc__hash(_conn.session_id) */
+    bool _has_conn;         /* {const} */
+    bool _echo;             /* {const} */
+    bool _quiet;            /* {const} */
+    bool _hidden;           /* {const} */
+    bool _adopt;            /* {const} sc_sub_opts_t.adopt */
+    /* {shard} a newer subscription of the same session took over its
+     * presence entry (sc_sub_opts_t.adopt): it is shown no more and leaves
+     * unannounced */
+    bool _superseded;
     sc_on_disconnect_fn _on_disconnect; /* {const} */
     void *_on_disconnect_ud;            /* {const} */
     struct sc__scope *_scope;           /* {shard} NULL once removed */
@@ -127,8 +132,10 @@ static inline void sc__owner_unqueue(sc_owner_t *o, uint64_t cost)
 void sc__bus_logf(sc_bus_t *bus, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Removes `sub` from its scope (announcing LEAVE unless closing) and
- * releases what the bus holds for it. Thread: any. */
-void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub);
+/* Removes `sub` from its scope (announcing LEAVE unless closing; with
+ * `hold`, holding its presence entry instead when the bus has a grace:
+ * sc_sub_destroy_hold) and releases what the bus holds for it.
+ * Thread: any. */
+void sc__bus_unsubscribe(sc_bus_t *bus, sc_sub_t *sub, bool hold);
 
 #endif

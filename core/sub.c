@@ -82,11 +82,12 @@ uint64_t sc_sub_dropped_total(const sc_sub_t *sub)
     return sc__queue_dropped_total(&sub->_queue);
 }
 
-void sc_sub_destroy(sc_sub_t *sub)
+/* Both destroys: `hold` keeps a shown presence entry for the grace. */
+static void sub_destroy(sc_sub_t *sub, bool hold)
 {
     if (!sub)
         return;
-    sc__bus_unsubscribe(sub->_bus, sub);
+    sc__bus_unsubscribe(sub->_bus, sub, hold);
     /* No producer can reach the queue any more. */
     sc__owner_unqueue(sub->_owner, sc__queue_release(&sub->_queue));
     if (sub->_on_disconnect &&
@@ -99,4 +100,14 @@ void sc_sub_destroy(sc_sub_t *sub)
     sc__queue_deinit(&sub->_queue);
     free(sub->_scope_name);
     free(sub);
+}
+
+void sc_sub_destroy(sc_sub_t *sub)
+{
+    sub_destroy(sub, false);
+}
+
+void sc_sub_destroy_hold(sc_sub_t *sub)
+{
+    sub_destroy(sub, true);
 }
