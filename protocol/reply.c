@@ -61,6 +61,15 @@ int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n)
 int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
                          int heartbeat, int maxsize, uint64_t maxmessage)
 {
+    return sc_proto_enc_welcome_resume(b, session, user, heartbeat, maxsize,
+                                       maxmessage, NULL, -1);
+}
+
+int sc_proto_enc_welcome_resume(sc_buf_t *b, const char *session,
+                                const char *user, int heartbeat, int maxsize,
+                                uint64_t maxmessage, const char *resume_token,
+                                int resumed)
+{
     open_op(b, "welcome", NULL);
     LIT(b, ",\"version\":1,\"session\":");
     sc_buf_put_json_cstr(b, session != NULL ? session : "");
@@ -72,6 +81,16 @@ int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
     sc_buf_put_i64(b, maxsize);
     LIT(b, ",\"maxmessage\":");
     sc_buf_put_u64(b, maxmessage);
+    if (resume_token) {
+        LIT(b, ",\"resume_token\":");
+        sc_buf_put_json_cstr(b, resume_token);
+    }
+    if (resumed >= 0) {
+        if (resumed)
+            LIT(b, ",\"resumed\":true");
+        else
+            LIT(b, ",\"resumed\":false");
+    }
     sc_buf_putc(b, '}');
     return b->err;
 }

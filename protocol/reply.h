@@ -38,6 +38,16 @@ int sc_proto_enc_conn_list(sc_buf_t *b, const sc_conn_t *list, size_t n);
 int sc_proto_enc_welcome(sc_buf_t *b, const char *session, const char *user,
                          int heartbeat, int maxsize, uint64_t maxmessage);
 
+/* The welcome with the presence grace's fields after "maxmessage":
+ * ,"resume_token":T when `resume_token` is not NULL (the secret a client
+ * presents to resume this session), and ,"resumed":true|false when the
+ * client asked to resume (`resumed` 1 or 0; -1: it did not ask, no field).
+ * See docs/PROTOCOL.md "Presence grace". */
+int sc_proto_enc_welcome_resume(sc_buf_t *b, const char *session,
+                                const char *user, int heartbeat, int maxsize,
+                                uint64_t maxmessage, const char *resume_token,
+                                int resumed);
+
 /* {"op":"subscribed","id":I,"scope":S,"seq":N,"presence":[conn...]}: the
  * first `n` of `total` connections; when total > n the list was cut and
  * ,"total":T follows it. */

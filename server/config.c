@@ -147,6 +147,10 @@ static const struct opt options[] = {
      F(max_presence), 1, 1000000, "N",
      "Connections listed in one presence or subscribed reply; a\n"
      "longer list is cut and says its total."},
+    {"presence-grace", "SCOPECAST_PRESENCE_GRACE", "presence_grace", K_INT,
+     F(presence_grace), 0, 3600, "SECONDS",
+     "How long a dropped connection's presence stays before its\n"
+     "leave; the session may resume meanwhile (?resume=). 0: off."},
     {"max-subscriptions", "SCOPECAST_MAX_SUBSCRIPTIONS", "max_subscriptions",
      K_INT, F(max_subscriptions), 1, 1000000, "N",
      "Subscriptions allowed per connection."},
@@ -242,6 +246,7 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->max_meta = 2048;
     cfg->max_meta_total = 65536;
     cfg->max_presence = 1000;
+    cfg->presence_grace = 5;
     cfg->max_connections = 10000;
     cfg->max_connections_per_ip = 1000;
     cfg->max_queued_bytes = 1048576;

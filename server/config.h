@@ -85,6 +85,8 @@ typedef struct sc_config {
     size_t max_meta;            /* bytes of one subscription's meta */
     size_t max_meta_total;      /* bytes of meta per connection */
     int max_presence;           /* connections listed per presence reply */
+    int presence_grace;         /* seconds a dropped connection's presence
+                                   is held (resumable); 0: off */
     int max_connections;        /* per process; >= 1 */
     int max_connections_per_ip; /* open sockets per client address; 0: off */
     size_t max_queued_bytes;    /* events queued per connection; 0: off */

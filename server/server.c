@@ -73,6 +73,9 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
+    /* held presence entries whose grace ended leave (one thread asks) */
+    if (svc == &srv->svcs[0])
+        sc_bus_expire_held(srv->bus);
     sc_ws_tick(svc, now);
     sc_upgrade_tick(svc, now);
     sc_httpconn_tick(svc, now);
@@ -102,6 +105,7 @@ static int make_bus(sc_server_t *srv)
     bc.encode_ud = &event_enc;
     bc.max_queued_bytes = srv->cfg->max_queued_total;
     bc.release_payload = true; /* the frame holds the data: one copy */
+    bc.presence_grace = srv->cfg->presence_grace; /* 0: off */
     int rc = sc_bus_create(&bc, &srv->bus);
     if (rc != SC_OK)
         sc_log(SC_LOG_ERROR, "cannot create the bus: %s", sc_strerror(rc));
@@ -110,6 +114,9 @@ static int make_bus(sc_server_t *srv)
 
 static int make_secret(sc_server_t *srv)
 {
+    /* resume tokens are valid for this run only */
+    if (sc_auth_random_secret(srv->resume_key, sizeof srv->resume_key) != SC_OK)
+        return SC_ENOMEM;
     srv->jwt_secret = srv->cfg->jwt_secret;
     if (srv->jwt_secret || !srv->cfg->demo)
         return SC_OK;

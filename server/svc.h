@@ -58,7 +58,10 @@ struct sc_server {
     sc_admit_t *admit;      /* {const} connections per address (admit.h) */
     const char *jwt_secret; /* {const} cfg's, or the demo's generated one */
     char demo_secret[SC_AUTH_SECRET_LEN]; /* {const} */
-    int listen_port;                      /* {const} the port actually bound */
+    /* {const} random per run: the key of the sessions' resume tokens
+     * (ws.c; docs/PROTOCOL.md "Presence grace") */
+    char resume_key[SC_AUTH_SECRET_LEN];
+    int listen_port;            /* {const} the port actually bound */
     _Atomic int *stop_flag;     /* {atomic} set by the signal handler */
     _Atomic bool draining;      /* {atomic} shutdown has begun */
     struct sc_plugins *plugins; /* {const} plugin.c: loaded plugins */

@@ -5,6 +5,7 @@
 #include "ws.h"
 #include "clock.h"
 #include "codec.h"
+#include "http_req.h"
 #include "listen.h"
 #include "log.h"
 #include "plugin.h"
@@ -12,6 +13,9 @@
 #include "writer.h"
 #include "wsio.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +52,10 @@ typedef struct sc_wsconn {
     struct sc_wsplug *px; /* plugins' state; NULL without hooks */
     struct sc_wspres *pu; /* presence updates' state; NULL before the
                              first presence_update */
+    /* the presence grace (docs/PROTOCOL.md "Presence grace") */
+    int8_t resumed; /* -1: no resume asked; 0: refused; 1: the session is
+                       a resumed one (its subscribes adopt held entries) */
+    bool depart;    /* it leaves at once: no grace (conn_dropped) */
 } sc_wsconn_t;
 
 /* Presence updates (op presence_update) of one subscription are applied
@@ -223,17 +231,42 @@ static void pres_forget(sc_wsconn_t *c, const char *scope)
     *e = c->pu->v[--c->pu->n];
 }
 
+/* Whether c dropped (its presence is held for --presence-grace, see
+ * docs/PROTOCOL.md "Presence grace") rather than left: it dropped when
+ * its socket ended without a closing handshake (gone, reset, a failed
+ * write), when the client's close frame had a code other than 1000, or
+ * when the heartbeat timed out (4408). It left when the client closed
+ * with 1000 (or a close frame without a code), when the server closed it
+ * for a reason of its own (every other close code: token expired, rate,
+ * protocol errors, replies not read, slow consumer, plugins), and always
+ * while the server drains. */
+static bool conn_dropped(const sc_wsconn_t *c)
+{
+    const sc_server_t *srv = c->svc->srv;
+    if (srv->cfg->presence_grace <= 0 || c->depart ||
+        atomic_load(&srv->draining))
+        return false;
+    return c->out.close_code == 0 || c->out.close_code == SC_CLOSE_HEARTBEAT;
+}
+
 /* Frees c: its subscriptions first (once they are gone no emitter can
- * wake it, so the pending list cannot get it back), then what waits to be
- * sent, the socket, the session. */
+ * wake it, so the pending list cannot get it back; a dropped connection's
+ * presence is held by the bus), then what waits to be sent, the socket,
+ * the session. */
 static void conn_destroy(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
-    sc_log(SC_LOG_DEBUG, "session %s disconnected", sid(c));
+    bool dropped = conn_dropped(c);
+    sc_log(SC_LOG_DEBUG, "session %s %s", sid(c),
+           dropped && c->subs.n ? "dropped (presence held)" : "disconnected");
     plug_free(c);
     pres_free(c);
-    for (size_t i = 0; i < c->subs.n; i++)
-        sc_sub_destroy(c->subs.v[i]);
+    for (size_t i = 0; i < c->subs.n; i++) {
+        if (dropped)
+            sc_sub_destroy_hold(c->subs.v[i]);
+        else
+            sc_sub_destroy(c->subs.v[i]);
+    }
     free(c->subs.v);
     sc_writer_deinit(svc, &c->out);
     sc_wsio_close(&c->io);
@@ -520,7 +553,8 @@ static void op_subscribe(sc_wsconn_t *c, sc_request_t *req)
     sc_sub_opts_t opts = {.conn = &info,
                           .echo = req->echo,
                           .quiet = req->no_presence,
-                          .hidden = req->no_presence};
+                          .hidden = req->no_presence,
+                          .adopt = c->resumed == 1};
     sc_sub_t *sub;
     uint64_t seq;
     if (sc_bus_subscribe(srv->bus, req->scope, c->out.owner, &opts, &sub,
@@ -919,6 +953,10 @@ static int io_msg(sc_wsio_t *io, const sc_ws_msg_t *m)
     case SC_WS_OP_CLOSE: /* answer with its code, then close */
         sc_log(SC_LOG_DEBUG, "session %s: client closed (%u)", sid(c),
                m->close_code);
+        /* 1000 is a goodbye; any other code (1001: a page reload or
+         * navigation) a drop that keeps its presence for the grace */
+        if (m->close_code == SC_CLOSE_NORMAL)
+            c->depart = true;
         return sc_writer_close_now(&c->out, io, m->close_code, "");
     default:
         return 0; /* a pong: the transport noted the sign of life */
@@ -927,6 +965,7 @@ static int io_msg(sc_wsio_t *io, const sc_ws_msg_t *m)
 
 static int io_fail(sc_wsio_t *io, unsigned code, const char *reason)
 {
+    conn_of_io(io)->depart = true; /* it broke the protocol: no grace */
     return sc_writer_close_now(&conn_of_io(io)->out, io, code, reason);
 }
 
@@ -969,6 +1008,73 @@ static bool session_id(char out[17])
     return true;
 }
 
+/* ---- resuming a session (the presence grace) ----------------------------- */
+
+/* Hex digits of a resume token: 128 bits. */
+#define SC_RESUME_TOKEN_LEN 32
+
+/* The resume token of `session` for the token's user `sub` (NULL:
+ * anonymous): the first 128 bits of HMAC-SHA256 under the server's
+ * per-run key over the session and the user, in hex. Only the server can
+ * make one, it is good for that session and user only, and a restart
+ * voids every one. Returns false without memory. */
+static bool resume_token(const sc_server_t *srv, const char *session,
+                         const char *sub, char out[SC_RESUME_TOKEN_LEN + 1])
+{
+    /* "resume" NUL session NUL ("u" sub | "a"): unambiguous */
+    size_t sl = strlen(session), ul = sub ? strlen(sub) : 0;
+    size_t n = 7 + sl + 1 + 1 + ul;
+    unsigned char *msg = malloc(n);
+    if (!msg)
+        return false;
+    memcpy(msg, "resume", 7);
+    memcpy(msg + 7, session, sl + 1);
+    msg[7 + sl + 1] = sub ? 'u' : 'a';
+    if (sub)
+        memcpy(msg + 7 + sl + 2, sub, ul);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    bool ok = HMAC(EVP_sha256(), srv->resume_key, (int)strlen(srv->resume_key),
+                   msg, n, md, &mdlen) != NULL &&
+              mdlen >= SC_RESUME_TOKEN_LEN / 2;
+    free(msg);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; ok && i < SC_RESUME_TOKEN_LEN / 2; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[SC_RESUME_TOKEN_LEN] = '\0';
+    return ok;
+}
+
+/* The session a connection asks to resume (`?resume=SESSION&resume_token=
+ * T` in the upgrade's query), when its token checks out for the user `sub`
+ * (the JWT's sub; NULL: anonymous): copied into `out` (17 bytes), and
+ * c->resumed says whether it was (-1: nothing asked, or the grace is
+ * off). The tokens are compared in constant time. */
+static bool resume_asked(sc_wsconn_t *c, const sc_upgrade_req_t *u,
+                         const char *sub, char out[17])
+{
+    char session[64], token[64], want[SC_RESUME_TOKEN_LEN + 1];
+    c->resumed = -1;
+    if (!u || !u->query || c->svc->srv->cfg->presence_grace <= 0)
+        return false;
+    long sl = sc_http_query_param(u->query, u->query_len, "resume", session,
+                                  sizeof session);
+    if (sl < 0)
+        return false;
+    c->resumed = 0;
+    long tl = sc_http_query_param(u->query, u->query_len, "resume_token", token,
+                                  sizeof token);
+    if (sl != 16 || tl != SC_RESUME_TOKEN_LEN ||
+        !resume_token(c->svc->srv, session, sub, want) ||
+        CRYPTO_memcmp(token, want, SC_RESUME_TOKEN_LEN) != 0)
+        return false;
+    memcpy(out, session, 17);
+    c->resumed = 1;
+    return true;
+}
+
 /* Verifies the upgrade's token. Returns true when the connection may go on
  * (anonymous or a valid token); false: reply unauthorized and close 4401. */
 static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
@@ -989,11 +1095,19 @@ static bool authenticate(sc_wsconn_t *c, const char *token, char *why,
 static void welcome(sc_wsconn_t *c)
 {
     sc_svc_t *svc = c->svc;
-    sc_log(SC_LOG_DEBUG, "session %s connected (user %s)", sid(c),
+    const sc_config_t *cfg = svc->srv->cfg;
+    sc_log(SC_LOG_DEBUG, "session %s %s (user %s)", sid(c),
+           c->resumed == 1 ? "resumed" : "connected",
            c->info.user_id ? c->info.user_id : "-");
-    sc_proto_enc_welcome(&svc->scratch, sid(c), c->info.user_id,
-                         svc->srv->cfg->heartbeat, (int)svc->srv->cfg->maxsize,
-                         svc->srv->cfg->max_message);
+    /* with a grace, the token that resumes this session (bound to the
+     * token's user, which a plugin's user does not change) */
+    char rt[SC_RESUME_TOKEN_LEN + 1];
+    bool has_rt = cfg->presence_grace > 0 &&
+                  resume_token(svc->srv, sid(c),
+                               c->has_claims ? c->claims.sub : NULL, rt);
+    sc_proto_enc_welcome_resume(
+        &svc->scratch, sid(c), c->info.user_id, cfg->heartbeat,
+        (int)cfg->maxsize, cfg->max_message, has_rt ? rt : NULL, c->resumed);
     reply(c);
 }
 
@@ -1143,6 +1257,13 @@ bool sc_ws_open(sc_svc_t *svc, int fd, char *token, sc_admit_ip_t *ip,
     c->svc = svc;
     bool ok = authenticate(c, token, why, sizeof why);
     free(token);
+    /* a session resumed keeps its id (a refused resume gets the new one) */
+    if (ok && !resume_asked(c, u, c->has_claims ? c->claims.sub : NULL, id) &&
+        c->resumed == 0)
+        sc_log_limited(&svc->client_log, sc_now_us(), SC_LOG_INFO,
+                       "session %s: resume refused (unknown session or "
+                       "token, or another user)",
+                       id);
     if (sc_conn_init(&c->info, id, c->has_claims ? c->claims.sub : NULL,
                      sc_wall_seconds(), NULL, 0) != SC_OK ||
         sc_writer_init(&c->out, conn_wake, c) != SC_OK) {

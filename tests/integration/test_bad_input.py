@@ -23,7 +23,10 @@ from harness import (HOST, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TE
 
 MAX_MESSAGE = 1024
 API_KEY = "k"
-SHARED_ARGS = ("--client-emit", "--max-message", str(MAX_MESSAGE), "--api-key", API_KEY)
+# --presence-grace 0: the guard sees an abruptly dropped client leave at
+# once (test_presence_grace.py covers the grace)
+SHARED_ARGS = ("--client-emit", "--max-message", str(MAX_MESSAGE), "--api-key", API_KEY,
+               "--presence-grace", "0")
 GUARD = "guard"
 NO_ID = ...
 

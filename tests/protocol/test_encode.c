@@ -212,6 +212,21 @@ static void test_welcome(void **state)
               "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
               "\"user\":null,\"heartbeat\":25,\"maxsize\":256,"
               "\"maxmessage\":1}");
+    CHECK_ENC(
+        sc_proto_enc_welcome_resume(&b, "abc", NULL, 25, 256, 1, "f00d", -1),
+        "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
+        "\"user\":null,\"heartbeat\":25,\"maxsize\":256,"
+        "\"maxmessage\":1,\"resume_token\":\"f00d\"}");
+    CHECK_ENC(
+        sc_proto_enc_welcome_resume(&b, "abc", NULL, 25, 256, 1, "f00d", 1),
+        "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
+        "\"user\":null,\"heartbeat\":25,\"maxsize\":256,"
+        "\"maxmessage\":1,\"resume_token\":\"f00d\","
+        "\"resumed\":true}");
+    CHECK_ENC(sc_proto_enc_welcome_resume(&b, "abc", NULL, 25, 256, 1, NULL, 0),
+              "{\"op\":\"welcome\",\"version\":1,\"session\":\"abc\","
+              "\"user\":null,\"heartbeat\":25,\"maxsize\":256,"
+              "\"maxmessage\":1,\"resumed\":false}");
 }
 
 static void test_subscribed_and_presence_replies(void **state)
