@@ -64,6 +64,10 @@ export interface ConnectOptions {
   /** ms for the token function, and from opening the socket to `welcome`
    *  (default: requestTimeout); an attempt over it counts as failed. */
   connectTimeout?: number;
+  /** Resume the session on reconnect (default true): the next connection
+   *  presents the last welcome's session and resume_token, so within the
+   *  server's presence grace (--presence-grace) others see no leave/join. */
+  resume?: boolean;
   /** WebSocket implementation (default: globalThis.WebSocket). */
   WebSocket?: WebSocketConstructor;
   /** Subprotocols offered (default ['scopecast.v1']). */
@@ -127,6 +131,13 @@ export interface Welcome {
   /** Largest request the server takes, in bytes (`--max-message`); the
    *  client refuses bigger ones itself. null when the server does not say. */
   maxmessage: number | null;
+  /** The secret that resumes this session on a reconnect (sent by the
+   *  client itself); null when the server has no presence grace. */
+  resume_token: string | null;
+  /** true: this connection resumed the previous session (same `session`);
+   *  false: the resume was refused and this is a fresh session; null: no
+   *  resume was asked. */
+  resumed: boolean | null;
 }
 
 export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed';

@@ -365,6 +365,10 @@ export class ScopecastClient extends Emitter {
     this._nextId = 1;
     this._stopped = false;
     this._gen = 0; // connection attempts started
+    // The session to resume on the next connection ({session, token}, from
+    // the last welcome's resume_token), so a reconnect within the server's
+    // presence grace is invisible to others. options.resume === false: never.
+    this._resume = null;
     this._unauthorized = false;
     this._authError = null; // the server's `unauthorized` error before a 4401
     this._retryTimer = null;
@@ -511,9 +515,14 @@ export class ScopecastClient extends Emitter {
   }
 
   _url(token) {
-    if (token == null || token === '') return this._wsUrl;
+    const resume = this._resume;
+    if ((token == null || token === '') && !resume) return this._wsUrl;
     const url = new URL(this._wsUrl);
-    url.searchParams.set('token', token);
+    if (token != null && token !== '') url.searchParams.set('token', token);
+    if (resume) {
+      url.searchParams.set('resume', resume.session);
+      url.searchParams.set('resume_token', resume.token);
+    }
     return url.href;
   }
 
@@ -690,7 +699,16 @@ export class ScopecastClient extends Emitter {
       // The largest request the server takes (bytes); null from a server
       // that does not say (no local check then).
       maxmessage: typeof msg.maxmessage === 'number' ? msg.maxmessage : null,
+      // Presence grace: the secret that resumes this session (null when the
+      // server has no grace), and whether this connection resumed the
+      // previous one (null when it did not ask; false: a fresh session).
+      resume_token: typeof msg.resume_token === 'string' ? msg.resume_token : null,
+      resumed: typeof msg.resumed === 'boolean' ? msg.resumed : null,
     };
+    this._resume =
+      this.welcome.resume_token && this.options.resume !== false
+        ? { session: this.welcome.session, token: this.welcome.resume_token }
+        : null;
     this.attempt = 0;
     this._failures = 0;
     this._setStatus('open', { welcome: this.welcome });
@@ -939,7 +957,9 @@ function now() {
  * attempt and, for a token with exp, again refreshBefore ms (default 60 s)
  * before it expires: the new token goes to the server with the refresh op),
  * refreshBefore, reconnect {initialDelay, maxDelay, factor}, pingInterval,
- * pingTimeout, requestTimeout, connectTimeout, WebSocket, protocols.
+ * pingTimeout, requestTimeout, connectTimeout, resume (default true: a
+ * reconnect presents the last welcome's session and resume_token, see
+ * docs/PROTOCOL.md "Presence grace"), WebSocket, protocols.
  * The client reconnects for ever (backoff), except after a 4401 (token
  * rejected) or close(). A subscription's `ready` rejects at the first failed
  * connection attempt while it waits, and is re-armed (see Subscription).

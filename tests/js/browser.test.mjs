@@ -19,7 +19,8 @@ describe('demo page', { concurrency: false }, () => {
   const shot = (page, name) => page.screenshot({ path: artifactPath(`browser-${name}.png`) });
 
   before(async () => {
-    server = await startServer({ demo: true });
+    // a closed page (close 1001) leaves after the presence grace: 1 s here
+    server = await startServer({ demo: true, args: ['--presence-grace', '1'] });
     browser = await launchBrowser();
   });
   after(async () => {
@@ -111,11 +112,11 @@ describe('demo page', { concurrency: false }, () => {
 
     await carla.close();
     await Promise.all([
-      waitPeople(ana, ['Ana Lima', 'Bruno'], 2000),
-      waitPeople(bruno, ['Ana Lima', 'Bruno'], 2000),
+      waitPeople(ana, ['Ana Lima', 'Bruno'], 3500),
+      waitPeople(bruno, ['Ana Lima', 'Bruno'], 3500),
     ]);
     await ana2.close();
-    await bruno.waitForSelector('#people .person[data-user="Ana Lima"][data-tabs="1"]', { timeout: 2000 });
+    await bruno.waitForSelector('#people .person[data-user="Ana Lima"][data-tabs="1"]', { timeout: 3500 });
     await shot(bruno, 'after-leave');
   });
 

@@ -158,7 +158,10 @@ describe('request/reply matching (scripted socket)', () => {
     assert.equal(ws.sent.length, 0);
     ws.accept();
     assert.equal(c.status, 'open');
-    assert.deepEqual(c.welcome, { version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, maxmessage: 65536 });
+    assert.deepEqual(c.welcome, {
+      version: 1, session: 's1', user: 'ana', heartbeat: 25, maxsize: 256, maxmessage: 65536,
+      resume_token: null, resumed: null,
+    });
     assert.equal(ws.sent.length, 4);
     const [a, b, e, f] = ws.sent;
     assert.deepEqual(e, { op: 'emit', scope: 'a', data: { x: 1 }, paths: ['p'], id: e.id });
@@ -613,6 +616,40 @@ describe('against a real server', () => {
 describe('reconnect', () => {
   after(closeAll);
 
+  test('a dropped connection resumes its session: the others see no leave or join', async () => {
+    const server = await startServer({ demo: true, jwtSecret: SECRET, args: ['--presence-grace', '2'] });
+    try {
+      const bob = open(server, { token: await server.demoToken('bob') });
+      const ana = open(server, { token: await server.demoToken('ana') });
+      const subB = bob.subscribe('room:resume');
+      const subA = ana.subscribe('room:resume', { meta: { color: 'red' } });
+      await Promise.all([subA.ready, subB.ready]);
+      await waitFor(() => users(subB) === 'ana:1,bob:1', { message: 'both present' });
+      assert.match(ana.welcome.resume_token, /^[0-9a-f]{32}$/);
+      assert.equal(ana.welcome.resumed, null);
+      const seen = [];
+      for (const op of ['join', 'leave', 'update']) subB.on(op, (m) => seen.push(m.op));
+      const first = ana.welcome.session;
+      ana._ws._socket.destroy(); // the network goes: no close frame
+      await waitFor(() => ana.connects === 2 && ana.status === 'open' && subA.state === 'subscribed',
+        { timeout: 3000, message: 'resumed' });
+      assert.equal(ana.welcome.session, first, 'the same session');
+      assert.equal(ana.welcome.resumed, true);
+      const got = new Promise((resolve) => subA.once('event', resolve));
+      await bob.emit('room:resume', { data: { hi: 1 } });
+      assert.deepEqual((await got).data, { hi: 1 });
+      await sleep(2500); // past the grace: still nothing
+      assert.deepEqual(seen, []);
+      assert.equal(users(subB), 'ana:1,bob:1');
+      // close() is a goodbye: one leave at once
+      ana.close();
+      await waitFor(() => seen.length === 1, { timeout: 1000, message: 'leave at once' });
+      assert.deepEqual(seen, ['leave']);
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('after a server restart: resubscribes, rebuilds presence, receives events', async () => {
     let server = await startServer({ demo: true, jwtSecret: SECRET });
     const port = server.port;
@@ -912,10 +949,11 @@ describe('readiness, message limit, presence: false (real server)', () => {
       assert.ok(updates.length <= 5, `${updates.length} updates of a burst of 50 (20/s)`);
       assert.deepEqual(anaUpdates, [], 'no update of its own');
 
-      // after resubscribing (a new connection of the client), the meta stays
-      const { session } = ana.welcome;
+      // after resubscribing (a new connection of the client, which resumes
+      // its session), the meta stays
+      const { connects } = ana;
       ana._ws.close();
-      await waitFor(() => ana.welcome && ana.welcome.session !== session && subAna.state === 'subscribed',
+      await waitFor(() => ana.connects > connects && ana.status === 'open' && subAna.state === 'subscribed',
         { message: 'ana is back' });
       await waitFor(() => (subBo.connections.find((c) => c.session === ana.welcome.session) || {}).meta?.x === 49,
         { message: "ana's new connection joined with the latest meta" });

@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     pingInterval: 0,
     requestTimeout: 5000,
     connectTimeout: 2000,
+    resume: true,
     protocols: [PROTOCOL],
   };
   const client = connect('ws://127.0.0.1:8080/ws', options);
@@ -35,7 +36,9 @@ async function main(): Promise<void> {
   });
   client.on('welcome', (w: Welcome) => {
     const limit: number | null = w.maxmessage;
-    console.log(w.session, w.user, limit);
+    const rt: string | null = w.resume_token;
+    const resumed: boolean | null = w.resumed;
+    console.log(w.session, w.user, limit, rt, resumed);
   });
   client.on('error', (err: ScopecastError) => console.log(err.code, err.message));
 
