@@ -173,6 +173,18 @@ static const struct opt options[] = {
      "Events waiting to be sent in the whole server (each event\n"
      "counted once); past it new events are dropped for everyone.\n"
      "0: no limit."},
+    {"disconnect-slow", "SCOPECAST_DISCONNECT_SLOW", "disconnect_slow", K_STR,
+     F(disconnect_slow), 0, 0, "PATTERNS",
+     "The slow-consumer policy: a connection subscribed to one of\n"
+     "these scopes (comma-separated, '*' at the end matches any\n"
+     "suffix; '*' alone: all) that stays over its limits there\n"
+     "(--maxsize, --max-queued-bytes) for --slow-grace seconds\n"
+     "is closed with 4413. Elsewhere (unset: everywhere) the\n"
+     "newest events are dropped and it is told so (dropped)."},
+    {"slow-grace", "SCOPECAST_SLOW_GRACE", "slow_grace", K_INT, F(slow_grace),
+     1, 3600, "SECONDS",
+     "How long a slow consumer may stay over its limits before\n"
+     "--disconnect-slow closes it."},
     {"plugin", "SCOPECAST_PLUGIN", "plugin", K_LIST, F(plugins), 0, 0,
      "PATH[:JSON]",
      "Loads a plugin (a shared object, docs/PLUGINS.md) with its\n"
@@ -251,6 +263,7 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->max_connections_per_ip = 1000;
     cfg->max_queued_bytes = 1048576;
     cfg->max_queued_total = 1073741824;
+    cfg->slow_grace = 10;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);
     if (!cfg->host || !cfg->web_root) {
@@ -269,6 +282,7 @@ void sc_config_deinit(sc_config_t *cfg)
     free(cfg->api_key);
     free(cfg->jwt_secret);
     free(cfg->anonymous_scopes);
+    free(cfg->disconnect_slow);
     free(cfg->allowed_origins);
     free(cfg->web_root);
     list_clear(&cfg->plugins);

@@ -92,6 +92,9 @@ typedef struct sc_config {
     size_t max_queued_bytes;    /* events queued per connection; 0: off */
     size_t max_queued_total;    /* events queued in all (each once); 0: off */
     sc_strlist_t plugins;       /* "PATH[:CONFIG_JSON]", in load order */
+    char *disconnect_slow;      /* scope patterns whose slow consumers are
+                                   closed; NULL: none (drop); owned */
+    int slow_grace;             /* seconds over the limit before that */
 } sc_config_t;
 
 /* A getenv replacement, so tests need not touch the process environment.

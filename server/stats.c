@@ -33,6 +33,7 @@ void sc_stats_add(sc_stats_t *total, const sc_stats_t *one)
     SC_COUNT(total->connections_total, SC_STAT(one->connections_total));
     SC_COUNT(total->http_requests, SC_STAT(one->http_requests));
     SC_COUNT(total->refused_per_ip, SC_STAT(one->refused_per_ip));
+    SC_COUNT(total->slow_closed, SC_STAT(one->slow_closed));
     for (int i = 0; i < SC_ERRC_COUNTED; i++)
         SC_COUNT(total->errors[i], SC_STAT(one->errors[i]));
 }

@@ -43,6 +43,7 @@ typedef struct sc_stats {
     _Atomic uint64_t connections_total; /* WebSocket connections opened */
     _Atomic uint64_t http_requests;     /* answered by http_conn.c */
     _Atomic uint64_t refused_per_ip;    /* --max-connections-per-ip */
+    _Atomic uint64_t slow_closed;       /* --disconnect-slow closes */
     _Atomic uint64_t errors[SC_ERRC_COUNTED]; /* error answers by code */
 } sc_stats_t;
 

@@ -71,6 +71,7 @@ enum sc_close_code {
     SC_CLOSE_UNAUTHORIZED = 4401, /* bad or missing token */
     SC_CLOSE_FORBIDDEN = 4403,    /* a plugin refused the connection */
     SC_CLOSE_HEARTBEAT = 4408,    /* no frame within two heartbeats */
+    SC_CLOSE_SLOW = 4413,         /* a slow consumer (--disconnect-slow) */
     SC_CLOSE_RATE = 4429          /* kept going over the rate limit */
 };
 

@@ -56,6 +56,9 @@ typedef struct sc_wsconn {
     int8_t resumed; /* -1: no resume asked; 0: refused; 1: the session is
                        a resumed one (its subscribes adopt held entries) */
     bool depart;    /* it leaves at once: no grace (conn_dropped) */
+    /* the slow-consumer policy (--disconnect-slow) */
+    int64_t slow_since_us; /* over its limits since; 0: not over */
+    uint64_t slow_drops;   /* drops seen at the last check */
 } sc_wsconn_t;
 
 /* Presence updates (op presence_update) of one subscription are applied
@@ -1363,6 +1366,54 @@ void sc_ws_flush(sc_svc_t *svc)
     }
 }
 
+/* The slow-consumer policy (--disconnect-slow): whether c is over its
+ * limits in a scope of the policy now (an event was dropped for it since
+ * the last check, or one of those queues is full, or, once over, its
+ * queues still hold more than half its byte budget), and how long. Past
+ * --slow-grace seconds it is closed with 4413: its subscriptions go at
+ * once (what they held is freed), then the close frame after what the
+ * socket holds. Returns true when it closed c. */
+static bool slow_check(sc_wsconn_t *c, int64_t now)
+{
+    const sc_config_t *cfg = c->svc->srv->cfg;
+    uint64_t drops = 0;
+    bool watched = false, full = false;
+    for (size_t i = 0; i < c->subs.n; i++) {
+        sc_sub_t *s = c->subs.v[i];
+        if (!sc_auth_patterns_match(cfg->disconnect_slow, sc_sub_scope(s)))
+            continue;
+        watched = true;
+        drops += sc_sub_dropped_total(s);
+        if (sc_sub_pending(s) >= cfg->maxsize)
+            full = true;
+    }
+    bool over =
+        watched &&
+        (drops != c->slow_drops || full ||
+         (c->slow_since_us && cfg->max_queued_bytes &&
+          sc_owner_queued_bytes(c->out.owner) > cfg->max_queued_bytes / 2));
+    c->slow_drops = drops;
+    if (!over) {
+        c->slow_since_us = 0;
+        return false;
+    }
+    if (!c->slow_since_us) {
+        c->slow_since_us = now;
+        return false;
+    }
+    if (now - c->slow_since_us < (int64_t)cfg->slow_grace * SC_US_PER_SEC)
+        return false;
+    sc_log_limited(&c->svc->client_log, now, SC_LOG_INFO,
+                   "session %s: a slow consumer for %d s, closed (4413)",
+                   sid(c), cfg->slow_grace);
+    SC_COUNT(c->svc->stats.slow_closed, 1);
+    while (c->subs.n)
+        drop_sub_at(c, c->subs.n - 1);
+    sc_writer_close_after(c->svc, &c->out, SC_CLOSE_SLOW,
+                          now + SC_CLOSE_WAIT_US);
+    return true;
+}
+
 /* The connection's token expired: an error, then close 4401. */
 static void token_expired(sc_wsconn_t *c, int64_t now)
 {
@@ -1391,6 +1442,8 @@ void sc_ws_tick(sc_svc_t *svc, int64_t now)
                 hook_timeout(c);
             continue;
         }
+        if (svc->srv->cfg->disconnect_slow && c->subs.n && slow_check(c, now))
+            continue;
         if (c->has_claims && c->claims.has_exp && wall >= c->claims.exp) {
             token_expired(c, now);
             continue;
