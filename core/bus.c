@@ -20,6 +20,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,10 +43,26 @@ typedef struct sc__held {
     struct sc__held *next, *prev; /* the shard's expiry list */
 } sc__held_t;
 
-/* A scope exists while it has subscriptions or held entries. */
+/* A kept event (history) and when it was kept (bus clock). */
+typedef struct sc__kept {
+    sc_event_t *ev; /* a reference */
+    double at;
+} sc__kept_t;
+
+/* A scope exists while it has subscriptions, held entries or kept
+ * events. */
 typedef struct sc__scope {
     sc__strmap_entry_t *entry; /* key = scope name, value = this */
     uint64_t seq;
+    uint64_t epoch; /* this life of the scope */
+    /* History: a ring of the last `nkept` events, which are exactly those
+     * with seq in (seq - nkept, seq] (every emit is kept or empties it) */
+    sc_history_limits_t hlim; /* all zero: no history */
+    sc__kept_t *kept;         /* kcap slots, a power of two */
+    uint32_t kcap, khead, nkept;
+    /* the shard's list of scopes keeping events, least recently emitted
+     * into first (the budget's eviction order) */
+    struct sc__scope *hprev, *hnext;
     sc_sub_t **subs;
     size_t nsubs, cap;
     sc__held_t **held;
@@ -61,6 +79,8 @@ typedef struct shard {
     sc__strmap_t scopes;      /* {lock} */
     sc__held_t *held_head;    /* {lock} the expiry list, oldest first */
     sc__held_t *held_tail;    /* {lock} */
+    sc__scope_t *lru_head;    /* {lock} scopes keeping events, least */
+    sc__scope_t *lru_tail;    /* {lock} recently emitted into first */
     _Atomic uint64_t emitted; /* incremented under lock, read anywhere */
     _Atomic uint64_t dropped;
 } shard_t;
@@ -72,6 +92,11 @@ struct sc_bus {
     _Atomic uint64_t subscribers;
     _Atomic uint64_t scopes;
     _Atomic uint64_t held; /* held presence entries */
+    _Atomic uint64_t epochs;       /* epochs handed out */
+    _Atomic uint64_t hist_bytes;   /* what kept events cost */
+    _Atomic uint64_t hist_events;  /* kept events */
+    _Atomic uint64_t hist_scopes;  /* scopes keeping any */
+    _Atomic uint64_t hist_evicted; /* left early for the budget */
     shard_t shards[SHARDS];
 };
 
@@ -193,6 +218,14 @@ int sc_bus_create(const sc_bus_config_t *cfg, sc_bus_t **out)
         return SC_EINVAL;
     if (!c.clock)
         c.clock = default_clock;
+    if (!c.epoch_seed &&
+        getrandom(&c.epoch_seed, sizeof c.epoch_seed, GRND_NONBLOCK) !=
+            (ssize_t)sizeof c.epoch_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        c.epoch_seed = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^
+                       ((uint64_t)getpid() << 16);
+    }
     sc_bus_t *bus = aligned_alloc(64, (sizeof *bus + 63) / 64 * 64);
     if (!bus)
         return SC_ENOMEM;
@@ -229,21 +262,214 @@ static void scope_free(sc__scope_t *sc)
     sc__strmap_deinit(&sc->users);
     free(sc->subs);
     free(sc->held);
+    free(sc->kept);
     free(sc);
 }
 
 static bool scope_empty(const sc__scope_t *sc)
 {
-    return sc->nsubs == 0 && sc->nheld == 0;
+    return sc->nsubs == 0 && sc->nheld == 0 && sc->nkept == 0;
+}
+
+/* A new epoch: splitmix64 of the seed plus a counter, so epochs of one bus
+ * never repeat and look unrelated (never 0). */
+static uint64_t next_epoch(sc_bus_t *bus)
+{
+    uint64_t z = bus->cfg.epoch_seed +
+                 (atomic_fetch_add(&bus->epochs, 1) + 1) * 0x9E3779B97F4A7C15u;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+/* ---- history ---------------------------------------------------------- */
+
+static bool has_history(const sc__scope_t *sc)
+{
+    return sc->hlim.max_events || sc->hlim.max_age > 0;
+}
+
+static void lru_unlink(shard_t *sh, sc__scope_t *sc)
+{
+    if (sc->hprev)
+        sc->hprev->hnext = sc->hnext;
+    else
+        sh->lru_head = sc->hnext;
+    if (sc->hnext)
+        sc->hnext->hprev = sc->hprev;
+    else
+        sh->lru_tail = sc->hprev;
+    sc->hprev = sc->hnext = NULL;
+}
+
+static void lru_append(shard_t *sh, sc__scope_t *sc)
+{
+    sc->hnext = NULL;
+    sc->hprev = sh->lru_tail;
+    if (sh->lru_tail)
+        sh->lru_tail->hnext = sc;
+    else
+        sh->lru_head = sc;
+    sh->lru_tail = sc;
+}
+
+/* Drops the oldest kept event of `sc` (nkept > 0). Caller holds the
+ * lock. */
+static void kept_pop_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc)
+{
+    sc__kept_t *k = &sc->kept[sc->khead];
+    atomic_fetch_sub_explicit(&bus->hist_bytes, k->ev->_cost,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&bus->hist_events, 1, memory_order_relaxed);
+    sc_event_unref(k->ev);
+    sc->khead = (sc->khead + 1) & (sc->kcap - 1);
+    if (--sc->nkept == 0) {
+        sc->khead = 0;
+        lru_unlink(sh, sc);
+        atomic_fetch_sub_explicit(&bus->hist_scopes, 1, memory_order_relaxed);
+    }
+}
+
+static void kept_clear_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc)
+{
+    while (sc->nkept)
+        kept_pop_locked(bus, sh, sc);
+}
+
+/* Drops `sc`'s events older than its max_age. Returns how many. */
+static size_t kept_age_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                              double now)
+{
+    size_t n = 0;
+    if (sc->hlim.max_age <= 0)
+        return 0;
+    while (sc->nkept && sc->kept[sc->khead].at <= now - sc->hlim.max_age) {
+        kept_pop_locked(bus, sh, sc);
+        n++;
+    }
+    return n;
 }
 
 /* Removes an empty scope from its shard. */
 static void scope_drop_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc)
 {
+    kept_clear_locked(bus, sh, sc);
     sc__strmap_remove(&sh->scopes, sc->entry);
     scope_free(sc);
     atomic_fetch_sub(&bus->scopes, 1);
 }
+
+static bool hist_fits(sc_bus_t *bus, uint32_t cost)
+{
+    return atomic_load_explicit(&bus->hist_bytes, memory_order_relaxed) +
+               cost <=
+           bus->cfg.history_max_bytes;
+}
+
+/* Frees the oldest kept events of `sh`'s scopes, least recently emitted
+ * into first, but `skip`'s, until `cost` more fits; drops scopes left
+ * empty. Caller holds sh's lock. */
+static void evict_shard_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *skip,
+                               uint32_t cost)
+{
+    for (sc__scope_t *v = sh->lru_head, *next; v && !hist_fits(bus, cost);
+         v = next) {
+        next = v->hnext;
+        if (v == skip)
+            continue;
+        while (v->nkept && !hist_fits(bus, cost)) {
+            kept_pop_locked(bus, sh, v);
+            atomic_fetch_add_explicit(&bus->hist_evicted, 1,
+                                      memory_order_relaxed);
+        }
+        if (scope_empty(v))
+            scope_drop_locked(bus, sh, v);
+    }
+}
+
+/* Frees kept events for the budget until `cost` more fits: the other
+ * scopes of sc's shard first, then those of the other shards whose lock
+ * is free right now (trylock: no lock order to keep), then sc's own
+ * oldest. Returns whether it fits. Caller holds sh's lock. */
+static bool kept_make_room_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                                  uint32_t cost)
+{
+    if (!bus->cfg.history_max_bytes || hist_fits(bus, cost))
+        return true;
+    evict_shard_locked(bus, sh, sc, cost);
+    size_t me = (size_t)(sh - bus->shards);
+    for (size_t k = 1; k < SHARDS && !hist_fits(bus, cost); k++) {
+        shard_t *o = &bus->shards[(me + k) % SHARDS];
+        if (pthread_mutex_trylock(&o->lock) != 0)
+            continue; /* busy: a miss only means less freed */
+        evict_shard_locked(bus, o, NULL, cost);
+        pthread_mutex_unlock(&o->lock);
+    }
+    while (sc->nkept && !hist_fits(bus, cost)) {
+        kept_pop_locked(bus, sh, sc);
+        atomic_fetch_add_explicit(&bus->hist_evicted, 1, memory_order_relaxed);
+    }
+    return hist_fits(bus, cost);
+}
+
+/* Keeps `ev` (just sequenced into `sc`) as history: within the scope's
+ * limits and the bus budget, or `sc` keeps nothing. Caller holds the
+ * lock. */
+static void kept_append_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                               sc_event_t *ev)
+{
+    double now = bus->cfg.clock(bus->cfg.clock_ud);
+    kept_age_locked(bus, sh, sc, now);
+    while (sc->hlim.max_events && sc->nkept >= sc->hlim.max_events)
+        kept_pop_locked(bus, sh, sc);
+    if (!kept_make_room_locked(bus, sh, sc, ev->_cost)) {
+        /* the budget is held by other shards: start again, contiguous */
+        atomic_fetch_add_explicit(&bus->hist_evicted, sc->nkept + 1,
+                                  memory_order_relaxed);
+        kept_clear_locked(bus, sh, sc);
+        return;
+    }
+    if (sc->nkept == sc->kcap) {
+        uint32_t cap = sc->kcap ? sc->kcap * 2 : 8;
+        sc__kept_t *v = cap > sc->kcap ? malloc(cap * sizeof *v) : NULL;
+        if (!v) { /* out of memory (or 2^31 kept): start again */
+            kept_clear_locked(bus, sh, sc);
+            return;
+        }
+        for (uint32_t i = 0; i < sc->nkept; i++)
+            v[i] = sc->kept[(sc->khead + i) & (sc->kcap - 1)];
+        free(sc->kept);
+        sc->kept = v;
+        sc->kcap = cap;
+        sc->khead = 0;
+    }
+    sc->kept[(sc->khead + sc->nkept) & (sc->kcap - 1)] =
+        (sc__kept_t){sc_event_ref(ev), now};
+    atomic_fetch_add_explicit(&bus->hist_bytes, ev->_cost,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&bus->hist_events, 1, memory_order_relaxed);
+    if (sc->nkept++ == 0)
+        atomic_fetch_add_explicit(&bus->hist_scopes, 1, memory_order_relaxed);
+    else
+        lru_unlink(sh, sc);
+    lru_append(sh, sc);
+}
+
+/* Whether nothing after `since` is missing from `sc` (bus.h). */
+static bool recoverable(const sc__scope_t *sc, const sc_since_t *since)
+{
+    if (since->seq && !(since->has_epoch && since->epoch == sc->epoch))
+        return false;
+    return since->seq <= sc->seq && since->seq >= sc->seq - sc->nkept;
+}
+
+/* The kept events after `after` that `sub` wants, as new references in a
+ * new array (*n of them; NULL with 0). False when out of memory. Caller
+ * holds the lock. */
+static bool kept_collect_locked(const sc__scope_t *sc, uint64_t after,
+                                const sc_sub_t *sub, sc_event_t ***out,
+                                size_t *n);
 
 static void destroy_scope_cb(sc__strmap_entry_t *e, void *ud)
 {
@@ -262,6 +488,8 @@ static void destroy_scope_cb(sc__strmap_entry_t *e, void *ud)
         sc_conn_deinit(&sc->held[i]->conn);
         free(sc->held[i]);
     }
+    for (uint32_t i = 0; i < sc->nkept; i++) /* the budget goes too */
+        sc_event_unref(sc->kept[(sc->khead + i) & (sc->kcap - 1)].ev);
     scope_free(sc);
 }
 
@@ -293,6 +521,33 @@ static bool wants_change(const sc_sub_t *sub, const sc_event_t *ev)
         sub->_session_hash == ev->_origin_hash &&
         strcmp(ev->_origin, sub->_conn.session_id) == 0)
         return false;
+    return true;
+}
+
+static bool kept_collect_locked(const sc__scope_t *sc, uint64_t after,
+                                const sc_sub_t *sub, sc_event_t ***out,
+                                size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    uint64_t first = sc->seq - sc->nkept + 1; /* the oldest kept seq */
+    if (after >= sc->seq)
+        return true;
+    uint32_t skip = (uint32_t)(after + 1 - first);
+    sc_event_t **v = malloc((sc->nkept - skip) * sizeof *v);
+    if (!v)
+        return false;
+    size_t k = 0;
+    for (uint32_t i = skip; i < sc->nkept; i++) {
+        sc_event_t *ev = sc->kept[(sc->khead + i) & (sc->kcap - 1)].ev;
+        if (wants_change(sub, ev))
+            v[k++] = sc_event_ref(ev);
+    }
+    if (!k)
+        free(v);
+    else
+        *out = v;
+    *n = k;
     return true;
 }
 
@@ -383,6 +638,10 @@ static int encode(sc_bus_t *bus, sc_event_t *ev)
 
 /* ---- emit ------------------------------------------------------------ */
 
+static sc__scope_t *scope_get_locked(sc_bus_t *bus, shard_t *sh,
+                                     const char *name, uint64_t hash,
+                                     const sc_history_limits_t *lim);
+
 static bool emit_valid(const sc_emit_t *e)
 {
     if (!e || !e->scope || (e->npaths && !e->paths) ||
@@ -411,14 +670,25 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
 
     pthread_mutex_lock(&sh->lock);
     sc__strmap_entry_t *entry = sc__strmap_find(&sh->scopes, e->scope, hash);
-    if (!entry) {
+    sc__scope_t *sc = entry ? entry->value : NULL;
+    if (!sc && bus->cfg.history) { /* a scope that keeps history lives */
+        sc_history_limits_t lim = {0};
+        bus->cfg.history(bus->cfg.history_ud, e->scope, &lim);
+        if ((lim.max_events || lim.max_age > 0) &&
+            !(sc = scope_get_locked(bus, sh, e->scope, hash, &lim))) {
+            pthread_mutex_unlock(&sh->lock);
+            return SC_ENOMEM;
+        }
+    }
+    if (!sc) {
         atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
         pthread_mutex_unlock(&sh->lock);
         return SC_OK;
     }
-    sc__scope_t *sc = entry->value;
     sc_event_t *ev = sc__event_create_change(e, sc->seq + 1);
     if (!ev || encode(bus, ev) != 0) {
+        if (scope_empty(sc)) /* one just made for it */
+            scope_drop_locked(bus, sh, sc);
         pthread_mutex_unlock(&sh->lock);
         sc_event_unref(ev);
         return SC_ENOMEM;
@@ -426,6 +696,11 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
     atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
     sc->seq++;
     fanout_locked(bus, sh, sc, ev, NULL, &af);
+    if (has_history(sc)) {
+        kept_append_locked(bus, sh, sc, ev);
+        if (scope_empty(sc)) /* nobody there and nothing kept */
+            scope_drop_locked(bus, sh, sc);
+    }
     pthread_mutex_unlock(&sh->lock);
 
     after_run(bus, &af);
@@ -483,9 +758,11 @@ static void sub_free_unregistered(sc_sub_t *sub)
     free(sub);
 }
 
-/* The scope entry for `name`, created (empty) when missing. */
+/* The scope entry for `name`, created (empty, with a new epoch) when
+ * missing, with the history limits `lim` (NULL: asks the hook). */
 static sc__scope_t *scope_get_locked(sc_bus_t *bus, shard_t *sh,
-                                     const char *name, uint64_t hash)
+                                     const char *name, uint64_t hash,
+                                     const sc_history_limits_t *lim)
 {
     sc__strmap_entry_t *entry = sc__strmap_upsert(&sh->scopes, name, hash);
     if (!entry)
@@ -497,6 +774,11 @@ static sc__scope_t *scope_get_locked(sc_bus_t *bus, shard_t *sh,
         sc__strmap_remove(&sh->scopes, entry);
         return NULL;
     }
+    if (lim)
+        sc->hlim = *lim;
+    else if (bus->cfg.history)
+        bus->cfg.history(bus->cfg.history_ud, name, &sc->hlim);
+    sc->epoch = next_epoch(bus);
     sc->entry = entry;
     sc__strmap_init(&sc->users);
     entry->value = sc;
@@ -774,9 +1056,19 @@ int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
     int rc = SC_ENOMEM;
 
     pthread_mutex_lock(&sh->lock);
-    sc__scope_t *sc = scope_get_locked(bus, sh, scope, sub->_hash);
+    sc__scope_t *sc = scope_get_locked(bus, sh, scope, sub->_hash, NULL);
     if (sc) {
         rc = attach_locked(bus, sh, sc, sub, &af);
+        if (rc == SC_OK) {
+            sub->_epoch = sc->epoch;
+            /* the replay: everything after since and before any push,
+             * under the same lock (out of memory: not recovered) */
+            const sc_since_t *since = opts ? opts->since : NULL;
+            sub->_recovered =
+                since && recoverable(sc, since) &&
+                kept_collect_locked(sc, since->seq, sub, &sub->_replay,
+                                    &sub->_replay_n);
+        }
         if (rc == SC_OK && seq_out)
             *seq_out = sc->seq;
         if (rc != SC_OK && scope_empty(sc))
@@ -1203,4 +1495,140 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
     out->subscribers = atomic_load(&bus->subscribers);
     out->scopes = atomic_load(&bus->scopes);
     out->queued_bytes = atomic_load(&bus->gauge->bytes);
+    out->history_events = atomic_load(&bus->hist_events);
+    out->history_bytes = atomic_load(&bus->hist_bytes);
+    out->history_scopes = atomic_load(&bus->hist_scopes);
+    out->history_evicted = atomic_load(&bus->hist_evicted);
+}
+
+/* ---- history: reading, recovering, expiring --------------------------- */
+
+static bool since_valid(const sc_since_t *since)
+{
+    return since && (since->has_epoch || since->seq == 0);
+}
+
+int sc_sub_recover(sc_sub_t *sub, const sc_since_t *since, bool *recovered,
+                   uint64_t *seq_out)
+{
+    *recovered = false;
+    if (seq_out)
+        *seq_out = 0;
+    if (!sub || !since_valid(since))
+        return SC_EINVAL;
+    sc_bus_t *bus = sub->_bus;
+    shard_t *sh = shard_of(bus, sub->_hash);
+    int rc = SC_OK;
+    uint64_t cost = 0;
+    sc_event_t **old = NULL;
+    size_t old_i = 0, old_n = 0;
+    pthread_mutex_lock(&sh->lock);
+    sc__scope_t *sc = sub->_scope;
+    if (!sc || sub->_superseded) {
+        rc = SC_ECLOSED;
+    } else {
+        if (seq_out)
+            *seq_out = sc->seq;
+        sc_event_t **v;
+        size_t n;
+        if (recoverable(sc, since)) {
+            if (!kept_collect_locked(sc, since->seq, sub, &v, &n)) {
+                rc = SC_ENOMEM;
+            } else {
+                /* No producer pushes while the lock is held: the queue
+                 * is the consumer's to empty, drops included. */
+                sc_event_t *ev;
+                while (sc__queue_pop(&sub->_queue, &ev, NULL)) {
+                    cost += ev->_cost;
+                    sc_event_unref(ev);
+                }
+                old = sub->_replay;
+                old_i = sub->_replay_i;
+                old_n = sub->_replay_n;
+                sub->_replay = v;
+                sub->_replay_n = n;
+                sub->_replay_i = 0;
+                *recovered = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    sc__owner_unqueue(sub->_owner, cost);
+    for (size_t i = old_i; i < old_n; i++)
+        sc_event_unref(old[i]);
+    free(old);
+    return rc;
+}
+
+int sc_bus_history(sc_bus_t *bus, const char *scope, const sc_since_t *since,
+                   const char *user_id, size_t limit, sc_history_read_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!bus || !scope || !since_valid(since))
+        return SC_EINVAL;
+    uint64_t hash = sc__hash(scope);
+    shard_t *sh = shard_of(bus, hash);
+    int rc = SC_OK;
+    pthread_mutex_lock(&sh->lock);
+    sc__strmap_entry_t *e = sc__strmap_find(&sh->scopes, scope, hash);
+    sc__scope_t *sc = e ? e->value : NULL;
+    if (!sc) {
+        out->recovered = since->seq == 0;
+    } else {
+        out->exists = true;
+        out->epoch = sc->epoch;
+        out->seq = sc->seq;
+        out->recovered = recoverable(sc, since);
+    }
+    if (sc && out->recovered && since->seq < sc->seq && limit) {
+        uint32_t skip = (uint32_t)(since->seq - (sc->seq - sc->nkept));
+        size_t cap = sc->nkept - skip < limit ? sc->nkept - skip : limit;
+        if (!(out->events = malloc(cap * sizeof *out->events)))
+            rc = SC_ENOMEM;
+        for (uint32_t i = skip; rc == SC_OK && i < sc->nkept; i++) {
+            sc_event_t *ev = sc->kept[(sc->khead + i) & (sc->kcap - 1)].ev;
+            if (!sc_event_audience_allows(ev, user_id))
+                continue;
+            if (out->n == cap) {
+                out->more = true;
+                break;
+            }
+            out->events[out->n++] = sc_event_ref(ev);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (rc != SC_OK)
+        sc_history_read_free(out);
+    return rc;
+}
+
+void sc_history_read_free(sc_history_read_t *r)
+{
+    for (size_t i = 0; r && i < r->n; i++)
+        sc_event_unref(r->events[i]);
+    if (r) {
+        free(r->events);
+        memset(r, 0, sizeof *r);
+    }
+}
+
+size_t sc_bus_expire_history(sc_bus_t *bus)
+{
+    if (!bus || atomic_load_explicit(&bus->hist_events, memory_order_relaxed) ==
+                    0)
+        return 0;
+    double now = bus->cfg.clock(bus->cfg.clock_ud);
+    size_t n = 0;
+    for (int i = 0; i < SHARDS; i++) {
+        shard_t *sh = &bus->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (sc__scope_t *sc = sh->lru_head, *next; sc; sc = next) {
+            next = sc->hnext;
+            n += kept_age_locked(bus, sh, sc, now);
+            if (scope_empty(sc))
+                scope_drop_locked(bus, sh, sc);
+        }
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return n;
 }

@@ -26,6 +26,17 @@
  *   and user with sc_sub_opts_t.adopt takes it over silently; otherwise
  *   sc_bus_expire_held() announces its LEAVE once the grace has passed.
  *
+ *   History (a history callback): a scope it names keeps its last change
+ *   events (references to the same events the queues hold: no copy),
+ *   bounded by count and age per scope and by history_max_bytes over the
+ *   bus. Such a scope lives while it keeps events, subscribed or not, so
+ *   its seq goes on. Each scope life has an epoch (a new one whenever a
+ *   scope comes to life). A subscription may start from a point in the
+ *   past (sc_sub_opts_t.since) or be moved back to one (sc_sub_recover):
+ *   the kept events after it are replayed to it before its queue, with
+ *   neither gap nor duplicate at the seam, since both happen under the
+ *   scope's lock.
+ *
  * Threads
  *   sc_bus_emit, sc_bus_subscribe, sc_bus_close*, sc_bus_presence and the
  *   counters are safe from any thread; sc_bus_presence_update runs on the
@@ -86,6 +97,20 @@ typedef int (*sc_encode_fn)(void *ud, sc_event_t *ev);
 /* Monotonic clock in seconds, injectable so tests need no sleeping. */
 typedef double (*sc_clock_fn)(void *ud);
 
+/* How much history a scope keeps: the last max_events change events
+ * and/or those younger than max_age seconds (0 = no bound of that kind;
+ * both 0 = no history). */
+typedef struct sc_history_limits {
+    uint32_t max_events;
+    double max_age;
+} sc_history_limits_t;
+
+/* History hook: fills *out for `scope` (left zeroed: no history). Called
+ * when a scope comes to life, and for an emit into a scope that does not
+ * exist, with a shard lock held: quick, no calls into the bus. */
+typedef void (*sc_history_fn)(void *ud, const char *scope,
+                              sc_history_limits_t *out);
+
 typedef struct sc_bus_config {
     int maxsize;           /* queue bound per subscription (>= 1) */
     sc_on_drop_fn on_drop; /* optional */
@@ -112,6 +137,18 @@ typedef struct sc_bus_config {
      * presence entry of a subscription ended with sc_sub_destroy_hold()
      * stays "held" before its LEAVE (see there). */
     double presence_grace;
+    /* History (see the model): which scopes keep events (NULL: none), and
+     * what every kept event may cost together (0 = no limit). Past the
+     * budget the oldest kept events of the emitting scope's shard go
+     * first, least recently emitted-into scope first; a scope that still
+     * cannot keep its event loses its kept events. Emitters on different
+     * shards may each pass it by one event at the same moment. */
+    sc_history_fn history;
+    void *history_ud;
+    size_t history_max_bytes;
+    /* Seeds the scopes' epochs (0: a random seed). Epochs of one bus never
+     * repeat; buses with different seeds give different ones. */
+    uint64_t epoch_seed;
 } sc_bus_config_t;
 
 #define SC_BUS_DEFAULT_MAXSIZE 256
@@ -138,9 +175,18 @@ int sc_bus_maxsize(const sc_bus_t *bus);
 
 /* Emits one change event into `e->scope`. Never blocks on a consumer.
  * *seq_out (optional) receives the seq assigned, or 0 when the scope had no
- * subscribers (the emit is still counted). Returns SC_OK, SC_EINVAL (no
+ * subscribers and keeps no history (the emit is still counted; a scope
+ * the history hook names is created and keeps the event). Returns SC_OK, SC_EINVAL (no
  * scope) or SC_ENOMEM (nothing emitted, no seq used). Thread: any. */
 int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out);
+
+/* A point in a scope's past: "I have seen everything up to seq in that
+ * epoch". has_epoch false is allowed only with seq 0 ("from the start"). */
+typedef struct sc_since {
+    uint64_t seq;
+    uint64_t epoch;
+    bool has_epoch;
+} sc_since_t;
 
 typedef struct sc_sub_opts {
     const sc_conn_t *conn; /* optional; copied. Enables audience and
@@ -164,6 +210,10 @@ typedef struct sc_sub_opts {
      * hidden subscriptions and without a conn. Costs one scan of the
      * scope's subscribers, so only resuming conns should set it. */
     bool adopt;
+    /* Optional: start from this point (sc_sub_recovered tells whether it
+     * could): the kept events after it that the subscription wants
+     * (audience, echo) come first, in seq order, then live ones. */
+    const sc_since_t *since;
     sc_on_disconnect_fn on_disconnect; /* optional */
     void *on_disconnect_ud;
 } sc_sub_opts_t;
@@ -179,11 +229,42 @@ int sc_bus_subscribe(sc_bus_t *bus, const char *scope, sc_owner_t *owner,
                      const sc_sub_opts_t *opts, sc_sub_t **out,
                      uint64_t *seq_out);
 
+/* Whether nothing after `since` is missing from `scope` now: its epoch is
+ * since's (or since.seq is 0), since.seq is not above its seq, and it
+ * keeps every event after since.seq (or none came). The rule of
+ * sc_sub_opts_t.since, sc_sub_recover and sc_bus_history. */
+
+/* A read of a scope's history (sc_bus_history). */
+typedef struct sc_history_read {
+    sc_event_t **events; /* references, seq order (sc_history_read_free) */
+    size_t n;
+    bool recovered; /* the rule above held; else no events */
+    bool more;      /* kept events after the last one returned remain */
+    bool exists;    /* the scope exists (else epoch and seq are 0) */
+    uint64_t epoch; /* the scope's */
+    uint64_t seq;   /* its last seq */
+} sc_history_read_t;
+
+/* Copies the references of up to `limit` kept events of `scope` after
+ * `since` that `user_id` may see under their audience rule (NULL: only
+ * events for everyone), when the rule above holds. Returns SC_OK,
+ * SC_EINVAL or SC_ENOMEM (*out empty). Thread: any. */
+int sc_bus_history(sc_bus_t *bus, const char *scope, const sc_since_t *since,
+                   const char *user_id, size_t limit, sc_history_read_t *out);
+/* Releases what sc_bus_history returned (zeroes it). Thread: any. */
+void sc_history_read_free(sc_history_read_t *r);
+
+/* Drops kept events older than their scope's max_age (and scopes left with
+ * nothing). Returns how many left. Call it periodically (the server:
+ * every second). Thread: any. */
+size_t sc_bus_expire_history(sc_bus_t *bus);
+
 /* Ends every subscription of `scope` (NULL: of all scopes) with `reason`
  * (SC_CLOSE_CLOSED or SC_CLOSE_SHUTDOWN): they are removed at once (no
  * leave events among them), their owners are woken, and each consumer still
  * drains what was queued before seeing the end. Held presence entries of
- * those scopes are dropped without a LEAVE. Clears the drop-warning
+ * those scopes are dropped without a LEAVE, and their kept history (the
+ * scope starts a new life, with a new epoch). Clears the drop-warning
  * throttle of those scopes. An unknown scope is a no-op. Returns the number
  * of subscriptions ended. Thread: any. */
 size_t sc_bus_close(sc_bus_t *bus, const char *scope, int reason);
@@ -241,6 +322,11 @@ typedef struct sc_bus_stats {
                               presence entry */
     uint64_t queued_bytes; /* what the events held by queues cost (each
                               event once; see max_queued_bytes) */
+    uint64_t history_events;  /* events kept as history now */
+    uint64_t history_bytes;   /* what they cost (history_max_bytes) */
+    uint64_t history_scopes;  /* scopes keeping at least one */
+    uint64_t history_evicted; /* events that left a history early, for
+                                 the budget (ever) */
 } sc_bus_stats_t;
 
 /* Counters at one moment (each exact; read without stopping emitters).
@@ -289,7 +375,9 @@ int sc_owner_wait(sc_owner_t *owner, int timeout_ms);
 
 /* ---- subscriptions (consumer side) ---------------------------------- */
 
-/* Takes the next queued item. On SC_OK *ev is a new reference. *dropped
+/* Takes the next item: a replayed one (sc_sub_opts_t.since,
+ * sc_sub_recover) while any is left, then the queue's. On SC_OK *ev is a
+ * new reference. *dropped
  * (optional) receives how many items were dropped for this subscription
  * right before this item; with SC_EAGAIN or SC_ECLOSED it receives those
  * dropped after the last item (a `dropped` notice to send now). Each drop is
@@ -305,7 +393,8 @@ int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped);
 int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
                 int timeout_ms);
 
-/* Number of items queued now. Thread: owner (a snapshot elsewhere). */
+/* Number of items queued now, replayed ones included. Thread: owner (a
+ * snapshot elsewhere). */
 size_t sc_sub_pending(const sc_sub_t *sub);
 
 /* Hints the CPU to load what sc_sub_next() reads first (a consumer about
@@ -328,6 +417,24 @@ sc_owner_t *sc_sub_owner(const sc_sub_t *sub);
 /* Whether the subscription is hidden (sc_sub_opts_t.hidden: no presence
  * of its own, so no sc_bus_presence_update). Thread: any. */
 bool sc_sub_hidden(const sc_sub_t *sub);
+/* The epoch of the subscription's scope (fixed while it is subscribed).
+ * Thread: any. */
+uint64_t sc_sub_epoch(const sc_sub_t *sub);
+/* Whether the subscription's `since` could be honoured (false without
+ * one). Thread: any, after subscribing. */
+bool sc_sub_recovered(const sc_sub_t *sub);
+
+/* Moves a live subscription back to `since` (a client that missed events:
+ * a `dropped` notice): when the rule of sc_bus_history holds, everything
+ * queued and not yet taken (and drops not yet reported) is discarded and
+ * the kept events after since.seq that it wants are replayed before
+ * later ones; else nothing changes. *recovered says which; *seq_out
+ * (optional) receives the scope's last seq. Returns SC_OK, SC_EINVAL,
+ * SC_ECLOSED (the bus ended it) or SC_ENOMEM (nothing changed).
+ * Thread: owner. */
+int sc_sub_recover(sc_sub_t *sub, const sc_since_t *since, bool *recovered,
+                   uint64_t *seq_out);
+
 /* Total items ever dropped for this subscription. Thread: any. */
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub);
 

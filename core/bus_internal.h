@@ -79,7 +79,18 @@ struct sc_sub {
      * were in this struct. */
     sc__queue_t _queue;
     _Atomic int _close_reason; /* {atomic} set once, before the wake */
+    uint64_t _epoch; /* {shard} set when it joins its scope; then fixed */
+    bool _recovered; /* {shard} set with the replay, read by the owner
+                        after the call that set it */
+    /* Kept events to take before the queue (references), set under
+     * {shard} by the owner's own call (subscribe, sc_sub_recover), then
+     * {owner}. */
+    sc_event_t **_replay;
+    size_t _replay_n, _replay_i;
 };
+
+/* Releases the replay's references not taken. Thread: owner. */
+void sc__sub_replay_clear(sc_sub_t *sub);
 
 /* Marks the owner woken and calls its wake callback unless it already was
  * since the last re-arm. Call it after the store that published an item

@@ -19,8 +19,28 @@ void sc_sub_prefetch(const sc_sub_t *sub)
     __builtin_prefetch(&sub->_close_reason);
 }
 
+void sc__sub_replay_clear(sc_sub_t *sub)
+{
+    for (size_t i = sub->_replay_i; i < sub->_replay_n; i++)
+        sc_event_unref(sub->_replay[i]);
+    free(sub->_replay);
+    sub->_replay = NULL;
+    sub->_replay_n = sub->_replay_i = 0;
+}
+
 int sc_sub_next(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped)
 {
+    if (sub->_replay) { /* kept events first: they precede the queue's */
+        *ev = sub->_replay[sub->_replay_i++];
+        if (dropped)
+            *dropped = 0;
+        if (sub->_replay_i == sub->_replay_n) {
+            free(sub->_replay);
+            sub->_replay = NULL;
+            sub->_replay_n = sub->_replay_i = 0;
+        }
+        return SC_OK;
+    }
     /* The close reason is read before the queue: the bus removes a
      * subscription (no more pushes) before it sets the reason, so a reason
      * seen here means the queue below holds everything there will be. */
@@ -49,7 +69,8 @@ int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
 
 size_t sc_sub_pending(const sc_sub_t *sub)
 {
-    return sc__queue_pending(&sub->_queue);
+    return sc__queue_pending(&sub->_queue) +
+           (sub->_replay_n - sub->_replay_i);
 }
 
 int sc_sub_close_reason(const sc_sub_t *sub)
@@ -77,6 +98,16 @@ bool sc_sub_hidden(const sc_sub_t *sub)
     return sub->_hidden;
 }
 
+uint64_t sc_sub_epoch(const sc_sub_t *sub)
+{
+    return sub->_epoch;
+}
+
+bool sc_sub_recovered(const sc_sub_t *sub)
+{
+    return sub->_recovered;
+}
+
 uint64_t sc_sub_dropped_total(const sc_sub_t *sub)
 {
     return sc__queue_dropped_total(&sub->_queue);
@@ -90,6 +121,7 @@ static void sub_destroy(sc_sub_t *sub, bool hold)
     sc__bus_unsubscribe(sub->_bus, sub, hold);
     /* No producer can reach the queue any more. */
     sc__owner_unqueue(sub->_owner, sc__queue_release(&sub->_queue));
+    sc__sub_replay_clear(sub);
     if (sub->_on_disconnect &&
         sub->_on_disconnect(sub->_on_disconnect_ud, sub->_scope_name,
                             sub->_has_conn ? &sub->_conn : NULL) != 0)
