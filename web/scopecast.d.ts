@@ -68,6 +68,13 @@ export interface ConnectOptions {
    *  presents the last welcome's session and resume_token, so within the
    *  server's presence grace (--presence-grace) others see no leave/join. */
   resume?: boolean;
+  /** Recover missed events (default true): after a reconnect or a `dropped`
+   *  notice a subscription subscribes with `since` (its last delivered seq
+   *  and epoch) and the server replays what it missed from the scope's
+   *  history (server `--history`); see SubscriptionEvents 'recovered' and
+   *  'refetch'. false: never send `since` (a subscription's own `recover`
+   *  option overrides this). */
+  recover?: boolean;
   /** WebSocket implementation (default: globalThis.WebSocket). */
   WebSocket?: WebSocketConstructor;
   /** Subprotocols offered (default ['scopecast.v1']). */
@@ -194,6 +201,10 @@ export interface DroppedMessage {
   op: 'dropped';
   scope: string;
   count: number;
+  /** Set by the client: true when it asks the server for the missed events
+   *  (recovery on, an epoch known); 'recovered' or 'refetch' follows.
+   *  false: 'refetch' follows at once. */
+  recovering?: boolean;
 }
 export interface ClosedMessage {
   op: 'closed';
@@ -206,14 +217,70 @@ export interface SubscribedMessage {
   op: 'subscribed';
   id?: number | string;
   scope: string;
+  /** The scope's seq now. */
   seq: number;
+  /** The scope's epoch (a server with history support). */
+  epoch?: string;
+  /** Only in the reply to a subscribe with `since`: true when the events
+   *  after `since.seq` follow, false when they cannot (refetch). */
+  recovered?: boolean;
   presence: Conn[];
 }
 export interface SubscribedInfo {
+  /** The scope's seq in the reply. */
   seq: number;
+  /** The scope's epoch, or null (a server without history support). */
+  epoch: string | null;
   presence: PresenceUser[];
-  /** true after a reconnect (events may have been missed meanwhile: refetch). */
+  /** true after a reconnect or a `dropped` notice (see 'recovered' and
+   *  'refetch' for whether events were missed). */
   resubscribed: boolean;
+  /** The outcome of `since` when the subscribe carried one, else null. */
+  recovered: boolean | null;
+}
+/** Where a subscription resumes: the seq of the last event it has, in
+ *  `epoch` (which may be left out with seq 0: the whole kept history). */
+export interface Since {
+  seq: number;
+  epoch?: string | null;
+}
+/** What made the subscription look for missed events: a reconnect, a
+ *  `dropped` notice, or the app's own `since` option. */
+export type RecoverTrigger = 'reconnect' | 'dropped' | 'since';
+/** The 'recovered' event: nothing was missed. The events of the scope after
+ *  `since` up to `seq` (those this connection may see) follow as 'event's,
+ *  in order, then live ones; none is delivered twice. */
+export interface RecoveredInfo {
+  scope: string;
+  epoch: string | null;
+  /** The last seq the subscription had. */
+  since: number;
+  /** The scope's seq at the reply: the replay ends there. */
+  seq: number;
+  /** Events emitted into the scope meanwhile (seq - since); those with an
+   *  audience this connection is not in are not replayed. */
+  missed: number;
+  trigger: RecoverTrigger;
+}
+/** The 'refetch' event: events were missed and will not come; reload the
+ *  state. Events after `seq` follow. */
+export interface RefetchInfo {
+  scope: string;
+  /** The scope's epoch and seq now (where the subscription stands). */
+  epoch: string | null;
+  seq: number;
+  /**
+   * - 'history': the server answered recovered:false: its history of the
+   *   scope does not hold every missed event (or it keeps none);
+   * - 'epoch': recovered:false with a new epoch: the scope started a new
+   *   life (a server restart, or all its subscribers and history were gone);
+   * - 'unrecovered': no `since` could be sent (recovery off, no epoch known:
+   *   a server without history support) or the subscribe with it failed.
+   */
+  reason: 'history' | 'epoch' | 'unrecovered';
+  trigger: RecoverTrigger;
+  /** Where the subscription stood before. */
+  previous: { epoch: string | null; seq: number };
 }
 
 type Off = () => void;
@@ -231,8 +298,15 @@ export interface SubscriptionEvents<T = unknown> {
   leave: (msg: LeaveMessage) => void;
   /** Another connection of the scope changed its meta (Subscription.updatePresence). */
   update: (msg: UpdateMessage) => void;
-  /** Events (or joins/leaves) were lost: refetch your data. Presence is refetched by the client. */
+  /** Events (or joins/leaves) were lost. Presence is refetched by the
+   *  client; with recovery (`msg.recovering`) so are the events, else (or
+   *  when that fails) 'refetch' follows. */
   dropped: (msg: DroppedMessage) => void;
+  /** A subscribe with `since` (a reconnect, a `dropped` notice, the app's
+   *  `since` option) got everything missed: the events follow, in order. */
+  recovered: (info: RecoveredInfo) => void;
+  /** Events were missed and will not come: reload your state. */
+  refetch: (info: RefetchInfo) => void;
   /** The server ended the subscription. With reason 'shutdown' it is kept and resubscribed after reconnecting. */
   closed: (msg: ClosedMessage) => void;
   /** The grouped presence changed. */
@@ -253,8 +327,16 @@ export class Subscription<T = unknown> implements Emitter<SubscriptionEvents<T>>
   readonly echo: boolean;
   /** false when subscribed with `presence: false` (blind: no presence). */
   readonly presenceEnabled: boolean;
-  /** Last seq seen (from `subscribed` or an event). */
+  /** The seq of the last event delivered, or where the last `subscribed`
+   *  placed the subscription when none came since. */
   readonly seq: number;
+  /** The scope's epoch from the last `subscribed` reply (or the `since`
+   *  option), null before it or from a server without history support. */
+  readonly epoch: string | null;
+  /** Whether a reconnect or a `dropped` notice subscribes with `since`. */
+  readonly recover: boolean;
+  /** The outcome of the last subscribe that carried `since`, null if none did. */
+  readonly recovered: boolean | null;
   readonly state: SubscriptionState;
   /** false once unsubscribed or closed for good. */
   readonly active: boolean;
@@ -320,6 +402,14 @@ export interface SubscribeOptions {
    *  none, not refetched after `dropped`), and others do not see it. Default
    *  true. */
   presence?: boolean;
+  /** Resume from here with the first subscribe too: the scope's kept events
+   *  after `since.seq` are replayed ({seq: 0}: all of them, e.g. a late
+   *  joiner rebuilding state), then 'recovered' or 'refetch' is emitted.
+   *  A TypeError is thrown for a malformed one. */
+  since?: Since;
+  /** Recover after reconnects and `dropped` notices (default: the client's
+   *  `recover` option, true). */
+  recover?: boolean;
 }
 
 export interface EmitOptions<T = unknown> {
@@ -350,8 +440,10 @@ export class ScopecastClient implements Emitter<ClientEvents> {
   readonly subscriptions: Subscription[];
 
   /** Subscribes (or returns the existing subscription of that scope). Sent
-   *  once the connection is open, and again after every reconnect. Throws a
-   *  ScopecastError 'disconnected' once the client is closed. */
+   *  once the connection is open, and again after every reconnect (with
+   *  `since`, see SubscribeOptions.recover). Throws a ScopecastError
+   *  'disconnected' once the client is closed, a TypeError for a malformed
+   *  `since`. */
   subscribe<T = unknown>(scope: string, opts?: SubscribeOptions): Subscription<T>;
   /** Rejects with 'too_large' (nothing sent, the connection stays) when the
    *  request is over the server's `maxmessage`, in UTF-8 bytes. */

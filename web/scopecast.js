@@ -12,6 +12,12 @@
 //   await sub.ready; // rejects when it cannot be made yet (see Subscription)
 //   await client.emit('room:lobby', { data: { hello: 'world' } });
 //
+// Recovery: where the server keeps a scope's history (--history), a
+// subscription gets back what it missed over a reconnect or a `dropped`
+// notice ('recovered'), or is told to reload its state ('refetch'):
+//   const doc = client.subscribe('doc:1', { since: { seq: 0 } }); // + history
+//   doc.on('refetch', () => reload());
+//
 // In Node (before 22, which has a global WebSocket) pass the `ws` package:
 // connect('ws://host:8080/ws', { WebSocket }). Copied into a project on its
 // own, save this file as scopecast.mjs (and the types as scopecast.d.mts):
@@ -138,6 +144,18 @@ class Emitter {
  * A connection lost after the welcome rejects nothing while the next attempt
  * succeeds. Once resolved, `ready` stays resolved (see the 'subscribed'
  * event for later resubscribes).
+ *
+ * Recovery (options `recover`, default true, and `since`): the subscription
+ * keeps the seq of the last event it delivered (`seq`) and the scope's
+ * `epoch`. A resubscribe after a reconnect carries `since` {seq, epoch}; after
+ * a `dropped` notice the scope is subscribed again with `since` on the same
+ * connection, and its events are ignored until the reply (the server
+ * repositions the subscription). A reply with recovered:true emits
+ * 'recovered' and the missed events follow as 'event's, in order, none twice;
+ * recovered:false (history exceeded, a new epoch after a restart), or a
+ * resubscribe that could not carry `since`, emits 'refetch': reload the
+ * state. The app's own `since` (e.g. {seq: 0}: the whole kept history, for a
+ * late joiner) goes with the first subscribe.
  */
 export class Subscription extends Emitter {
   constructor(client, scope, opts) {
@@ -149,14 +167,41 @@ export class Subscription extends Emitter {
     /** false for `presence: false`: a blind subscription, invisible to
      *  others, that gets no presence (join, leave, list) at all. */
     this.presenceEnabled = opts.presence !== false;
-    /** Last seq seen (from `subscribed` or an event). */
-    this.seq = 0;
+    /** Recovery (docs/PROTOCOL.md "History and recovery"): after a
+     *  reconnect or a `dropped` notice the subscribe carries `since` (the
+     *  last delivered seq and the epoch), so that the server replays what
+     *  was missed. `recover: false` (here or in connect()): never. */
+    this.recover = (opts.recover ?? client.options.recover) !== false;
+    const since = validSince(opts.since);
+    if (opts.since != null && !since) {
+      throw new TypeError(`subscribe ${scope}: since must be {seq: integer >= 0, epoch?: string}`);
+    }
+    /** The `since` asked for by the app, sent with the first subscribe. */
+    this._since = since;
+    /** The seq of the last event delivered (or where the last `subscribed`
+     *  placed the subscription when nothing was delivered since). */
+    this.seq = since ? since.seq : 0;
+    /** The scope's epoch from the last `subscribed` reply (null before the
+     *  first, or from a server without history support). */
+    this.epoch = since?.epoch ?? null;
+    /** The outcome of the last subscribe sent with `since`: true (the
+     *  missed events follow), false (refetch), null (none was sent). */
+    this.recovered = null;
     /** 'pending' | 'subscribing' | 'subscribed' | 'closed' */
     this.state = 'pending';
     this.closeReason = null;
     this._conns = new Map(); // session -> conn
     this._presence = null; // cached grouped view
     this._subscribedOnce = false;
+    // The `since` of the subscribe on its way ({seq, epoch, trigger}), null
+    // when it carries none.
+    this._sentSince = null;
+    // A subscribe with `since` sent on the live subscription after a
+    // `dropped` notice: the scope's events are ignored until its reply.
+    this._refilling = false;
+    // Events with a seq up to this one are duplicates (replayed or queued
+    // from before the seam) and are skipped, until a later one arrives.
+    this._skipUpTo = null;
     this._armReady();
   }
 
@@ -258,11 +303,50 @@ export class Subscription extends Emitter {
 
   _onSubscribed(msg) {
     const resubscribed = this._subscribedOnce;
+    const sent = this._sentSince;
+    const refill = this._refilling;
+    this._sentSince = null;
+    this._refilling = false;
     this._subscribedOnce = true;
     this.state = 'subscribed';
-    this.seq = msg.seq ?? 0;
-    this._setPresence(msg.presence);
-    this._emit('subscribed', { seq: this.seq, presence: this.presence, resubscribed });
+    const seq = typeof msg.seq === 'number' ? msg.seq : 0;
+    const epoch = typeof msg.epoch === 'string' ? msg.epoch : null;
+    const prev = { seq: this.seq, epoch: this.epoch };
+    let outcome = null; // 'recovered' | 'refetch' | null
+    let reason = null;
+    let trigger = null;
+    if (sent) {
+      this.recovered = msg.recovered === true;
+      trigger = sent.trigger;
+      outcome = this.recovered ? 'recovered' : 'refetch';
+      reason = sent.epoch != null && epoch !== sent.epoch ? 'epoch' : 'history';
+    } else if (resubscribed) {
+      // Resubscribed without `since` (recover: false, or a server that
+      // names no epoch): whatever was emitted meanwhile is not coming.
+      outcome = 'refetch';
+      reason = 'unrecovered';
+      trigger = refill ? 'dropped' : 'reconnect';
+    }
+    if (outcome === 'recovered') {
+      // The events after sent.seq follow this reply; the ones up to it
+      // that still arrive (queued before the seam) are duplicates.
+      this.seq = sent.seq;
+      this._skipUpTo = sent.seq;
+    } else {
+      // Placed at the scope's seq: the events after it follow.
+      this.seq = seq;
+      this._skipUpTo = seq;
+    }
+    this.epoch = epoch;
+    if (!refill || Array.isArray(msg.presence)) this._setPresence(msg.presence);
+    this._emit('subscribed', { seq, epoch, presence: this.presence, resubscribed, recovered: sent ? this.recovered : null });
+    if (outcome === 'recovered') {
+      this._emit('recovered', {
+        scope: this.scope, epoch, since: sent.seq, seq, missed: Math.max(0, seq - sent.seq), trigger,
+      });
+    } else if (outcome === 'refetch') {
+      this._emit('refetch', { scope: this.scope, epoch, seq, reason, trigger, previous: prev });
+    }
     this._readyWaiting = false;
     this._resolveReady(msg);
     // updatePresence() while the subscribe was on its way: send the meta
@@ -277,7 +361,14 @@ export class Subscription extends Emitter {
   _onPush(msg) {
     switch (msg.op) {
       case 'event':
-        if (typeof msg.seq === 'number') this.seq = msg.seq;
+        if (this._refilling) break; // repositioned by the subscribe on its way
+        if (typeof msg.seq === 'number') {
+          if (this._skipUpTo != null) {
+            if (msg.seq <= this._skipUpTo) break; // delivered already (or before the seam)
+            this._skipUpTo = null;
+          }
+          this.seq = msg.seq;
+        }
         this._emit('event', msg);
         break;
       case 'join':
@@ -301,16 +392,40 @@ export class Subscription extends Emitter {
           this._presenceChanged();
         }
         break;
-      case 'dropped':
-        this._emit('dropped', msg);
+      case 'dropped': {
+        if (this._refilling) break; // the subscribe on its way repositions
+        // Fill the gap from the scope's history: a subscribe with `since`
+        // the last delivered seq; 'recovered' or 'refetch' follows.
+        const recovering = this.state === 'subscribed' && this._canRecover();
+        this._emit('dropped', { ...msg, recovering });
+        if (recovering) this.client._sendRefill(this);
+        else if (this.state === 'subscribed') {
+          this._emit('refetch', {
+            scope: this.scope, epoch: this.epoch, seq: this.seq, reason: 'unrecovered', trigger: 'dropped',
+            previous: { epoch: this.epoch, seq: this.seq },
+          });
+        }
         // Joins/leaves may have been lost too: rebuild presence. Applying
         // later join/leave pushes on top is idempotent.
         if (this.presenceEnabled) this.refreshPresence().catch(() => {});
         break;
+      }
       case 'closed':
         this._onServerClosed(msg);
         break;
     }
+  }
+
+  /** true when a subscribe may carry `since` to recover what was missed. */
+  _canRecover() {
+    return this.recover && this._subscribedOnce && this.epoch != null;
+  }
+
+  /** The `since` for the next subscribe ({seq, epoch, trigger}), or null. */
+  _nextSince() {
+    if (this._canRecover()) return { seq: this.seq, epoch: this.epoch, trigger: 'reconnect' };
+    if (!this._subscribedOnce && this._since) return { ...this._since, trigger: 'since' };
+    return null;
   }
 
   _onServerClosed(msg) {
@@ -551,7 +666,11 @@ export class ScopecastClient extends Emitter {
       if (req.sent) this._failRequest(req, new ScopecastError('disconnected',
         `${req.op}: connection lost before the reply`, { id: req.id, op: req.op, scope: req.scope }));
     }
-    for (const sub of this._subs.values()) if (sub.state !== 'closed') sub.state = 'pending';
+    for (const sub of this._subs.values()) {
+      if (sub.state === 'closed') continue;
+      sub.state = 'pending';
+      sub._refilling = false;
+    }
     if (this._stopped) return;
     if (code === CLOSE_UNAUTHORIZED || this._unauthorized) {
       if (!this._unauthorized) this._emit('error', new ScopecastError('unauthorized', reason || 'token rejected'));
@@ -661,13 +780,25 @@ export class ScopecastClient extends Emitter {
     if (this._send(req.frame)) req.sent = true;
   }
 
-  _sendSubscribe(sub) {
-    sub.state = 'subscribing';
+  /** The subscribe op of `sub`, with `since` when given. */
+  _subscribeMsg(sub, since) {
     const msg = { op: 'subscribe', scope: sub.scope };
     if (sub.meta != null) msg.meta = sub.meta;
-    sub._sentMeta = sub.meta;
     if (sub.echo) msg.echo = true;
     if (!sub.presenceEnabled) msg.presence = false;
+    if (since) {
+      msg.since = { seq: since.seq };
+      if (since.epoch != null) msg.since.epoch = since.epoch;
+    }
+    return msg;
+  }
+
+  _sendSubscribe(sub) {
+    sub.state = 'subscribing';
+    sub._refilling = false;
+    sub._sentSince = sub._nextSince();
+    const msg = this._subscribeMsg(sub, sub._sentSince);
+    sub._sentMeta = sub.meta;
     this.request(msg).catch((err) => {
       if (!sub.active || this._subs.get(sub.scope) !== sub) return;
       if (err.code === 'disconnected') return; // resubscribed on the next connection
@@ -684,6 +815,32 @@ export class ScopecastClient extends Emitter {
       sub._failReady(err, false);
       sub._emit('error', err);
       sub._emit('closed', { op: 'closed', scope: sub.scope, reason: 'error', error: err });
+    });
+  }
+
+  /**
+   * After a `dropped` notice: subscribe again with `since` the last seq
+   * delivered. With recovered:true the server repositions the live
+   * subscription (the events after it follow the reply); until the reply
+   * the scope's events are ignored (see Subscription._onPush).
+   */
+  _sendRefill(sub) {
+    const since = { seq: sub.seq, epoch: sub.epoch, trigger: 'dropped' };
+    sub._refilling = true;
+    sub._sentSince = since;
+    const ws = this._ws;
+    this.request(this._subscribeMsg(sub, since)).catch((err) => {
+      if (!sub.active || this._subs.get(sub.scope) !== sub || this._ws !== ws) return;
+      if (err.code === 'disconnected') return; // the reconnect recovers
+      // No answer: the subscription is still live, but the gap is not filled.
+      sub._refilling = false;
+      sub._sentSince = null;
+      sub._skipUpTo = null;
+      sub._emit('error', err);
+      sub._emit('refetch', {
+        scope: sub.scope, epoch: sub.epoch, seq: sub.seq, reason: 'unrecovered', trigger: 'dropped',
+        previous: { epoch: sub.epoch, seq: sub.seq },
+      });
     });
   }
 
@@ -865,6 +1022,16 @@ export class ScopecastClient extends Emitter {
   }
 }
 
+/** `since` as given to subscribe(): {seq, epoch} (epoch a string or absent),
+ *  or null when absent or malformed. */
+function validSince(since) {
+  if (since == null || typeof since !== 'object') return null;
+  const { seq, epoch } = since;
+  if (!Number.isSafeInteger(seq) || seq < 0) return null;
+  if (epoch != null && typeof epoch !== 'string') return null;
+  return { seq, epoch: epoch ?? null };
+}
+
 /** Resolves or rejects as `promise` does, or rejects after `ms`. */
 function withTimeout(promise, ms, what) {
   if (!(ms > 0) || !Number.isFinite(ms)) return promise;
@@ -959,7 +1126,8 @@ function now() {
  * refreshBefore, reconnect {initialDelay, maxDelay, factor}, pingInterval,
  * pingTimeout, requestTimeout, connectTimeout, resume (default true: a
  * reconnect presents the last welcome's session and resume_token, see
- * docs/PROTOCOL.md "Presence grace"), WebSocket, protocols.
+ * docs/PROTOCOL.md "Presence grace"), recover (default true: subscriptions
+ * ask for the events they missed, see Subscription), WebSocket, protocols.
  * The client reconnects for ever (backoff), except after a 4401 (token
  * rejected) or close(). A subscription's `ready` rejects at the first failed
  * connection attempt while it waits, and is re-armed (see Subscription).

@@ -397,6 +397,198 @@ describe('request/reply matching (scripted socket)', () => {
 
 // ---------------------------------------------------------------------------
 
+describe('recovery (scripted socket)', () => {
+  const ev = (scope, seq, data = seq) => ({ op: 'event', scope, seq, paths: [], origin: null, data });
+  /** A client on a FakeSocket that got its welcome; returns [client, socket]. */
+  async function scripted(opts = {}) {
+    FakeSocket.last = null;
+    const c = track(connect('ws://example.invalid/ws', {
+      WebSocket: FakeSocket, pingInterval: 0, reconnect: { initialDelay: 5, maxDelay: 5, factor: 1 }, ...opts,
+    }));
+    await waitFor(() => FakeSocket.last, { message: 'socket' });
+    FakeSocket.last.accept();
+    return [c, FakeSocket.last];
+  }
+  const lastSubscribe = (ws) => ws.sent.filter((m) => m.op === 'subscribe').at(-1);
+  /** Records what the app sees of a subscription, in order. */
+  function record(sub) {
+    const log = [];
+    sub.on('event', (e) => log.push(['event', e.seq]));
+    sub.on('recovered', (i) => log.push(['recovered', i]));
+    sub.on('refetch', (i) => log.push(['refetch', i]));
+    sub.on('dropped', (d) => log.push(['dropped', d.count, d.recovering]));
+    return log;
+  }
+  async function reconnect(c, ws) {
+    ws.drop(1006);
+    await waitFor(() => FakeSocket.last !== ws, { message: 'a new socket' });
+    FakeSocket.last.accept();
+    return FakeSocket.last;
+  }
+
+  test('a reconnect subscribes with since {last seq delivered, epoch}; replayed events come once, in order', async () => {
+    const [c, ws1] = await scripted();
+    const sub = c.subscribe('doc:1', { meta: { n: 1 } });
+    const log = record(sub);
+    const first = lastSubscribe(ws1);
+    assert.equal(first.since, undefined, 'no since on a first subscribe');
+    ws1.push({ op: 'subscribed', id: first.id, scope: 'doc:1', seq: 10, epoch: 'e1', presence: [] });
+    assert.equal(sub.seq, 10);
+    assert.equal(sub.epoch, 'e1');
+    assert.equal(sub.recovered, null);
+    for (const s of [11, 12, 13]) ws1.push(ev('doc:1', s));
+    assert.equal(sub.seq, 13);
+
+    const ws2 = await reconnect(c, ws1);
+    const again = lastSubscribe(ws2);
+    assert.deepEqual(again, { op: 'subscribe', scope: 'doc:1', meta: { n: 1 }, since: { seq: 13, epoch: 'e1' }, id: again.id });
+    const infos = [];
+    sub.on('subscribed', (i) => infos.push(i));
+    ws2.push({ op: 'subscribed', id: again.id, scope: 'doc:1', seq: 16, epoch: 'e1', recovered: true, presence: [] });
+    // the replay, with a duplicate of what was delivered already, then live
+    for (const s of [13, 14, 15, 16, 17]) ws2.push(ev('doc:1', s));
+    assert.deepEqual(log.map((x) => (x[0] === 'event' ? x[1] : x[0])),
+      [11, 12, 13, 'recovered', 14, 15, 16, 17]);
+    assert.deepEqual(log[3][1], { scope: 'doc:1', epoch: 'e1', since: 13, seq: 16, missed: 3, trigger: 'reconnect' });
+    assert.deepEqual(infos.map((i) => [i.seq, i.epoch, i.resubscribed, i.recovered]), [[16, 'e1', true, true]]);
+    assert.equal(sub.seq, 17);
+    assert.equal(sub.recovered, true);
+
+    // recovered:false: refetch, placed at the reply's seq
+    const ws3 = await reconnect(c, ws2);
+    const third = lastSubscribe(ws3);
+    assert.deepEqual(third.since, { seq: 17, epoch: 'e1' });
+    ws3.push({ op: 'subscribed', id: third.id, scope: 'doc:1', seq: 90, epoch: 'e1', recovered: false, presence: [] });
+    ws3.push(ev('doc:1', 91));
+    assert.deepEqual(log.slice(8), [
+      ['refetch', { scope: 'doc:1', epoch: 'e1', seq: 90, reason: 'history', trigger: 'reconnect', previous: { epoch: 'e1', seq: 17 } }],
+      ['event', 91],
+    ]);
+    assert.equal(sub.recovered, false);
+
+    // a new epoch (the server restarted): refetch with reason 'epoch'
+    const ws4 = await reconnect(c, ws3);
+    const fourth = lastSubscribe(ws4);
+    assert.deepEqual(fourth.since, { seq: 91, epoch: 'e1' });
+    ws4.push({ op: 'subscribed', id: fourth.id, scope: 'doc:1', seq: 2, epoch: 'e2', recovered: false, presence: [] });
+    ws4.push(ev('doc:1', 3));
+    assert.equal(log[10][0], 'refetch');
+    assert.equal(log[10][1].reason, 'epoch');
+    assert.deepEqual([log[10][1].epoch, log[10][1].seq], ['e2', 2]);
+    assert.deepEqual(log[11], ['event', 3], 'a lower seq in the new epoch is delivered');
+    assert.equal(sub.epoch, 'e2');
+    c.close();
+  });
+
+  test('since given by the app goes with the first subscribe (a late joiner); a bad one throws', async () => {
+    const [c, ws] = await scripted();
+    const sub = c.subscribe('room:x', { since: { seq: 0 } });
+    const log = record(sub);
+    assert.equal(sub.seq, 0);
+    const req = lastSubscribe(ws);
+    assert.deepEqual(req, { op: 'subscribe', scope: 'room:x', since: { seq: 0 }, id: req.id });
+    ws.push({ op: 'subscribed', id: req.id, scope: 'room:x', seq: 3, epoch: 'e', recovered: true, presence: [] });
+    for (const s of [1, 2, 3, 4]) ws.push(ev('room:x', s));
+    assert.deepEqual(log.map((x) => (x[0] === 'event' ? x[1] : x[0])), ['recovered', 1, 2, 3, 4]);
+    assert.equal(log[0][1].trigger, 'since');
+
+    const resumed = c.subscribe('room:y', { since: { seq: 7, epoch: 'old' } });
+    assert.deepEqual([resumed.seq, resumed.epoch], [7, 'old']);
+    const r2 = lastSubscribe(ws);
+    assert.deepEqual(r2.since, { seq: 7, epoch: 'old' });
+    const refetch = new Promise((res) => resumed.once('refetch', res));
+    ws.push({ op: 'subscribed', id: r2.id, scope: 'room:y', seq: 1, epoch: 'new', recovered: false, presence: [] });
+    assert.equal((await refetch).reason, 'epoch');
+
+    for (const since of [{ seq: -1 }, { seq: 1.5 }, { seq: '3' }, { seq: 1, epoch: 5 }, 'x']) {
+      assert.throws(() => c.subscribe('room:bad', { since }), TypeError, JSON.stringify(since));
+    }
+    assert.equal(c.subscriptions.some((s) => s.scope === 'room:bad'), false);
+    c.close();
+  });
+
+  test('dropped: subscribes again with since on the live subscription, ignores the scope until the reply, then no gap', async () => {
+    const [c, ws] = await scripted();
+    const sub = c.subscribe('feed', { presence: false });
+    const other = c.subscribe('other');
+    const log = record(sub);
+    const otherSeqs = [];
+    other.on('event', (e) => otherSeqs.push(e.seq));
+    const [r1, r2] = ws.sent.filter((m) => m.op === 'subscribe');
+    ws.push({ op: 'subscribed', id: r1.id, scope: 'feed', seq: 0, epoch: 'e', presence: [] });
+    ws.push({ op: 'subscribed', id: r2.id, scope: 'other', seq: 0, epoch: 'o', presence: [] });
+    for (const s of [1, 2, 3, 4]) ws.push(ev('feed', s));
+    ws.push({ op: 'dropped', scope: 'feed', count: 6 });
+    const refill = lastSubscribe(ws);
+    assert.deepEqual(refill, { op: 'subscribe', scope: 'feed', presence: false, since: { seq: 4, epoch: 'e' }, id: refill.id });
+    // before the reply: events of the scope (and another dropped) are ignored; other scopes flow
+    ws.push(ev('feed', 11));
+    ws.push(ev('other', 1));
+    ws.push({ op: 'dropped', scope: 'feed', count: 1 });
+    ws.push(ev('feed', 13));
+    assert.equal(ws.sent.filter((m) => m.op === 'subscribe').length, 3, 'one refill');
+    ws.push({ op: 'subscribed', id: refill.id, scope: 'feed', seq: 12, epoch: 'e', recovered: true, presence: [] });
+    for (let s = 5; s <= 14; s++) ws.push(ev('feed', s));
+    assert.deepEqual(log.map((x) => (x[0] === 'event' ? x[1] : x[0])),
+      [1, 2, 3, 4, 'dropped', 'recovered', 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    assert.deepEqual(log[4], ['dropped', 6, true]);
+    assert.deepEqual(log[5][1], { scope: 'feed', epoch: 'e', since: 4, seq: 12, missed: 8, trigger: 'dropped' });
+    assert.deepEqual(otherSeqs, [1]);
+    assert.equal(sub.state, 'subscribed');
+
+    // recovered:false on a refill: refetch; what was queued before the reply's seq is skipped
+    ws.push({ op: 'dropped', scope: 'feed', count: 2 });
+    const refill2 = lastSubscribe(ws);
+    assert.deepEqual(refill2.since, { seq: 14, epoch: 'e' });
+    ws.push({ op: 'subscribed', id: refill2.id, scope: 'feed', seq: 40, epoch: 'e', recovered: false, presence: [] });
+    ws.push(ev('feed', 17));
+    ws.push(ev('feed', 41));
+    assert.deepEqual(log.slice(16).map((x) => (x[0] === 'event' ? x[1] : x[0] + ':' + (x[1].reason ?? x[1]))),
+      ['dropped:2', 'refetch:history', 41]);
+    c.close();
+  });
+
+  test('recover: false never sends since: a resubscribe or a dropped notice says refetch', async () => {
+    for (const [connectOpts, subOpts] of [[{ recover: false }, {}], [{}, { recover: false }]]) {
+      const [c, ws1] = await scripted(connectOpts);
+      const sub = c.subscribe('doc:2', subOpts);
+      assert.equal(sub.recover, false);
+      const log = record(sub);
+      const req = lastSubscribe(ws1);
+      ws1.push({ op: 'subscribed', id: req.id, scope: 'doc:2', seq: 5, epoch: 'e', presence: [] });
+      ws1.push(ev('doc:2', 6));
+      ws1.push({ op: 'dropped', scope: 'doc:2', count: 1 });
+      assert.equal(ws1.sent.filter((m) => m.op === 'subscribe').length, 1, 'no refill');
+      ws1.push(ev('doc:2', 8));
+      const ws2 = await reconnect(c, ws1);
+      const again = lastSubscribe(ws2);
+      assert.equal(again.since, undefined);
+      ws2.push({ op: 'subscribed', id: again.id, scope: 'doc:2', seq: 20, epoch: 'e', presence: [] });
+      assert.deepEqual(log.map((x) => (x[0] === 'event' ? x[1] : x[0] + ':' + (x[1].reason ?? x[2]))),
+        [6, 'dropped:false', 'refetch:unrecovered', 8, 'refetch:unrecovered']);
+      assert.equal(log[4][1].trigger, 'reconnect');
+      c.close();
+    }
+  });
+
+  test('a server that names no epoch gets no since (refetch after a reconnect)', async () => {
+    const [c, ws1] = await scripted();
+    const sub = c.subscribe('doc:3');
+    const req = lastSubscribe(ws1);
+    ws1.push({ op: 'subscribed', id: req.id, scope: 'doc:3', seq: 5, presence: [] });
+    assert.equal(sub.epoch, null);
+    const refetch = new Promise((res) => sub.once('refetch', res));
+    const ws2 = await reconnect(c, ws1);
+    const again = lastSubscribe(ws2);
+    assert.equal(again.since, undefined);
+    ws2.push({ op: 'subscribed', id: again.id, scope: 'doc:3', seq: 5, presence: [] });
+    assert.equal((await refetch).reason, 'unrecovered');
+    c.close();
+  });
+});
+
+// ---------------------------------------------------------------------------
+
 describe('against a real server', () => {
   let server;
   before(async () => {

@@ -26,6 +26,12 @@ document.addEventListener('mousemove', (e) => {
     (err: ScopecastError) => err.code === 'limit',
   );
 });
+// A late joiner rebuilds from the room's history; a reload when that fails.
+const room = client.subscribe<{ text: string }>('room:history', { since: { seq: 0 } });
+room.on('recovered', (info) => console.log(`replaying ${info.missed} events up to ${info.seq}`));
+room.on('refetch', (info) => {
+  document.title = `reloading (${info.reason})`;
+});
 sub.ready.then(
   (reply) => console.log('subscribed at seq', reply.seq),
   (err: ScopecastError) => console.warn('not subscribed yet:', err.code, err.message),

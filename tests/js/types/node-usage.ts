@@ -7,6 +7,7 @@ import connect, {
   DEFAULTS, PROTOCOL,
   type ConnectOptions, type EventMessage, type PresenceUser, type Status, type StatusInfo,
   type Welcome, type SubscribedMessage, type WebSocketConstructor,
+  type RecoveredInfo, type RefetchInfo, type Since, type SubscribeOptions, type DroppedMessage,
 } from 'scopecast';
 
 interface Doc {
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     requestTimeout: 5000,
     connectTimeout: 2000,
     resume: true,
+    recover: true,
     protocols: [PROTOCOL],
   };
   const client = connect('ws://127.0.0.1:8080/ws', options);
@@ -49,14 +51,35 @@ async function main(): Promise<void> {
     if (ev.data) console.log(ev.seq, ev.data.title.toUpperCase(), ev.data.rev + 1);
   });
   sub.on('presence', (users: PresenceUser[]) => console.log(users.map((u) => u.user ?? 'anon')));
-  sub.on('subscribed', (info) => console.log(info.resubscribed, info.seq));
+  sub.on('subscribed', (info) => console.log(info.resubscribed, info.seq, info.epoch, info.recovered === true));
+
+  // Recovery: a late joiner replays the kept history; the outcome is told.
+  const since: Since = { seq: 0 };
+  const subOpts: SubscribeOptions = { since, recover: true, presence: false };
+  const late = client.subscribe<Doc>('doc:2', subOpts);
+  late.on('recovered', (info: RecoveredInfo) => {
+    const n: number = info.missed;
+    console.log(info.scope, info.epoch, info.since, info.seq, n, info.trigger === 'reconnect');
+  });
+  late.on('refetch', (info: RefetchInfo) => {
+    if (info.reason === 'epoch' || info.reason === 'history' || info.reason === 'unrecovered') {
+      console.log(info.trigger, info.seq, info.epoch, info.previous.seq, info.previous.epoch);
+    }
+  });
+  late.on('dropped', (msg: DroppedMessage) => console.log(msg.count, msg.recovering));
+  const where: { seq: number; epoch: string | null; recovered: boolean | null; recover: boolean } =
+    { seq: late.seq, epoch: late.epoch, recovered: late.recovered, recover: late.recover };
+  // resume from a saved position, e.g. after a reload
+  client.subscribe('doc:3', { since: { seq: where.seq, epoch: where.epoch } });
   sub.on('closed', (msg) => console.log(msg.reason, msg.error?.code));
   const off = sub.on('error', (err) => console.log(err.code));
   off();
 
   try {
     const reply: SubscribedMessage = await sub.ready;
-    console.log(reply.seq, reply.presence.length, enabled);
+    const epoch: string | undefined = reply.epoch;
+    const recovered: boolean | undefined = reply.recovered;
+    console.log(reply.seq, reply.presence.length, enabled, epoch, recovered);
   } catch (err) {
     if (err instanceof ScopecastError && err.code === 'unauthorized') client.close();
   }
