@@ -19,15 +19,21 @@ For backend consumers and scripts. One dependency: ``websockets`` (>= 10.4).
 The client keeps one WebSocket open. When it is lost (network, server
 restart) the client reconnects with exponential backoff and full jitter,
 subscribes again to every scope (same meta/echo/presence) and tells each
-subscription with a :class:`Resubscribed` item. A token that the server
+subscription with a :class:`Resubscribed` item. On servers that keep a
+scope's history (``--history``) it subscribes again with ``since`` (the last
+seq and epoch it saw): when the server still has everything that was
+missed, ``Resubscribed.recovered`` is True and the missed events follow as
+ordinary :class:`Event` items, with no gap; and a ``dropped`` notice is
+answered the same way on the open connection, so the loss is repaired
+instead of reported. A token that the server
 refuses (close 4401) ends the client: every waiting call raises
 :class:`AuthError`. A callable token is called before every connection
 attempt and again ``refresh_before`` seconds before the token's ``exp``; the
 new token goes to the server with the ``refresh`` op on the same connection.
 
 Iterating a :class:`Subscription` yields, in arrival order, :class:`Event`,
-:class:`Join`, :class:`Leave`, :class:`Dropped`, :class:`Resubscribed` and
-finally :class:`Closed` (the iteration then ends). Each subscription buffers
+:class:`Join`, :class:`Leave`, :class:`Update`, :class:`Dropped`,
+:class:`Resubscribed` and finally :class:`Closed` (the iteration then ends). Each subscription buffers
 at most ``max_queue`` events/joins/leaves that the application has not read
 yet; beyond that, they are dropped here and reported as ``Dropped(local=True)``
 before the next item, exactly as the server reports its own drops
@@ -58,7 +64,7 @@ import websockets.exceptions
 
 __all__ = [
     "PROTOCOL", "OMIT", "connect", "Client", "Subscription", "Welcome", "User",
-    "Event", "Join", "Leave", "Dropped", "Resubscribed", "Closed", "Item",
+    "Event", "Join", "Leave", "Update", "Dropped", "Resubscribed", "Closed", "Item",
     "ScopecastError", "RequestError", "AuthError", "DisconnectedError",
     "RequestTimeout", "MessageTooLarge", "ClientClosed",
     "backoff_delay", "group_by_user", "token_exp",
@@ -210,6 +216,15 @@ class Leave:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Update:
+    """Another connection changed its meta (``presence_update``); ``conn``
+    carries the new ``meta``."""
+    scope: str
+    conn: Conn
+    op: Literal["update"] = "update"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Dropped:
     """``count`` events (or joins/leaves) of the scope were lost: by the
     server (its queue for this connection overflowed) or, with
@@ -223,16 +238,23 @@ class Dropped:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Resubscribed:
-    """The subscription was made again on a new connection. Events between
+    """The subscription was made again on a new connection. ``presence`` is
+    the fresh list of connections.
+
+    ``recovered`` True: the server kept every event after ``previous_seq``
+    (its history, ``--history``); they follow this item as ordinary events,
+    nothing is missing (``missed`` is 0). Otherwise events between
     ``previous_seq`` and ``seq`` were not received (``missed`` of them at
-    most; None when ``reset``: the scope restarted, e.g. a server restart).
-    ``presence`` is the fresh list of connections. Refetch your data."""
+    most; None when ``reset``: the scope restarted, e.g. a server restart,
+    its epoch changed): refetch your data. ``recovered`` is None on servers
+    without history support."""
     scope: str
     seq: int
     previous_seq: int
     missed: int | None
     reset: bool
     presence: list[Conn]
+    recovered: bool | None = None
     op: Literal["resubscribed"] = "resubscribed"
 
 
@@ -245,7 +267,7 @@ class Closed:
     op: Literal["closed"] = "closed"
 
 
-Item: TypeAlias = Event | Join | Leave | Dropped | Resubscribed | Closed
+Item: TypeAlias = Event | Join | Leave | Update | Dropped | Resubscribed | Closed
 
 
 # ---------------------------------------------------------------------------
@@ -329,6 +351,8 @@ class _Request:
     future: asyncio.Future[dict[str, Any]]
     sub: Subscription | None = None
     sent: bool = False
+    hook: Callable[[dict[str, Any]], None] | None = None
+    """Called with the reply (or error) as it is read, before later messages."""
 
 
 # ---------------------------------------------------------------------------
@@ -349,14 +373,24 @@ class Subscription:
         self.max_queue = max_queue
         self.seq = 0
         """Last seq seen (from ``subscribed`` or an event)."""
+        self.epoch: str | None = None
+        """The scope's epoch (one life of the scope; seqs count within it),
+        from the last ``subscribed``; None on servers that send none."""
+        self.recovered: bool | None = None
+        """``recovered`` of the last ``subscribed`` made with ``since``."""
         self.dropped = 0
         """Events lost in total (server and local drops)."""
+        self.recoveries = 0
+        """Server ``dropped`` notices repaired from the scope's history."""
         self.closed_reason: str | None = None
         self._conns: dict[str, Conn] = {}
         self._items: collections.deque[Item | _End] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._local_dropped = 0
         self._online = False  # subscribed on the current connection
+        self._since: dict[str, Any] | None = None  # `since` of the next subscribe
+        self._recovering: _Request | None = None  # a gap-fill subscribe on its way
+        self._held: list[dict[str, Any]] = []  # pushes of the scope while it is on the wire
         self._ended = False
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -409,6 +443,14 @@ class Subscription:
         """Ends the subscription (the iteration ends after the buffered items)."""
         await self.client._unsubscribe(self, timeout)
 
+    async def update_presence(self, meta: dict[str, Any], *, timeout: float | None | _Omit = OMIT) -> None:
+        """Replaces this subscription's ``meta`` (``presence_update``): the
+        others get one :class:`Update`. The new meta also goes with later
+        subscribes (reconnects). While the client is not connected it is
+        only kept for the next one. Raises RequestError (``not_found`` for a
+        ``presence=False`` subscription, ``limit``, ...)."""
+        await self.client.update_presence(self.scope, meta, timeout=timeout)
+
     async def refresh_presence(self) -> list[Conn]:
         """Asks the server for the scope's presence and replaces the local view."""
         conns = await self.client.presence(self.scope)
@@ -444,6 +486,11 @@ class Subscription:
             return
         self._ended = True
         self._online = False
+        req, self._recovering = self._recovering, None
+        if req is not None:
+            self.client._pending.pop(req.id, None)
+            req.future.cancel()
+        self._held = []
         self._items.append(_End(error))
         if not self._ready.done():
             if error is not None:
@@ -455,21 +502,82 @@ class Subscription:
         self._wake()
 
     def _on_subscribed(self, msg: dict[str, Any]) -> None:
-        previous = self.seq
+        previous, previous_epoch = self.seq, self.epoch
+        asked = self._since
+        self._since = None
         seq = _int(msg.get("seq"))
-        self.seq = seq
+        epoch = msg.get("epoch") if isinstance(msg.get("epoch"), str) else None
+        recovered = msg.get("recovered") if asked is not None and isinstance(msg.get("recovered"), bool) else None
+        self.epoch = epoch
+        self.recovered = recovered
+        # recovered: the events after `since` follow; else we stand at the scope's seq
+        self.seq = _int(asked.get("seq")) if recovered and asked is not None else seq
         self._online = True
         presence = msg.get("presence") or []
         self._conns = {c["session"]: c for c in presence if isinstance(c, dict) and "session" in c}
         if not self._ready.done():
             self._ready.set_result(None)
             return
-        reset = seq < previous
+        if recovered:
+            self._put(Resubscribed(self.scope, seq, previous, 0, False, list(presence), True), needs_room=False)
+            return
+        reset = seq < previous or (previous_epoch is not None and epoch is not None and epoch != previous_epoch)
         self._put(Resubscribed(self.scope, seq, previous, None if reset else seq - previous, reset,
-                               list(presence)), needs_room=False)
+                               list(presence), recovered), needs_room=False)
 
-    def _on_push(self, msg: dict[str, Any]) -> None:
+    def _since_for_resubscribe(self) -> dict[str, Any] | None:
+        if self.client.recover and self.epoch is not None:
+            return {"seq": self.seq, "epoch": self.epoch}
+        return None
+
+    def _start_recovery(self) -> bool:
+        """After a server ``dropped`` notice: asks the server to reposition
+        this subscription after the last seq seen (``subscribe`` with
+        ``since``). The scope's pushes that come before the answer are held;
+        returns False when that cannot be tried."""
+        client = self.client
+        if not client.recover or self.epoch is None or not self._online or client.state != "open":
+            return False
+        since = {"seq": self.seq, "epoch": self.epoch}
+        try:
+            req = client._submit({"op": "subscribe", "scope": self.scope, "since": since},
+                                 hook=self._on_recovery_reply)
+        except ScopecastError:
+            return False
+        req.future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: handled in the hook
+        self._recovering = req
+        return True
+
+    def _on_recovery_reply(self, msg: dict[str, Any]) -> None:
+        if self._ended or self._recovering is None or msg.get("id") != self._recovering.id:
+            return
+        held, self._held = self._held, []
+        self._recovering = None
+        if msg.get("op") == "subscribed" and msg.get("recovered") is True:
+            # repositioned: what was held, and the loss, come again in order after this reply
+            if isinstance(msg.get("epoch"), str):
+                self.epoch = msg["epoch"]
+            self.recoveries += 1
+            if self.presence_enabled:  # joins/leaves may have been lost with the events
+                self.client._background(self.refresh_presence())
+            return
+        # not recovered (or refused): the loss as the server reported it, then what was held
+        for m in held:
+            self._on_push(m, replaying=True)
+
+    def _on_connection_lost(self) -> None:
+        self._online = False
+        req, self._recovering = self._recovering, None
+        if req is not None:  # never sent again: the resubscribe (with since) takes over
+            self.client._pending.pop(req.id, None)
+            req.future.cancel()
+        self._held = []
+
+    def _on_push(self, msg: dict[str, Any], replaying: bool = False) -> None:
         op = msg.get("op")
+        if self._recovering is not None and op in ("event", "dropped"):
+            self._held.append(msg)  # decided when the gap-fill subscribe is answered
+            return
         if op == "event":
             seq = _int(msg.get("seq"), self.seq)
             reset = seq <= self.seq
@@ -487,7 +595,17 @@ class Subscription:
             else:
                 self._conns.pop(conn["session"], None)
                 self._put(Leave(self.scope, conn, bool(msg.get("last"))))
+        elif op == "update":
+            conn = msg.get("conn")
+            if not isinstance(conn, dict) or "session" not in conn:
+                return
+            if conn["session"] in self._conns:
+                self._conns[conn["session"]] = conn
+            self._put(Update(self.scope, conn))
         elif op == "dropped":
+            if not replaying and self._start_recovery():
+                self._held.append(msg)  # reported only if the server cannot fill the gap
+                return
             count = _int(msg.get("count"))
             self.dropped += count
             self._put(Dropped(self.scope, count, False), needs_room=False)
@@ -524,13 +642,16 @@ class Client:
         again (60; capped at half the token's lifetime).
       ping_interval, ping_timeout: WebSocket keepalive finding dead links (20, 20).
       max_queue: default per-subscription buffer (10000 items; None: unbounded).
+      recover: on servers with history, subscribe again with ``since`` after
+        a reconnect and answer a ``dropped`` notice with one (default True).
     """
 
     def __init__(self, url: str, token: TokenSource = None, *, reconnect: bool = True,
                  initial_delay: float = 0.5, max_delay: float = 30.0, factor: float = 2.0,
                  connect_timeout: float = 10.0, request_timeout: float | None = 10.0,
                  refresh_before: float = 60.0, ping_interval: float | None = 20.0,
-                 ping_timeout: float | None = 20.0, max_queue: int | None = 10000) -> None:
+                 ping_timeout: float | None = 20.0, max_queue: int | None = 10000,
+                 recover: bool = True) -> None:
         self.url = _ws_url(url)
         self._token_source = token
         self.reconnect = reconnect
@@ -543,6 +664,7 @@ class Client:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_queue = max_queue
+        self.recover = recover
         self.state: State = "idle"
         self.welcome: Welcome | None = None
         """The current (or last) connection's welcome."""
@@ -641,17 +763,36 @@ class Client:
     # -- requests -------------------------------------------------------------
 
     async def subscribe(self, scope: str, meta: dict[str, Any] | None = None, echo: bool = False,
-                        presence: bool = True, *, max_queue: int | None | _Omit = OMIT,
+                        presence: bool = True, *, since: tuple[int, str | None] | dict[str, Any] | None = None,
+                        max_queue: int | None | _Omit = OMIT,
                         timeout: float | None | _Omit = OMIT) -> Subscription:
         """Subscribes and waits for ``subscribed`` (also across a reconnect).
         One subscription per scope: subscribing again to an active scope
         returns the existing one (its options stay). Raises RequestError
-        (``forbidden``, ``bad_request``, ``limit``) when the server refuses."""
+        (``forbidden``, ``bad_request``, ``limit``) when the server refuses.
+
+        ``since=(seq, epoch)`` (or ``{"seq": .., "epoch": ..}``; the epoch
+        may be None with seq 0) takes up where an earlier subscription left
+        off (``sub.seq``, ``sub.epoch``, e.g. saved by a previous run): when
+        the server kept every event after it, ``sub.recovered`` is True and
+        those events come first, in order; otherwise ``sub.recovered`` is
+        False and the application should refetch its state."""
         self._check_usable()
         sub = self._subs.get(scope)
         if sub is None:
             sub = Subscription(self, scope, meta, echo, presence,
                                self.max_queue if isinstance(max_queue, _Omit) else max_queue)
+            if since is not None:
+                if isinstance(since, dict):
+                    seq, epoch = since.get("seq"), since.get("epoch")
+                else:
+                    seq, epoch = since
+                if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                    raise ValueError(f"since: seq must be an integer >= 0, not {seq!r}")
+                if epoch is not None and not isinstance(epoch, str):
+                    raise ValueError(f"since: epoch must be a string or None, not {epoch!r}")
+                sub._since = {"seq": seq} if epoch is None else {"seq": seq, "epoch": epoch}
+                sub.seq, sub.epoch = seq, epoch
             self._subs[scope] = sub
             if self.state == "open":
                 self._send_subscribe(sub)
@@ -680,6 +821,30 @@ class Client:
             msg["audience"] = list(audience)
         reply = await self.request(msg, timeout=timeout)
         return int(reply.get("seq") or 0)
+
+    async def update_presence(self, scope: str, meta: dict[str, Any], *,
+                              timeout: float | None | _Omit = OMIT) -> None:
+        """Replaces the ``meta`` of this client's subscription of ``scope``
+        (the ``presence_update`` op): the others get one :class:`Update`;
+        this subscription's own entry changes at once. The new meta goes
+        with later subscribes (reconnects) too; while the client is not
+        connected it is only kept for the next one. Raises RequestError
+        (``not_found``: not subscribed, or ``presence=False``; ``limit``;
+        ``bad_request``)."""
+        if not isinstance(meta, dict):
+            raise TypeError("meta must be a dict (a JSON object)")
+        self._check_usable()
+        sub = self._subs.get(scope)
+        if sub is not None and self.state != "open":
+            sub.meta = dict(meta)  # goes with the resubscribe
+            return
+        await self.request({"op": "presence_update", "scope": scope, "meta": meta}, timeout=timeout)
+        sub = self._subs.get(scope)
+        if sub is not None:
+            sub.meta = dict(meta)
+            own = sub._conns.get(self.session or "")
+            if own is not None:
+                sub._conns[own["session"]] = {**own, "meta": dict(meta)}
 
     async def presence(self, scope: str, *, timeout: float | None | _Omit = OMIT) -> list[Conn]:
         """The connections in ``scope`` (any scope this client could subscribe to)."""
@@ -729,14 +894,15 @@ class Client:
         if self.state == "idle":
             raise ScopecastError("closed", "client not started: await connect(...) first")
 
-    def _submit(self, msg: dict[str, Any], sub: Subscription | None = None) -> _Request:
+    def _submit(self, msg: dict[str, Any], sub: Subscription | None = None,
+                hook: Callable[[dict[str, Any]], None] | None = None) -> _Request:
         self._check_usable()
         rid = next(self._ids)
         op = str(msg.get("op"))
         scope = msg.get("scope") if isinstance(msg.get("scope"), str) else None
         text = _encode({**msg, "id": rid})
         self._check_size(text, op, scope)
-        req = _Request(rid, op, scope, text, asyncio.get_running_loop().create_future(), sub)
+        req = _Request(rid, op, scope, text, asyncio.get_running_loop().create_future(), sub, hook=hook)
         self._pending[rid] = req
         if self._outbox is not None:
             self._outbox.put_nowait(req)
@@ -757,6 +923,10 @@ class Client:
             msg["echo"] = True
         if not sub.presence_enabled:
             msg["presence"] = False
+        if sub._ready.done():  # made again after a reconnect
+            sub._since = sub._since_for_resubscribe()
+        if sub._since is not None:
+            msg["since"] = sub._since
         try:
             req = self._submit(msg, sub)
         except ScopecastError as e:  # e.g. meta too large for this server
@@ -894,7 +1064,7 @@ class Client:
             if self.state == "open":
                 self.state = "reconnecting"
             for sub in self._subs.values():
-                sub._online = False
+                sub._on_connection_lost()
             for req in list(self._pending.values()):
                 if req.sub is not None:  # subscriptions are made again on the next welcome
                     self._pending.pop(req.id, None)
@@ -976,6 +1146,8 @@ class Client:
             req = self._pending.pop(rid, None) if isinstance(rid, int) else None
             if req is None or req.future.done():
                 return  # a late reply (its request timed out)
+            if req.hook is not None:
+                req.hook(msg)
             if op == "error":
                 req.future.set_exception(RequestError(str(msg.get("code") or "error"), str(msg.get("message") or ""),
                                                       op=req.op, scope=req.scope))
@@ -987,7 +1159,7 @@ class Client:
             req.future.set_result(msg)
             return
         scope = msg.get("scope")
-        if op in ("event", "join", "leave", "dropped", "closed") and isinstance(scope, str):
+        if op in ("event", "join", "leave", "update", "dropped", "closed") and isinstance(scope, str):
             sub = self._subs.get(scope)
             if sub is not None and sub._online:
                 sub._on_push(msg)
