@@ -1505,7 +1505,7 @@ void sc_bus_stats(sc_bus_t *bus, sc_bus_stats_t *out)
 
 static bool since_valid(const sc_since_t *since)
 {
-    return since && (since->has_epoch || since->seq == 0);
+    return since != NULL; /* a seq without an epoch just never recovers */
 }
 
 int sc_sub_recover(sc_sub_t *sub, const sc_since_t *since, bool *recovered,

@@ -181,7 +181,7 @@ int sc_bus_maxsize(const sc_bus_t *bus);
 int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out);
 
 /* A point in a scope's past: "I have seen everything up to seq in that
- * epoch". has_epoch false is allowed only with seq 0 ("from the start"). */
+ * epoch". Without an epoch only seq 0 ("from the start") can recover. */
 typedef struct sc_since {
     uint64_t seq;
     uint64_t epoch;

@@ -114,8 +114,66 @@ static int decode_op(json_object *root, sc_op_t *op, sc_proto_err_t *err)
     return SC_EINVAL;
 }
 
+void sc_proto_epoch_text(uint64_t epoch, char out[SC_PROTO_EPOCH_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = SC_PROTO_EPOCH_LEN - 1; i >= 0; i--, epoch >>= 4)
+        out[i] = hex[epoch & 15];
+    out[SC_PROTO_EPOCH_LEN] = '\0';
+}
+
+bool sc_proto_epoch_parse(const char *text, size_t len, uint64_t *epoch)
+{
+    if (!text || len != SC_PROTO_EPOCH_LEN)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *epoch = v;
+    return true;
+}
+
+/* since (object or null): seq, a required integer >= 0; epoch, an
+ * optional string (null: absent). */
+static int decode_since(json_object *root, sc_request_t *req,
+                        sc_proto_err_t *err)
+{
+    json_object *since = sc__member(root, "since");
+    if (since == NULL)
+        return SC_OK;
+    if (!json_object_is_type(since, json_type_object))
+        return sc__err_field(err, "", "since", "must be an object");
+    json_object *seq = sc__member(since, "seq");
+    json_object *epoch = sc__member(since, "epoch");
+    if (seq == NULL)
+        return sc__err_field(err, "", "since.seq", "required");
+    if (!json_object_is_type(seq, json_type_int) ||
+        json_object_get_int64(seq) < 0)
+        return sc__err_field(err, "", "since.seq",
+                             "must be a non-negative integer");
+    if (epoch != NULL && !json_object_is_type(epoch, json_type_string))
+        return sc__err_field(err, "", "since.epoch", "must be a string");
+    req->has_since = true;
+    req->since_seq = (uint64_t)json_object_get_int64(seq);
+    req->since_epoch_given = epoch != NULL;
+    req->since_epoch_ok =
+        epoch != NULL &&
+        sc_proto_epoch_parse(json_object_get_string(epoch),
+                             (size_t)json_object_get_string_len(epoch),
+                             &req->since_epoch);
+    return SC_OK;
+}
+
 /* subscribe: meta (object or null), echo and presence (boolean or null;
- * presence is a scopecast addition to v1, default true). */
+ * presence is a scopecast addition to v1, default true), since (an
+ * addition: decode_since). */
 static int decode_subscribe(json_object *root, sc_request_t *req,
                             sc_proto_err_t *err)
 {
@@ -131,6 +189,9 @@ static int decode_subscribe(json_object *root, sc_request_t *req,
         return sc__err_field(err, "", "presence", "must be a boolean");
     req->echo = echo != NULL && json_object_get_boolean(echo);
     req->no_presence = presence != NULL && !json_object_get_boolean(presence);
+    int rc = decode_since(root, req, err);
+    if (rc != SC_OK)
+        return rc;
     if (meta != NULL && (req->meta_json = sc__json_text(meta)) == NULL)
         return sc__err_nomem(err);
     return SC_OK;

@@ -30,6 +30,9 @@
  *   "meta: must be an object", "meta: required" (presence_update),
  *   "echo: must be a boolean",
  *   "presence: must be a boolean",
+ *   "since: must be an object", "since.seq: required",
+ *   "since.seq: must be a non-negative integer",
+ *   "since.epoch: must be a string",
  *   "paths: must be an array of strings",
  *   "paths: must not contain NUL characters",
  *   "audience: must be an array of strings",
@@ -90,6 +93,15 @@ typedef struct sc_request {
     bool echo;        /* subscribe: default false */
     bool no_presence; /* subscribe: "presence": false (an addition to v1):
                          neither sees nor shows presence */
+    /* subscribe: "since":{"seq":N,"epoch":E} (an addition: history and
+     * recovery). since_epoch_given: an epoch string was there;
+     * since_epoch_ok: it is one the server could have made
+     * (sc_proto_epoch_parse), with its value in since_epoch. */
+    bool has_since;
+    uint64_t since_seq;
+    bool since_epoch_given;
+    bool since_epoch_ok;
+    uint64_t since_epoch;
     char **paths;     /* emit: npaths strings, NULL when none */
     size_t npaths;
     bool has_data;     /* emit: `data` present (null included) */
@@ -124,6 +136,18 @@ void sc_request_deinit(sc_request_t *req);
  * free it with sc_proto_err_deinit) or SC_ENOMEM. Thread: any. */
 int sc_proto_json_value(const char *text, size_t len, char **out,
                         sc_proto_err_t *err);
+
+/* A scope epoch on the wire: 16 lower-case hex digits (docs/PROTOCOL.md,
+ * "History and recovery"; clients treat it as opaque). */
+#define SC_PROTO_EPOCH_LEN 16
+
+/* Writes `epoch` as its wire text (SC_PROTO_EPOCH_LEN digits and a NUL).
+ * Thread: any. */
+void sc_proto_epoch_text(uint64_t epoch, char out[SC_PROTO_EPOCH_LEN + 1]);
+
+/* Reads an epoch's wire text (`len` bytes): true with *epoch set when it
+ * is exactly SC_PROTO_EPOCH_LEN lower-case hex digits. Thread: any. */
+bool sc_proto_epoch_parse(const char *text, size_t len, uint64_t *epoch);
 
 /* Fills `out` for sc_bus_emit() from an emit request. Every pointer in
  * *out is borrowed from `req` (keep `req` alive for the call); `origin`

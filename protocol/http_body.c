@@ -6,8 +6,10 @@
  * everything, so a batch is all or nothing.
  */
 #include "http_body.h"
+#include "http_req.h"
 #include "jsonr.h"
 #include "reply.h"
+#include "scope.h"
 #include "utf8.h"
 
 #include <stdio.h>
@@ -256,6 +258,96 @@ int sc_proto_enc_http_closed(sc_buf_t *b, uint64_t n)
     LIT(b, "{\"closed\":");
     sc_buf_put_u64(b, n);
     sc_buf_putc(b, '}');
+    return b->err;
+}
+
+/* A decimal query value of at most 20 digits that fits 64 bits. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 20)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+int sc_proto_decode_history_query(sc_query_get_fn get, void *ud,
+                                  sc_history_query_t *out,
+                                  sc_proto_err_t *err)
+{
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    char v[256];
+    long n = get(ud, "scope", out->scope, sizeof out->scope);
+    if (n < 0)
+        return sc__err_field(err, "", "scope", "required");
+    if (!sc_proto_scope_valid(out->scope, (size_t)n))
+        return sc__err_field(err, "", "scope",
+                             "must be 1-200 printable ASCII characters "
+                             "without spaces");
+    if (get(ud, "since", v, sizeof v) < 0)
+        return sc__err_field(err, "", "since", "required");
+    if (!parse_u64(v, &out->since))
+        return sc__err_field(err, "", "since",
+                             "must be a non-negative integer");
+    n = get(ud, "epoch", v, sizeof v);
+    out->epoch_given = n >= 0;
+    out->epoch_ok = n >= 0 && sc_proto_epoch_parse(v, (size_t)n, &out->epoch);
+    out->limit = SC_PROTO_HISTORY_LIMIT_MAX;
+    if (get(ud, "limit", v, sizeof v) >= 0) {
+        uint64_t lim;
+        if (!parse_u64(v, &lim) || lim < 1 || lim > SC_PROTO_HISTORY_LIMIT_MAX)
+            return sc__err_field(err, "", "limit",
+                                 "must be an integer from 1 to 1000");
+        out->limit = (size_t)lim;
+    }
+    /* a buffer one byte larger tells "too long" from "absent" */
+    char big[sizeof out->user + 1];
+    n = get(ud, "user", big, sizeof big);
+    if (n == 0 || n >= (long)sizeof out->user)
+        return sc__err_field(err, "", "user", "must be 1-255 bytes");
+    if (n > 0) {
+        memcpy(out->user, big, (size_t)n + 1);
+        out->has_user = true;
+    }
+    return SC_OK;
+}
+
+int sc_proto_enc_http_history(sc_buf_t *b, const char *scope, bool has_epoch,
+                              uint64_t epoch, uint64_t seq, bool recovered,
+                              const sc_proto_slice_t *events, size_t n,
+                              bool more)
+{
+    LIT(b, "{\"scope\":");
+    sc_buf_put_json_cstr(b, scope);
+    if (has_epoch) {
+        char text[SC_PROTO_EPOCH_LEN + 1];
+        sc_proto_epoch_text(epoch, text);
+        LIT(b, ",\"epoch\":\"");
+        sc_buf_puts(b, text);
+        sc_buf_putc(b, '"');
+    } else {
+        LIT(b, ",\"epoch\":null");
+    }
+    LIT(b, ",\"seq\":");
+    sc_buf_put_u64(b, seq);
+    sc_buf_puts(b, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+    LIT(b, ",\"events\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sc_buf_putc(b, ',');
+        sc_buf_put(b, events[i].p, events[i].len);
+    }
+    sc_buf_puts(b, more ? "],\"more\":true}" : "],\"more\":false}");
     return b->err;
 }
 

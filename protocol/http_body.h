@@ -106,6 +106,52 @@ int sc_proto_decode_demo_token_body(const char *body, size_t len,
 /* Frees what `body` owns and zeroes it. NULL is a no-op. */
 void sc_demo_token_body_deinit(sc_demo_token_body_t *body);
 
+/* GET /api/history's query (an addition: "History and recovery"). */
+#define SC_PROTO_HISTORY_LIMIT_MAX 1000
+
+typedef struct sc_history_query {
+    char scope[256]; /* a valid scope */
+    uint64_t since;
+    bool epoch_given; /* ?epoch= was there */
+    bool epoch_ok;    /* ...and is one the server could have made */
+    uint64_t epoch;
+    size_t limit;   /* 1..SC_PROTO_HISTORY_LIMIT_MAX (default the max) */
+    bool has_user;  /* ?user= was there */
+    char user[256]; /* the audience to read as (has_user) */
+} sc_history_query_t;
+
+/* Gets query parameter `name` decoded into `out` (`cap` bytes,
+ * NUL-terminated): its length, or -1 when absent, too long or decoding to
+ * a NUL byte (sc_http_query_param's contract). */
+typedef long (*sc_query_get_fn)(void *ud, const char *name, char *out,
+                                size_t cap);
+
+/* Reads GET /api/history's query parameters through `get`: scope (required, a valid scope), since (required, decimal
+ * digits, at most 20, a 64-bit value), epoch (optional, any text; its
+ * value when it is an epoch's wire text), limit (optional, decimal 1-1000)
+ * and user (optional, 1-255 bytes; present but empty or longer is an
+ * error). Returns SC_OK or SC_EINVAL with the
+ * message in *err: "scope: required", the scope messages of codec.h,
+ * "since: required", "since: must be a non-negative integer",
+ * "limit: must be an integer from 1 to 1000", "user: must be 1-255
+ * bytes". Thread: any. */
+int sc_proto_decode_history_query(sc_query_get_fn get, void *ud,
+                                  sc_history_query_t *out,
+                                  sc_proto_err_t *err);
+
+/* A borrowed piece of text: one event's JSON in a history answer. */
+typedef struct sc_proto_slice {
+    const char *p;
+    size_t len;
+} sc_proto_slice_t;
+
+/* {"scope":S,"epoch":E|null,"seq":N,"recovered":B,"events":[…],"more":B}
+ * with each event's JSON copied as given (epoch null when !has_epoch). */
+int sc_proto_enc_http_history(sc_buf_t *b, const char *scope, bool has_epoch,
+                              uint64_t epoch, uint64_t seq, bool recovered,
+                              const sc_proto_slice_t *events, size_t n,
+                              bool more);
+
 /* {"seq":N} */
 int sc_proto_enc_http_seq(sc_buf_t *b, uint64_t seq);
 

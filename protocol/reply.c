@@ -4,6 +4,7 @@
  * Literal member names are written with sizeof-based puts (no strlen).
  */
 #include "reply.h"
+#include "codec.h"
 #include "bus.h"
 
 #include <string.h>
@@ -107,17 +108,46 @@ static void put_presence(sc_buf_t *b, const sc_conn_t *presence, size_t n,
     }
 }
 
-int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
-                            uint64_t seq, const sc_conn_t *presence, size_t n,
-                            size_t total)
+/* The subscribed reply; `epoch` NULL: v1's, without history fields. */
+static int enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
+                          uint64_t seq, const uint64_t *epoch, int recovered,
+                          const sc_conn_t *presence, size_t n, size_t total)
 {
     open_op(b, "subscribed", id_json);
     put_scope(b, scope);
     LIT(b, ",\"seq\":");
     sc_buf_put_u64(b, seq);
+    if (epoch) {
+        char text[SC_PROTO_EPOCH_LEN + 1];
+        sc_proto_epoch_text(*epoch, text);
+        LIT(b, ",\"epoch\":\"");
+        sc_buf_puts(b, text);
+        sc_buf_putc(b, '"');
+        if (recovered >= 0)
+            sc_buf_puts(b, recovered ? ",\"recovered\":true"
+                                     : ",\"recovered\":false");
+    }
     put_presence(b, presence, n, total);
     sc_buf_putc(b, '}');
     return b->err;
+}
+
+int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
+                            uint64_t seq, const sc_conn_t *presence, size_t n,
+                            size_t total)
+{
+    return enc_subscribed(b, id_json, scope, seq, NULL, -1, presence, n,
+                          total);
+}
+
+int sc_proto_enc_subscribed_epoch(sc_buf_t *b, const char *id_json,
+                                  const char *scope, uint64_t seq,
+                                  uint64_t epoch, int recovered,
+                                  const sc_conn_t *presence, size_t n,
+                                  size_t total)
+{
+    return enc_subscribed(b, id_json, scope, seq, &epoch, recovered, presence,
+                          n, total);
 }
 
 int sc_proto_enc_unsubscribed(sc_buf_t *b, const char *id_json,

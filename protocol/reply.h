@@ -55,6 +55,15 @@ int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
                             uint64_t seq, const sc_conn_t *presence, size_t n,
                             size_t total);
 
+/* sc_proto_enc_subscribed with the history fields after "seq":
+ * ,"epoch":"E" (sc_proto_epoch_text), then ,"recovered":true|false when
+ * the subscribe had `since` (`recovered` 1 or 0; -1: no field). */
+int sc_proto_enc_subscribed_epoch(sc_buf_t *b, const char *id_json,
+                                  const char *scope, uint64_t seq,
+                                  uint64_t epoch, int recovered,
+                                  const sc_conn_t *presence, size_t n,
+                                  size_t total);
+
 /* {"op":"unsubscribed","id":I,"scope":S} */
 int sc_proto_enc_unsubscribed(sc_buf_t *b, const char *id_json,
                               const char *scope);

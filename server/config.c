@@ -30,6 +30,7 @@
 
 #include <json-c/json.h>
 
+#include "history_spec.h"
 #include "log.h"
 
 #define FILE_MAX ((size_t)1 << 20) /* a larger config file is refused */
@@ -185,6 +186,16 @@ static const struct opt options[] = {
      1, 3600, "SECONDS",
      "How long a slow consumer may stay over its limits before\n"
      "--disconnect-slow closes it."},
+    {"history", "SCOPECAST_HISTORY", "history", K_STR, F(history), 0, 0,
+     "PATTERNS",
+     "Scopes that keep their recent events for recovery: comma-\n"
+     "separated PATTERN=LIMITS, LIMITS being N (last N events), Ts\n"
+     "(younger than T seconds) or N/Ts, e.g. 'doc:*=500/300s'; the\n"
+     "first match wins. Unset: none (demo mode: room:*=1000/3600s)."},
+    {"history-max-bytes", "SCOPECAST_HISTORY_MAX_BYTES", "history_max_bytes",
+     K_SIZE, F(history_max_bytes), 0, 1LL << 40, "BYTES",
+     "What all kept history may cost; past it the oldest events\n"
+     "go first. 0: no limit."},
     {"plugin", "SCOPECAST_PLUGIN", "plugin", K_LIST, F(plugins), 0, 0,
      "PATH[:JSON]",
      "Loads a plugin (a shared object, docs/PLUGINS.md) with its\n"
@@ -264,6 +275,7 @@ int sc_config_defaults(sc_config_t *cfg)
     cfg->max_queued_bytes = 1048576;
     cfg->max_queued_total = 1073741824;
     cfg->slow_grace = 10;
+    cfg->history_max_bytes = 67108864;
     cfg->host = strdup("127.0.0.1");
     cfg->web_root = strdup(SC_DEFAULT_WEB_ROOT);
     if (!cfg->host || !cfg->web_root) {
@@ -283,6 +295,7 @@ void sc_config_deinit(sc_config_t *cfg)
     free(cfg->jwt_secret);
     free(cfg->anonymous_scopes);
     free(cfg->disconnect_slow);
+    free(cfg->history);
     free(cfg->allowed_origins);
     free(cfg->web_root);
     list_clear(&cfg->plugins);
@@ -786,6 +799,19 @@ static int check_combinations(const sc_config_t *cfg, char *err, size_t errlen)
     return SC_OK;
 }
 
+/* --history must parse; demo mode keeps the demo room's history unless
+ * told otherwise. */
+static int check_history(sc_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->history && cfg->demo &&
+        !(cfg->history = strdup(SC_DEMO_HISTORY)))
+        return SC_ENOMEM;
+    sc_history_spec_t spec;
+    int rc = sc_history_spec_parse(cfg->history, &spec, err, errlen);
+    sc_history_spec_deinit(&spec);
+    return rc;
+}
+
 int sc_config_load(sc_config_t *cfg, int argc, char **argv,
                    sc_getenv_fn getenv_fn, void *ud, char *err, size_t errlen)
 {
@@ -816,6 +842,8 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
     if ((rc = apply_flags(cfg, &s, err, errlen)) != SC_OK)
         goto fail;
     if ((rc = check_combinations(cfg, err, errlen)) != SC_OK)
+        goto fail;
+    if ((rc = check_history(cfg, err, errlen)) != SC_OK)
         goto fail;
     free(s.uses);
     return SC_OK;

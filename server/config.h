@@ -95,7 +95,15 @@ typedef struct sc_config {
     char *disconnect_slow;      /* scope patterns whose slow consumers are
                                    closed; NULL: none (drop); owned */
     int slow_grace;             /* seconds over the limit before that */
+    char *history;              /* --history rules (history_spec.h); NULL:
+                                   none (demo mode: SC_DEMO_HISTORY);
+                                   owned, checked by sc_config_load */
+    size_t history_max_bytes;   /* what all kept events may cost; 0: no
+                                   limit */
 } sc_config_t;
+
+/* The history demo mode keeps when --history is not given. */
+#define SC_DEMO_HISTORY "room:*=1000/3600s"
 
 /* A getenv replacement, so tests need not touch the process environment.
  * Returns a borrowed string valid until sc_config_load returns, or NULL. */

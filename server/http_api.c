@@ -8,6 +8,7 @@
 #include "http_api.h"
 #include "clock.h"
 #include "http_body.h"
+#include "wsframe.h"
 #include "log.h"
 #include "reply.h"
 #include "scope.h"
@@ -144,6 +145,59 @@ static void h_presence(sc_svc_t *svc, const sc_http_in_t *in,
     answer_json(svc, out, 200);
 }
 
+/* What one history answer may hold in events (at least one is given). */
+#define HISTORY_ANSWER_BYTES (1u << 20)
+
+/* The JSON of an event: its frame without the WebSocket header. */
+static sc_proto_slice_t event_json(const sc_event_t *ev)
+{
+    size_t len;
+    const uint8_t *f = sc_event_frame(ev, &len);
+    uint64_t flen;
+    size_t hdr = f ? sc_ws_frame_extent(f, len, &flen) : 0;
+    if (!hdr || flen != len)
+        return (sc_proto_slice_t){"null", 4}; /* cannot happen: our frames */
+    return (sc_proto_slice_t){(const char *)f + hdr, len - hdr};
+}
+
+static void h_history(sc_svc_t *svc, const sc_http_in_t *in,
+                      sc_http_out_t *out)
+{
+    sc_history_query_t q;
+    sc_proto_err_t err;
+    if (sc_proto_decode_history_query(in->param, in->param_ud, &q, &err) !=
+        SC_OK) {
+        answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST, err.message);
+        sc_proto_err_deinit(&err);
+        return;
+    }
+    sc_since_t since = {.seq = q.since,
+                        .epoch = q.epoch_ok ? q.epoch : 0,
+                        .has_epoch = q.epoch_given};
+    sc_history_read_t r;
+    sc_proto_slice_t *v = NULL;
+    if (sc_bus_history(svc->srv->bus, q.scope, &since,
+                       q.has_user ? q.user : NULL, q.limit, &r) != SC_OK ||
+        (r.n && !(v = malloc(r.n * sizeof *v)))) {
+        sc_history_read_free(&r);
+        answer_error(svc, out, 500, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    size_t n = 0, bytes = 0;
+    for (; n < r.n; n++) {
+        v[n] = event_json(r.events[n]);
+        if (n && bytes + v[n].len > HISTORY_ANSWER_BYTES)
+            break; /* the rest in the next answer */
+        bytes += v[n].len;
+    }
+    sc_buf_reset(&svc->scratch);
+    sc_proto_enc_http_history(&svc->scratch, q.scope, r.exists, r.epoch, r.seq,
+                              r.recovered, v, n, r.more || n < r.n);
+    free(v);
+    sc_history_read_free(&r);
+    answer_json(svc, out, 200);
+}
+
 static void h_close(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
     sc_close_body_t body;
@@ -198,7 +252,9 @@ static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     metric(b, "scopecast_subscriptions", "gauge", "Live subscriptions.",
            bs.subscribers);
     metric(b, "scopecast_scopes", "gauge",
-           "Scopes with at least one subscriber.", bs.scopes);
+           "Scopes alive: with subscribers, held presence entries or kept "
+           "history.",
+           bs.scopes);
     metric(b, "scopecast_events_emitted_total", "counter",
            "Events emitted, with or without subscribers.", bs.emitted);
     metric(b, "scopecast_events_delivered_total", "counter",
@@ -221,6 +277,16 @@ static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     metric(b, "scopecast_connections_refused_per_ip_total", "counter",
            "Connections refused (503) by --max-connections-per-ip.",
            SC_STAT(st.refused_per_ip));
+    metric(b, "scopecast_history_events", "gauge",
+           "Events kept as history (--history).", bs.history_events);
+    metric(b, "scopecast_history_bytes", "gauge",
+           "What the kept events cost (limit --history-max-bytes).",
+           bs.history_bytes);
+    metric(b, "scopecast_history_scopes", "gauge",
+           "Scopes keeping at least one event.", bs.history_scopes);
+    metric(b, "scopecast_history_evicted_total", "counter",
+           "Kept events that left before their limits, for the budget.",
+           bs.history_evicted);
     metric(b, "scopecast_slow_consumers_closed_total", "counter",
            "Connections closed (4413) by --disconnect-slow.",
            SC_STAT(st.slow_closed));
@@ -332,6 +398,7 @@ static const struct route routes[] = {
     {"/metrics", SC_HTTP_GET, h_metrics, false},
     {"/api/emit", SC_HTTP_POST, h_emit, true},
     {"/api/presence", SC_HTTP_GET, h_presence, true},
+    {"/api/history", SC_HTTP_GET, h_history, true},
     {"/api/close", SC_HTTP_POST, h_close, true},
     {"/api/stats", SC_HTTP_GET, h_stats, true},
     {"/demo/token", SC_HTTP_POST, h_demo_token, false},
@@ -512,6 +579,15 @@ static enum sc_http_method method_of(struct lws *wsi)
     return SC_HTTP_OTHER;
 }
 
+/* sc_query_get_fn over lws's (decoded) URL arguments. */
+static long lws_param(void *ud, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s=", name);
+    const char *v = lws_get_urlarg_by_name(ud, key, out, (int)cap);
+    return v ? (long)strlen(v) : -1;
+}
+
 /* Answers now, or after the body when one comes (lws reads it before it
  * lets us write the answer). A refused request is answered from its head
  * and closed: its body is never kept. A body over the limit is read and
@@ -533,6 +609,8 @@ static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
         .method = method_of(wsi),
         .path = r->path,
         .scope = scope,
+        .param = lws_param,
+        .param_ud = wsi,
         .body = "",
         .authorization = r->auth,
         .loopback = sc_http_peer_is_loopback(r->peer) && !is_forwarded(wsi),

@@ -22,6 +22,7 @@
 #ifndef SC_SERVER_HTTP_API_H
 #define SC_SERVER_HTTP_API_H
 
+#include "http_body.h"
 #include "http_req.h"
 
 #include <libwebsockets.h>
@@ -35,6 +36,9 @@ typedef struct sc_http_in {
     enum sc_http_method method;
     const char *path;  /* "/api/emit", not decoded */
     const char *scope; /* the decoded ?scope= value, or NULL */
+    /* any query parameter, decoded (http_body.h) */
+    sc_query_get_fn param;
+    void *param_ud;
     const char *body;  /* NUL-terminated ("" without a body) */
     size_t body_len;
     const char *authorization; /* the header's value, "" when absent */

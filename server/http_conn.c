@@ -170,6 +170,13 @@ static void fail(sc_httpc_t *c, unsigned status, const char *message)
     c->deadline_us = sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
 }
 
+/* sc_query_get_fn over a parsed request's query string. */
+static long query_param(void *ud, const char *name, char *out, size_t cap)
+{
+    const sc_http_request_t *r = ud;
+    return sc_http_query_param(r->query, r->query_len, name, out, cap);
+}
+
 static void build_in(sc_httpc_t *c, sc_http_in_t *in, char *scope,
                      size_t scope_cap)
 {
@@ -184,6 +191,8 @@ static void build_in(sc_httpc_t *c, sc_http_in_t *in, char *scope,
                                      scope_cap) >= 0
                      ? scope
                      : NULL,
+        .param = query_param,
+        .param_ud = (void *)r,
         .body = r->body ? r->body : "",
         .body_len = r->body_len,
         .authorization =

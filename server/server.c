@@ -73,9 +73,15 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    /* held presence entries whose grace ended leave (one thread asks) */
-    if (svc == &srv->svcs[0])
+    /* held presence entries whose grace ended leave, and kept events
+     * past their age leave every second (one thread asks) */
+    if (svc == &srv->svcs[0]) {
         sc_bus_expire_held(srv->bus);
+        if (now >= srv->history_next_us) {
+            sc_bus_expire_history(srv->bus);
+            srv->history_next_us = now + SC_US_PER_SEC;
+        }
+    }
     sc_ws_tick(svc, now);
     sc_upgrade_tick(svc, now);
     sc_httpconn_tick(svc, now);
@@ -95,6 +101,17 @@ static void lws_log_to_ours(int level, const char *line)
 /* Frames are sent with send(): no head room for lws needed. */
 static sc_proto_event_cfg_t event_enc = {.headroom = 0};
 
+/* The bus's history hook: the first --history rule matching the scope. */
+static void history_hook(void *ud, const char *scope, sc_history_limits_t *out)
+{
+    const sc_server_t *srv = ud;
+    const sc_history_rule_t *r = sc_history_spec_match(&srv->history, scope);
+    if (r) {
+        out->max_events = r->max_events;
+        out->max_age = r->max_age;
+    }
+}
+
 static int make_bus(sc_server_t *srv)
 {
     sc_bus_config_t bc;
@@ -106,7 +123,19 @@ static int make_bus(sc_server_t *srv)
     bc.max_queued_bytes = srv->cfg->max_queued_total;
     bc.release_payload = true; /* the frame holds the data: one copy */
     bc.presence_grace = srv->cfg->presence_grace; /* 0: off */
-    int rc = sc_bus_create(&bc, &srv->bus);
+    char err[256];
+    int rc = sc_history_spec_parse(srv->cfg->history, &srv->history, err,
+                                   sizeof err);
+    if (rc != SC_OK) { /* sc_config_load checked it: out of memory */
+        sc_log(SC_LOG_ERROR, "%s", err[0] ? err : sc_strerror(rc));
+        return rc;
+    }
+    if (srv->history.n) {
+        bc.history = history_hook;
+        bc.history_ud = srv;
+        bc.history_max_bytes = srv->cfg->history_max_bytes;
+    }
+    rc = sc_bus_create(&bc, &srv->bus);
     if (rc != SC_OK)
         sc_log(SC_LOG_ERROR, "cannot create the bus: %s", sc_strerror(rc));
     return rc;
@@ -373,6 +402,7 @@ void sc_server_deinit(sc_server_t *srv)
     }
     free(srv->svcs);
     sc_bus_destroy(srv->bus);
+    sc_history_spec_deinit(&srv->history);
     sc_admit_destroy(srv->admit);
     memset(srv, 0, sizeof *srv);
 }

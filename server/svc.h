@@ -24,6 +24,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "config.h"
+#include "history_spec.h"
 #include "jsonw.h"
 #include "listen.h"
 #include "log.h"
@@ -61,6 +62,9 @@ struct sc_server {
     /* {const} random per run: the key of the sessions' resume tokens
      * (ws.c; docs/PROTOCOL.md "Presence grace") */
     char resume_key[SC_AUTH_SECRET_LEN];
+    /* {const} the parsed --history rules (the bus's history hook) */
+    sc_history_spec_t history;
+    int64_t history_next_us;    /* {thread 0} the next history expiry */
     int listen_port;            /* {const} the port actually bound */
     _Atomic int *stop_flag;     /* {atomic} set by the signal handler */
     _Atomic bool draining;      /* {atomic} shutdown has begun */

@@ -434,9 +434,18 @@ static bool scope_allowed(sc_wsconn_t *c, const char *scope)
                          : anonymous_allowed(c, scope);
 }
 
+/* The subscription's history fields for its subscribed reply. */
+typedef struct sub_answer {
+    uint64_t seq;
+    uint64_t epoch;
+    int recovered; /* 1, 0; -1: the subscribe had no since */
+} sub_answer_t;
+
+/* A presence or (with `sa`) a subscribed reply. */
 static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
-                                bool subscribed, uint64_t seq)
+                                const sub_answer_t *sa)
 {
+    bool subscribed = sa != NULL;
     sc_svc_t *svc = c->svc;
     sc_conn_t *list = NULL;
     size_t n = 0;
@@ -452,8 +461,9 @@ static void reply_presence_list(sc_wsconn_t *c, const sc_request_t *req,
                        ? n
                        : (size_t)svc->srv->cfg->max_presence;
     if (subscribed)
-        sc_proto_enc_subscribed(&svc->scratch, req->id_json, req->scope, seq,
-                                list, shown, n);
+        sc_proto_enc_subscribed_epoch(&svc->scratch, req->id_json, req->scope,
+                                      sa->seq, sa->epoch, sa->recovered, list,
+                                      shown, n);
     else
         sc_proto_enc_presence(&svc->scratch, req->id_json, req->scope, list,
                               shown, n);
@@ -521,9 +531,24 @@ static void op_subscribe(sc_wsconn_t *c, sc_request_t *req)
                     "scope: not allowed by the token");
         return;
     }
-    if (find_sub(c, req->scope, NULL)) {
-        reply_presence_list(c, req, true,
-                            sc_bus_scope_seq(srv->bus, req->scope));
+    sc_since_t since = {.seq = req->since_seq,
+                        .epoch = req->since_epoch_ok ? req->since_epoch : 0,
+                        .has_epoch = req->since_epoch_given};
+    sc_sub_t *sub = find_sub(c, req->scope, NULL);
+    if (sub) { /* again: unchanged, or moved back to `since` */
+        sub_answer_t sa = {.epoch = sc_sub_epoch(sub), .recovered = -1};
+        bool rec = false;
+        if (!req->has_since) {
+            sa.seq = sc_bus_scope_seq(srv->bus, req->scope);
+        } else if (sc_sub_recover(sub, &since, &rec, &sa.seq) == SC_ENOMEM) {
+            reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+            return;
+        } else {
+            sa.recovered = rec;
+            if (rec) /* an event taken but not sent: it is in the replay */
+                sc_writer_forget_sub(&c->out, sub);
+        }
+        reply_presence_list(c, req, &sa);
         return;
     }
     if (atomic_load(&srv->draining)) {
@@ -557,17 +582,20 @@ static void op_subscribe(sc_wsconn_t *c, sc_request_t *req)
                           .echo = req->echo,
                           .quiet = req->no_presence,
                           .hidden = req->no_presence,
-                          .adopt = c->resumed == 1};
-    sc_sub_t *sub;
-    uint64_t seq;
+                          .adopt = c->resumed == 1,
+                          .since = req->has_since ? &since : NULL};
+    sub_answer_t sa = {.recovered = -1};
     if (sc_bus_subscribe(srv->bus, req->scope, c->out.owner, &opts, &sub,
-                         &seq) != SC_OK) {
+                         &sa.seq) != SC_OK) {
         reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
         return;
     }
     c->subs.v[c->subs.n++] = sub;
+    sa.epoch = sc_sub_epoch(sub);
+    if (req->has_since)
+        sa.recovered = sc_sub_recovered(sub);
     sc_log(SC_LOG_DEBUG, "session %s subscribed to %s", sid(c), req->scope);
-    reply_presence_list(c, req, true, seq);
+    reply_presence_list(c, req, &sa);
 }
 
 static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
@@ -709,7 +737,7 @@ static void op_presence(sc_wsconn_t *c, sc_request_t *req)
     if (!gate(c, req, SC_PLUGIN_REQ_PRESENCE, &r))
         return;
     gate_done(c, r);
-    reply_presence_list(c, req, false, 0);
+    reply_presence_list(c, req, NULL);
 }
 
 /* ---- presence updates -----------------------------------------------------

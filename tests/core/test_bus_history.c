@@ -290,8 +290,12 @@ static void test_history_read_limit_and_more(void **state)
     assert_true(r.recovered);
     assert_int_equal(r.n, 0);
     sc_history_read_free(&r);
-    sc_since_t bad = {3, 0, false}; /* a seq needs an epoch */
-    assert_int_equal(sc_bus_history(fx.bus, "h:l", &bad, NULL, 3, &r),
+    sc_since_t noep = {3, 0, false}; /* a seq needs its epoch */
+    assert_int_equal(sc_bus_history(fx.bus, "h:l", &noep, NULL, 3, &r), SC_OK);
+    assert_false(r.recovered);
+    assert_int_equal(r.n, 0);
+    sc_history_read_free(&r);
+    assert_int_equal(sc_bus_history(fx.bus, "h:l", NULL, NULL, 3, &r),
                      SC_EINVAL);
     fx_close(&fx);
 }
