@@ -5,13 +5,19 @@
 // URL: ?name=ana joins at once, ?token=JWT uses that token as is, #lobby or
 // #room:lobby picks the room scope.
 //
-// The list is state held by the open tabs, kept in step with emit/event:
+// The list is kept in step with emit/event:
 // - {t:'item', item} carries one item's whole state; every change bumps its
 //   version `v` (ties broken by the writer's session `w`), and the higher
 //   version wins, so applying messages twice or out of order is harmless.
 //   Removed items stay as tombstones so that old copies cannot revive them.
-// - {t:'sync', req, items} is sent after every (re)subscribe and after a
-//   `dropped` notice: it carries this tab's items and asks the others for
+// - The server keeps the room's recent events (demo mode: room:*, 1000
+//   events / 1 hour), so a page subscribes with since {seq: 0}: a late
+//   joiner rebuilds the list from that history, and a page whose connection
+//   went away gets what it missed when it is back (scopecast.js recovers by
+//   itself, also after a `dropped` notice).
+// - Only when that is not possible (history exceeded, a restarted server:
+//   the subscription's 'refetch') the page asks the open tabs:
+//   {t:'sync', req, items} carries this tab's items and asks the others for
 //   theirs; one of them answers with {t:'state', req, items} (each waits a
 //   random moment and stays quiet if another answered first).
 // The list is also cached in localStorage per room, so a lone tab keeps it
@@ -175,6 +181,7 @@ let fixedToken = params.get('token');
 let anonymous = false;
 let pendingSync = null; // req id of our last sync, until someone answers
 const answered = new Set(); // sync reqs already answered by someone
+let replayedUpTo = 0; // events up to this seq are history being replayed
 
 async function getToken() {
   if (fixedToken) return fixedToken;
@@ -207,9 +214,29 @@ function setStatus(status, info = {}) {
 function send(data, paths) {
   if (!client || anonymous) return Promise.resolve(null);
   return client.emit(scope, { data, paths }).catch((err) => {
-    if (err.code === 'forbidden') notice('You may not edit in this room (' + err.message + ').', { kind: 'error' });
-    return null; // offline: our state goes out with the next sync
+    if (err.code === 'forbidden') {
+      notice('You may not edit in this room (' + err.message + ').', { kind: 'error' });
+      return false;
+    }
+    return null; // offline too long (timeout): an edit goes out again once back
   });
+}
+
+// Edits whose emit failed (offline longer than the request timeout): sent
+// again once subscribed again.
+const unsent = new Set();
+function sendItem(item) {
+  unsent.delete(item.id);
+  send({ t: 'item', item }, ['items/' + item.id]).then((r) => {
+    if (r === null && !anonymous) unsent.add(item.id);
+  });
+}
+function resendUnsent() {
+  for (const id of [...unsent]) {
+    const it = items.get(id);
+    if (it) sendItem(it);
+    else unsent.delete(id);
+  }
 }
 
 function requestSync() {
@@ -246,6 +273,8 @@ function onEvent(ev) {
       break;
     case 'sync': {
       merge(data.items);
+      // A request from the history is old: it was answered back then.
+      if (ev.seq <= replayedUpTo) break;
       if (items.size === 0 || typeof data.req !== 'string') break;
       // Answer after a random moment unless another tab answers first.
       const req = data.req;
@@ -304,12 +333,22 @@ function start(name) {
     ui.me.textContent = w.user ? `You are ${w.user} · session ${w.session}` : `Anonymous · session ${w.session}`;
   });
 
-  sub = client.subscribe(scope, { meta: { name } });
+  // since {seq: 0}: the room's whole kept history first (a late joiner
+  // rebuilds the list from it); later resubscribes recover by themselves.
+  sub = client.subscribe(scope, { meta: { name }, since: { seq: 0 } });
   sub.on('event', onEvent);
   sub.on('presence', renderPeople);
-  sub.on('subscribed', () => requestSync());
-  sub.on('dropped', (d) => {
-    notice(`Some updates were missed (${d.count}) — refreshing…`, { kind: 'sync' });
+  sub.on('subscribed', resendUnsent);
+  sub.on('recovered', (info) => {
+    replayedUpTo = info.seq;
+  });
+  sub.on('refetch', (info) => {
+    // The history cannot fill the gap: ask the open tabs for the list.
+    replayedUpTo = 0;
+    const why = info.reason === 'epoch' ? 'the server restarted'
+      : info.trigger === 'since' ? 'the room\'s history is incomplete'
+        : 'some updates could not be recovered';
+    notice(`Reloading the list: ${why}.`, { kind: 'sync' });
     requestSync();
     setTimeout(() => { if (ui.notice.dataset.kind === 'sync') clearNotice(); }, 4000);
   });
@@ -326,7 +365,7 @@ function change(id, patch) {
   if (!cur) return;
   const next = { ...cur, ...patch, v: cur.v + 1, w: client?.welcome?.session ?? '' };
   merge([next]);
-  send({ t: 'item', item: next }, ['items/' + id]);
+  sendItem(next);
 }
 
 ui.addForm.addEventListener('submit', (e) => {
@@ -335,7 +374,7 @@ ui.addForm.addEventListener('submit', (e) => {
   if (!text || !client) return;
   const item = { id: uid(), text, done: false, deleted: false, v: 1, w: client.welcome?.session ?? '', by: myName, at: Date.now() };
   merge([item]);
-  send({ t: 'item', item }, ['items/' + item.id]);
+  sendItem(item);
   ui.newItem.value = '';
   ui.newItem.focus();
 });

@@ -3,7 +3,7 @@
 // --demo mode. Each test leaves a screenshot in tests/artifacts/.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, artifactPath } from './helpers.mjs';
+import { startServer, startProxy, artifactPath } from './helpers.mjs';
 import {
   launchBrowser, openDemo, people, waitPeople, items, waitItems, addItem,
 } from './browser.mjs';
@@ -176,5 +176,195 @@ describe('demo page', { concurrency: false }, () => {
     assert.deepEqual((await people(ana)).map((p) => p[0]).sort(), ['Ana Lima', 'Bruno']);
     await shot(page, 'unauthorized');
     await ctx.close();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Recovery in a real browser: web/scopecast.js in a page (no demo UI) whose
+// connection is cut by a TCP proxy or overflows its queue, and the demo's
+// list for a late joiner and after a cut.
+
+/** Opens a page at `origin` (the server or a proxy in front of it) whose
+ *  window.__rec records what a subscription to `scope` delivers. */
+async function recordingPage(browser, origin, scope, name) {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  page.errors = [];
+  page.on('pageerror', (err) => page.errors.push(err));
+  await page.goto(`${origin}/healthz`); // any page of that origin
+  await page.evaluate(async ({ scope: s, name: n }) => {
+    const { connect } = await import('/scopecast.js');
+    const token = async () => {
+      const r = await fetch('/demo/token', {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: n }),
+      });
+      return (await r.json()).token;
+    };
+    const client = connect('/ws', { token, pingInterval: 0, reconnect: { initialDelay: 50, maxDelay: 400, factor: 2 } });
+    const sub = client.subscribe(s);
+    const rec = { seqs: [], recovered: [], refetch: [], dropped: [], statuses: [], client, sub };
+    sub.on('event', (e) => rec.seqs.push(e.seq));
+    sub.on('recovered', (i) => rec.recovered.push(i));
+    sub.on('refetch', (i) => rec.refetch.push(i));
+    sub.on('dropped', (d) => rec.dropped.push({ count: d.count, recovering: d.recovering }));
+    client.on('status', (st) => rec.statuses.push(st));
+    window.__rec = rec;
+    await sub.ready;
+  }, { scope, name });
+  return page;
+}
+const rec = (page) => page.evaluate(() => {
+  const r = window.__rec;
+  return {
+    seqs: r.seqs, recovered: r.recovered, refetch: r.refetch, dropped: r.dropped, statuses: r.statuses,
+    status: r.client.status, connects: r.client.connects, epoch: r.sub.epoch,
+  };
+});
+const waitSeqs = (page, n, timeout = 5000) => page.waitForFunction((k) => window.__rec.seqs.length >= k, n,
+  { timeout, polling: 25 });
+async function emitBatch(server, scope, n, tag) {
+  const r = await server.apiEmit(Array.from({ length: n }, (_, i) => ({ scope, data: { tag, i } })));
+  assert.equal(r.status, 202);
+  return r.body.results.map((x) => x.seq);
+}
+const consecutive = (seqs) => seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1);
+
+describe('recovery in the browser', { concurrency: false }, () => {
+  let browser;
+  const pages = [];
+  before(async () => {
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    for (const p of pages) {
+      assert.deepEqual(p.errors.map(String), [], 'no uncaught errors in the page');
+    }
+  });
+
+  test('a connection cut at the network: the page gets every event emitted meanwhile, in order, then live ones', async () => {
+    const server = await startServer({ demo: true });
+    const proxy = await startProxy(server);
+    try {
+      const scope = 'room:browser-cut';
+      const page = await recordingPage(browser, proxy.http, scope, 'Cutter');
+      pages.push(page);
+      const pre = await emitBatch(server, scope, 3, 'pre');
+      await waitSeqs(page, 3);
+      proxy.block();
+      assert.ok(proxy.kill() >= 1);
+      await page.waitForFunction(() => window.__rec.client.status === 'reconnecting', null, { timeout: 5000, polling: 25 });
+      const missed = [];
+      for (let k = 0; k < 3; k++) missed.push(...await emitBatch(server, scope, 10, `away${k}`));
+      proxy.unblock();
+      await waitSeqs(page, 33);
+      const live = await emitBatch(server, scope, 5, 'live');
+      await waitSeqs(page, 38);
+      const r = await rec(page);
+      assert.deepEqual(r.seqs, [...pre, ...missed, ...live]);
+      assert.ok(consecutive(r.seqs), `gap-free: ${r.seqs.join(',')}`);
+      assert.equal(r.recovered.length, 1);
+      assert.deepEqual([r.recovered[0].since, r.recovered[0].seq, r.recovered[0].missed, r.recovered[0].trigger],
+        [pre.at(-1), missed.at(-1), 30, 'reconnect']);
+      assert.deepEqual(r.refetch, []);
+      assert.ok(r.connects >= 2);
+      await page.screenshot({ path: artifactPath('browser-recovery-cut.png') });
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
+  test('dropped (bursts over maxsize): the page fills each gap from the history, gap-free and in order', async () => {
+    const server = await startServer({ demo: true, args: ['--maxsize', '4', '--history', 'room:*=5000'] });
+    try {
+      const scope = 'room:browser-burst';
+      const page = await recordingPage(browser, server.http, scope, 'Burster');
+      pages.push(page);
+      const all = [];
+      for (let b = 0; b < 3; b++) {
+        all.push(...await emitBatch(server, scope, 80, `b${b}`));
+        await waitSeqs(page, all.length);
+      }
+      const r = await rec(page);
+      assert.deepEqual(r.seqs, all);
+      assert.ok(consecutive(r.seqs));
+      assert.ok(r.dropped.length >= 3 && r.dropped.every((d) => d.recovering), JSON.stringify(r.dropped));
+      assert.equal(r.recovered.length, r.dropped.length);
+      assert.ok(r.recovered.every((i) => i.trigger === 'dropped'));
+      assert.deepEqual(r.refetch, []);
+      assert.equal(r.connects, 1, 'on the same connection');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('demo: a late joiner (nobody else online) rebuilds the list from the room history', async () => {
+    const server = await startServer({ demo: true });
+    try {
+      const room = 'late-joiner';
+      const first = await openDemo(browser, server, { name: 'Early Eve', room });
+      pages.push(first);
+      for (const text of ['Pack the tent', 'Buy matches', 'Check the weather']) await addItem(first, text);
+      await first.click('#items .item:has(.text:text-is("Buy matches")) input[type="checkbox"]');
+      await first.hover('#items .item:has(.text:text-is("Check the weather"))');
+      await first.click('#items .item:has(.text:text-is("Check the weather")) .remove');
+      await waitItems(first, (list) => list.length === 2, null, 2000);
+      const want = (await items(first)).map((i) => [i.text, i.done]);
+      // every emit of the page reached the server before it goes
+      await first.waitForFunction(() => window.scopecastDemo.client.status === 'open');
+      await first.evaluate(() => window.scopecastDemo.client.ping());
+      await first.context().close();
+
+      // a fresh browser context: no localStorage copy, and no tab to ask
+      const late = await openDemo(browser, server, { name: 'Late Leo', room });
+      pages.push(late);
+      await waitItems(late, (list, w) => list.length === w.length &&
+        list.every((i, k) => i.text === w[k][0] && i.done === w[k][1]), want, 3000);
+      assert.deepEqual((await items(late)).map((i) => [i.text, i.done]), want);
+      assert.equal(await late.isVisible('#notice'), false, 'no notice: nothing had to be refetched');
+      await late.screenshot({ path: artifactPath('browser-late-joiner.png') });
+      await late.context().close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('demo: a page whose connection was cut catches up without a reload (recovered, not refetched)', async () => {
+    const server = await startServer({ demo: true });
+    const proxy = await startProxy(server);
+    try {
+      const room = 'catch-up';
+      const cut = await openDemo(browser, proxy, { name: 'Cut Carl', room });
+      const other = await openDemo(browser, server, { name: 'Online Olga', room });
+      pages.push(cut, other);
+      await cut.waitForFunction(() => window.scopecastDemo.sub.state === 'subscribed', null, { timeout: 5000 });
+      await cut.evaluate(() => {
+        window.__outcomes = [];
+        const { sub } = window.scopecastDemo;
+        sub.on('recovered', (i) => window.__outcomes.push('recovered:' + i.trigger));
+        sub.on('refetch', (i) => window.__outcomes.push('refetch:' + i.reason));
+      });
+      await addItem(other, 'Before the cut');
+      await waitItems(cut, (list) => list.length === 1, null, 2000);
+      proxy.block();
+      proxy.kill();
+      await cut.waitForSelector('#status[data-status="reconnecting"]', { timeout: 5000 });
+      await addItem(other, 'While away 1');
+      await addItem(other, 'While away 2');
+      await other.click('#items .item:has(.text:text-is("Before the cut")) input[type="checkbox"]');
+      await waitItems(other, (list) => list.length === 3 && list[0].done, null, 2000);
+      await other.evaluate(() => window.scopecastDemo.client.ping());
+      proxy.unblock();
+      await cut.waitForSelector('#status[data-status="open"]', { timeout: 5000 });
+      await waitItems(cut, (list) => list.length === 3 && list[0].done &&
+        list[1].text === 'While away 1' && list[2].text === 'While away 2', null, 3000);
+      assert.deepEqual(await cut.evaluate(() => window.__outcomes), ['recovered:reconnect']);
+      await addItem(cut, 'Back again');
+      await waitItems(other, (list) => list.some((i) => i.text === 'Back again'), null, 2000);
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
   });
 });

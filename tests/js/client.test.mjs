@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import {
   connect, backoffDelay, groupPresence, ScopecastError, DEFAULTS, tokenExp,
 } from '../../web/scopecast.js';
-import { startServer, waitFor, sleep, signJwt, seeded } from './helpers.mjs';
+import { startServer, startProxy, waitFor, sleep, signJwt, seeded } from './helpers.mjs';
 
 const SECRET = 'js-test-secret';
 const clients = new Set();
@@ -1153,6 +1153,272 @@ describe('readiness, message limit, presence: false (real server)', () => {
       const blind = subBo.client.subscribe('room:blind', { presence: false });
       await blind.ready;
       await assert.rejects(blind.updatePresence({ a: 1 }), (e) => e.code === 'not_found');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------
+
+describe('recovery against a real server (--history; connections cut by a proxy)', () => {
+  after(closeAll);
+
+  /** What the app sees of a subscription: event seqs and data, outcomes. */
+  function watch(sub) {
+    const w = { seqs: [], data: [], recovered: [], refetch: [], dropped: [], subscribes: 0 };
+    sub.on('event', (e) => {
+      w.seqs.push(e.seq);
+      w.data.push(e.data);
+    });
+    sub.on('recovered', (i) => w.recovered.push(i));
+    sub.on('refetch', (i) => w.refetch.push(i));
+    sub.on('dropped', (d) => w.dropped.push(d));
+    sub.on('subscribed', () => w.subscribes++);
+    return w;
+  }
+  /** Emits `n` events into `scope` over HTTP (one batch); resolves with their seqs. */
+  async function emitN(server, scope, n, tag) {
+    const r = await server.apiEmit(Array.from({ length: n }, (_, i) => ({ scope, data: { tag, i } })));
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const seqs = (Array.isArray(r.body) ? r.body : r.body.results ?? r.body.seqs ?? []).map((x) => (typeof x === 'number' ? x : x.seq));
+    return seqs;
+  }
+  const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  /** Cuts the client's connection at the proxy and keeps it out while `fn` runs. */
+  async function away(proxy, client, fn) {
+    const { connects } = client;
+    proxy.block();
+    assert.ok(proxy.kill() >= 1, 'a proxied connection to cut');
+    await waitFor(() => client.status === 'reconnecting', { timeout: 3000, message: 'the client noticed' });
+    await fn();
+    proxy.unblock();
+    await waitFor(() => client.connects > connects && client.status === 'open', { timeout: 5000, message: 'reconnected' });
+  }
+
+  test('a cut connection: the N events emitted while away come once, in order, then live ones; recovered', async () => {
+    const server = await startServer({ demo: true }); // demo: room:*=1000/3600s
+    const proxy = await startProxy(server);
+    try {
+      const frames = [];
+      const c = open(server, { url: proxy.ws, token: await server.demoToken('rita'), WebSocket: recordingWebSocket(frames) });
+      const scope = 'room:recover';
+      const sub = c.subscribe(scope, { meta: { n: 1 } });
+      const w = watch(sub);
+      const reply = await sub.ready;
+      assert.equal(typeof reply.epoch, 'string', 'subscribed carries the epoch');
+      assert.equal(sub.epoch, reply.epoch);
+      const before = await emitN(server, scope, 3, 'before');
+      await waitFor(() => w.seqs.length === 3, { message: 'live events' });
+      assert.deepEqual(w.seqs, before);
+      assert.equal(sub.seq, before[2]);
+
+      const N = 25;
+      let missed;
+      await away(proxy, c, async () => {
+        missed = await emitN(server, scope, N, 'away');
+      });
+      assert.deepEqual(missed, range(before[2] + 1, before[2] + N));
+      await waitFor(() => w.recovered.length === 1, { timeout: 5000, message: 'recovered' });
+      const sent = frames.map((f) => JSON.parse(f)).filter((m) => m.op === 'subscribe');
+      assert.deepEqual(sent.at(-1).since, { seq: before[2], epoch: reply.epoch }, 'the resubscribe carries since');
+      assert.deepEqual(w.recovered[0], {
+        scope, epoch: reply.epoch, since: before[2], seq: missed.at(-1), missed: N, trigger: 'reconnect',
+      });
+      await waitFor(() => w.seqs.length === 3 + N, { message: 'the missed events' });
+      const live = await emitN(server, scope, 5, 'live');
+      await waitFor(() => w.seqs.length === 3 + N + 5, { message: 'live events after the replay' });
+      assert.deepEqual(w.seqs, [...before, ...missed, ...live], 'no gap, no duplicate, in order');
+      assert.deepEqual(w.data.slice(3, 3 + N).map((d) => d.i), range(0, N - 1));
+      assert.deepEqual(w.refetch, []);
+      assert.equal(sub.recovered, true);
+      assert.equal(sub.epoch, reply.epoch);
+      assert.equal(sub.seq, live.at(-1));
+
+      // twice more, quickly: each cut recovers from where the last one left
+      for (let k = 0; k < 2; k++) {
+        let more;
+        await away(proxy, c, async () => { more = await emitN(server, scope, 7, `again${k}`); });
+        await waitFor(() => w.seqs.at(-1) === more.at(-1), { timeout: 5000, message: `recovery ${k + 2}` });
+      }
+      assert.deepEqual(w.seqs, range(before[0], w.seqs.at(-1)));
+      assert.equal(w.recovered.length, 3);
+      assert.deepEqual(w.refetch, []);
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
+  test('recover: false sends no since: the events emitted while away are a gap, and refetch says so', async () => {
+    const server = await startServer({ demo: true });
+    const proxy = await startProxy(server);
+    try {
+      const c = open(server, { url: proxy.ws, token: await server.demoToken('nora'), recover: false });
+      const scope = 'room:norecover';
+      const sub = c.subscribe(scope);
+      const w = watch(sub);
+      await sub.ready;
+      const first = await emitN(server, scope, 2, 'a');
+      await waitFor(() => w.seqs.length === 2);
+      let missed;
+      await away(proxy, c, async () => { missed = await emitN(server, scope, 10, 'away'); });
+      await waitFor(() => w.refetch.length === 1, { timeout: 5000, message: 'refetch' });
+      assert.equal(w.refetch[0].reason, 'unrecovered');
+      assert.equal(w.refetch[0].seq, missed.at(-1));
+      const live = await emitN(server, scope, 2, 'live');
+      await waitFor(() => w.seqs.length === 4);
+      assert.deepEqual(w.seqs, [...first, ...live], 'the missed ones never came');
+      assert.deepEqual(w.recovered, []);
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
+  test('refetch when the history no longer holds what was missed, or the scope keeps none', async () => {
+    const server = await startServer({ demo: true, args: ['--history', 'room:*=10'] });
+    const proxy = await startProxy(server);
+    try {
+      const c = open(server, { url: proxy.ws, token: await server.demoToken('hana') });
+      const room = c.subscribe('room:small');
+      const doc = c.subscribe('doc:nohistory');
+      const wr = watch(room);
+      const wd = watch(doc);
+      const [rr, rd] = await Promise.all([room.ready, doc.ready]);
+      const pre = await emitN(server, 'room:small', 3, 'pre');
+      await waitFor(() => wr.seqs.length === 3);
+      let missed;
+      let missedDoc;
+      await away(proxy, c, async () => {
+        missed = await emitN(server, 'room:small', 50, 'away'); // only the last 10 are kept
+        missedDoc = await emitN(server, 'doc:nohistory', 4, 'away');
+      });
+      await waitFor(() => wr.refetch.length === 1 && wd.refetch.length === 1, { timeout: 5000, message: 'refetch' });
+      assert.deepEqual(wr.refetch[0], {
+        scope: 'room:small', epoch: rr.epoch, seq: missed.at(-1), reason: 'history', trigger: 'reconnect',
+        previous: { epoch: rr.epoch, seq: pre.at(-1) },
+      });
+      assert.equal(wd.refetch[0].reason, 'history');
+      assert.equal(wd.refetch[0].seq, missedDoc.at(-1));
+      assert.equal(wd.refetch[0].epoch, rd.epoch);
+      assert.equal(room.recovered, false);
+      assert.equal(room.seq, missed.at(-1), 'placed where the scope stands');
+      await sleep(100);
+      assert.deepEqual(wr.seqs, pre, 'nothing replayed');
+      const live = await emitN(server, 'room:small', 3, 'live');
+      await waitFor(() => wr.seqs.length === 6);
+      assert.deepEqual(wr.seqs, [...pre, ...live]);
+      assert.deepEqual(wr.recovered, []);
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+
+  test('after a server restart the epoch is new: refetch, then live events', async () => {
+    let server = await startServer({ demo: true, jwtSecret: SECRET });
+    const port = server.port;
+    try {
+      const c = open(server, { token: await server.demoToken('otto'), reconnect: { initialDelay: 50, maxDelay: 300, factor: 2 } });
+      const scope = 'room:restart-epoch';
+      const sub = c.subscribe(scope);
+      const w = watch(sub);
+      const first = await sub.ready;
+      const pre = await emitN(server, scope, 4, 'pre');
+      await waitFor(() => w.seqs.length === 4);
+      await server.kill();
+      await waitFor(() => c.status === 'reconnecting');
+      server = await startServer({ port, demo: true, jwtSecret: SECRET });
+      await waitFor(() => w.refetch.length === 1, { timeout: 8000, message: 'refetch after the restart' });
+      const r = w.refetch[0];
+      assert.equal(r.reason, 'epoch');
+      assert.equal(r.trigger, 'reconnect');
+      assert.deepEqual(r.previous, { epoch: first.epoch, seq: pre.at(-1) });
+      assert.notEqual(r.epoch, first.epoch);
+      assert.equal(sub.epoch, r.epoch);
+      const live = await emitN(server, scope, 3, 'live');
+      await waitFor(() => w.seqs.length === 7, { message: 'live events in the new epoch' });
+      assert.deepEqual(w.seqs, [...pre, ...live]);
+      assert.deepEqual(w.recovered, []);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a dropped notice is recovered on the live subscription: every event, in order, no gap', async () => {
+    const MAX = 4;
+    const server = await startServer({ demo: true, args: ['--maxsize', String(MAX), '--history', 'room:*=5000'] });
+    try {
+      const c = open(server, { token: await server.demoToken('dora') });
+      const scope = 'room:burst';
+      const sub = c.subscribe(scope);
+      const w = watch(sub);
+      const reply = await sub.ready;
+      const reconnects = c.connects;
+      // A batch larger than maxsize is queued at once: the queue overflows
+      // whatever the client reads, so every batch makes a `dropped`.
+      const all = [];
+      for (let b = 0; b < 4; b++) {
+        all.push(...await emitN(server, scope, 60, `b${b}`));
+        await waitFor(() => w.seqs.at(-1) === all.at(-1), { timeout: 5000, message: `batch ${b} complete` });
+      }
+      assert.deepEqual(all, range(reply.seq + 1, reply.seq + 240));
+      assert.deepEqual(w.seqs, all, 'every event, in order, once');
+      assert.deepEqual(w.data.map((d) => `${d.tag}/${d.i}`), [0, 1, 2, 3].flatMap((b) => range(0, 59).map((i) => `b${b}/${i}`)));
+      assert.ok(w.dropped.length >= 4, `a dropped notice per batch (${w.dropped.length})`);
+      assert.ok(w.dropped.every((d) => d.recovering === true));
+      assert.equal(w.recovered.length, w.dropped.length);
+      assert.ok(w.recovered.every((r) => r.trigger === 'dropped' && r.epoch === reply.epoch));
+      assert.deepEqual(w.refetch, []);
+      assert.equal(c.connects, reconnects, 'on the same connection');
+      assert.equal(sub.state, 'subscribed');
+      assert.equal(users(sub), 'dora:1');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('without recovery the same bursts leave gaps (what the test above would see)', async () => {
+    const server = await startServer({ demo: true, args: ['--maxsize', '4', '--history', 'room:*=5000'] });
+    try {
+      const c = open(server, { token: await server.demoToken('gus'), recover: false });
+      const sub = c.subscribe('room:burst');
+      const w = watch(sub);
+      await sub.ready;
+      const seqs = await emitN(server, 'room:burst', 60, 'x');
+      await waitFor(() => w.refetch.length === 1, { message: 'refetch after dropped' });
+      assert.equal(w.refetch[0].trigger, 'dropped');
+      assert.ok(w.seqs.length < seqs.length, `a gap: ${w.seqs.length} of ${seqs.length}`);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('a late joiner with since {seq: 0} gets the whole kept history, then live events', async () => {
+    const server = await startServer({ demo: true });
+    try {
+      const scope = 'room:late';
+      const early = await emitN(server, scope, 20, 'early'); // nobody subscribed: kept
+      assert.deepEqual(early, range(1, 20));
+      const c = open(server, { token: await server.demoToken('lea') });
+      const sub = c.subscribe(scope, { since: { seq: 0 } });
+      const w = watch(sub);
+      const reply = await sub.ready;
+      assert.equal(reply.recovered, true);
+      await waitFor(() => w.seqs.length === 20, { message: 'the history' });
+      assert.deepEqual(w.seqs, early);
+      assert.deepEqual(w.recovered.map((r) => [r.since, r.seq, r.trigger]), [[0, 20, 'since']]);
+      const live = await emitN(server, scope, 2, 'live');
+      await waitFor(() => w.seqs.length === 22);
+      assert.deepEqual(w.seqs, [...early, ...live]);
+      // from a saved point: only what came after it
+      const d = open(server, { token: await server.demoToken('max') });
+      const sub2 = d.subscribe(scope, { since: { seq: 15, epoch: reply.epoch } });
+      const w2 = watch(sub2);
+      await sub2.ready;
+      await waitFor(() => w2.seqs.length === 7);
+      assert.deepEqual(w2.seqs, range(16, 22));
     } finally {
       await server.stop();
     }

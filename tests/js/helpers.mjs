@@ -6,6 +6,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHmac } from 'node:crypto';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -271,3 +272,72 @@ export function linkTestModules(dir, names) {
 /** tsc of tests/js/node_modules (devDependency typescript); $SCOPECAST_TSC
  *  (a tsc script of another TypeScript version) overrides. */
 export const TSC = process.env.SCOPECAST_TSC || path.join(HERE, 'node_modules', 'typescript', 'bin', 'tsc');
+
+/**
+ * A TCP proxy on 127.0.0.1 (a free port) to `target` (a port on 127.0.0.1):
+ * clients go through it so that a test can cut their connections the way a
+ * network does. kill(): every proxied connection is reset at once (the
+ * client sees an abrupt close, the server a connection gone without a
+ * closing handshake); block(): new connections are refused (reset) until
+ * unblock(); close(): both and the listener. `http`/`ws` are its URLs.
+ */
+export function startProxy(target) {
+  const pairs = new Set();
+  let blocked = false;
+  const cut = (sock) => {
+    if (typeof sock.resetAndDestroy === 'function' && sock._handle) sock.resetAndDestroy();
+    else sock.destroy();
+  };
+  const server = createTcpServer((down) => {
+    if (blocked) {
+      down.on('error', () => {});
+      cut(down);
+      return;
+    }
+    const up = tcpConnect(typeof target === 'number' ? target : target.port, '127.0.0.1');
+    const pair = { down, up };
+    pairs.add(pair);
+    const end = () => {
+      if (!pairs.delete(pair)) return;
+      down.destroy();
+      up.destroy();
+    };
+    for (const s of [down, up]) {
+      s.setNoDelay(true);
+      s.on('error', end);
+      s.on('close', end);
+    }
+    down.pipe(up);
+    up.pipe(down);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      resolve({
+        port,
+        http: `http://127.0.0.1:${port}`,
+        ws: `ws://127.0.0.1:${port}/ws`,
+        get connections() { return pairs.size; },
+        get blocked() { return blocked; },
+        /** Resets every proxied connection; returns how many there were. */
+        kill() {
+          const n = pairs.size;
+          for (const pair of [...pairs]) {
+            pairs.delete(pair);
+            cut(pair.down);
+            cut(pair.up);
+          }
+          return n;
+        },
+        block() { blocked = true; },
+        unblock() { blocked = false; },
+        close() {
+          blocked = true;
+          this.kill();
+          return new Promise((r) => server.close(() => r()));
+        },
+      });
+    });
+  });
+}
