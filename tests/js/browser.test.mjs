@@ -367,4 +367,38 @@ describe('recovery in the browser', { concurrency: false }, () => {
       await server.stop();
     }
   });
+
+  test('demo: past the history a cut page shows a short notice and gets the list from the open tabs', async () => {
+    const server = await startServer({ demo: true, args: ['--history', 'room:*=5'] });
+    const proxy = await startProxy(server);
+    try {
+      const room = 'refetch';
+      const cut = await openDemo(browser, proxy, { name: 'Cut Cora', room });
+      const other = await openDemo(browser, server, { name: 'Online Omar', room });
+      pages.push(cut, other);
+      await cut.waitForFunction(() => window.scopecastDemo.sub.state === 'subscribed', null, { timeout: 5000 });
+      await cut.evaluate(() => {
+        window.__notices = [];
+        const el = document.getElementById('notice');
+        new MutationObserver(() => { if (!el.hidden) window.__notices.push(el.textContent); })
+          .observe(el, { attributes: true, childList: true, characterData: true, subtree: true });
+      });
+      proxy.block();
+      proxy.kill();
+      await cut.waitForSelector('#status[data-status="reconnecting"]', { timeout: 5000 });
+      const texts = Array.from({ length: 8 }, (_, i) => `Item ${i + 1}`); // 8 events: over the 5 kept
+      for (const t of texts) await addItem(other, t);
+      await waitItems(other, (list) => list.length === 8, null, 2000);
+      await other.evaluate(() => window.scopecastDemo.client.ping());
+      proxy.unblock();
+      await waitItems(cut, (list, w) => list.length === w.length && list.every((i, k) => i.text === w[k]), texts, 5000);
+      const notices = await cut.evaluate(() => window.__notices);
+      assert.ok(notices.some((n) => /^Reloading the list: some updates could not be recovered\.$/.test(n)),
+        JSON.stringify(notices));
+      await cut.screenshot({ path: artifactPath('browser-refetch.png') });
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
 });

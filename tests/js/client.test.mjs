@@ -1379,6 +1379,30 @@ describe('recovery against a real server (--history; connections cut by a proxy)
     }
   });
 
+  test('a dropped notice the history cannot cover: refetch, and the subscription goes on from where the scope stands', async () => {
+    const server = await startServer({ demo: true, args: ['--maxsize', '4', '--history', 'room:*=10'] });
+    try {
+      const c = open(server, { token: await server.demoToken('ivy') });
+      const sub = c.subscribe('room:short');
+      const w = watch(sub);
+      const reply = await sub.ready;
+      const burst = await emitN(server, 'room:short', 60, 'burst'); // 4 delivered, the rest dropped; 10 kept
+      await waitFor(() => w.refetch.length === 1, { message: 'refetch' });
+      const r = w.refetch[0];
+      assert.deepEqual([r.reason, r.trigger, r.epoch], ['history', 'dropped', reply.epoch]);
+      assert.equal(r.seq, burst.at(-1));
+      assert.deepEqual(w.dropped.map((d) => d.recovering), [true]);
+      assert.deepEqual(w.recovered, []);
+      assert.equal(sub.seq, burst.at(-1));
+      const live = await emitN(server, 'room:short', 3, 'live');
+      await waitFor(() => w.seqs.at(-1) === live.at(-1), { message: 'live events after the refetch' });
+      assert.deepEqual(w.seqs.slice(-3), live);
+      assert.ok(w.seqs.every((s, i) => i === 0 || s > w.seqs[i - 1]), 'in order');
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('without recovery the same bursts leave gaps (what the test above would see)', async () => {
     const server = await startServer({ demo: true, args: ['--maxsize', '4', '--history', 'room:*=5000'] });
     try {
