@@ -149,7 +149,7 @@ class Emitter {
  * keeps the seq of the last event it delivered (`seq`) and the scope's
  * `epoch`. A resubscribe after a reconnect carries `since` {seq, epoch}; after
  * a `dropped` notice the scope is subscribed again with `since` on the same
- * connection, and its events are ignored until the reply (the server
+ * connection, and its pushes are ignored until the reply (the server
  * repositions the subscription). A reply with recovered:true emits
  * 'recovered' and the missed events follow as 'event's, in order, none twice;
  * recovered:false (history exceeded, a new epoch after a restart), or a
@@ -197,7 +197,7 @@ export class Subscription extends Emitter {
     // when it carries none.
     this._sentSince = null;
     // A subscribe with `since` sent on the live subscription after a
-    // `dropped` notice: the scope's events are ignored until its reply.
+    // `dropped` notice: the scope's pushes are ignored until its reply.
     this._refilling = false;
     // Events with a seq up to this one are duplicates (replayed or queued
     // from before the seam) and are skipped, until a later one arrives.
@@ -339,6 +339,9 @@ export class Subscription extends Emitter {
     }
     this.epoch = epoch;
     if (!refill || Array.isArray(msg.presence)) this._setPresence(msg.presence);
+    // A refill that did not reposition: the join/leave pushes ignored
+    // meanwhile (or dropped) still count, so presence is read again.
+    if (refill && outcome === 'refetch' && this.presenceEnabled) this.refreshPresence().catch(() => {});
     this._emit('subscribed', { seq, epoch, presence: this.presence, resubscribed, recovered: sent ? this.recovered : null });
     if (outcome === 'recovered') {
       this._emit('recovered', {
@@ -359,9 +362,12 @@ export class Subscription extends Emitter {
   }
 
   _onPush(msg) {
+    // A subscribe with `since` on its way after a `dropped` notice: the
+    // server repositions the subscription, and the reply carries the
+    // presence as it is then; the scope's pushes until then are ignored.
+    if (this._refilling && msg.op !== 'closed') return;
     switch (msg.op) {
       case 'event':
-        if (this._refilling) break; // repositioned by the subscribe on its way
         if (typeof msg.seq === 'number') {
           if (this._skipUpTo != null) {
             if (msg.seq <= this._skipUpTo) break; // delivered already (or before the seam)
@@ -393,7 +399,6 @@ export class Subscription extends Emitter {
         }
         break;
       case 'dropped': {
-        if (this._refilling) break; // the subscribe on its way repositions
         // Fill the gap from the scope's history: a subscribe with `since`
         // the last delivered seq; 'recovered' or 'refetch' follows.
         const recovering = this.state === 'subscribed' && this._canRecover();
@@ -405,9 +410,10 @@ export class Subscription extends Emitter {
             previous: { epoch: this.epoch, seq: this.seq },
           });
         }
-        // Joins/leaves may have been lost too: rebuild presence. Applying
-        // later join/leave pushes on top is idempotent.
-        if (this.presenceEnabled) this.refreshPresence().catch(() => {});
+        // Joins/leaves may have been lost too: rebuild presence (the reply
+        // of a recovering subscribe carries it). Applying later join/leave
+        // pushes on top is idempotent.
+        if (this.presenceEnabled && !recovering) this.refreshPresence().catch(() => {});
         break;
       }
       case 'closed':

@@ -548,6 +548,33 @@ describe('recovery (scripted socket)', () => {
     c.close();
   });
 
+  test('dropped with presence: join/leave/update pushes before the reply are ignored, the reply\'s presence is taken', async () => {
+    const [c, ws] = await scripted();
+    const sub = c.subscribe('room:p');
+    const req = lastSubscribe(ws);
+    const conn = (session, user, meta = {}) => ({ session, user, at: 1, meta });
+    ws.push({ op: 'subscribed', id: req.id, scope: 'room:p', seq: 1, epoch: 'e', presence: [conn('s1', 'ana'), conn('b', 'bob')] });
+    const joins = [];
+    sub.on('join', (m) => joins.push(m.conn.user));
+    ws.push({ op: 'dropped', scope: 'room:p', count: 3 });
+    const refill = lastSubscribe(ws);
+    assert.deepEqual(refill.since, { seq: 1, epoch: 'e' });
+    const sentBefore = ws.sent.length;
+    ws.push({ op: 'join', scope: 'room:p', conn: conn('c', 'cy'), first: true });
+    ws.push({ op: 'leave', scope: 'room:p', conn: conn('b', 'bob'), last: true });
+    ws.push({ op: 'update', scope: 'room:p', conn: conn('s1', 'ana', { x: 1 }) });
+    assert.deepEqual(joins, []);
+    assert.equal(users(sub), 'ana:1,bob:1', 'unchanged until the reply');
+    ws.push({ op: 'subscribed', id: refill.id, scope: 'room:p', seq: 4, epoch: 'e', recovered: true,
+      presence: [conn('s1', 'ana'), conn('d', 'dan')] });
+    assert.equal(users(sub), 'ana:1,dan:1', "the reply's presence");
+    ws.push({ op: 'join', scope: 'room:p', conn: conn('e', 'eve'), first: true });
+    assert.deepEqual(joins, ['eve']);
+    await sleep(10);
+    assert.equal(ws.sent.length, sentBefore, 'no presence request: the reply carried it');
+    c.close();
+  });
+
   test('recover: false never sends since: a resubscribe or a dropped notice says refetch', async () => {
     for (const [connectOpts, subOpts] of [[{ recover: false }, {}], [{}, { recover: false }]]) {
       const [c, ws1] = await scripted(connectOpts);
