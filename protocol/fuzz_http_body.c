@@ -27,14 +27,23 @@
  *     strings follow the rules (scope: 1-200 bytes of 0x21-0x7e), written
  *     here independently of scope.c;
  *   - every answer encoder ({"seq"}, {"results"}, {"closed"}, stats,
- *     presence) writes strict JSON that gives its numbers and strings back.
+ *     presence, history) writes strict JSON that gives its numbers and
+ *     strings back;
+ *   - mode 3 also reads the first string as GET /api/history's query
+ *     (accepted: a valid scope, a limit of 1-1000, a user of 1-255 bytes)
+ *     and as --history rules (accepted: every limit in range, at least
+ *     one per rule; each rule's own pattern matches; the rules written
+ *     back parse to the same rules), and the epoch text round-trips.
  * A violated invariant aborts (a finding).
  */
+#include "history_spec.h"
 #include "http_body.h"
+#include "http_req.h"
 #include "scope.h"
 
 #include <json-c/json.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -702,6 +711,72 @@ static void encoders(const uint8_t *p, size_t n, char **strs, size_t nstr)
     json_object_put(o);
 }
 
+static long query_get(void *ud, const char *name, char *out, size_t cap)
+{
+    const char *q = ud;
+    return sc_http_query_param(q, strlen(q), name, out, cap);
+}
+
+static void history_query(const char *q)
+{
+    sc_history_query_t hq;
+    sc_proto_err_t err;
+    int rc = sc_proto_decode_history_query(query_get, (void *)q, &hq, &err);
+    if (rc != SC_OK) {
+        check_error(rc, &err);
+        return;
+    }
+    check(scope_rule(hq.scope, strlen(hq.scope)));
+    check(hq.limit >= 1 && hq.limit <= SC_PROTO_HISTORY_LIMIT_MAX);
+    check(!hq.epoch_ok || hq.epoch_given);
+    check(!hq.has_user || (hq.user[0] && strlen(hq.user) < 256));
+}
+
+static void history_spec(const char *text)
+{
+    sc_history_spec_t a, b;
+    char err[256];
+    if (sc_history_spec_parse(text, &a, err, sizeof err) != SC_OK) {
+        check(a.n == 0 && a.rules == NULL && err[0] != '\0');
+        return;
+    }
+    sc_buf_t w;
+    sc_buf_init(&w);
+    for (size_t i = 0; i < a.n; i++) {
+        const sc_history_rule_t *r = &a.rules[i];
+        check(r->max_events || r->max_age);
+        check(r->max_events <= SC_HISTORY_MAX_EVENTS);
+        check(r->max_age <= SC_HISTORY_MAX_AGE);
+        check(strlen(r->pattern) == r->len && !strchr(r->pattern, '*'));
+        check(sc_history_spec_match(&a, r->pattern) != NULL || !r->len);
+        char item[64];
+        if (r->max_events && r->max_age)
+            snprintf(item, sizeof item, "=%u/%us", r->max_events, r->max_age);
+        else if (r->max_events)
+            snprintf(item, sizeof item, "=%u", r->max_events);
+        else
+            snprintf(item, sizeof item, "=%us", r->max_age);
+        if (i)
+            sc_buf_putc(&w, ',');
+        sc_buf_puts(&w, r->pattern);
+        if (r->prefix)
+            sc_buf_putc(&w, '*');
+        sc_buf_puts(&w, item);
+    }
+    check(w.err == SC_OK);
+    check(sc_history_spec_parse(a.n ? sc_buf_str(&w) : NULL, &b, err,
+                                sizeof err) == SC_OK);
+    check(a.n == b.n);
+    for (size_t i = 0; i < a.n; i++)
+        check(strcmp(a.rules[i].pattern, b.rules[i].pattern) == 0 &&
+              a.rules[i].prefix == b.rules[i].prefix &&
+              a.rules[i].max_events == b.rules[i].max_events &&
+              a.rules[i].max_age == b.rules[i].max_age);
+    sc_buf_deinit(&w);
+    sc_history_spec_deinit(&a);
+    sc_history_spec_deinit(&b);
+}
+
 static void fuzz_built(const uint8_t *p, size_t n)
 {
     char *strs[MAX_STRINGS];
@@ -726,6 +801,29 @@ static void fuzz_built(const uint8_t *p, size_t n)
     built_close(strs[0], lens[0], nstr > 1 ? strs[1] : "",
                 nstr > 1 ? lens[1] : 0);
     encoders(p, n, strs, nstr);
+    history_query(strs[0]);
+    history_spec(strs[0]);
+    uint64_t ep = load_u64(p, n, 0), back = 0;
+    char et[SC_PROTO_EPOCH_LEN + 1];
+    sc_proto_epoch_text(ep, et);
+    check(sc_proto_epoch_parse(et, strlen(et), &back) && back == ep);
+    sc_buf_t hb;
+    sc_buf_init(&hb);
+    const sc_proto_slice_t evs[2] = {{"{}", 2}, {"[1]", 3}};
+    check(sc_proto_enc_http_history(&hb, strs[0], ep & 1, ep, ep >> 1, ep & 2,
+                                    evs, (size_t)(ep >> 2) % 3,
+                                    ep & 8) == SC_OK);
+    json_object *ho = parse_buf(&hb);
+    check_str_member(ho, "scope", strs[0]);
+    check_u64_member(ho, "seq", ep >> 1);
+    check(json_object_array_length(member(ho, "events")) == (ep >> 2) % 3);
+    check(json_object_get_boolean(member(ho, "recovered")) == !!(ep & 2));
+    check(json_object_get_boolean(member(ho, "more")) == !!(ep & 8));
+    if (ep & 1)
+        check_str_member(ho, "epoch", et);
+    else
+        check(member(ho, "epoch") == NULL);
+    json_object_put(ho);
     for (size_t i = 0; i < nstr; i++)
         free(strs[i]);
 }
