@@ -2,7 +2,7 @@
 # scopecast side-by-side benchmark.
 #
 #   bench/run.sh [SCENARIO] [SERVER]
-#     SCENARIO: S1 S2 S3 S4 S5 S6 MC H1 or all (default all); several
+#     SCENARIO: S1 S2 S3 S4 S5 S6 MC HS H1 or all (default all); several
 #               as one quoted argument ("S3 S4")
 #     SERVER:   scopecast uws nchan nodews mosquitto or all (default all)
 #
@@ -32,6 +32,10 @@
 #      service threads (the 2-thread server may use both cores, the loadgen
 #      shares one of them); the figure is server CPU-seconds per million
 #      deliveries, not the rate
+#   HS the cost of history, scopecast only: S1's load against scopecast
+#      without --history and with --history '*=500' (every event kept,
+#      500 per scope), REPEAT runs of each alternated so both see the same
+#      machine; the best of each and their ratio
 #   H1 HTTP publishing, scopecast (POST /api/emit), nchan and uWS
 #      (POST /pub/ch1) only: one ~30-byte JSON event per request, wrk with
 #      1 thread and H1_CLIENTS keep-alive connections (8, then 64), one
@@ -52,7 +56,7 @@ WARMUP=${WARMUP:-2}
 REPEAT=${REPEAT:-1}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
-ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC H1"
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC HS H1"
 H1_SERVERS="scopecast uws nchan"
 ALL_SERVERS="scopecast uws nchan nodews mosquitto"
 
@@ -169,6 +173,7 @@ start_server() { # name port
       "$SCOPECAST" --help 2>/dev/null | grep -q -- --rate-limit && budgets+=(--rate-limit 0)
       "$SCOPECAST" --help 2>/dev/null | grep -q -- --max-connections-per-ip &&
         budgets+=(--max-connections-per-ip 0)
+      [ -n "${CUR_HISTORY:-}" ] && budgets+=(--history "$CUR_HISTORY")
       taskset -c "$cores" "$SCOPECAST" --host 127.0.0.1 --port "$port" --threads "$threads" \
         --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level warn \
         "${budgets[@]}" >"$d/server.log" 2>&1 &
@@ -297,13 +302,13 @@ lg_args() { # scenario server
 score() { # scenario resultline
   local key
   case $1 in
-    S1|S2|S6|MC) key=deliveries_per_s ;;
+    S1|S2|S6|MC|HS) key=deliveries_per_s ;;
     S3|S4) key=p99_us ;;
     S5) key=bytes_per_conn ;;
   esac
   local v
   v=$(sed -n "s/.* $key=\([0-9.]*\).*/\1/p" <<<" $2")
-  case $1 in S1|S2|S6|MC) echo "${v:-0}" ;; *) echo "-${v:-999999999}" ;; esac
+  case $1 in S1|S2|S6|MC|HS) echo "${v:-0}" ;; *) echo "-${v:-999999999}" ;; esac
 }
 
 CUR_SCEN=""
@@ -311,6 +316,7 @@ run_one() { # scenario server[/threads] -> prints "SCEN SERVER DATE RESULT..."
   local s=$1 srv=$2 port best="" bestscore="" r n args
   local base=${srv%%/*} ls=$s
   [ "$s" = MC ] && ls=S1 # MC: S1's load
+  [ "$s" = HS ] && ls=S1 # HS: S1's load
   CUR_SCEN=$ls
   args=$(lg_args "$ls" "$base")
   for n in $(seq 1 "$REPEAT"); do
@@ -334,6 +340,25 @@ run_one() { # scenario server[/threads] -> prints "SCEN SERVER DATE RESULT..."
     fi
   done
   echo "$s $srv $(date -u +%FT%TZ) $best args=${args// /,} repeat=$REPEAT"
+}
+
+# ---- HS: S1 without and with history, alternated ---------------------------
+run_hs() { # -> prints the best "HS scopecast/plain ..." and "HS scopecast/history ..."
+  local n v line best_plain="" best_hist="" sp=-1 sh=-1 sc reps=$REPEAT
+  for n in $(seq 1 "$reps"); do
+    for v in plain history; do
+      if [ $v = history ]; then
+        line=$(REPEAT=1 CUR_HISTORY='*=500' run_one HS scopecast/history)
+      else
+        line=$(REPEAT=1 CUR_HISTORY='' run_one HS scopecast/plain)
+      fi
+      sc=$(score HS "$line")
+      if [ $v = plain ] && awk -v a="$sc" -v b="$sp" 'BEGIN{exit !(a+0>b+0)}'; then best_plain=$line; sp=$sc; fi
+      if [ $v = history ] && awk -v a="$sc" -v b="$sh" 'BEGIN{exit !(a+0>b+0)}'; then best_hist=$line; sh=$sc; fi
+    done
+  done
+  echo "${best_plain/repeat=1/repeat=$reps}"
+  echo "${best_hist/repeat=1/repeat=$reps}"
 }
 
 # ---- H1: HTTP publishing, measured with wrk ---------------------------------
@@ -484,7 +509,7 @@ RAW=$WORK/raw.txt
 : >"$RAW"
 if [ -f "$RESULTS" ]; then
   # keep earlier raw lines (between the markers) except those re-run now
-  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC|H[0-9]) ' >"$WORK/old.txt" || true
+  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC|HS|H[0-9]) ' >"$WORK/old.txt" || true
   sed -n '/^<!-- notes-begin -->$/,/^<!-- notes-end -->$/p' "$RESULTS" | sed '1d;$d' >"$WORK/notes.md" || true
   while read -r line; do
     set -- $line
@@ -498,6 +523,11 @@ for s in $want_scen; do
     if [ "$s" = H1 ]; then
       case " $H1_SERVERS " in *" $srv "*) ;; *) log "H1: $srv has no HTTP publisher here, skipped"; continue ;; esac
       for c in $H1_CLIENTS; do run_h1 "$srv" "$c" >>"$RAW"; done
+      continue
+    fi
+    if [ "$s" = HS ]; then
+      [ "$srv" = scopecast ] || continue
+      run_hs >>"$RAW"
       continue
     fi
     if [ "$s" = MC ]; then
@@ -677,6 +707,25 @@ function multicore(sc, title,   t, srv, cpu, rate) {
   }
   print ""
 }
+function historycost(sc, title,   i, v, srv, cpu, rate, base) {
+  if (!((sc, "scopecast/plain") in have)) return
+  print "## " title; print ""
+  print "| scopecast | deliveries/s | × without | server CPU | CPU-s per million deliveries | loadgen CPU | loss |"
+  print "|---|---:|---:|---:|---:|---:|---|"
+  base = get(sc, "scopecast/plain", "deliveries_per_s")
+  split("plain history", V, " ")
+  for (i = 1; i <= 2; i++) {
+    srv = "scopecast/" V[i]
+    if (!((sc, srv) in have)) continue
+    if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", V[i], get(sc, srv, "error"); continue }
+    cpu = num(get(sc, srv, "server_cpu_pct")) / 100; rate = num(get(sc, srv, "deliveries_per_s")) / 1e6
+    printf "| %s | %s | %s | %s%% | %s | %s%% | %s |\n", (i == 1 ? "without history" : "`--history '*=500'`"),
+      fmtrate(get(sc, srv, "deliveries_per_s")), ratio(get(sc, srv, "deliveries_per_s"), base),
+      get(sc, srv, "server_cpu_pct"), (rate > 0 ? sprintf("%.4f", cpu / rate) : "–"),
+      get(sc, srv, "loadgen_cpu_pct"), lossinfo(sc, srv)
+  }
+  print ""
+}
 END {
   n = split("scopecast uws nchan nodews mosquitto", S, " ")
   name["scopecast"] = "scopecast"; name["uws"] = "uWebSockets.js (uws-pack)"; name["nchan"] = "nginx + nchan"
@@ -688,6 +737,7 @@ END {
   memory("S5", "S5 — 10,000 idle subscribed connections", n)
   throughput("S6", "S6 — 16 KB events, 1 scope × 1000 subscribers", n)
   multicore("MC", "MC — multi-core efficiency: S1's load, scopecast with 1 and 2 service threads")
+  historycost("HS", "HS — the cost of history: S1's load without and with every event kept (500 per scope), alternated")
   h1table("H1", "H1 — HTTP publishing: one small JSON event per keep-alive request (wrk, 1 thread)")
 }
 AWK

@@ -976,6 +976,142 @@ static void test_bus_threads_close_user_races_with_subscribes(void **state)
            D_THREADS, D_SUBS, now_s() - t0, raced);
 }
 
+/* ==== (e) history: resubscribes with `since` race with emitters ========= */
+
+#define E_EMITTERS 3
+#define E_SCOPES 40
+#define E_ROUNDS 300
+
+typedef struct e_ctx {
+    sc_bus_t *bus;
+    _Atomic bool stop;
+    _Atomic unsigned long emitted;
+} e_ctx_t;
+
+static void e_hook(void *ud, const char *scope, sc_history_limits_t *out)
+{
+    (void)ud;
+    /* the watched scope keeps 2000, the others 100 (and the budget) */
+    out->max_events = strcmp(scope, "hist:w") == 0 ? 2000 : 100;
+}
+
+static void *e_emit(void *p)
+{
+    e_ctx_t *x = p;
+    char name[32];
+    unsigned long k = 0;
+    while (!atomic_load(&x->stop)) {
+        const char *scope = "hist:w";
+        if (k % 3) {
+            snprintf(name, sizeof name, "hist:%lu", k % E_SCOPES);
+            scope = name;
+        }
+        sc_emit_t e = {.scope = scope, .payload = "{\"n\":1}",
+                       .payload_len = 7, .has_payload = true};
+        assert_int_equal(sc_bus_emit(x->bus, &e, NULL), SC_OK);
+        k++;
+    }
+    atomic_fetch_add(&x->emitted, k);
+    return NULL;
+}
+
+/* Emitters keep writing into 41 scopes under a budget small enough to
+ * evict across shards; one consumer subscribes to "hist:w" with `since`
+ * where it stopped, takes a few events and leaves, again and again, and
+ * a second one moves its live subscription back (sc_sub_recover). Every
+ * recovered resubscribe continues with exactly the next seq (no gap, no
+ * duplicate at the seam), the budget holds, TSan sees no race. */
+static void test_bus_threads_history_recovery_races_with_emits(void **state)
+{
+    (void)state;
+    sc_bus_config_t cfg;
+    sc_bus_config_default(&cfg);
+    cfg.maxsize = 4096;
+    cfg.log = count_log;
+    cfg.history = e_hook;
+    cfg.history_max_bytes = 400000;
+    e_ctx_t x = {0};
+    assert_int_equal(sc_bus_create(&cfg, &x.bus), SC_OK);
+    pthread_t em[E_EMITTERS];
+    for (int i = 0; i < E_EMITTERS; i++)
+        start(&em[i], e_emit, &x);
+    sc_owner_t *owner;
+    assert_int_equal(sc_owner_create(NULL, NULL, &owner), SC_OK);
+    uint64_t last = 0, epoch = 0;
+    bool have = false;
+    unsigned recovered = 0, fresh = 0, moved = 0;
+    sc_sub_t *live = NULL;
+    for (int round = 0; round < E_ROUNDS; round++) {
+        sc_since_t since = {.seq = last, .epoch = epoch, .has_epoch = have};
+        sc_sub_opts_t o = {.since = have ? &since : NULL};
+        sc_sub_t *sub;
+        uint64_t seq0;
+        assert_int_equal(
+            sc_bus_subscribe(x.bus, "hist:w", owner, &o, &sub, &seq0), SC_OK);
+        bool rec = have && sc_sub_recovered(sub);
+        if (have && sc_sub_epoch(sub) != epoch)
+            assert_false(rec); /* another life never recovers */
+        if (rec)
+            recovered++;
+        else
+            fresh++;
+        uint64_t expect = rec ? last + 1 : seq0 + 1;
+        epoch = sc_sub_epoch(sub);
+        /* every fifth round: keep it and move it back instead */
+        bool keep = round % 5 == 4 && !live;
+        for (int k = 0; k < 20; k++) {
+            sc_event_t *ev;
+            uint32_t dropped = 0;
+            int rc = sc_sub_wait(sub, &ev, &dropped, 2000);
+            assert_int_equal(rc, SC_OK);
+            assert_int_equal(dropped, 0);
+            assert_int_equal(sc_event_seq(ev), expect);
+            expect++;
+            sc_event_unref(ev);
+        }
+        last = expect - 1;
+        have = true;
+        if (keep) {
+            live = sub;
+            continue;
+        }
+        sc_sub_destroy(sub);
+        if (live && round % 5 == 0) { /* the kept one: back to `last` */
+            sc_since_t back = {.seq = last, .epoch = epoch, .has_epoch = true};
+            bool r;
+            uint64_t s1;
+            assert_int_equal(sc_sub_recover(live, &back, &r, &s1), SC_OK);
+            if (r) {
+                moved++;
+                sc_event_t *ev;
+                assert_int_equal(sc_sub_wait(live, &ev, NULL, 2000), SC_OK);
+                assert_int_equal(sc_event_seq(ev), last + 1);
+                sc_event_unref(ev);
+            }
+            sc_sub_destroy(live);
+            live = NULL;
+        }
+    }
+    if (live)
+        sc_sub_destroy(live);
+    atomic_store(&x.stop, true);
+    for (int i = 0; i < E_EMITTERS; i++)
+        join(em[i]);
+    unsigned long total = atomic_load(&x.emitted);
+    sc_bus_stats_t st;
+    sc_bus_stats(x.bus, &st);
+    /* each emitter may pass the budget by one event at a time */
+    assert_true(st.history_bytes <= cfg.history_max_bytes + E_EMITTERS * 512);
+    assert_true(st.history_evicted > 0);
+    assert_true(recovered > 0);
+    print_message("history: %u recovered resubscribes, %u fresh, %u moved "
+                  "back; %lu emits, %llu evicted for the budget\n",
+                  recovered, fresh, moved, total,
+                  (unsigned long long)st.history_evicted);
+    sc_owner_destroy(owner);
+    sc_bus_destroy(x.bus);
+}
+
 int main(void)
 {
     atomic_init(&g_log_lines, 0);
@@ -989,6 +1125,7 @@ int main(void)
         cmocka_unit_test(
             test_bus_threads_subscribe_unsubscribe_cycles_disconnect_once),
         cmocka_unit_test(test_bus_threads_close_user_races_with_subscribes),
+        cmocka_unit_test(test_bus_threads_history_recovery_races_with_emits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
