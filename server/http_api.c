@@ -290,6 +290,7 @@ static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     metric(b, "scopecast_slow_consumers_closed_total", "counter",
            "Connections closed (4413) by --disconnect-slow.",
            SC_STAT(st.slow_closed));
+    sc_ns_write_metrics(&svc->srv->ns, b);
     sc_buf_puts(b, "# HELP scopecast_errors_total Error replies by code.\n"
                    "# TYPE scopecast_errors_total counter\n");
     for (int i = 0; i < SC_ERRC_COUNTED; i++) {

@@ -112,6 +112,14 @@ static void history_hook(void *ud, const char *scope, sc_history_limits_t *out)
     }
 }
 
+/* Every drop of the bus, counted per namespace for /metrics. */
+static int count_drop(void *ud, const char *scope, const sc_event_t *ev)
+{
+    (void)ev;
+    sc_ns_count_drop(&((sc_server_t *)ud)->ns, scope);
+    return 0;
+}
+
 static int make_bus(sc_server_t *srv)
 {
     sc_bus_config_t bc;
@@ -123,6 +131,8 @@ static int make_bus(sc_server_t *srv)
     bc.max_queued_bytes = srv->cfg->max_queued_total;
     bc.release_payload = true; /* the frame holds the data: one copy */
     bc.presence_grace = srv->cfg->presence_grace; /* 0: off */
+    bc.on_drop = count_drop;
+    bc.on_drop_ud = srv;
     char err[256];
     int rc = sc_history_spec_parse(srv->cfg->history, &srv->history, err,
                                    sizeof err);
@@ -296,6 +306,7 @@ static int svc_init(sc_server_t *srv, int i, int port)
 int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
 {
     memset(srv, 0, sizeof *srv);
+    sc_ns_init(&srv->ns);
     srv->cfg = cfg;
     srv->stop_flag = stop_flag;
     atomic_init(&srv->draining, false);
@@ -403,6 +414,7 @@ void sc_server_deinit(sc_server_t *srv)
     free(srv->svcs);
     sc_bus_destroy(srv->bus);
     sc_history_spec_deinit(&srv->history);
+    sc_ns_deinit(&srv->ns);
     sc_admit_destroy(srv->admit);
     memset(srv, 0, sizeof *srv);
 }

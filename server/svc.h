@@ -28,6 +28,7 @@
 #include "jsonw.h"
 #include "listen.h"
 #include "log.h"
+#include "nsstats.h"
 #include "stats.h"
 
 #include <ev.h>
@@ -65,6 +66,7 @@ struct sc_server {
     /* {const} the parsed --history rules (the bus's history hook) */
     sc_history_spec_t history;
     int64_t history_next_us;    /* {thread 0} the next history expiry */
+    sc_ns_table_t ns;           /* {atomic} counters per scope namespace */
     int listen_port;            /* {const} the port actually bound */
     _Atomic int *stop_flag;     /* {atomic} set by the signal handler */
     _Atomic bool draining;      /* {atomic} shutdown has begun */

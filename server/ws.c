@@ -1406,14 +1406,21 @@ static bool slow_check(sc_wsconn_t *c, int64_t now)
     const sc_config_t *cfg = c->svc->srv->cfg;
     uint64_t drops = 0;
     bool watched = false, full = false;
+    const char *where = NULL; /* the scope it is slowest in, for /metrics */
     for (size_t i = 0; i < c->subs.n; i++) {
         sc_sub_t *s = c->subs.v[i];
         if (!sc_auth_patterns_match(cfg->disconnect_slow, sc_sub_scope(s)))
             continue;
         watched = true;
-        drops += sc_sub_dropped_total(s);
-        if (sc_sub_pending(s) >= cfg->maxsize)
+        uint64_t d = sc_sub_dropped_total(s);
+        drops += d;
+        if (!where || (d && !full))
+            where = sc_sub_scope(s);
+        if (sc_sub_pending(s) >= cfg->maxsize) {
+            if (!full)
+                where = sc_sub_scope(s);
             full = true;
+        }
     }
     bool over =
         watched &&
@@ -1435,6 +1442,7 @@ static bool slow_check(sc_wsconn_t *c, int64_t now)
                    "session %s: a slow consumer for %d s, closed (4413)",
                    sid(c), cfg->slow_grace);
     SC_COUNT(c->svc->stats.slow_closed, 1);
+    sc_ns_count_slow_close(&c->svc->srv->ns, where);
     while (c->subs.n)
         drop_sub_at(c, c->subs.n - 1);
     sc_writer_close_after(c->svc, &c->out, SC_CLOSE_SLOW,

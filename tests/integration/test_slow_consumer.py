@@ -41,9 +41,12 @@ class SlowConsumers(ScopecastTestCase):
             await asyncio.sleep(every)
         return base, seq
 
-    async def metric(self, name):
+    async def metric(self, name, namespace=None):
         st = (await self.srv.request("GET", "/metrics")).body.decode()
-        return int(re.search(rf"^{name} (\d+)$", st, re.M).group(1))
+        if namespace is not None:
+            name = re.escape(f'{name}{{namespace="{namespace}"}}')
+        m = re.search(rf"^{name} (\d+)$", st, re.M)
+        return int(m.group(1)) if m else None
 
     @server_args("--disconnect-slow", "dash:*", "--slow-grace", "1", "--maxsize", "16")
     async def test_stalled_client_is_closed_after_the_grace_others_unaffected(self):
@@ -67,6 +70,11 @@ class SlowConsumers(ScopecastTestCase):
         # the reader's scope goes on
         seq = await self.srv.emit("dash:1", data="after")
         self.assertEqual((await reader.wait("event", scope="dash:1"))["seq"], seq)
+        # counted per namespace too
+        self.assertEqual(await self.metric(
+            "scopecast_scope_slow_consumers_closed_total", "dash"), 1)
+        self.assertGreater(await self.metric(
+            "scopecast_scope_events_dropped_total", "dash"), 0)
 
     @server_args("--disconnect-slow", "dash:*", "--slow-grace", "4", "--maxsize", "16")
     async def test_a_client_that_catches_up_within_the_grace_stays(self):
@@ -103,6 +111,13 @@ class SlowConsumers(ScopecastTestCase):
         received, dropped = check_drop_accounting(msgs, base, tail)
         self.assertEqual(received + dropped, 151)
         self.assertGreater(dropped, 0)
+        # the drops counted under the scope's namespace (a scope without
+        # ':' is its own), exactly, and none closed
+        self.assertEqual(await self.metric(
+            "scopecast_scope_events_dropped_total", "chat"), dropped)
+        self.assertEqual(await self.metric(
+            "scopecast_scope_slow_consumers_closed_total", "chat"), 0)
+        self.assertEqual(await self.metric("scopecast_events_dropped_total"), dropped)
 
     @server_args("--disconnect-slow", "*", "--slow-grace", "1", "--max-queued-bytes", "200000")
     async def test_the_byte_budget_counts_as_a_limit(self):
