@@ -23,7 +23,7 @@ from harness import (JWT_SECRET, T, ScopecastTestCase, check_drop_accounting, ex
 
 import scopecast  # noqa: E402
 from scopecast import (AuthError, Closed, ClientClosed, DisconnectedError, Dropped, Event, Join,  # noqa: E402
-                       Leave, MessageTooLarge, RequestError, Resubscribed)
+                       Leave, MessageTooLarge, RequestError, Resubscribed, Update)
 
 JWT = ("--jwt-secret", JWT_SECRET)
 FAST = {"initial_delay": 0.05, "max_delay": 0.5}  # quick reconnects in tests
@@ -354,6 +354,32 @@ class Reconnect(ClientCase):
         await self._restart_mid_stream(kill=True)
 
 
+def _blocked_flood(case, S, N, BATCH, PAYLOAD):
+    """Emits N events of PAYLOAD bytes into S over HTTP from a thread,
+    BATCH per request, while this event loop is blocked on purpose: the
+    client reads nothing meanwhile."""
+    port = case.srv.port
+    failures = []
+
+    def flood():
+        try:
+            for i in range(0, N, BATCH):
+                items = [{"scope": S, "data": f"{k:06d}" + "x" * (PAYLOAD - 6)} for k in range(i, i + BATCH)]
+                res = http_request(port, "POST", "/api/emit", items, timeout=30)
+                if res.status != 202:
+                    failures.append(res)
+                    return
+        except Exception as e:  # reported below
+            failures.append(e)
+
+    t = threading.Thread(target=flood)
+    asyncio.get_running_loop().slow_callback_duration = 600  # the block below is on purpose
+    t.start()
+    t.join(timeout=T(20))  # blocks this event loop on purpose: nobody reads the socket
+    case.assertFalse(t.is_alive(), "the flood did not finish")
+    case.assertEqual(failures, [])
+
+
 class Drops(ClientCase):
     @server_args("--maxsize", "16")
     async def test_dropped_by_server(self):
@@ -365,26 +391,7 @@ class Drops(ClientCase):
         c = await self.py(max_queue=None)
         sub = await c.subscribe(S)
         self.assertEqual(c.welcome.maxsize, 16)
-        port = self.srv.port
-        failures = []
-
-        def flood():
-            try:
-                for i in range(0, N, BATCH):
-                    items = [{"scope": S, "data": f"{k:06d}" + "x" * (PAYLOAD - 6)} for k in range(i, i + BATCH)]
-                    res = http_request(port, "POST", "/api/emit", items, timeout=30)
-                    if res.status != 202:
-                        failures.append(res)
-                        return
-            except Exception as e:  # reported below
-                failures.append(e)
-
-        t = threading.Thread(target=flood)
-        asyncio.get_running_loop().slow_callback_duration = 600  # the block below is on purpose
-        t.start()
-        t.join(timeout=T(20))  # blocks this event loop on purpose: nobody reads the socket
-        self.assertFalse(t.is_alive(), "the flood did not finish")
-        self.assertEqual(failures, [])
+        _blocked_flood(self, S, N, BATCH, PAYLOAD)
         tail = [await self.srv.emit(S, data=f"tail{k}") for k in range(5)]
         self.assertEqual(tail[-1], N + 5)
         msgs = []
@@ -419,6 +426,177 @@ class Drops(ClientCase):
         later = await self.srv.emit(S, data="later")
         ev = await self.item(sub)
         self.assertEqual((ev.seq, ev.data, ev.gap), (later, "later", 0))
+        await self.no_item(sub)
+
+
+class PresenceUpdates(ClientCase):
+    SERVER_ARGS = JWT
+
+    async def test_update_presence(self):
+        S = "room:upd"
+        a = await self.py(token=token("alice"))
+        b = await self.py(token=token("bob"))
+        sa = await a.subscribe(S, meta={"typing": False})
+        sb = await b.subscribe(S)
+        self.assertIsInstance(await self.item(sa), Join)
+        await sa.update_presence({"typing": True})
+        self.assertEqual(sa.meta, {"typing": True})
+        self.assertEqual([c["meta"] for c in sa.presence if c["session"] == a.session], [{"typing": True}],
+                         "the own entry changes at once")
+        up = await self.item(sb)
+        self.assertIsInstance(up, Update)
+        self.assertEqual((up.op, up.scope, up.conn["session"], up.conn["user"], up.conn["meta"]),
+                         ("update", S, a.session, "alice", {"typing": True}))
+        self.assertEqual([c["meta"] for c in sb.presence if c["session"] == a.session], [{"typing": True}])
+        await self.no_item(sa)  # no update to the updater
+        self.assertEqual([c["meta"] for c in await b.presence(S) if c["session"] == a.session], [{"typing": True}])
+        # by scope, on the client
+        await asyncio.sleep(0.06)  # past the server's 20 a second
+        await a.update_presence(S, {"v": 2})
+        up = await self.item(sb)
+        self.assertEqual(up.conn["meta"], {"v": 2})
+        # errors
+        with self.assertRaises(RequestError) as cm:
+            await b.update_presence("room:none", {"x": 1})
+        self.assertEqual(cm.exception.code, "not_found")
+        blind = await b.subscribe("room:blind", presence=False)
+        with self.assertRaises(RequestError) as cm:
+            await blind.update_presence({"x": 1})
+        self.assertEqual(cm.exception.code, "not_found")
+        with self.assertRaises(TypeError):
+            await a.update_presence(S, ["not", "an", "object"])
+        # the meta goes with the resubscribe after a lost connection
+        a._ws.transport.abort()
+        j, _ = await self.until(sb, Join, timeout=T(3))
+        self.assertEqual((j.conn["user"], j.conn["meta"]), ("alice", {"v": 2}))
+
+
+class Recovery(ClientCase):
+    """History (docs/PROTOCOL.md "History and recovery"): the client
+    subscribes again with `since` and gets what it missed, in order; a
+    `dropped` notice is repaired from the history."""
+    SERVER_ARGS = ("--history", "doc:*=5000,small:*=5")
+
+    async def gated(self, **opts):
+        """A client whose reconnects wait until gate is set."""
+        gate = asyncio.Event()
+        gate.set()
+
+        async def tok():
+            await gate.wait()
+            return None
+        c = await self.py(token=tok, **opts)
+        return c, gate
+
+    async def test_reconnect_recovers_what_was_missed(self):
+        S = "doc:rec"
+        c, gate = await self.gated()
+        sub = await c.subscribe(S)
+        self.assertIsInstance(sub.epoch, str)
+        self.assertIsNone(sub.recovered, "a subscribe without since")
+        seqs = [await self.srv.emit(S, data=k) for k in range(3)]
+        self.assertEqual([(await self.item(sub)).seq for _ in range(3)], seqs)
+        epoch = sub.epoch
+        gate.clear()
+        c._ws.transport.abort()  # the network goes; the client reconnects by itself
+        await self.eventually(lambda: not c.connected, "the client to notice")
+        missed = await self.srv.emit_batch([{"scope": S, "data": {"m": k}} for k in range(20)])
+        gate.set()
+        re_, skipped = await self.until(sub, Resubscribed, timeout=T(3))
+        self.assertEqual(skipped, [])
+        self.assertEqual((re_.recovered, re_.missed, re_.reset, re_.previous_seq, re_.seq),
+                         (True, 0, False, seqs[-1], missed[-1]))
+        self.assertEqual((sub.recovered, sub.epoch), (True, epoch))
+        got = [await self.item(sub) for _ in range(20)]
+        self.assertEqual([(type(e), e.seq, e.data, e.gap) for e in got],
+                         [(Event, s, {"m": k}, 0) for k, s in enumerate(missed)])
+        live = await self.srv.emit(S, data="live")
+        ev = await self.item(sub)
+        self.assertEqual((ev.seq, ev.data, ev.gap), (live, "live", 0))
+        await self.no_item(sub)
+        self.assertEqual((sub.dropped, c.connects), (0, 2))
+
+    async def test_reconnect_past_the_history_is_not_recovered(self):
+        S = "small:rec"
+        c, gate = await self.gated()
+        sub = await c.subscribe(S)
+        first = await self.srv.emit(S, data=0)
+        self.assertEqual((await self.item(sub)).seq, first)
+        gate.clear()
+        c._ws.transport.abort()
+        await self.eventually(lambda: not c.connected, "the client to notice")
+        missed = await self.srv.emit_batch([{"scope": S, "data": k} for k in range(10)])  # 5 kept
+        gate.set()
+        re_, _ = await self.until(sub, Resubscribed, timeout=T(3))
+        self.assertEqual((re_.recovered, re_.missed, re_.reset, re_.seq), (False, 10, False, missed[-1]))
+        await self.no_item(sub)
+        live = await self.srv.emit(S, data="live")
+        ev = await self.item(sub)
+        self.assertEqual((ev.seq, ev.gap), (live, 0))
+
+    async def test_recover_false_resubscribes_without_since(self):
+        S = "doc:norec"
+        c, gate = await self.gated(recover=False)
+        sub = await c.subscribe(S)
+        await self.srv.emit(S, data=0)
+        await self.item(sub)
+        gate.clear()
+        c._ws.transport.abort()
+        await self.eventually(lambda: not c.connected, "the client to notice")
+        missed = await self.srv.emit_batch([{"scope": S, "data": k} for k in range(4)])
+        gate.set()
+        re_, _ = await self.until(sub, Resubscribed, timeout=T(3))
+        self.assertEqual((re_.recovered, re_.missed), (None, 4))
+        self.assertEqual(re_.seq, missed[-1])
+        await self.no_item(sub)
+
+    async def test_subscribe_with_since(self):
+        S = "doc:since"
+        seqs = await self.srv.emit_batch([{"scope": S, "data": k} for k in range(6)])  # kept without subscribers
+        c = await self.py()
+        sub = await c.subscribe(S, since=(0, None))
+        # sub.seq follows what the reader took in: the replay may already
+        # be in when subscribe() returns
+        self.assertTrue(sub.recovered)
+        got = [await self.item(sub) for _ in range(6)]
+        self.assertEqual(sub.seq, seqs[-1])
+        self.assertEqual([(e.seq, e.data, e.gap) for e in got], [(s, k, 0) for k, s in enumerate(seqs)])
+        epoch = sub.epoch
+        d = await self.py()
+        sub2 = await d.subscribe(S, since={"seq": seqs[2], "epoch": epoch})
+        self.assertEqual((sub2.recovered, sub2.epoch), (True, epoch))
+        self.assertEqual([(await self.item(sub2)).seq for _ in range(3)], seqs[3:])
+        await self.no_item(sub2)
+        e = await self.py()
+        sub3 = await e.subscribe(S, since=(seqs[2], epoch + "-old"))
+        self.assertEqual((sub3.recovered, sub3.seq), (False, seqs[-1]))
+        await self.no_item(sub3)
+        with self.assertRaises(ValueError):
+            await e.subscribe("doc:x", since=(-1, None))
+
+    @server_args("--maxsize", "16")
+    async def test_dropped_is_repaired_from_the_history(self):
+        """As Drops.test_dropped_by_server, in a scope with history: the
+        server drops, the client answers with a subscribe with since on its
+        live subscription, and the application sees every event in order,
+        no Dropped."""
+        S = "doc:flood"
+        N, BATCH, PAYLOAD = 4000, 16, 4000
+        c = await self.py(max_queue=None)
+        sub = await c.subscribe(S)
+        _blocked_flood(self, S, N, BATCH, PAYLOAD)
+        tail = [await self.srv.emit(S, data=f"tail{k}") for k in range(5)]
+        seqs = []
+        while not seqs or seqs[-1] < tail[-1]:
+            it = await self.item(sub, T(4))
+            if not isinstance(it, Event):
+                raise AssertionError(f"only events expected, got {it!r} after seq {seqs[-1:] or None}")
+            self.assertEqual(it.gap, 0, it)
+            seqs.append(it.seq)
+        self.assertEqual(seqs, list(range(1, N + 6)))
+        self.assertEqual(sub.dropped, 0)
+        self.assertGreaterEqual(sub.recoveries, 1, "the server must have dropped (test setup)")
+        self.assertEqual(c.connects, 1)
         await self.no_item(sub)
 
 
