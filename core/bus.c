@@ -91,7 +91,7 @@ struct sc_bus {
                            holds one reference, each queued event one */
     _Atomic uint64_t subscribers;
     _Atomic uint64_t scopes;
-    _Atomic uint64_t held; /* held presence entries */
+    _Atomic uint64_t held;         /* held presence entries */
     _Atomic uint64_t epochs;       /* epochs handed out */
     _Atomic uint64_t hist_bytes;   /* what kept events cost */
     _Atomic uint64_t hist_events;  /* kept events */
@@ -1614,8 +1614,8 @@ void sc_history_read_free(sc_history_read_t *r)
 
 size_t sc_bus_expire_history(sc_bus_t *bus)
 {
-    if (!bus || atomic_load_explicit(&bus->hist_events, memory_order_relaxed) ==
-                    0)
+    if (!bus ||
+        atomic_load_explicit(&bus->hist_events, memory_order_relaxed) == 0)
         return 0;
     double now = bus->cfg.clock(bus->cfg.clock_ud);
     size_t n = 0;

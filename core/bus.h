@@ -176,8 +176,9 @@ int sc_bus_maxsize(const sc_bus_t *bus);
 /* Emits one change event into `e->scope`. Never blocks on a consumer.
  * *seq_out (optional) receives the seq assigned, or 0 when the scope had no
  * subscribers and keeps no history (the emit is still counted; a scope
- * the history hook names is created and keeps the event). Returns SC_OK, SC_EINVAL (no
- * scope) or SC_ENOMEM (nothing emitted, no seq used). Thread: any. */
+ * the history hook names is created and keeps the event). Returns SC_OK,
+ * SC_EINVAL (no scope) or SC_ENOMEM (nothing emitted, no seq used). Thread:
+ * any. */
 int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out);
 
 /* A point in a scope's past: "I have seen everything up to seq in that
@@ -315,13 +316,13 @@ void sc_presence_free(sc_conn_t *list, size_t n);
 uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope);
 
 typedef struct sc_bus_stats {
-    uint64_t emitted;      /* every emit, with or without subscribers */
-    uint64_t dropped;      /* per subscriber per dropped item */
-    uint64_t subscribers;  /* live subscriptions over all scopes */
-    uint64_t scopes;       /* scopes with at least one subscriber or held
-                              presence entry */
-    uint64_t queued_bytes; /* what the events held by queues cost (each
-                              event once; see max_queued_bytes) */
+    uint64_t emitted;         /* every emit, with or without subscribers */
+    uint64_t dropped;         /* per subscriber per dropped item */
+    uint64_t subscribers;     /* live subscriptions over all scopes */
+    uint64_t scopes;          /* scopes with at least one subscriber or held
+                                 presence entry */
+    uint64_t queued_bytes;    /* what the events held by queues cost (each
+                                 event once; see max_queued_bytes) */
     uint64_t history_events;  /* events kept as history now */
     uint64_t history_bytes;   /* what they cost (history_max_bytes) */
     uint64_t history_scopes;  /* scopes keeping at least one */

@@ -69,8 +69,7 @@ int sc_sub_wait(sc_sub_t *sub, sc_event_t **ev, uint32_t *dropped,
 
 size_t sc_sub_pending(const sc_sub_t *sub)
 {
-    return sc__queue_pending(&sub->_queue) +
-           (sub->_replay_n - sub->_replay_i);
+    return sc__queue_pending(&sub->_queue) + (sub->_replay_n - sub->_replay_i);
 }
 
 int sc_sub_close_reason(const sc_sub_t *sub)

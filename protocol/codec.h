@@ -102,7 +102,7 @@ typedef struct sc_request {
     bool since_epoch_given;
     bool since_epoch_ok;
     uint64_t since_epoch;
-    char **paths;     /* emit: npaths strings, NULL when none */
+    char **paths; /* emit: npaths strings, NULL when none */
     size_t npaths;
     bool has_data;     /* emit: `data` present (null included) */
     char *data_json;   /* emit: any JSON value text, incl. "null" */

@@ -71,8 +71,8 @@ static int fail(sc_history_spec_t *out, char *err, size_t errlen,
     return SC_EINVAL;
 }
 
-int sc_history_spec_parse(const char *text, sc_history_spec_t *out,
-                          char *err, size_t errlen)
+int sc_history_spec_parse(const char *text, sc_history_spec_t *out, char *err,
+                          size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (errlen)

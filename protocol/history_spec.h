@@ -41,8 +41,8 @@ typedef struct sc_history_spec {
 
 /* Parses `text` (NULL or "": no rules). Returns SC_OK (*out filled),
  * SC_EINVAL (the reason in err; *out empty) or SC_ENOMEM. */
-int sc_history_spec_parse(const char *text, sc_history_spec_t *out,
-                          char *err, size_t errlen);
+int sc_history_spec_parse(const char *text, sc_history_spec_t *out, char *err,
+                          size_t errlen);
 
 /* Frees the rules and zeroes the spec. NULL is a no-op. */
 void sc_history_spec_deinit(sc_history_spec_t *spec);

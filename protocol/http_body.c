@@ -281,8 +281,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 }
 
 int sc_proto_decode_history_query(sc_query_get_fn get, void *ud,
-                                  sc_history_query_t *out,
-                                  sc_proto_err_t *err)
+                                  sc_history_query_t *out, sc_proto_err_t *err)
 {
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);

@@ -126,18 +126,16 @@ typedef struct sc_history_query {
 typedef long (*sc_query_get_fn)(void *ud, const char *name, char *out,
                                 size_t cap);
 
-/* Reads GET /api/history's query parameters through `get`: scope (required, a valid scope), since (required, decimal
- * digits, at most 20, a 64-bit value), epoch (optional, any text; its
- * value when it is an epoch's wire text), limit (optional, decimal 1-1000)
- * and user (optional, 1-255 bytes; present but empty or longer is an
- * error). Returns SC_OK or SC_EINVAL with the
- * message in *err: "scope: required", the scope messages of codec.h,
- * "since: required", "since: must be a non-negative integer",
- * "limit: must be an integer from 1 to 1000", "user: must be 1-255
- * bytes". Thread: any. */
+/* Reads GET /api/history's query parameters through `get`: scope (required, a
+ * valid scope), since (required, decimal digits, at most 20, a 64-bit value),
+ * epoch (optional, any text; its value when it is an epoch's wire text), limit
+ * (optional, decimal 1-1000) and user (optional, 1-255 bytes; present but empty
+ * or longer is an error). Returns SC_OK or SC_EINVAL with the message in *err:
+ * "scope: required", the scope messages of codec.h, "since: required", "since:
+ * must be a non-negative integer", "limit: must be an integer from 1 to 1000",
+ * "user: must be 1-255 bytes". Thread: any. */
 int sc_proto_decode_history_query(sc_query_get_fn get, void *ud,
-                                  sc_history_query_t *out,
-                                  sc_proto_err_t *err);
+                                  sc_history_query_t *out, sc_proto_err_t *err);
 
 /* A borrowed piece of text: one event's JSON in a history answer. */
 typedef struct sc_proto_slice {

@@ -136,8 +136,7 @@ int sc_proto_enc_subscribed(sc_buf_t *b, const char *id_json, const char *scope,
                             uint64_t seq, const sc_conn_t *presence, size_t n,
                             size_t total)
 {
-    return enc_subscribed(b, id_json, scope, seq, NULL, -1, presence, n,
-                          total);
+    return enc_subscribed(b, id_json, scope, seq, NULL, -1, presence, n, total);
 }
 
 int sc_proto_enc_subscribed_epoch(sc_buf_t *b, const char *id_json,

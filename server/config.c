@@ -803,8 +803,7 @@ static int check_combinations(const sc_config_t *cfg, char *err, size_t errlen)
  * told otherwise. */
 static int check_history(sc_config_t *cfg, char *err, size_t errlen)
 {
-    if (!cfg->history && cfg->demo &&
-        !(cfg->history = strdup(SC_DEMO_HISTORY)))
+    if (!cfg->history && cfg->demo && !(cfg->history = strdup(SC_DEMO_HISTORY)))
         return SC_ENOMEM;
     sc_history_spec_t spec;
     int rc = sc_history_spec_parse(cfg->history, &spec, err, errlen);

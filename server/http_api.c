@@ -160,8 +160,7 @@ static sc_proto_slice_t event_json(const sc_event_t *ev)
     return (sc_proto_slice_t){(const char *)f + hdr, len - hdr};
 }
 
-static void h_history(sc_svc_t *svc, const sc_http_in_t *in,
-                      sc_http_out_t *out)
+static void h_history(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
     sc_history_query_t q;
     sc_proto_err_t err;

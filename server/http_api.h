@@ -39,7 +39,7 @@ typedef struct sc_http_in {
     /* any query parameter, decoded (http_body.h) */
     sc_query_get_fn param;
     void *param_ud;
-    const char *body;  /* NUL-terminated ("" without a body) */
+    const char *body; /* NUL-terminated ("" without a body) */
     size_t body_len;
     const char *authorization; /* the header's value, "" when absent */
     bool loopback;             /* a loopback peer, and no forwarding header */

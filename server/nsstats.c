@@ -33,8 +33,7 @@ static size_t ns_len(const char *scope)
     return n > SC_NS_NAME_MAX ? SC_NS_NAME_MAX : n;
 }
 
-static sc_ns_slot_t *find(sc_ns_table_t *t, const char *ns, size_t n,
-                          int used)
+static sc_ns_slot_t *find(sc_ns_table_t *t, const char *ns, size_t n, int used)
 {
     for (int i = 0; i < used; i++) {
         sc_ns_slot_t *s = &t->slots[i];

@@ -221,10 +221,10 @@ static void test_history_replay_applies_audience_and_echo(void **state)
     fx_t fx;
     open_hist(&fx, 0, 16);
     const char *bob[] = {"bob"};
-    emit_text(&fx, "h:r", "all");          /* 1 */
-    emit_audience(&fx, "h:r", bob, 1);     /* 2 */
-    emit_origin(&fx, "h:r", "s-alice");    /* 3 */
-    emit_text(&fx, "h:r", "all again");    /* 4 */
+    emit_text(&fx, "h:r", "all");       /* 1 */
+    emit_audience(&fx, "h:r", bob, 1);  /* 2 */
+    emit_origin(&fx, "h:r", "s-alice"); /* 3 */
+    emit_text(&fx, "h:r", "all again"); /* 4 */
     sc_since_t s0 = {0};
     sc_conn_t ca, cb;
     mkconn(&ca, "s-alice", "alice");
@@ -307,9 +307,9 @@ static void test_history_recover_repositions_a_live_subscription(void **state)
     open_hist(&fx, 0, 2); /* a queue of 2: drops */
     sc_sub_t *s = sub_plain(&fx, "b:q");
     uint64_t ep = sc_sub_epoch(s);
-    emit_simple(&fx, "b:q");            /* 1 */
-    assert_int_equal(take_seq(s), 1);   /* the client has 1 */
-    for (int i = 0; i < 6; i++)         /* 2..7: 2, 3 queued, 4..7 lost */
+    emit_simple(&fx, "b:q");          /* 1 */
+    assert_int_equal(take_seq(s), 1); /* the client has 1 */
+    for (int i = 0; i < 6; i++)       /* 2..7: 2, 3 queued, 4..7 lost */
         emit_simple(&fx, "b:q");
     sc_since_t s1 = {1, ep, true};
     bool rec;

@@ -1006,8 +1006,10 @@ static void *e_emit(void *p)
             snprintf(name, sizeof name, "hist:%lu", k % E_SCOPES);
             scope = name;
         }
-        sc_emit_t e = {.scope = scope, .payload = "{\"n\":1}",
-                       .payload_len = 7, .has_payload = true};
+        sc_emit_t e = {.scope = scope,
+                       .payload = "{\"n\":1}",
+                       .payload_len = 7,
+                       .has_payload = true};
         assert_int_equal(sc_bus_emit(x->bus, &e, NULL), SC_OK);
         k++;
     }

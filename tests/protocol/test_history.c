@@ -51,7 +51,8 @@ static void test_since_is_read(void **state)
     assert_int_equal(req.since_epoch, 255);
     sc_request_deinit(&req);
     /* seq 0 without an epoch: from the start */
-    decode("{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":0}}", &req);
+    decode("{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":0}}",
+           &req);
     assert_true(req.has_since);
     assert_int_equal(req.since_seq, 0);
     assert_false(req.since_epoch_given);
@@ -83,14 +84,16 @@ static void test_since_errors(void **state)
                "since.seq: must be a non-negative integer");
     expect_err("{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":1.5}}",
                "since.seq: must be a non-negative integer");
-    expect_err("{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":\"1\"}}",
-               "since.seq: must be a non-negative integer");
+    expect_err(
+        "{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":\"1\"}}",
+        "since.seq: must be a non-negative integer");
     expect_err("{\"op\":\"subscribe\",\"scope\":\"s\",\"since\":{\"seq\":1,"
                "\"epoch\":7}}",
                "since.epoch: must be a string");
 }
 
-/* ---- epoch text ------------------------------------------------------------ */
+/* ---- epoch text ------------------------------------------------------------
+ */
 
 static void test_epoch_text_round_trips(void **state)
 {
@@ -137,7 +140,8 @@ static void test_subscribed_carries_epoch_and_recovered(void **state)
     sc_buf_deinit(&b);
 }
 
-/* ---- GET /api/history -------------------------------------------------------- */
+/* ---- GET /api/history
+ * -------------------------------------------------------- */
 
 static long qget(void *ud, const char *name, char *out, size_t cap)
 {
@@ -224,7 +228,8 @@ static void test_history_answer(void **state)
     sc_buf_deinit(&b);
 }
 
-/* ---- --history --------------------------------------------------------------- */
+/* ---- --history
+ * --------------------------------------------------------------- */
 
 static void test_history_spec_parses_and_matches(void **state)
 {
@@ -259,9 +264,9 @@ static void test_history_spec_parses_and_matches(void **state)
     assert_int_equal(sc_history_spec_parse(NULL, &s, err, sizeof err), SC_OK);
     assert_int_equal(s.n, 0);
     assert_null(sc_history_spec_match(&s, "a"));
-    assert_int_equal(sc_history_spec_parse("x=1000000/31536000s", &s, err,
-                                           sizeof err),
-                     SC_OK);
+    assert_int_equal(
+        sc_history_spec_parse("x=1000000/31536000s", &s, err, sizeof err),
+        SC_OK);
     sc_history_spec_deinit(&s);
 }
 
