@@ -68,6 +68,10 @@ export interface ConnectOptions {
    *  presents the last welcome's session and resume_token, so within the
    *  server's presence grace (--presence-grace) others see no leave/join. */
   resume?: boolean;
+  /** Where the session waits over a page reload (default: the page's
+   *  sessionStorage; null: a reload is a new session). The page stores it
+   *  on `pagehide`, the next page of the tab reads and removes it. */
+  resumeStorage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
   /** Recover missed events (default true): after a reconnect or a `dropped`
    *  notice a subscription subscribes with `since` (its last delivered seq
    *  and epoch) and the server replays what it missed from the scope's
@@ -456,6 +460,9 @@ export class ScopecastClient implements Emitter<ClientEvents> {
   request<R = Record<string, unknown>>(msg: { op: string; [k: string]: unknown }, req?: RequestOptions): Promise<R>;
   /** Stops for good. */
   close(): void;
+  /** Stores the session for the tab's next page (done on `pagehide` in a
+   *  browser; see resumeStorage). Returns whether there was one. */
+  saveResume(): boolean;
 
   on<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): Off;
   once<K extends keyof ClientEvents>(type: K, fn: ClientEvents[K]): Off;

@@ -490,6 +490,13 @@ export class ScopecastClient extends Emitter {
     // the last welcome's resume_token), so a reconnect within the server's
     // presence grace is invisible to others. options.resume === false: never.
     this._resume = null;
+    // Across a page reload: the page stores its session when it goes away
+    // (pagehide) and the next page of the tab takes it (read once and
+    // removed, so a tab duplicated while this one lives gets its own).
+    this._resumeStore = null;
+    this._resumeKey = 'scopecast.resume:' + this._wsUrl;
+    this._onPageHide = null;
+    this._initResumeStore(options);
     this._unauthorized = false;
     this._authError = null; // the server's `unauthorized` error before a 4401
     this._retryTimer = null;
@@ -582,6 +589,63 @@ export class ScopecastClient extends Emitter {
   close() {
     if (this._stopped) return;
     this._stop(null, 'closed by the client');
+  }
+
+  /** The storage that carries the session over a page reload: options
+   *  .resumeStorage (a Storage-like {getItem, setItem, removeItem}; null:
+   *  none), by default the page's sessionStorage. */
+  _initResumeStore(options) {
+    if (options.resume === false) return;
+    let store = options.resumeStorage;
+    if (store === undefined) {
+      try {
+        store = globalThis.sessionStorage ?? null;
+      } catch {
+        store = null; // storage blocked for this page
+      }
+    }
+    if (!store || typeof store.getItem !== 'function') return;
+    this._resumeStore = store;
+    try {
+      const saved = JSON.parse(store.getItem(this._resumeKey) || 'null');
+      store.removeItem(this._resumeKey);
+      if (saved && typeof saved.session === 'string' && typeof saved.token === 'string') {
+        this._resume = { session: saved.session, token: saved.token };
+      }
+    } catch {
+      /* unreadable: a fresh session */
+    }
+    if (typeof globalThis.addEventListener === 'function') {
+      this._onPageHide = () => this.saveResume();
+      globalThis.addEventListener('pagehide', this._onPageHide);
+    }
+  }
+
+  /** Stores the session for the next page of this tab (a reload); called on
+   *  pagehide in a browser. Returns whether there was one to store. */
+  saveResume() {
+    if (!this._resumeStore || !this._resume || this._stopped) return false;
+    try {
+      this._resumeStore.setItem(this._resumeKey, JSON.stringify(this._resume));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _stopResumeStore() {
+    if (this._onPageHide && typeof globalThis.removeEventListener === 'function') {
+      globalThis.removeEventListener('pagehide', this._onPageHide);
+    }
+    this._onPageHide = null;
+    if (this._resumeStore) {
+      try {
+        this._resumeStore.removeItem(this._resumeKey);
+      } catch {
+        /* ignore */
+      }
+    }
+    this._resumeStore = null;
   }
 
   // ---- connection ---------------------------------------------------------
@@ -717,6 +781,7 @@ export class ScopecastClient extends Emitter {
   }
 
   _stop(code, reason) {
+    this._stopResumeStore(); // a deliberate end leaves: nothing to resume
     this._stopped = true;
     this.closeCode = code;
     clearTimeout(this._retryTimer);
@@ -1132,7 +1197,9 @@ function now() {
  * refreshBefore, reconnect {initialDelay, maxDelay, factor}, pingInterval,
  * pingTimeout, requestTimeout, connectTimeout, resume (default true: a
  * reconnect presents the last welcome's session and resume_token, see
- * docs/PROTOCOL.md "Presence grace"), recover (default true: subscriptions
+ * docs/PROTOCOL.md "Presence grace"; in a page the session also survives a
+ * reload of the tab), resumeStorage (where it waits over a reload: default
+ * sessionStorage; null: not kept), recover (default true: subscriptions
  * ask for the events they missed, see Subscription), WebSocket, protocols.
  * The client reconnects for ever (backoff), except after a 4401 (token
  * rejected) or close(). A subscription's `ready` rejects at the first failed

@@ -3,6 +3,7 @@
 // --demo mode. Each test leaves a screenshot in tests/artifacts/.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import WebSocket from 'ws';
 import { startServer, startProxy, artifactPath } from './helpers.mjs';
 import {
   launchBrowser, openDemo, people, waitPeople, items, waitItems, addItem,
@@ -118,6 +119,37 @@ describe('demo page', { concurrency: false }, () => {
     await ana2.close();
     await bruno.waitForSelector('#people .person[data-user="Ana Lima"][data-tabs="1"]', { timeout: 3500 });
     await shot(bruno, 'after-leave');
+  });
+
+  test('a reload within the presence grace: the page keeps its session, others see no leave and no join', async () => {
+    const dana = await openDemo(browser, server, { name: 'Dana', room: ROOM });
+    pages.push(dana);
+    await waitPeople(bruno, ['Ana Lima', 'Bruno', 'Dana'], 3000);
+    const session = () => dana.evaluate(() => window.scopecastDemo.client.welcome?.session);
+    const before = await session();
+    assert.ok(before);
+    // an observer that records every presence push of the room
+    const seen = [];
+    const obs = new WebSocket(server.ws);
+    obs.on('message', (d) => {
+      const m = JSON.parse(String(d));
+      if (['join', 'leave', 'update'].includes(m.op)) seen.push(`${m.op}:${m.conn.user}`);
+      if (m.op === 'welcome') obs.send(JSON.stringify({ op: 'subscribe', id: 1, scope: `room:${ROOM}` }));
+    });
+    await new Promise((resolve, reject) => {
+      obs.on('message', (d) => { if (JSON.parse(String(d)).op === 'subscribed') resolve(); });
+      obs.on('error', reject);
+    });
+    await dana.reload();
+    await dana.waitForSelector('#status[data-status="open"]', { timeout: 5000 });
+    assert.equal(await session(), before, 'the reloaded page resumed its session');
+    assert.equal(await dana.evaluate(() => window.scopecastDemo.client.welcome.resumed), true);
+    await new Promise((r) => setTimeout(r, 1800)); // past the grace (1 s) and its check
+    assert.deepEqual(seen.filter((e) => e.endsWith(':Dana')), [], 'no leave/join for the reload');
+    assert.ok((await people(bruno)).some(([u, tabs]) => u === 'Dana' && tabs === 1), 'Dana shown once');
+    obs.close(1000); // a clean close: it leaves at once
+    await dana.close();
+    await waitPeople(bruno, ['Ana Lima', 'Bruno'], 3500);
   });
 
   test('after the server is killed and restarted, both pages reconnect and see each other again', async () => {

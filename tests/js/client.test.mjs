@@ -869,6 +869,51 @@ describe('reconnect', () => {
     }
   });
 
+  test('resumeStorage carries the session to the next client (a page reload), read once; close() clears it', async () => {
+    const server = await startServer({ demo: true, jwtSecret: SECRET, args: ['--presence-grace', '2'] });
+    try {
+      const store = new Map();
+      const storage = {
+        getItem: (k) => (store.has(k) ? store.get(k) : null),
+        setItem: (k, v) => store.set(k, String(v)),
+        removeItem: (k) => store.delete(k),
+      };
+      const token = await server.demoToken('ana');
+      const bob = open(server, { token: await server.demoToken('bob') });
+      const subB = bob.subscribe('room:reload');
+      await subB.ready;
+      const page1 = open(server, { token, resumeStorage: storage });
+      const sub1 = page1.subscribe('room:reload');
+      await sub1.ready;
+      await waitFor(() => users(subB) === 'ana:1,bob:1', { message: 'ana present' });
+      const seen = [];
+      for (const op of ['join', 'leave']) subB.on(op, (m) => seen.push(m.op));
+      assert.equal(page1.saveResume(), true); // what pagehide does
+      assert.equal(store.size, 1);
+      page1._ws._socket.destroy(); // the page goes: no closing handshake
+      page1._stopped = true; // ...and its client with it (no reconnect)
+      const page2 = open(server, { token, resumeStorage: storage });
+      assert.equal(store.size, 0, 'read once');
+      const sub2 = page2.subscribe('room:reload');
+      await sub2.ready;
+      assert.equal(page2.welcome.session, page1.welcome.session);
+      assert.equal(page2.welcome.resumed, true);
+      await sleep(2500); // past the grace
+      assert.deepEqual(seen, []);
+      assert.equal(users(subB), 'ana:1,bob:1');
+      // a third client finds nothing: a session of its own
+      const other = open(server, { token, resumeStorage: storage });
+      await other.subscribe('room:reload').ready;
+      assert.notEqual(other.welcome.session, page2.welcome.session);
+      assert.equal(other.welcome.resumed, null);
+      page2.saveResume();
+      page2.close(); // a goodbye: nothing to resume
+      assert.equal(store.size, 0);
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('after a server restart: resubscribes, rebuilds presence, receives events', async () => {
     let server = await startServer({ demo: true, jwtSecret: SECRET });
     const port = server.port;
