@@ -6,8 +6,11 @@ the real server, started by tests/integration/harness.py.
 """
 
 import asyncio
+import base64
+import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -354,16 +357,38 @@ class Reconnect(ClientCase):
         await self._restart_mid_stream(kill=True)
 
 
-def _blocked_flood(case, S, N, BATCH, PAYLOAD):
+def _raw_subscribe(port, scope, meta):
+    """A blocking WebSocket connection (from a thread) that subscribes to
+    `scope`; returns the socket, left open."""
+    sock = socket.create_connection((harness.HOST, port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {harness.HOST}:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError("no upgrade answer")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise AssertionError(f"upgrade refused: {head[:100]!r}")
+    sock.sendall(harness.build_frame(harness.OP_TEXT, json.dumps({"op": "subscribe", "scope": scope, "meta": meta})))
+    return sock
+
+
+def _blocked_flood(case, S, N, BATCH, PAYLOAD, midway=None):
     """Emits N events of PAYLOAD bytes into S over HTTP from a thread,
     BATCH per request, while this event loop is blocked on purpose: the
-    client reads nothing meanwhile."""
+    client reads nothing meanwhile. `midway` (a function) runs in that
+    thread halfway through."""
     port = case.srv.port
     failures = []
 
     def flood():
         try:
             for i in range(0, N, BATCH):
+                if midway is not None and i == (N // 2) // BATCH * BATCH:
+                    midway()
                 items = [{"scope": S, "data": f"{k:06d}" + "x" * (PAYLOAD - 6)} for k in range(i, i + BATCH)]
                 res = http_request(port, "POST", "/api/emit", items, timeout=30)
                 if res.status != 202:
@@ -584,16 +609,28 @@ class Recovery(ClientCase):
         N, BATCH, PAYLOAD = 4000, 16, 4000
         c = await self.py(max_queue=None)
         sub = await c.subscribe(S)
-        _blocked_flood(self, S, N, BATCH, PAYLOAD)
+        joiner = []  # someone joins while the client does not read: its join is lost or discarded
+
+        def join():
+            joiner.append(_raw_subscribe(self.srv.port, S, {"who": "joiner"}))
+        _blocked_flood(self, S, N, BATCH, PAYLOAD, midway=join)
+        self.addCleanup(joiner[0].close)
         tail = [await self.srv.emit(S, data=f"tail{k}") for k in range(5)]
-        seqs = []
+        seqs, joins = [], []
         while not seqs or seqs[-1] < tail[-1]:
             it = await self.item(sub, T(4))
+            if isinstance(it, Join):
+                joins.append(it)
+                continue
             if not isinstance(it, Event):
-                raise AssertionError(f"only events expected, got {it!r} after seq {seqs[-1:] or None}")
+                raise AssertionError(f"only events and one join expected, got {it!r} after seq {seqs[-1:] or None}")
             self.assertEqual(it.gap, 0, it)
             seqs.append(it.seq)
         self.assertEqual(seqs, list(range(1, N + 6)))
+        # the join came as a push or from the repositioning reply's presence: once
+        self.assertEqual([j.conn["meta"] for j in joins], [{"who": "joiner"}])
+        self.assertTrue(joins[0].first)
+        self.assertEqual(sorted(p["meta"].get("who", "") for p in sub.presence), ["", "joiner"])
         self.assertEqual(sub.dropped, 0)
         self.assertGreaterEqual(sub.recoveries, 1, "the server must have dropped (test setup)")
         self.assertEqual(c.connects, 1)

@@ -554,16 +554,38 @@ class Subscription:
         held, self._held = self._held, []
         self._recovering = None
         if msg.get("op") == "subscribed" and msg.get("recovered") is True:
-            # repositioned: what was held, and the loss, come again in order after this reply
+            # repositioned: the held events, and the loss, come again in order after this
+            # reply; the held joins/leaves/updates were discarded by the server and its
+            # reply's presence is the scope's presence now: what changed is told as items
             if isinstance(msg.get("epoch"), str):
                 self.epoch = msg["epoch"]
             self.recoveries += 1
-            if self.presence_enabled:  # joins/leaves may have been lost with the events
-                self.client._background(self.refresh_presence())
+            if self.presence_enabled:
+                self._take_presence(msg.get("presence") or [])
             return
         # not recovered (or refused): the loss as the server reported it, then what was held
         for m in held:
             self._on_push(m, replaying=True)
+
+    def _take_presence(self, presence: list[Any]) -> None:
+        """Replaces presence with a fresh list, with Join/Leave/Update items
+        for the differences (first/last judged from the two lists)."""
+        old = self._conns
+        new = {c["session"]: c for c in presence if isinstance(c, dict) and "session" in c}
+        self._conns = new
+
+        def users(conns: dict[str, Conn]) -> set[Any]:
+            return {c.get("user") for c in conns.values() if c.get("user") is not None}
+        for session, c in old.items():
+            if session not in new:
+                last = c.get("user") is None or c.get("user") not in users(new)
+                self._put(Leave(self.scope, c, last))
+        for session, c in new.items():
+            if session not in old:
+                first = c.get("user") is None or c.get("user") not in users(old)
+                self._put(Join(self.scope, c, first))
+            elif old[session].get("meta") != c.get("meta"):
+                self._put(Update(self.scope, c))
 
     def _on_connection_lost(self) -> None:
         self._online = False
@@ -575,7 +597,7 @@ class Subscription:
 
     def _on_push(self, msg: dict[str, Any], replaying: bool = False) -> None:
         op = msg.get("op")
-        if self._recovering is not None and op in ("event", "dropped"):
+        if self._recovering is not None and op in ("event", "dropped", "join", "leave", "update"):
             self._held.append(msg)  # decided when the gap-fill subscribe is answered
             return
         if op == "event":
