@@ -675,6 +675,28 @@ class ApiHistory(HistoryCase):
         self.assertSub(h2, {"more": False})
         self.assertEqual([e["data"] for e in h["events"] + h2["events"]], list(range(1500)))
 
+    async def test_answers_past_the_first_event_stop_near_1_mib(self):
+        S = "race:big"
+        for b in range(8):
+            await self.srv.emit_batch([{"scope": S, "data": {"k": b * 5 + k, "pad": "p" * 60000}}
+                                       for k in range(5)])
+        got, since_, epoch, pages = [], 0, None, 0
+        while True:
+            res = await self.srv.request("GET", f"/api/history?scope={S}&since={since_}"
+                                         + (f"&epoch={epoch}" if epoch else ""))
+            self.assertEqual(res.status, 200, res)
+            self.assertLess(len(res.body), 1024 * 1024 + 80000, "about 1 MiB past the first event")
+            h = res.json
+            self.assertSub(h, {"recovered": True})
+            self.assertTrue(h["events"], "at least one event per answer")
+            got += [e["data"]["k"] for e in h["events"]]
+            pages += 1
+            if not h["more"]:
+                break
+            since_, epoch = h["events"][-1]["seq"], h["epoch"]
+        self.assertEqual(got, list(range(40)))
+        self.assertGreaterEqual(pages, 3, "40 events of 60 KB do not come in one answer")
+
     @server_args("--api-key", "k3y")
     async def test_api_history_needs_the_key(self):
         res = await self.srv.request("GET", "/api/history?scope=doc:x&since=0", key=None)
@@ -705,6 +727,31 @@ class Lonely(HistoryCase):
                                          {"scope": "doc:lonely2", "data": 3}])
         self.assertEqual(res, [1, 0, 2])
 
+    async def test_close_ends_the_history_and_scopes_are_counted(self):
+        """POST /api/close of a scope ends its history (a new life); scopes
+        living on their history count in /api/stats and scopecast_scopes."""
+        S = "doc:closing"
+        st0 = await self.srv.stats()
+        m0 = await self.metric("scopecast_scopes")
+        await self.srv.emit_batch([{"scope": S, "data": k} for k in range(4)])
+        st1 = await self.srv.stats()
+        self.assertEqual(st1["scopes"], st0["scopes"] + 1, f"{st0} -> {st1}")
+        self.assertEqual(await self.metric("scopecast_scopes"), m0 + 1)
+        c = await self.client()
+        sub = await self.sub_since(c, S, 0, None)
+        self.assertSub(sub, {"recovered": True, "seq": 4})
+        epoch = sub["epoch"]
+        self.assertEqual(len(await self.scope_events(c, S, 4)), 4)
+        res = await self.srv.request("POST", "/api/close", {"scope": S})
+        self.assertEqual((res.status, res.json), (200, {"closed": 1}), res)
+        self.assertSub(await c.push(S), {"op": "closed", "reason": "closed"})
+        h = await self.history(S, 0)
+        self.assertEqual(h["events"], [], h)
+        self.assertNotEqual(h["epoch"], epoch, "a closed scope starts a new life")
+        self.assertSub(await self.history(S, 2, epoch=epoch), {"recovered": False, "events": []})
+        self.assertEqual(await self.srv.emit(S, data="new life"), 1)
+        self.assertEqual((await self.srv.stats())["scopes"], st0["scopes"] + 1)
+
     async def test_history_metrics(self):
         S = "doc:metrics"
         before_ev = await self.metric("scopecast_history_events")
@@ -720,26 +767,48 @@ class Lonely(HistoryCase):
 class Budget(HistoryCase):
     SERVER_ARGS = ("--history", "doc:*=1000", "--history-max-bytes", "200000")
 
-    async def test_budget_evicts_oldest_and_an_event_over_it_starts_a_new_epoch(self):
+    async def test_budget_evicts_oldest_and_an_event_over_it_keeps_nothing_older(self):
         S = "doc:budget"
-        h0 = None
         for b in range(10):  # 10 x 50 x ~1 KB: over the 200 KB budget
             await self.srv.emit_batch([{"scope": S, "data": "y" * 1000} for _ in range(50)])
         self.assertLessEqual(await self.metric("scopecast_history_bytes"), 200000)
         self.assertGreater(await self.metric("scopecast_history_evicted_total"), 0)
         h0 = await self.history(S, 0)
         self.assertSub(h0, {"recovered": False, "seq": 500}, "the oldest left for the budget")
-        kept = (await self.history(S, 499, epoch=h0["epoch"]))
+        epoch = h0["epoch"]
+        kept = (await self.history(S, 499, epoch=epoch))
         self.assertSub(kept, {"recovered": True})
         self.assertEqual([e["seq"] for e in kept["events"]], [500], "the newest stay")
-        # one event bigger than the whole budget cannot be kept: a new epoch
-        seq = await self.srv.emit(S, data="z" * 300000)
-        h1 = await self.history(S, 0)
-        self.assertNotEqual(h1["epoch"], h0["epoch"], "history started again under the budget: a new epoch")
-        self.assertLessEqual(await self.metric("scopecast_history_bytes"), 200000)
+        # one event bigger than the whole budget, the scope alive (a
+        # subscriber): it keeps nothing older than that event, same epoch
         c = await self.client()
-        self.assertSub(await self.sub_since(c, S, 499, h0["epoch"]), {"recovered": False})
-        self.assertIsNotNone(seq)
+        self.assertSub(await self.sub_since(c, S), {"seq": 500, "epoch": epoch})
+        seq = await self.srv.emit(S, data="z" * 300000)
+        self.assertEqual(seq, 501)
+        ev = await c.push(S)
+        self.assertEqual((ev["op"], ev["seq"], len(ev["data"])), ("event", 501, 300000))
+        self.assertLessEqual(await self.metric("scopecast_history_bytes"), 200000)
+        h1 = await self.history(S, 499, epoch=epoch)
+        self.assertSub(h1, {"recovered": False, "events": [], "epoch": epoch, "seq": 501},
+                       "(recovery from before the event that made no room)")
+        self.assertSub(await self.history(S, 501, epoch=epoch), {"recovered": True, "events": []})
+        d = await self.client(name="d")
+        self.assertSub(await self.sub_since(d, S, 499, epoch, presence=False),
+                       {"recovered": False, "epoch": epoch, "seq": 501})
+        await self.nothing_of(d, S, 0.3)
+        self.assertEqual(await self.marker(S, c, d), 502, "live events go on")
+        self.assertSub(await self.history(S, 501, epoch=epoch), {"recovered": True},
+                       "the scope keeps events again")
+        # without anyone subscribed nothing is left of the scope: a new life
+        await c.ok("unsubscribe", scope=S)
+        await d.ok("unsubscribe", scope=S)
+        await self.srv.emit(S, data="w" * 300000)
+        self.assertEqual((await self.history(S, 0))["events"], [])
+        seq = await self.srv.emit(S, data="small")
+        h2 = await self.history(S, 0)
+        self.assertSub(h2, {"recovered": True, "seq": seq})
+        self.assertNotEqual(h2["epoch"], epoch, "every subscriber and kept event gone: a new epoch")
+        self.assertEqual(seq, 1)
 
 
 class Flood(HistoryCase):
