@@ -1050,6 +1050,28 @@ class ScopecastTestCase(unittest.IsolatedAsyncioTestCase):
         s.start()
         return s
 
+    def restart_on_same_port(self, old):
+        """A new server with the same flags on the port `old` used, tried
+        for 10 s while that port is still taken. Blocking: call it in a
+        thread (asyncio.to_thread)."""
+        global free_port
+        new = Server(old.args, name=f"{self._testMethodName}-restarted", api_loopback=False)
+        self.servers.append(new)
+        self.addCleanup(self._stop_server, new)
+        real_free_port = free_port
+        free_port = lambda: old.port  # noqa: E731 (Server.start asks it)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    return new.start()
+                except ServerStartError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        finally:
+            free_port = real_free_port
+
     def _stop_server(self, s):
         """Cleanup: the server must still be running (no crash), and must exit
         0 on SIGTERM (a sanitizer report makes the exit code non-zero)."""

@@ -142,25 +142,6 @@ class HistoryCase(ScopecastTestCase):
             last = seq
         return c, last, epoch
 
-    def restart_on_same_port(self, old):
-        """A new server with the same flags on the port `old` used."""
-        new = harness.Server(old.args, name=f"{self._testMethodName}-restarted", api_loopback=False)
-        self.servers.append(new)
-        self.addCleanup(self._stop_server, new)
-        real_free_port = harness.free_port
-        harness.free_port = lambda: old.port
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    return new.start()
-                except harness.ServerStartError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-        finally:
-            harness.free_port = real_free_port
-
 
 class Recovery(HistoryCase):
     async def test_recovery_after_abrupt_disconnect(self):
