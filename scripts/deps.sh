@@ -15,7 +15,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-ev libwebsockets-evlib-uv
   libjson-c-dev libjwt-dev libssl-dev libev-dev libhttp-parser-dev
-  libpq-dev
+  libpq-dev libhiredis-dev
 )
 TEST_PKGS=(
   libcmocka-dev python3 python3-websockets python3-venv python3-pip python3-wheel
@@ -23,11 +23,12 @@ TEST_PKGS=(
   clang clang-format libclang-rt-14-dev
   chromium
   postgresql
+  redis-server
 )
 
 RUNTIME_PKGS=(
   libwebsockets17 libwebsockets-evlib-ev libev4 libjson-c5 libjwt0 libssl3
-  libhttp-parser2.9 libpq5 ca-certificates
+  libhttp-parser2.9 libpq5 libhiredis0.14 ca-certificates
 )
 CONTAINER_PKGS=(
   podman buildah mmdebstrap uidmap fuse-overlayfs slirp4netns runc
