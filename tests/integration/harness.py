@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -1015,6 +1016,294 @@ def run_server(*args, timeout=15.0):
     return p.returncode, out.decode("utf-8", "replace")
 
 # --------------------------------------------------------------------------
+# Redis (for the cluster tests: scopecast nodes linked by --broker)
+
+REDIS_SERVER = os.environ.get("SC_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+def _resp_arg(a):
+    if isinstance(a, bytes):
+        return a
+    return str(a).encode()
+
+
+def resp_encode(*args):
+    """One Redis command in RESP (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = _resp_arg(a)
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RespReader:
+    """Reads RESP2 replies from a blocking socket. Bulk strings come back as
+    bytes, simple strings as str, errors as RedisError instances (returned,
+    not raised), nil as None."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("Redis closed the connection")
+        self.buf += chunk
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                return line
+            self._fill()
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n + 2)[:-2]
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise AssertionError(f"unexpected RESP reply {line[:100]!r}")
+
+
+def redis_command(port, *args, timeout=5.0):
+    """One command on a fresh connection to 127.0.0.1:port; its reply (an
+    error reply is raised as RedisError)."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(resp_encode(*args))
+        r = RespReader(s).read()
+    if isinstance(r, RedisError):
+        raise r
+    return r
+
+
+class RedisServer:
+    """A redis-server of its own on 127.0.0.1 (a free port, or a given one),
+    in a temporary directory under the run's log dir, nothing persisted
+    (--save "" --appendonly no). Stopped by PID only. The process gets
+    SIGKILL when the thread that started it ends (PR_SET_PDEATHSIG), so a
+    killed test run leaves no Redis behind: start it from the test's main
+    thread, not from asyncio.to_thread."""
+
+    def __init__(self, name="redis"):
+        self.name = name
+        self.port = None
+        self.proc = None
+        self.log_path = None
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-", dir=CONFIG.log_dir)
+        self._starts = 0
+
+    @property
+    def url(self):
+        return f"redis://{HOST}:{self.port}"
+
+    @staticmethod
+    def _die_with_parent():
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:
+            pass
+
+    def start(self, port=None, timeout=10.0):
+        """Starts it (on `port` when given: tried until `timeout` while the
+        port is still taken) and waits until it answers PING."""
+        if not os.access(REDIS_SERVER, os.X_OK):
+            raise ServerStartError(f"redis-server not found ({REDIS_SERVER}); set SC_REDIS_SERVER")
+        fixed = port is not None
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            self.port = port if fixed else free_port()
+            self._starts += 1
+            self.log_path = os.path.join(CONFIG.log_dir, f"{self.name}-{self._starts}-{self.port}.log")
+            cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST, "--save", "",
+                   "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"]
+            with open(self.log_path, "wb") as log:
+                log.write(("$ " + " ".join(cmd) + "\n").encode())
+                log.flush()
+                self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                             preexec_fn=self._die_with_parent)
+            while time.monotonic() < deadline:
+                rc = self.proc.poll()
+                if rc is not None:
+                    last = f"redis-server exited with code {rc}"
+                    break
+                try:
+                    if redis_command(self.port, "PING", timeout=1.0) == "PONG":
+                        return self
+                except (OSError, EOFError, RedisError):
+                    pass
+                time.sleep(0.02)
+            else:
+                self.kill()
+                raise ServerStartError(f"redis-server did not answer PING within {timeout:.0f} s\n"
+                                       f"{self.log_tail()}")
+            if time.monotonic() >= deadline or "in use" not in self.log_tail(20).lower():
+                raise ServerStartError(f"{last}; command: {' '.join(cmd)}\n--- redis log ---\n{self.log_tail()}")
+            time.sleep(0.1)  # the port is still taken: try again
+
+    def restart(self, timeout=10.0):
+        """A new redis-server on the same port (after kill() or stop())."""
+        self.stop()
+        return self.start(port=self.port, timeout=timeout)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL (by PID), and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout=5.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def command(self, *args, timeout=5.0):
+        return redis_command(self.port, *args, timeout=timeout)
+
+    def log_tail(self, lines=60):
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, TypeError):
+            return "(no log)"
+        return "\n".join(data[-lines:])
+
+
+class RedisSubscriber:
+    """A raw Redis pub/sub client in a thread: SUBSCRIBE to channels and/or
+    PSUBSCRIBE to patterns, then every message is kept in `messages` as
+    (channel bytes, payload bytes, monotonic time). Returns from the
+    constructor once Redis confirmed every subscription."""
+
+    def __init__(self, port, channels=(), patterns=(), timeout=5.0):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.reader = RespReader(self.sock)
+        self.messages = []
+        self.error = None
+        self._lock = threading.Lock()
+        want = 0
+        if channels:
+            self.sock.sendall(resp_encode("SUBSCRIBE", *channels))
+            want += len(channels)
+        if patterns:
+            self.sock.sendall(resp_encode("PSUBSCRIBE", *patterns))
+            want += len(patterns)
+        for _ in range(want):
+            r = self.reader.read()
+            if not (isinstance(r, list) and r and r[0] in (b"subscribe", b"psubscribe")):
+                raise AssertionError(f"unexpected answer to (P)SUBSCRIBE: {r!r}")
+        self.sock.settimeout(None)
+        self._thread = threading.Thread(target=self._run, name="redis-subscriber", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                r = self.reader.read()
+                now = time.monotonic()
+                if isinstance(r, list) and r and r[0] == b"message" and len(r) == 3:
+                    with self._lock:
+                        self.messages.append((r[1], r[2], now))
+                elif isinstance(r, list) and r and r[0] == b"pmessage" and len(r) == 4:
+                    with self._lock:
+                        self.messages.append((r[2], r[3], now))
+        except (OSError, EOFError, ValueError) as e:
+            self.error = e
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.messages)
+
+    def matching(self, needle):
+        """The messages whose payload contains `needle` (bytes or str)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        return [m for m in self.snapshot() if needle in m[1]]
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(2)
+
+
+class KeepAliveHTTP:
+    """One kept-alive HTTP/1.1 connection to a Server, with its API key
+    (blocking: use it from a thread). post() reopens the connection when
+    the server answered `connection: close`."""
+
+    def __init__(self, srv, timeout=30.0):
+        self.srv = srv
+        self.timeout = timeout
+        self.conn = http.client.HTTPConnection(HOST, srv.port, timeout=timeout)
+        self.requests = 0
+
+    def request(self, method, path, body=None):
+        hdrs = {}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+            hdrs["Content-Type"] = "application/json"
+        if self.srv.api_key is not None and path.startswith("/api/"):
+            hdrs["Authorization"] = f"Bearer {self.srv.api_key}"
+        self.conn.request(method, path, body=data, headers=hdrs)
+        res = self.conn.getresponse()
+        payload = res.read()
+        self.requests += 1
+        if res.getheader("connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(HOST, self.srv.port, timeout=self.timeout)
+        return HTTPResult(res.status, res.headers, payload)
+
+    def emit(self, body):
+        """POST /api/emit of one event (a dict: returns its seq) or a batch (a
+        list: returns the seqs); anything but 202 is an AssertionError."""
+        res = self.request("POST", "/api/emit", body)
+        if res.status != 202:
+            raise AssertionError(f"POST /api/emit {str(body)[:200]} on {self.srv.name} -> {res!r}")
+        j = res.json
+        if isinstance(body, list):
+            return [r.get("seq") for r in j["results"]]
+        return j["seq"]
+
+    def close(self):
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------
 # Test case base class and runner
 
 def server_args(*args):
@@ -1049,6 +1338,18 @@ class ScopecastTestCase(unittest.IsolatedAsyncioTestCase):
         self.addCleanup(self._stop_server, s)
         s.start()
         return s
+
+    def start_redis(self, name="redis"):
+        """A RedisServer of this test (see RedisServer), stopped at cleanup
+        (after the servers started later: cleanups run last-in first-out).
+        Call it from the test's own thread (setUp or the test body)."""
+        r = RedisServer(name=f"{self._testMethodName}-{name}")
+        if not hasattr(self, "redis_servers"):
+            self.redis_servers = []
+        self.redis_servers.append(r)
+        self.addCleanup(r.stop)
+        r.start()
+        return r
 
     def restart_on_same_port(self, old):
         """A new server with the same flags on the port `old` used, tried
@@ -1179,6 +1480,10 @@ class _Result(unittest.TextTestResult):
                 self.stream.write(f"\n----- server log of {test.id()} ({s.log_path}) -----\n")
                 self.stream.write(s.log_tail(150) + "\n")
                 self.stream.write("----- end of server log -----\n")
+            for r in getattr(test, "redis_servers", []) or []:
+                self.stream.write(f"\n----- redis log of {test.id()} ({r.log_path}) -----\n")
+                self.stream.write(r.log_tail(40) + "\n")
+                self.stream.write("----- end of redis log -----\n")
             self.stream.flush()
 
 

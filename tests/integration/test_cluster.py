@@ -1,0 +1,650 @@
+#!/usr/bin/python3
+"""A cluster (issue 13): several scopecast nodes linked through one Redis
+server with `--broker redis://HOST:PORT[/DB]`.
+
+Every test starts its own redis-server (a free port on 127.0.0.1, nothing
+persisted, stopped by PID, also after a failure) and two nodes, A and B,
+both with `--broker redis://127.0.0.1:P` and an API key. What must hold:
+
+- an emit on either node (WebSocket client `emit`, `POST /api/emit` single
+  and batch) reaches the subscribers of both nodes exactly once, with the
+  same seq everywhere, the seq of its `emitted` reply / `202 {"seq":N}`;
+  with the broker every accepted emit has a seq >= 1, subscribers or not;
+- 10,000 events emitted into one scope from both nodes at once arrive at
+  a subscriber on A and one on B, each exactly once, in strictly rising
+  seq order, as the identical sequence on both;
+- origin suppression (`echo`) and audiences hold across nodes;
+- `POST /api/close` (a scope, a user, a user in a scope) on B ends the
+  matching subscriptions on A;
+- Redis killed: `/healthz` answers 503 ("broker ...") within 3 s, each
+  node still delivers its own emits to its own subscribers (nothing of the
+  outage is forwarded, then or later); Redis back on the same port:
+  `/healthz` 200 on both within 5 s, cross-node delivery again, nothing
+  delivered twice; `scopecast_broker_up` says 0 / 1;
+- a node does not publish again what it got from the broker: one emit is
+  one message on the Redis channel (seen by a raw Redis subscriber).
+
+Cluster-wide presence is not part of this step: subscriptions use
+`"presence": false` (so no join/leave can come between the events a test
+counts) except where a test looks at presence within one node.
+
+    /usr/bin/python3 test_cluster.py --server build/server/scopecast --web-root web [Class.test]
+
+The module runs again with `--threads 2` (SC_IT_SERVER_ARGS, see
+CMakeLists.txt). Needs /usr/bin/redis-server (scripts/deps.sh installs
+it; SC_REDIS_SERVER overrides the path).
+"""
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (HOST, JWT_SECRET, T, KeepAliveHTTP, RedisSubscriber, RespReader,  # noqa: E402
+                     ScopecastTestCase, assert_conn, http_request, is_int, main, resp_encode, token)
+
+API_KEY = "cluster-api-key"
+JWT_ANON = ("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--anonymous-scopes", "*")
+SANITIZED = bool(os.environ.get("SC_SANITIZER")) or "--sanitized" in sys.argv
+SLACK = 2.0 if SANITIZED else 1.0  # deadlines from the spec are stretched under sanitizers
+
+
+class ClusterCase(ScopecastTestCase):
+    """A Redis server and two nodes linked through it: self.a, self.b
+    (self.srv is A, so marker() emits on A unless told otherwise)."""
+
+    NODE_ARGS = ()  # flags of both nodes
+    BROKER_PATH = ""  # appended to redis://127.0.0.1:P, e.g. "/3"
+
+    def setUp(self):
+        self.servers = []
+        self.clients = []
+        self.srv = None
+        self.redis = self.start_redis()
+        self.a = self.start_node("A")
+        self.b = self.start_node("B")
+        self.srv = self.a
+
+    def start_node(self, name, *extra):
+        return self.start_server("--broker", self.redis.url + self.BROKER_PATH, "--api-key", API_KEY,
+                                 *self.NODE_ARGS, *extra, name=f"{self._testMethodName}-{name}")
+
+    def node_name(self, srv):
+        return "A" if srv is self.a else "B" if srv is self.b else srv.name
+
+    # -- helpers -------------------------------------------------------------
+    async def sub(self, srv, scope, name, token_=None, **fields):
+        """A client on `srv` subscribed to `scope` (presence false unless
+        given)."""
+        c = await self.client(srv, name=name, token=token_)
+        fields.setdefault("presence", False)
+        await c.subscribe(scope, **fields)
+        return c
+
+    async def healthz(self, srv):
+        try:
+            return await asyncio.to_thread(http_request, srv.port, "GET", "/healthz", None, None, 2.0)
+        except OSError as e:
+            return e
+
+    async def wait_health(self, srv, status, within):
+        """Polls GET /healthz until it answers `status`; returns (seconds
+        it took, the answer). Fails after `within` seconds."""
+        t0 = time.monotonic()
+        while True:
+            res = await self.healthz(srv)
+            took = time.monotonic() - t0
+            if not isinstance(res, Exception) and res.status == status:
+                return took, res
+            if took > within:
+                self.fail(f"node {self.node_name(srv)}: GET /healthz still {res!r} after {took:.1f} s, "
+                          f"expected {status} within {within:.1f} s")
+            await asyncio.sleep(0.05)
+
+    async def metric(self, srv, name):
+        """The value of an unlabelled series in GET /metrics (None: absent)."""
+        res = await srv.request("GET", "/metrics")
+        self.assertEqual(res.status, 200, res)
+        for line in res.text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == name:
+                return float(parts[1])
+        return None
+
+    async def event_of(self, c, scope, data, timeout=None):
+        """The next push of `scope` for c, which must be the event carrying
+        `data`."""
+        m = await c.push(scope, timeout=timeout)
+        if m.get("op") != "event" or m.get("data") != data:
+            raise AssertionError(f"{c.name}: expected the event with data {data!r} as the next push of "
+                                 f"{scope!r}, got {m!r}")
+        return m
+
+    async def no_events(self, c, scope, duration=0.5):
+        got = await c.quiet(duration, pred=lambda m: m.get("scope") == scope and m.get("op") == "event")
+        self.assertEqual(got, [], f"{c.name}: unexpected events of {scope!r}")
+
+    async def fence(self, scope, *clients, srv=None):
+        """marker() on `srv` (A by default): the marker is the next push of
+        `scope` for every client, with the seq the emit answered; nothing
+        else of the scope comes within 0.3 s after it."""
+        seq = await self.marker(scope, *clients, srv=srv or self.a)
+        for c in clients:
+            await self.no_events(c, scope, 0.3)
+        return seq
+
+
+# ------------------------------------------------------------------------------
+# 1. An emit on one node reaches the subscribers of both, once, with one seq
+
+class CrossNode(ClusterCase):
+    NODE_ARGS = ("--client-emit",)
+
+    async def test_ws_emit_reaches_other_node_once_with_emitted_seq(self):
+        for src, dst in ((self.b, self.a), (self.a, self.b)):
+            with self.subTest(emit_on=self.node_name(src)):
+                S = f"x:ws-{self.node_name(src)}"
+                far = await self.sub(dst, S, f"sub{self.node_name(dst)}")
+                near = await self.sub(src, S, f"sub{self.node_name(src)}")
+                em = await self.client(src, name=f"emitter{self.node_name(src)}")
+                data = {"k": self.node_name(src), "n": [1, 2]}
+                r = await em.ok("emit", scope=S, paths=["k"], data=data)
+                seq = r["seq"]
+                self.assertTrue(is_int(seq) and seq >= 1, f"emitted with the broker has a seq >= 1: {r!r}")
+                for c in (far, near):
+                    m = await self.event_of(c, S, data)
+                    self.assertSub(m, {"scope": S, "seq": seq, "paths": ["k"], "origin": em.session},
+                                   f"{c.name}: the event has the emitted reply's seq and the emitter's origin")
+                # exactly once: the next push of S is a later marker, and nothing follows it
+                mseq = await self.fence(S, far, near, srv=dst)
+                self.assertGreater(mseq, seq)
+                self.assertEqual(await em.quiet(0.2, scope=S), [], "the emitter is not subscribed")
+
+    async def test_http_emit_single_and_batch_reaches_other_node_once(self):
+        for src, dst in ((self.b, self.a), (self.a, self.b)):
+            with self.subTest(emit_on=self.node_name(src)):
+                S = f"x:http-{self.node_name(src)}"
+                far = await self.sub(dst, S, f"sub{self.node_name(dst)}")
+                near = await self.sub(src, S, f"sub{self.node_name(src)}")
+                seq = await src.emit(S, data={"single": 1}, paths=["single"])
+                self.assertGreaterEqual(seq, 1)
+                seqs = await src.emit_batch([{"scope": S, "data": {"b": i}} for i in range(5)])
+                self.assertTrue(all(is_int(s) and s >= 1 for s in seqs), seqs)
+                self.assertEqual(seqs, sorted(set(seqs)), f"a batch's seqs rise in its order: {seqs}")
+                self.assertGreater(seqs[0], seq)
+                for c in (far, near):
+                    m = await self.event_of(c, S, {"single": 1})
+                    self.assertSub(m, {"seq": seq, "paths": ["single"], "origin": None},
+                                   f"{c.name}: HTTP emit without origin")
+                    for i, s in enumerate(seqs):
+                        m = await self.event_of(c, S, {"b": i})
+                        self.assertEqual(m["seq"], s, f"{c.name}: batch item {i} has the seq of its result")
+                await self.fence(S, far, near, srv=dst)
+
+    async def test_emit_without_subscribers_is_sequenced(self):
+        """With the broker every accepted emit gets a seq >= 1, on either
+        node, also when no node has a subscriber (single-node: 0)."""
+        S = "x:nobody"
+        s1 = await self.a.emit(S, data=1)
+        s2 = await self.b.emit(S, data=2)
+        em = await self.client(self.a, name="emitterA")
+        s3 = (await em.ok("emit", scope=S, data=3))["seq"]
+        s4 = (await self.b.emit_batch([{"scope": S, "data": 4}]))[0]
+        for s in (s1, s2, s3, s4):
+            self.assertTrue(is_int(s) and s >= 1, f"seqs {[s1, s2, s3, s4]}: all must be >= 1")
+        self.assertTrue(s1 < s2 < s3 < s4, f"one scope's seqs rise across nodes: {[s1, s2, s3, s4]}")
+
+    async def test_alternating_emitters_same_sequence_on_both_nodes(self):
+        S = "x:alt"
+        sa = await self.sub(self.a, S, "subA")
+        sb = await self.sub(self.b, S, "subB")
+        wa = await self.client(self.a, name="wsA")
+        wb = await self.client(self.b, name="wsB")
+        sent = []  # (data, seq) in the order the emits were answered
+        for i in range(40):
+            kind = i % 4
+            data = {"i": i}
+            if kind == 0:
+                seq = await self.a.emit(S, data=data)
+            elif kind == 1:
+                seq = await self.b.emit(S, data=data)
+            elif kind == 2:
+                seq = (await wa.ok("emit", scope=S, data=data))["seq"]
+            else:
+                seq = (await wb.ok("emit", scope=S, data=data))["seq"]
+            sent.append((i, seq))
+        seqs = [s for _, s in sent]
+        self.assertEqual(seqs, sorted(set(seqs)), f"emits answered one after the other get rising seqs: {seqs}")
+        for c in (sa, sb):
+            got = [await c.push(S) for _ in range(40)]
+            self.assertEqual([(m["op"], m.get("data", {}).get("i"), m.get("seq")) for m in got],
+                             [("event", i, s) for i, s in sent], f"{c.name}: all 40 in order with their seqs")
+        await self.fence(S, sa, sb)
+
+    async def test_healthz_and_broker_up_metric(self):
+        for srv in (self.a, self.b):
+            res = await self.healthz(srv)
+            self.assertEqual(res.status, 200, res)
+            self.assertEqual(await self.metric(srv, "scopecast_broker_up"), 1.0,
+                             f"node {self.node_name(srv)}: scopecast_broker_up 1 while linked")
+
+
+class CrossNodeDb(ClusterCase):
+    """`--broker redis://HOST:PORT/DB`: the nodes use database 3."""
+    BROKER_PATH = "/3"
+
+    async def test_db_in_url_links_nodes_and_keeps_keys_in_that_db(self):
+        S = "x:db"
+        sa = await self.sub(self.a, S, "subA")
+        sb = await self.sub(self.b, S, "subB")
+        seq = await self.b.emit(S, data="via-db3")
+        for c in (sa, sb):
+            m = await self.event_of(c, S, "via-db3")
+            self.assertEqual(m["seq"], seq)
+        await self.fence(S, sa, sb)
+        self.assertGreaterEqual(await asyncio.to_thread(self._dbsize, 3), 1,
+                                "the cluster's seq state lives in database 3")
+        self.assertEqual(await asyncio.to_thread(self._dbsize, 0), 0, "nothing in database 0")
+
+    def _dbsize(self, db):
+        with socket.create_connection((HOST, self.redis.port), timeout=5) as s:
+            s.sendall(resp_encode("SELECT", db) + resp_encode("DBSIZE"))
+            rd = RespReader(s)
+            self.assertEqual(rd.read(), "OK")
+            return rd.read()
+
+
+# ------------------------------------------------------------------------------
+# 2. 10,000 events from both nodes at once: the same sequence everywhere
+
+class Flood(ClusterCase):
+    NODE_ARGS = ("--client-emit", "--maxsize", "20000", "--max-queued-bytes", "0", "--rate-limit", "0")
+    TEST_TIMEOUT = 180.0
+    N_HTTP = 4980  # per node, POST /api/emit on one kept-alive connection
+    BATCH = 20     # events per request
+    N_WS = 20      # per node, client `emit`s meanwhile
+    TOTAL = 2 * (N_HTTP + N_WS)  # 10,000
+
+    async def test_10000_events_from_both_nodes_identical_sequence_on_both(self):
+        S = "flood:1"
+        sa = await self.sub(self.a, S, "subA")
+        sb = await self.sub(self.b, S, "subB")
+        wa = await self.client(self.a, name="wsA")
+        wb = await self.client(self.b, name="wsB")
+        for c in (sa, sb):
+            c.record = False  # 10,000 messages: kept below, not twice
+
+        def http_emitter(srv, tag):
+            k = KeepAliveHTTP(srv)
+            out = []
+            try:
+                for i in range(0, self.N_HTTP, self.BATCH):
+                    names = [f"{tag}{j}" for j in range(i, min(i + self.BATCH, self.N_HTTP))]
+                    seqs = k.emit([{"scope": S, "data": {"n": n}} for n in names])
+                    out.extend(zip(names, seqs))
+            finally:
+                k.close()
+            return out
+
+        async def ws_emitter(c, tag):
+            out = []
+            for j in range(self.N_WS):
+                await asyncio.sleep(0.03)
+                r = await c.ok("emit", scope=S, data={"n": f"{tag}{j}"})
+                out.append((f"{tag}{j}", r["seq"]))
+            return out
+
+        t0 = time.monotonic()
+        sent = await asyncio.gather(asyncio.to_thread(http_emitter, self.a, "A"),
+                                    asyncio.to_thread(http_emitter, self.b, "B"),
+                                    ws_emitter(wa, "wsA"), ws_emitter(wb, "wsB"))
+        t_emit = time.monotonic() - t0
+        origin_of = {}
+        reply_seq = {}
+        for part, origin in zip(sent, (None, None, wa.session, wb.session)):
+            seqs = [s for _, s in part]
+            self.assertTrue(all(is_int(s) and s >= 1 for s in seqs), "every emit answered a seq >= 1")
+            bad = [(a, b) for a, b in zip(seqs, seqs[1:]) if b <= a]
+            self.assertEqual(bad, [], "one emitter's seqs rise in the order it sent (answer before the next)")
+            for n, s in part:
+                reply_seq[n] = s
+                origin_of[n] = origin
+        self.assertEqual(len(reply_seq), self.TOTAL)
+        self.assertEqual(len(set(reply_seq.values())), self.TOTAL, "no two emits got the same seq")
+
+        received = {}
+        for c in (sa, sb):
+            evs = []
+            while len(evs) < self.TOTAL:
+                try:
+                    m = await c.next(timeout=T(2))
+                except AssertionError:
+                    missing = set(reply_seq) - {n for _, n, _ in evs}
+                    raise AssertionError(f"{c.name}: only {len(evs)} of {self.TOTAL} events arrived; "
+                                         f"missing e.g. {sorted(missing)[:10]}")
+                if m.get("op") == "event" and m.get("scope") == S:
+                    evs.append((m["seq"], m["data"]["n"], m["origin"]))
+                else:
+                    self.fail(f"{c.name}: unexpected message during the flood (after {len(evs)} events): {m!r}")
+            late = await c.quiet(1.0)
+            self.assertEqual(late, [], f"{c.name}: nothing after the {self.TOTAL} events (no duplicate)")
+            received[c.name] = evs
+        t_all = time.monotonic() - t0
+
+        for name, evs in received.items():
+            counts = collections.Counter(n for _, n, _ in evs)
+            dups = [n for n, k in counts.items() if k > 1]
+            self.assertEqual(dups[:10], [], f"{name}: events received more than once")
+            self.assertEqual(set(counts), set(reply_seq), f"{name}: exactly the events emitted")
+            seqs = [s for s, _, _ in evs]
+            bad = [(i, a, b) for i, (a, b) in enumerate(zip(seqs, seqs[1:])) if b <= a]
+            self.assertEqual(bad[:10], [], f"{name}: seqs strictly increasing")
+            wrong = [(n, s, reply_seq[n]) for s, n, _ in evs if s != reply_seq[n]]
+            self.assertEqual(wrong[:10], [], f"{name}: (event, seq received, seq answered to the emitter)")
+            wrong = [(n, o) for _, n, o in evs if o != origin_of[n]]
+            self.assertEqual(wrong[:10], [], f"{name}: origins (HTTP: null, client emit: its session)")
+        self.assertEqual(received["subA"], received["subB"],
+                         "A's and B's subscribers see the identical sequence (events, order, seqs)")
+        gaps = sum(1 for a, b in zip([s for s, _, _ in received["subA"]], [s for s, _, _ in received["subA"]][1:])
+                   if b != a + 1)
+        print(f"\n  flood: {self.TOTAL} events emitted in {t_emit:.2f} s, all received on both nodes after "
+              f"{t_all:.2f} s; seqs {received['subA'][0][0]}..{received['subA'][-1][0]}, {gaps} gaps",
+              flush=True)
+
+
+# ------------------------------------------------------------------------------
+# 3. echo / origin and audience across nodes
+
+class EchoAudience(ClusterCase):
+    NODE_ARGS = JWT_ANON
+
+    async def test_own_event_not_echoed_but_delivered_on_other_node_with_origin(self):
+        S = "ea:echo"
+        alice = await self.sub(self.a, S, "alice@A", token("alice", emit=True), echo=False)
+        other_a = await self.sub(self.a, S, "otherA")
+        watcher = await self.sub(self.b, S, "watcher@B")
+        r = await alice.ok("emit", scope=S, data={"from": "alice"})
+        seq = r["seq"]
+        self.assertGreaterEqual(seq, 1)
+        for c in (watcher, other_a):
+            m = await self.event_of(c, S, {"from": "alice"})
+            self.assertSub(m, {"seq": seq, "origin": alice.session}, c.name)
+        # alice: the next push of S is the marker, not her own event
+        await self.fence(S, alice, watcher, other_a, srv=self.b)
+
+    async def test_echo_true_gets_own_event_once_after_emitted(self):
+        S = "ea:echo-true"
+        bob = await self.sub(self.a, S, "bob@A", token("bob", emit=True), echo=True)
+        watcher = await self.sub(self.b, S, "watcher@B")
+        rid = 77
+        await bob.send({"op": "emit", "id": rid, "scope": S, "data": "mine"})
+        first = await bob.wait(pred=lambda m: m.get("id") == rid or (m.get("op") == "event" and m.get("scope") == S))
+        self.assertEqual(first.get("op"), "emitted",
+                         f"`emitted` comes before the client's own echoed event (PROTOCOL ordering): {first!r}")
+        ev = await self.event_of(bob, S, "mine")
+        self.assertSub(ev, {"seq": first["seq"], "origin": bob.session})
+        self.assertSub(await self.event_of(watcher, S, "mine"), {"seq": first["seq"], "origin": bob.session})
+        await self.fence(S, bob, watcher, srv=self.b)
+
+    async def test_http_origin_suppressed_on_other_node(self):
+        S = "ea:http-origin"
+        carol = await self.sub(self.a, S, "carol@A", token("carol"))
+        other_a = await self.sub(self.a, S, "otherA")
+        watcher = await self.sub(self.b, S, "watcher@B")
+        seq = await self.b.emit(S, data="on-behalf", origin=carol.session)
+        for c in (other_a, watcher):
+            self.assertSub(await self.event_of(c, S, "on-behalf"), {"seq": seq, "origin": carol.session})
+        await self.fence(S, carol, other_a, watcher)
+
+    async def test_audience_from_b_reaches_only_listed_user_on_a(self):
+        S = "ea:aud"
+        u1a = await self.sub(self.a, S, "u1@A", token("u1"))
+        u2a = await self.sub(self.a, S, "u2@A", token("u2"))
+        anon = await self.sub(self.a, S, "anon@A")
+        u1b = await self.sub(self.b, S, "u1@B", token("u1"))
+        u2b = await self.sub(self.b, S, "u2@B", token("u2"))
+        everyone = (u1a, u2a, anon, u1b, u2b)
+        # HTTP emit on B with audience [u1]
+        seq = await self.b.emit(S, data="for-u1", audience=["u1"])
+        for c in (u1a, u1b):
+            self.assertSub(await self.event_of(c, S, "for-u1"), {"seq": seq}, c.name)
+        # a client emit on B (by u3) with audience [u1]
+        u3 = await self.client(self.b, name="u3@B", token=token("u3", emit=True))
+        r = await u3.ok("emit", scope=S, data="ws-for-u1", audience=["u1"])
+        for c in (u1a, u1b):
+            self.assertSub(await self.event_of(c, S, "ws-for-u1"), {"seq": r["seq"], "origin": u3.session})
+        # audience [] reaches nobody, and is still sequenced
+        s_empty = await self.b.emit(S, data="nobody", audience=[])
+        self.assertGreaterEqual(s_empty, 1, "audience [] is still sequenced")
+        # audience [u2] emitted on A reaches u2 on B, not u1 there
+        s_u2 = await self.a.emit(S, data="for-u2", audience=["u2"])
+        for c in (u2a, u2b):
+            self.assertSub(await self.event_of(c, S, "for-u2"), {"seq": s_u2}, c.name)
+        # then: for each one, the next push is the marker (u2 and anon got none
+        # of u1's, u1 none of u2's, nobody the [] one)
+        await self.fence(S, *everyone, srv=self.b)
+
+
+# ------------------------------------------------------------------------------
+# 4. POST /api/close on one node ends subscriptions on the other
+
+class CloseAcross(ClusterCase):
+    NODE_ARGS = JWT_ANON
+
+    async def test_close_scope_on_b_closes_subscription_on_a(self):
+        S, KEEP = "cl:scope", "cl:keep"
+        sa = await self.sub(self.a, S, "subA")
+        await sa.subscribe(KEEP, presence=False)
+        sb = await self.sub(self.b, S, "subB")
+        seqs = [await self.b.emit(S, data=i) for i in range(3)]
+        res = await self.b.request("POST", "/api/close", {"scope": S})
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(is_int((res.json or {}).get("closed")), res)
+        print(f"\n  POST /api/close {{scope}} on B with one subscriber on each node answered {res.json}",
+              flush=True)
+        for c in (sa, sb):
+            got = [await c.push(S) for _ in range(4)]
+            self.assertEqual([(m["op"], m.get("seq")) for m in got[:3]], [("event", s) for s in seqs],
+                             f"{c.name}: events emitted before the close arrive before `closed`: {got!r}")
+            self.assertSub(got[3], {"op": "closed", "scope": S, "reason": "closed"}, c.name)
+        # nothing of S afterwards; the other subscription and the connection stay
+        await self.a.emit(S, data="after")
+        await self.b.emit(S, data="after")
+        await self.marker(KEEP, sa, srv=self.b)
+        for c in (sa, sb):
+            self.assertEqual(await c.quiet(0.5, scope=S), [], f"{c.name}: nothing of {S} after closed")
+            self.assertEqual((await c.call("ping"))["op"], "pong")
+        r = await sa.subscribe(S, presence=False)
+        self.assertEqual(r["op"], "subscribed")
+        await self.fence(S, sa, srv=self.b)
+
+    async def test_close_user_on_b_kicks_user_on_a(self):
+        S1, S2 = "cl:u1", "cl:u2"
+        alice = await self.client(self.a, name="alice@A", token=token("alice"))
+        bob = await self.client(self.a, name="bob@A", token=token("bob"))
+        await bob.subscribe(S1)  # with presence: sees alice (same node) leave
+        await alice.subscribe(S1)
+        await alice.subscribe(S2, presence=False)
+        self.assertSub(await bob.push(S1), {"op": "join"})
+        alice_b = await self.sub(self.b, S1, "alice@B", token("alice"))
+        carol_b = await self.sub(self.b, S1, "carol@B", token("carol"))
+        res = await self.b.request("POST", "/api/close", {"user": "alice"})
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(is_int((res.json or {}).get("closed")), res)
+        print(f"\n  POST /api/close {{user}} on B (alice: 2 subscriptions on A, 1 on B) answered {res.json}",
+              flush=True)
+        got = {}
+        for _ in range(2):
+            m = await alice.wait("closed")
+            got[m["scope"]] = m
+        self.assertEqual(set(got), {S1, S2}, got)
+        for S in (S1, S2):
+            self.assertSub(got[S], {"op": "closed", "scope": S, "reason": "kicked"}, "alice on A")
+        self.assertSub(await alice_b.push(S1), {"op": "closed", "scope": S1, "reason": "kicked"}, "alice on B")
+        lv = await bob.push(S1)
+        self.assertEqual(lv["op"], "leave", f"bob (A) sees alice (A) leave: {lv!r}")
+        assert_conn(lv["conn"], session=alice.session, user="alice")
+        # the connections stay open (PROTOCOL: a kick ends subscriptions), others keep theirs
+        for c in (alice, alice_b):
+            self.assertEqual((await c.call("ping"))["op"], "pong", f"{c.name} stays connected")
+        await self.fence(S1, bob, carol_b)
+        for c in (alice, alice_b):
+            self.assertEqual(await c.quiet(0.3, pred=lambda m: m.get("op") == "event"), [], c.name)
+
+    async def test_close_user_in_one_scope_on_b(self):
+        S1, S2 = "cl:us1", "cl:us2"
+        alice = await self.sub(self.a, S1, "alice@A", token("alice"))
+        await alice.subscribe(S2, presence=False)
+        dave = await self.sub(self.a, S1, "dave@A", token("dave"))
+        res = await self.b.request("POST", "/api/close", {"user": "alice", "scope": S1})
+        self.assertEqual(res.status, 200, res)
+        self.assertSub(await alice.push(S1), {"op": "closed", "scope": S1, "reason": "kicked"})
+        await self.fence(S2, alice, srv=self.b)  # her other subscription stays
+        await self.fence(S1, dave, srv=self.b)
+        self.assertEqual(await alice.quiet(0.3, scope=S1), [])
+
+
+# ------------------------------------------------------------------------------
+# 5. Redis goes away and comes back
+
+class Outage(ClusterCase):
+    NODE_ARGS = ("--client-emit",)
+    TEST_TIMEOUT = 90.0
+
+    async def test_redis_killed_and_restarted(self):
+        S = "out:1"
+        sa = await self.sub(self.a, S, "subA")
+        sb = await self.sub(self.b, S, "subB")
+        wa = await self.client(self.a, name="wsA")
+        # linked: B -> A
+        s0 = await self.b.emit(S, data="before")
+        self.assertEqual((await self.event_of(sa, S, "before"))["seq"], s0)
+        self.assertEqual((await self.event_of(sb, S, "before"))["seq"], s0)
+        self.assertEqual(await self.metric(self.a, "scopecast_broker_up"), 1.0)
+
+        # -- Redis killed --
+        t_kill = time.monotonic()
+        os.kill(self.redis.proc.pid, signal.SIGKILL)
+        self.redis.proc.wait()
+        took_a, res_a = await self.wait_health(self.a, 503, 3.0 * SLACK)
+        took_b, res_b = await self.wait_health(self.b, 503, max(0.5, 3.0 * SLACK - (time.monotonic() - t_kill)))
+        for srv, res in ((self.a, res_a), (self.b, res_b)):
+            self.assertTrue(res.text.startswith("broker"),
+                            f"node {self.node_name(srv)}: /healthz 503 body starts with 'broker': {res.text!r}")
+        print(f"\n  redis killed: /healthz 503 on A after {took_a:.2f} s ({res_a.text.strip()!r}), "
+              f"on B after {time.monotonic() - t_kill:.2f} s", flush=True)
+        self.assertEqual(await self.metric(self.a, "scopecast_broker_up"), 0.0)
+        self.assertEqual(await self.metric(self.b, "scopecast_broker_up"), 0.0)
+
+        # each node delivers its own emits to its own subscribers, and only there
+        outage_a, outage_b = [], []
+        for i in range(3):
+            d = f"outA-http-{i}"
+            seq = await self.a.emit(S, data=d)
+            self.assertEqual((await self.event_of(sa, S, d))["seq"], seq,
+                             "during the outage an emit on A reaches A's subscriber, with the answered seq")
+            outage_a.append(d)
+        d = "outA-ws"
+        r = await wa.ok("emit", scope=S, data=d)
+        self.assertSub(await self.event_of(sa, S, d), {"seq": r["seq"], "origin": wa.session})
+        outage_a.append(d)
+        for i in range(3):
+            d = f"outB-http-{i}"
+            seq = await self.b.emit(S, data=d)
+            self.assertEqual((await self.event_of(sb, S, d))["seq"], seq)
+            outage_b.append(d)
+        await self.no_events(sa, S, 0.3)  # B's outage events do not reach A
+        await self.no_events(sb, S, 0.3)  # nor A's B
+
+        # -- Redis back on the same port --
+        t_back = time.monotonic()
+        self.redis.start(port=self.redis.port)  # in this thread: see RedisServer
+        t_started = time.monotonic()
+        took_a, _ = await self.wait_health(self.a, 200, 5.0 * SLACK)
+        took_b, _ = await self.wait_health(self.b, 200, max(0.5, 5.0 * SLACK - (time.monotonic() - t_started)))
+        healed = time.monotonic() - t_started
+        print(f"  redis restarted in {t_started - t_back:.2f} s: /healthz 200 on A after {took_a:.2f} s, "
+              f"on both after {healed:.2f} s", flush=True)
+        self.assertEqual(await self.metric(self.a, "scopecast_broker_up"), 1.0)
+        self.assertEqual(await self.metric(self.b, "scopecast_broker_up"), 1.0)
+
+        # cross-node delivery again, both ways, the same seq on both nodes
+        s1 = await self.b.emit(S, data="after-B")
+        for c in (sa, sb):
+            self.assertEqual((await self.event_of(c, S, "after-B"))["seq"], s1,
+                             f"{c.name}: after healing an emit on B reaches both nodes, with its seq")
+        r = await wa.ok("emit", scope=S, data="after-A")
+        for c in (sa, sb):
+            self.assertSub(await self.event_of(c, S, "after-A"), {"seq": r["seq"], "origin": wa.session}, c.name)
+        await self.fence(S, sa, sb)
+        await self.fence(S, sa, sb, srv=self.b)
+
+        # nothing of the outage crossed over after healing, nothing came twice
+        await asyncio.sleep(0.5)
+        for c in (sa, sb):
+            await c.quiet(0.3)
+        for c, foreign in ((sa, outage_b), (sb, outage_a)):
+            datas = [m.get("data") for m in c.log if m.get("op") == "event" and m.get("scope") == S]
+            self.assertEqual([d for d in datas if d in foreign], [],
+                             f"{c.name}: events emitted on the other node during the outage never arrive")
+            dups = [d for d, k in collections.Counter(map(str, datas)).items() if k > 1]
+            self.assertEqual(dups, [], f"{c.name}: nothing received twice ({datas})")
+            self.assertEqual([m for m in c.log if m.get("op") in ("dropped", "closed", "error")], [], c.name)
+
+
+# ------------------------------------------------------------------------------
+# 6. A node does not publish again what it received from the broker
+
+class NoRepublish(ClusterCase):
+    NODE_ARGS = ("--client-emit",)
+
+    def watch_redis(self):
+        """A raw Redis client subscribed to every channel (PSUBSCRIBE *)."""
+        w = RedisSubscriber(self.redis.port, patterns=["*"])
+        self.addCleanup(w.close)
+        return w
+
+    async def test_one_emit_is_one_message_on_the_channel(self):
+        S = "rp:1"
+        w = self.watch_redis()
+        sa = await self.sub(self.a, S, "subA")
+        sb = await self.sub(self.b, S, "subB")
+        wa = await self.client(self.a, name="wsA")
+        wb = await self.client(self.b, name="wsB")
+        cases = []  # (how, unique text in the event's data, seq)
+        tag = "u-7f3a91c2"
+        seq = await self.a.emit(S, data=f"{tag}-httpA")
+        cases.append(("HTTP on A", f"{tag}-httpA", seq))
+        seq = await self.b.emit(S, data=f"{tag}-httpB")
+        cases.append(("HTTP on B", f"{tag}-httpB", seq))
+        seq = (await wa.ok("emit", scope=S, data=f"{tag}-wsA"))["seq"]
+        cases.append(("client emit on A", f"{tag}-wsA", seq))
+        seq = (await wb.ok("emit", scope=S, data=f"{tag}-wsB"))["seq"]
+        cases.append(("client emit on B", f"{tag}-wsB", seq))
+        seqs = await self.b.emit_batch([{"scope": S, "data": f"{tag}-batchB{i}"} for i in range(3)])
+        cases += [(f"batch item {i} on B", f"{tag}-batchB{i}", s) for i, s in enumerate(seqs)]
+        for _, text, seq in cases:
+            for c in (sa, sb):
+                self.assertEqual((await self.event_of(c, S, text))["seq"], seq)
+        # both nodes delivered everything; give a re-publish time to show
+        await self.fence(S, sa, sb)
+        await asyncio.sleep(1.0)
+        self.assertIsNone(w.error, f"the Redis watcher failed: {w.error!r}")
+        channels = set()
+        for how, text, seq in cases:
+            msgs = w.matching(f'"{text}"')
+            self.assertEqual(len(msgs), 1, f"{how}: one emit, exactly one message on the broker's channel; "
+                                           f"got {[(ch, p[:120]) for ch, p, _ in msgs]}")
+            channels.add(msgs[0][0])
+        self.assertEqual(len(channels), 1, f"the events went over one channel: {channels}")
+        print(f"\n  channel {channels.pop().decode()!r}: {len(w.snapshot())} messages in all for "
+              f"{len(cases) + 1} emits (the marker included)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
