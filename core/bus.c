@@ -685,7 +685,8 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
         pthread_mutex_unlock(&sh->lock);
         return SC_OK;
     }
-    sc_event_t *ev = sc__event_create_change(e, sc->seq + 1);
+    uint64_t seq = e->seq > sc->seq ? e->seq : sc->seq + 1;
+    sc_event_t *ev = sc__event_create_change(e, seq);
     if (!ev || encode(bus, ev) != 0) {
         if (scope_empty(sc)) /* one just made for it */
             scope_drop_locked(bus, sh, sc);
@@ -694,7 +695,9 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
         return SC_ENOMEM;
     }
     atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
-    sc->seq++;
+    if (seq != sc->seq + 1 && sc->nkept) /* a jump: kept are not contiguous */
+        kept_clear_locked(bus, sh, sc);
+    sc->seq = seq;
     fanout_locked(bus, sh, sc, ev, NULL, &af);
     if (has_history(sc)) {
         kept_append_locked(bus, sh, sc, ev);

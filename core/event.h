@@ -49,6 +49,13 @@ typedef struct sc_emit {
     const void *payload; /* opaque bytes (the server: JSON data) */
     size_t payload_len;
     bool has_payload; /* false = no payload (distinct from empty) */
+    /* 0: the bus assigns the scope's next seq (the single-node rule).
+     * Else a seq assigned outside the bus (the Redis broker's cluster
+     * order): the event gets max(seq, the scope's seq + 1), so a scope's
+     * seqs still only rise; a jump past seq + 1 ends the scope's kept
+     * history (its events are no longer (seq - n, seq]: those between
+     * were never seen here), so a recovery across it answers false. */
+    uint64_t seq;
 } sc_emit_t;
 
 /* Adds a reference. Returns `ev` for convenience. NULL is passed through. */

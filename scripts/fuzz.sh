@@ -8,6 +8,7 @@
 #   sc_fuzz_upgrade    the upgrade request head and its answers
 #   sc_fuzz_http_body  the HTTP API body decoders and answer encoders
 #   sc_fuzz_http_req   the HTTP/1.1 request reader (http_parser glue)
+#   sc_fuzz_cluster    the cluster channel's messages (the Redis broker)
 #   sc_fuzz_token      the JWT parser (sc_auth_verify), signing, the scope,
 #                      origin and API key rules
 # Usage: scripts/fuzz.sh [TARGET...]   (default: all six)
@@ -33,7 +34,7 @@ runs="${FUZZ_RUNS:-}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(sc_fuzz_decode sc_fuzz_wsframe sc_fuzz_upgrade sc_fuzz_http_body
-    sc_fuzz_token sc_fuzz_http_req)
+    sc_fuzz_token sc_fuzz_http_req sc_fuzz_cluster)
 fi
 
 CC=clang cmake -S . -B "$build" -DSC_FUZZ=ON -DSC_ASAN=ON \

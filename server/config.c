@@ -30,6 +30,7 @@
 
 #include <json-c/json.h>
 
+#include "cluster.h"
 #include "history_spec.h"
 #include "log.h"
 
@@ -196,6 +197,10 @@ static const struct opt options[] = {
      K_SIZE, F(history_max_bytes), 0, 1LL << 40, "BYTES",
      "What all kept history may cost; past it the oldest events\n"
      "go first. 0: no limit."},
+    {"broker", "SCOPECAST_BROKER", "broker", K_STR, F(broker), 0, 0, "URL",
+     "Join a cluster through Redis: redis://HOST[:PORT][/DB]. Every\n"
+     "node with the same URL delivers every emit, in one order per\n"
+     "scope (docs/PROTOCOL.md \"Running a cluster\"). Unset: one node."},
     {"plugin", "SCOPECAST_PLUGIN", "plugin", K_LIST, F(plugins), 0, 0,
      "PATH[:JSON]",
      "Loads a plugin (a shared object, docs/PLUGINS.md) with its\n"
@@ -296,6 +301,7 @@ void sc_config_deinit(sc_config_t *cfg)
     free(cfg->anonymous_scopes);
     free(cfg->disconnect_slow);
     free(cfg->history);
+    free(cfg->broker);
     free(cfg->allowed_origins);
     free(cfg->web_root);
     list_clear(&cfg->plugins);
@@ -811,6 +817,21 @@ static int check_history(sc_config_t *cfg, char *err, size_t errlen)
     return rc;
 }
 
+/* --broker must be a Redis URL (the broker connects later, at start). */
+static int check_broker(const sc_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->broker || !*cfg->broker)
+        return SC_OK;
+    char host[256], why[128];
+    int port, db;
+    if (sc_cluster_parse_url(cfg->broker, host, sizeof host, &port, &db, why,
+                             sizeof why) != SC_OK) {
+        sc_errfmt(err, errlen, "--broker %s: %s", cfg->broker, why);
+        return SC_EINVAL;
+    }
+    return SC_OK;
+}
+
 int sc_config_load(sc_config_t *cfg, int argc, char **argv,
                    sc_getenv_fn getenv_fn, void *ud, char *err, size_t errlen)
 {
@@ -843,6 +864,8 @@ int sc_config_load(sc_config_t *cfg, int argc, char **argv,
     if ((rc = check_combinations(cfg, err, errlen)) != SC_OK)
         goto fail;
     if ((rc = check_history(cfg, err, errlen)) != SC_OK)
+        goto fail;
+    if ((rc = check_broker(cfg, err, errlen)) != SC_OK)
         goto fail;
     free(s.uses);
     return SC_OK;

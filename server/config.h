@@ -100,6 +100,8 @@ typedef struct sc_config {
                                    owned, checked by sc_config_load */
     size_t history_max_bytes;   /* what all kept events may cost; 0: no
                                    limit */
+    char *broker;               /* --broker redis://... (checked by
+                                   sc_config_load); NULL: one node; owned */
 } sc_config_t;
 
 /* The history demo mode keeps when --history is not given. */

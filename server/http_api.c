@@ -83,10 +83,62 @@ void sc_http_api_error(sc_svc_t *svc, sc_http_out_t *out, unsigned status,
 static void h_healthz(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
 {
     (void)in;
-    if (atomic_load(&svc->srv->draining))
+    sc_broker_t *bk = svc->srv->broker;
+    if (atomic_load(&svc->srv->draining)) {
         answer(out, 503, "text/plain", "draining", 8);
-    else
+    } else if (bk && !sc_broker_linked(bk)) { /* a node cut off */
+        char why[400];
+        sc_broker_reason(bk, why, sizeof why);
+        sc_buf_reset(&svc->scratch);
+        sc_buf_puts(&svc->scratch, why);
+        answer(out, 503, "text/plain", sc_buf_str(&svc->scratch),
+               sc_buf_len(&svc->scratch));
+    } else
         answer(out, 200, "text/plain", "ok", 2);
+}
+
+#define EMIT_BATCH 1u /* sc_broker_req_t.flags: answer with results */
+
+static void emit_answer(sc_svc_t *svc, sc_http_out_t *out, const uint64_t *seqs,
+                        size_t n, bool batch)
+{
+    sc_buf_reset(&svc->scratch);
+    if (batch)
+        sc_proto_enc_http_results(&svc->scratch, seqs, n);
+    else
+        sc_proto_enc_http_seq(&svc->scratch, seqs[0]);
+    answer_json(svc, out, 202);
+}
+
+void sc_http_api_emitted(sc_svc_t *svc, const sc_broker_req_t *req,
+                         sc_http_out_t *out)
+{
+    memset(out, 0, sizeof *out);
+    emit_answer(svc, out, req->seqs, req->n, req->flags & EMIT_BATCH);
+}
+
+/* Hands the body's emits to the broker: the answer waits (out->wait). */
+static void emit_clustered(sc_svc_t *svc, sc_broker_t *bk,
+                           const sc_http_in_t *in, const sc_emit_body_t *body,
+                           sc_http_out_t *out)
+{
+    sc_broker_req_t *req =
+        sc_broker_req_new(bk, svc, body->n, in->done, in->done_ctx);
+    for (size_t i = 0; req && i < body->n; i++) {
+        sc_emit_t e;
+        sc_emit_item_to_emit(&body->items[i], &e);
+        if (sc_broker_req_set(bk, req, i, &e) != SC_OK) {
+            sc_broker_req_free(req);
+            req = NULL;
+        }
+    }
+    if (!req) {
+        answer_error(svc, out, 500, SC_ERRC_INTERNAL, "out of memory");
+        return;
+    }
+    req->flags = body->batch ? EMIT_BATCH : 0;
+    out->wait = req;
+    sc_broker_submit(bk, req);
 }
 
 static void h_emit(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
@@ -98,6 +150,12 @@ static void h_emit(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
         answer_error(svc, out, 400, SC_ERRC_BAD_REQUEST, err.message);
         /* the message is copied into the answer before err is freed */
         sc_proto_err_deinit(&err);
+        return;
+    }
+    sc_broker_t *bk = svc->srv->broker;
+    if (bk && in->done && sc_broker_linked(bk)) { /* the cluster gives seqs */
+        emit_clustered(svc, bk, in, &body, out);
+        sc_emit_body_deinit(&body);
         return;
     }
     uint64_t one, *seqs = body.n == 1 ? &one : calloc(body.n, sizeof *seqs);
@@ -112,12 +170,7 @@ static void h_emit(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
         if (sc_bus_emit(svc->srv->bus, &e, &seqs[i]) != SC_OK)
             seqs[i] = 0; /* out of memory: that item was not emitted */
     }
-    sc_buf_reset(&svc->scratch);
-    if (body.batch)
-        sc_proto_enc_http_results(&svc->scratch, seqs, body.n);
-    else
-        sc_proto_enc_http_seq(&svc->scratch, seqs[0]);
-    answer_json(svc, out, 202);
+    emit_answer(svc, out, seqs, body.n, body.batch);
     if (seqs != &one)
         free(seqs);
     sc_emit_body_deinit(&body);
@@ -210,6 +263,8 @@ static void h_close(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     size_t n = body.user
                    ? sc_bus_close_user(svc->srv->bus, body.user, body.scope)
                    : sc_bus_close(svc->srv->bus, body.scope, SC_CLOSE_CLOSED);
+    if (svc->srv->broker) /* and on the other nodes */
+        sc_broker_close(svc->srv->broker, body.scope, body.user);
     sc_close_body_deinit(&body);
     sc_buf_reset(&svc->scratch);
     sc_proto_enc_http_closed(&svc->scratch, n);
@@ -273,6 +328,21 @@ static void h_metrics(sc_svc_t *svc, const sc_http_in_t *in, sc_http_out_t *out)
     metric(b, "scopecast_http_requests_total", "counter",
            "HTTP requests answered on keep-alive API connections.",
            SC_STAT(st.http_requests));
+    if (svc->srv->broker) {
+        sc_broker_stats_t k;
+        sc_broker_stats(svc->srv->broker, &k);
+        metric(b, "scopecast_broker_up", "gauge",
+               "1 while the Redis broker is linked (--broker).", k.up);
+        metric(b, "scopecast_broker_published_total", "counter",
+               "Emits of this node the cluster sequenced.", k.published);
+        metric(b, "scopecast_broker_received_total", "counter",
+               "Events delivered here from the cluster channel.", k.received);
+        metric(b, "scopecast_broker_local_total", "counter",
+               "Emits delivered on this node only (Redis unreachable).",
+               k.local);
+        metric(b, "scopecast_broker_links_total", "counter",
+               "Times the link to Redis came up.", k.links);
+    }
     metric(b, "scopecast_connections_refused_per_ip_total", "counter",
            "Connections refused (503) by --max-connections-per-ip.",
            SC_STAT(st.refused_per_ip));
@@ -499,14 +569,20 @@ typedef struct sc_httpreq {
     bool close_after;
     bool waiting_body;
     bool refused;       /* decided from the head: the body is not kept */
-    sc_http_out_t out;  /* the refusal, sent once the body has passed */
+    sc_http_out_t out;  /* the refusal, sent once the body has passed; or
+                           the answer that came later (answered) */
     char *refusal_body; /* out.body's copy */
+    struct lws *wsi;
+    sc_broker_req_t *bk; /* an emit waiting for the cluster */
+    bool answered;       /* out is ready: sent when lws lets us write */
 } sc_httpreq_t;
 
 static void req_free(sc_http_pss_t *pss)
 {
     if (!pss || !pss->req)
         return;
+    if (pss->req->bk) /* its answer is dropped when it comes */
+        pss->req->bk->ctx = NULL;
     free(pss->req->refusal_body);
     free(pss->req->body);
     free(pss->req);
@@ -558,6 +634,26 @@ static int respond(struct lws *wsi, sc_httpreq_t *r, const sc_http_out_t *o)
     free(buf);
     sc_buf_reset(&svc->scratch);
     return rc;
+}
+
+/* The cluster's answer to an emit (sc_broker_done_fn): kept until lws
+ * lets us write it (LWS_CALLBACK_HTTP_WRITEABLE). */
+static void lws_emitted(sc_svc_t *svc, sc_broker_req_t *req)
+{
+    sc_httpreq_t *r = req->ctx;
+    r->bk = NULL;
+    sc_http_api_emitted(svc, req, &r->out);
+    free(r->refusal_body);
+    r->refusal_body = malloc(r->out.len + 1);
+    if (r->refusal_body) {
+        memcpy(r->refusal_body, r->out.body, r->out.len);
+        r->out.body = r->refusal_body;
+    } else {
+        answer(&r->out, 500, "text/plain", "out of memory", 13);
+    }
+    sc_buf_reset(&svc->scratch);
+    r->answered = true;
+    lws_callback_on_writable(r->wsi);
 }
 
 /* A request that came through a proxy: the peer address is the proxy's. */
@@ -615,7 +711,10 @@ static int on_http(struct lws *wsi, sc_http_pss_t *pss, const char *path)
         .authorization = r->auth,
         .loopback = sc_http_peer_is_loopback(r->peer) && !is_forwarded(wsi),
         .peer = r->peer,
+        .done = lws_emitted,
+        .done_ctx = r,
     };
+    r->wsi = wsi;
     char cl[32] = "";
     bool has_cl =
         lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
@@ -714,9 +813,18 @@ int sc_http_callback(struct lws *wsi, enum lws_callback_reasons reason,
             r->in.body = r->body ? r->body : "";
             r->in.body_len = r->body_len;
             sc_http_api_answer(svc, &r->in, &out);
+            if (out.wait) { /* answered in lws_emitted */
+                r->bk = out.wait;
+                return 0;
+            }
         }
         return respond(wsi, r, &out);
     }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!r || !r->answered)
+            return 0;
+        r->answered = false;
+        return respond(wsi, r, &r->out);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         req_free(pss);
         return lws_http_transaction_completed(wsi) ? -1 : 0;

@@ -22,6 +22,7 @@
 #ifndef SC_SERVER_HTTP_API_H
 #define SC_SERVER_HTTP_API_H
 
+#include "broker.h"
 #include "http_body.h"
 #include "http_req.h"
 
@@ -44,6 +45,11 @@ typedef struct sc_http_in {
     const char *authorization; /* the header's value, "" when absent */
     bool loopback;             /* a loopback peer, and no forwarding header */
     const char *peer;          /* the peer's address, for log lines */
+    /* The transport's callback for an answer that comes later (an emit
+     * with --broker: the cluster gives its seq) and its context (set as
+     * the request's ctx; the transport clears it when it goes). */
+    sc_broker_done_fn done;
+    void *done_ctx;
 } sc_http_in_t;
 
 /* The answer: status, content type and body; or, for a static file
@@ -54,6 +60,10 @@ typedef struct sc_http_out {
     const char *body; /* len bytes; see Ownership */
     size_t len;
     char file[1024];
+    /* Not NULL: the answer comes later. The transport holds the
+     * connection's next requests until `done` gets this request, and then
+     * gets the answer from sc_http_api_emitted. */
+    sc_broker_req_t *wait;
 } sc_http_out_t;
 
 /* Decides from the head alone (path, method, access rules): returns true
@@ -67,6 +77,11 @@ bool sc_http_api_check(sc_svc_t *svc, const sc_http_in_t *in,
  * route's handler or the static file. */
 void sc_http_api_answer(sc_svc_t *svc, const sc_http_in_t *in,
                         sc_http_out_t *out);
+
+/* The answer to an emit that waited for the cluster (req, in the done
+ * callback). */
+void sc_http_api_emitted(sc_svc_t *svc, const sc_broker_req_t *req,
+                         sc_http_out_t *out);
 
 /* An error answer with `status` (400, 408, 413, 431, 501, 505...) and the
  * JSON error body; the code follows from the status. */

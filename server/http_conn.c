@@ -51,6 +51,12 @@ struct sc_httpc {
     bool one_request; /* admitted from the probe reserve: closes after one */
     char peer[64];
     sc_admit_ip_t *ip; /* its address's count (admit.h) */
+    /* an emit waiting for its cluster seq (--broker): nothing more is read
+     * or answered meanwhile; `rest` keeps what was read after it */
+    sc_broker_req_t *bk;
+    bool bk_last; /* its answer is the connection's last */
+    char *rest;
+    size_t rest_len;
     struct sc_httpc *prev, *next;
 };
 typedef struct sc_httpc sc_httpc_t;
@@ -87,6 +93,9 @@ static void destroy(sc_httpc_t *c)
     sc_admit_release(svc->srv->admit, c->ip);
     sc_http_reader_deinit(&c->rd);
     sc_buf_deinit(&c->out);
+    if (c->bk) /* its answer is dropped when it comes */
+        c->bk->ctx = NULL;
+    free(c->rest);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -177,6 +186,8 @@ static long query_param(void *ud, const char *name, char *out, size_t cap)
     return sc_http_query_param(r->query, r->query_len, name, out, cap);
 }
 
+static void emitted(sc_svc_t *svc, sc_broker_req_t *req);
+
 static void build_in(sc_httpc_t *c, sc_http_in_t *in, char *scope,
                      size_t scope_cap)
 {
@@ -199,6 +210,8 @@ static void build_in(sc_httpc_t *c, sc_http_in_t *in, char *scope,
             h[SC_HDR_AUTHORIZATION].at ? h[SC_HDR_AUTHORIZATION].at : "",
         .loopback = c->loopback && !forwarded,
         .peer = c->peer,
+        .done = emitted,
+        .done_ctx = c,
     };
 }
 
@@ -223,6 +236,8 @@ static bool on_head(sc_httpc_t *c)
     return true;
 }
 
+static void answered(sc_httpc_t *c, sc_http_out_t *o, bool last);
+
 static void on_request(sc_httpc_t *c)
 {
     sc_svc_t *svc = c->svc;
@@ -238,7 +253,20 @@ static void on_request(sc_httpc_t *c)
     sc_http_api_answer(svc, &in, &o);
     bool last = !c->rd.req.keep_alive || c->one_request ||
                 atomic_load(&svc->srv->draining);
-    put_answer(c, &o, last, &c->rd.req);
+    if (o.wait) { /* answered in emitted() */
+        c->bk = o.wait;
+        c->bk_last = last;
+        ev_io_stop(svc->loop, &c->rio);
+        return;
+    }
+    answered(c, &o, last);
+}
+
+/* Sends the answer of the request just read and readies the next. */
+static void answered(sc_httpc_t *c, sc_http_out_t *o, bool last)
+{
+    sc_svc_t *svc = c->svc;
+    put_answer(c, o, last, &c->rd.req);
     SC_COUNT(svc->stats.http_requests, 1);
     if (last) {
         c->state = C_CLOSING;
@@ -251,7 +279,7 @@ static void on_request(sc_httpc_t *c)
 /* Reads requests out of `n` bytes and answers each, in order. */
 static void process(sc_httpc_t *c, const char *b, size_t n)
 {
-    while (n > 0 && c->state == C_OPEN) {
+    while (n > 0 && c->state == C_OPEN && !c->bk) {
         size_t used = 0;
         enum sc_http_event ev = sc_http_reader_feed(&c->rd, b, n, &used);
         b += used;
@@ -267,12 +295,46 @@ static void process(sc_httpc_t *c, const char *b, size_t n)
             break;
         case SC_HTTP_REQUEST:
             on_request(c);
+            if (c->bk && n > 0) { /* kept for after the answer */
+                if (!(c->rest = malloc(n))) {
+                    c->bk->ctx = NULL; /* its answer is lost */
+                    c->bk = NULL;
+                    fail(c, 503, "out of memory");
+                    return;
+                }
+                memcpy(c->rest, b, n);
+                c->rest_len = n;
+            }
             break;
         case SC_HTTP_ERROR:
             fail(c, c->rd.err.status, c->rd.err.message);
             return;
         }
     }
+}
+
+static bool flush(sc_httpc_t *c);
+
+/* The cluster's answer to c's emit (sc_broker_done_fn): sent, then the
+ * requests read after it are answered and c reads again. */
+static void emitted(sc_svc_t *svc, sc_broker_req_t *req)
+{
+    sc_httpc_t *c = req->ctx;
+    c->bk = NULL;
+    sc_http_out_t o;
+    sc_http_api_emitted(svc, req, &o);
+    answered(c, &o, c->bk_last);
+    char *rest = c->rest;
+    size_t n = c->rest_len;
+    c->rest = NULL;
+    c->rest_len = 0;
+    if (rest && c->state == C_OPEN)
+        process(c, rest, n); /* (keeps its own rest if it waits again) */
+    free(rest);
+    if (!flush(c))
+        return;
+    if (!c->bk && c->state == C_OPEN && !c->paused)
+        ev_io_start(svc->loop, &c->rio);
 }
 
 /* Writes what is waiting; then closes, lingers or reads on. Returns false
@@ -313,7 +375,8 @@ static bool flush(sc_httpc_t *c)
         ev_io_start(loop, &c->rio);
     } else if (c->paused) {
         c->paused = false;
-        ev_io_start(loop, &c->rio);
+        if (!c->bk)
+            ev_io_start(loop, &c->rio);
     }
     return true;
 }
@@ -322,7 +385,7 @@ static void on_readable(sc_httpc_t *c)
 {
     sc_svc_t *svc = c->svc;
     /* a few reads per wake-up, so one busy client does not hold the loop */
-    for (int i = 0; i < 4 && !c->paused; i++) {
+    for (int i = 0; i < 4 && !c->paused && !c->bk; i++) {
         ssize_t n = recv(c->fd, svc->rbuf, SC_READ_CHUNK, 0);
         if (n < 0 && errno == EINTR)
             continue;
@@ -430,8 +493,8 @@ void sc_httpconn_tick(sc_svc_t *svc, int64_t now)
 {
     for (sc_httpc_t *c = svc->httpc, *next; c; c = next) {
         next = c->next;
-        if (now < c->deadline_us)
-            continue;
+        if (now < c->deadline_us || c->bk)
+            continue; /* (the broker answers every emit) */
         if (c->state == C_OPEN && c->phase != P_IDLE && !c->paused) {
             /* a head or body that did not come in time */
             fail(c, 408,

@@ -18,6 +18,7 @@
  *   busy scope cannot starve the loop's other watchers.
  */
 #include "plugin.h"
+#include "broker.h"
 #include "codec.h"
 #include "http_body.h"
 #include "log.h"
@@ -394,7 +395,10 @@ int sc_host_emit(sc_host_t *host, const sc_plugin_emit_t *pe, uint64_t *seq)
                    .payload = data,
                    .payload_len = data ? strlen(data) : 0,
                    .has_payload = data != NULL};
-    int rc = sc_bus_emit(host->all->srv->bus, &e, seq);
+    sc_broker_t *bk = host->all->srv->broker;
+    int rc = bk && sc_broker_linked(bk)
+                 ? sc_broker_emit(bk, &e) /* the cluster's seq comes later */
+                 : sc_bus_emit(host->all->srv->bus, &e, seq);
     free(data);
     return rc == SC_OK ? 0 : -1;
 }

@@ -13,6 +13,8 @@
  * the signal handler.
  */
 #include "server.h"
+
+#include "broker.h"
 #include "clock.h"
 #include "http_api.h"
 #include "http_conn.h"
@@ -290,7 +292,8 @@ static int svc_init(sc_server_t *srv, int i, int port)
         close(listen_fd);
         return SC_ENOMEM;
     }
-    if (sc_ws_thread_create(svc) != SC_OK) {
+    if (sc_ws_thread_create(svc) != SC_OK ||
+        (srv->broker && sc_broker_thread_create(svc) != SC_OK)) {
         close(listen_fd);
         return SC_ENOMEM;
     }
@@ -320,6 +323,15 @@ int sc_server_init(sc_server_t *srv, sc_config_t *cfg, _Atomic int *stop_flag)
     /* SO_REUSEPORT would let a second server join a port in use */
     if (cfg->port != 0 && sc_listen_check_free(cfg->host, cfg->port) != 0)
         return SC_EINVAL;
+    if (cfg->broker && *cfg->broker) {
+        char why[128];
+        rc = sc_broker_create(srv, cfg->broker, &srv->broker, why, sizeof why);
+        if (rc != SC_OK) {
+            sc_log(SC_LOG_ERROR, "--broker: %s",
+                   rc == SC_EINVAL ? why : sc_strerror(rc));
+            return rc;
+        }
+    }
     srv->nsvcs = cfg->threads;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_ours);
     for (int i = 0; i < srv->nsvcs; i++) {
@@ -394,6 +406,10 @@ int sc_server_run(sc_server_t *srv)
 
 void sc_server_deinit(sc_server_t *srv)
 {
+    /* first: what it still answers goes to the threads' queues, freed
+     * below */
+    sc_broker_destroy(srv->broker);
+    srv->broker = NULL;
     for (int i = 0; srv->svcs && i < srv->nsvcs; i++) {
         sc_upgrade_shutdown(&srv->svcs[i]);
         sc_ws_shutdown(&srv->svcs[i]);
@@ -406,6 +422,7 @@ void sc_server_deinit(sc_server_t *srv)
         if (svc->ctx)
             lws_context_destroy(svc->ctx); /* closes what is left */
         sc_ws_thread_destroy(svc);
+        sc_broker_thread_destroy(svc);
         if (svc->loop)
             ev_loop_destroy(svc->loop);
         sc_buf_deinit(&svc->scratch);

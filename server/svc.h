@@ -53,6 +53,8 @@ struct sc_hs;            /* upgrade.c */
 struct sc_httpc;         /* http_conn.c */
 struct sc_plugins;       /* plugin.c */
 struct sc_plugin_thread; /* plugin.c */
+struct sc_broker;        /* broker.c */
+struct sc_broker_thread; /* broker.c */
 
 struct sc_server {
     sc_config_t *cfg;       /* {const} borrowed from main */
@@ -71,6 +73,8 @@ struct sc_server {
     _Atomic int *stop_flag;     /* {atomic} set by the signal handler */
     _Atomic bool draining;      /* {atomic} shutdown has begun */
     struct sc_plugins *plugins; /* {const} plugin.c: loaded plugins */
+    struct sc_broker *broker;   /* {const} broker.c: the cluster link
+                                   (--broker), or NULL */
     sc_svc_t *svcs;             /* {const} nsvcs service threads */
     int nsvcs;                  /* {const} */
 };
@@ -90,6 +94,7 @@ struct sc_svc {
     struct sc_hs *hs;                /* upgrade.c: pending handshakes */
     struct sc_httpc *httpc;          /* http_conn.c: API connections */
     struct sc_plugin_thread *plugin; /* plugin.c: hooks' answers */
+    struct sc_broker_thread *broker; /* broker.c: emits' answers */
     _Atomic size_t nhttp;            /* {atomic} its connections */
     _Atomic size_t nconns;           /* {atomic} WebSocket connections (ws.c) */
     sc_stats_t stats;                /* {atomic} this thread's counters */

@@ -3,6 +3,7 @@
  * and freed, and the protocol's requests and replies.
  */
 #include "ws.h"
+#include "broker.h"
 #include "clock.h"
 #include "codec.h"
 #include "http_req.h"
@@ -50,6 +51,11 @@ typedef struct sc_wsconn {
     int64_t rl_last_us;
     unsigned rl_refused;  /* requests refused since the last one taken */
     struct sc_wsplug *px; /* plugins' state; NULL without hooks */
+    /* an emit waiting for its cluster seq (--broker): its request (whose
+     * ctx is c until c goes), the reply's id and scope; c reads nothing
+     * meanwhile, so replies keep the requests' order */
+    sc_broker_req_t *bk;
+    char *bk_id, *bk_scope;
     struct sc_wspres *pu; /* presence updates' state; NULL before the
                              first presence_update */
     /* the presence grace (docs/PROTOCOL.md "Presence grace") */
@@ -124,6 +130,18 @@ static void conn_view(const sc_wsconn_t *c, sc_plugin_conn_t *v)
         .cookie = c->px->cookie,
         .query = c->px->query,
     };
+}
+
+/* Ends c's wait for an emit's seq: the answer, when it comes, is freed
+ * unread. */
+static void bk_free(sc_wsconn_t *c)
+{
+    if (c->bk)
+        c->bk->ctx = NULL;
+    c->bk = NULL;
+    free(c->bk_id);
+    free(c->bk_scope);
+    c->bk_id = c->bk_scope = NULL;
 }
 
 /* The connection goes: the plugins that saw it connect hear it leave, and
@@ -264,6 +282,7 @@ static void conn_destroy(sc_wsconn_t *c)
            dropped && c->subs.n ? "dropped (presence held)" : "disconnected");
     plug_free(c);
     pres_free(c);
+    bk_free(c);
     for (size_t i = 0; i < c->subs.n; i++) {
         if (dropped)
             sc_sub_destroy_hold(c->subs.v[i]);
@@ -608,6 +627,37 @@ static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
     reply(c);
 }
 
+static void maybe_resume(sc_wsconn_t *c);
+
+/* The cluster's answer to c's emit (sc_broker_done_fn). */
+static void emit_answered(sc_svc_t *svc, sc_broker_req_t *req)
+{
+    sc_wsconn_t *c = req->ctx;
+    sc_proto_enc_emitted(&svc->scratch, c->bk_id, c->bk_scope, req->seqs[0]);
+    c->bk = NULL; /* the drain frees req */
+    bk_free(c);
+    reply(c);
+    maybe_resume(c);
+}
+
+/* Hands e to the broker; c waits for its seq (request_done pauses it). */
+static int emit_clustered(sc_wsconn_t *c, sc_broker_t *bk, const sc_emit_t *e,
+                          const sc_request_t *req)
+{
+    sc_broker_req_t *br = sc_broker_req_new(bk, c->svc, 1, emit_answered, c);
+    if (!br || sc_broker_req_set(bk, br, 0, e) != SC_OK ||
+        !(c->bk_scope = strdup(req->scope)) ||
+        (req->id_json && !(c->bk_id = strdup(req->id_json)))) {
+        sc_broker_req_free(br);
+        free(c->bk_scope);
+        c->bk_scope = NULL;
+        return SC_ENOMEM;
+    }
+    c->bk = br;
+    sc_broker_submit(bk, br);
+    return SC_OK;
+}
+
 static void op_emit(sc_wsconn_t *c, sc_request_t *req)
 {
     sc_svc_t *svc = c->svc;
@@ -628,6 +678,14 @@ static void op_emit(sc_wsconn_t *c, sc_request_t *req)
         e.payload = r->data;
         e.payload_len = r->data ? strlen(r->data) : 0;
         e.has_payload = r->data != NULL;
+    }
+    sc_broker_t *bk = svc->srv->broker;
+    if (bk && sc_broker_linked(bk)) { /* the cluster gives the seq */
+        int brc = emit_clustered(c, bk, &e, req);
+        gate_done(c, r);
+        if (brc != SC_OK)
+            reply_error(c, req->id_json, SC_ERRC_INTERNAL, "out of memory");
+        return;
     }
     uint64_t seq = 0;
     int rc = sc_bus_emit(svc->srv->bus, &e, &seq);
@@ -955,15 +1013,16 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
  * sends faster than it reads is slowed, not closed). */
 static int request_done(sc_wsconn_t *c)
 {
-    if (c->px && c->px->hook)
-        return SC_WSIO_PAUSE; /* later requests wait for a plugin's answer */
+    if ((c->px && c->px->hook) || c->bk)
+        return SC_WSIO_PAUSE; /* later requests wait for a plugin's answer
+                                 or an emit's seq */
     return sc_writer_ctl_backlog(&c->out) > SC_CTL_PAUSE ? SC_WSIO_PAUSE : 0;
 }
 
 /* After a write: read again once the replies are down. */
 static void maybe_resume(sc_wsconn_t *c)
 {
-    if (c->io.paused && !(c->px && c->px->hook) &&
+    if (c->io.paused && !(c->px && c->px->hook) && !c->bk &&
         sc_writer_ctl_backlog(&c->out) <= SC_CTL_RESUME)
         sc_wsio_resume(&c->io);
 }
@@ -1370,6 +1429,9 @@ void sc_ws_thread_enter(sc_svc_t *svc)
 
 void sc_ws_flush(sc_svc_t *svc)
 {
+    /* the cluster's answers first: an `emitted` goes before the echo of
+     * its event, which the broker delivered after queueing the answer */
+    sc_broker_drain(svc);
     sc_writer_t **v;
     size_t k = sc_writer_take_pending(svc, &v);
     for (size_t i = 0; i < k; i++) {
