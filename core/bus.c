@@ -43,6 +43,15 @@ typedef struct sc__held {
     struct sc__held *next, *prev; /* the shard's expiry list */
 } sc__held_t;
 
+/* Another node's presence entry (sc_bus_remote_join), in its scope's
+ * `remote` array. */
+typedef struct sc__remote {
+    sc_conn_t conn;
+    uint64_t session_hash;
+    uint64_t node, gen;
+    size_t index; /* in scope->remote */
+} sc__remote_t;
+
 /* A kept event (history) and when it was kept (bus clock). */
 typedef struct sc__kept {
     sc_event_t *ev; /* a reference */
@@ -67,7 +76,10 @@ typedef struct sc__scope {
     size_t nsubs, cap;
     sc__held_t **held;
     size_t nheld, heldcap;
-    /* user id -> its shown subscriptions and held entries (uintptr_t) */
+    sc__remote_t **remote; /* other nodes' entries */
+    size_t nremote, remotecap;
+    /* user id -> its shown subscriptions, held and remote entries
+     * (uintptr_t) */
     sc__strmap_t users;
     double warn_last; /* drop-warning throttle */
     uint64_t warn_count;
@@ -262,13 +274,19 @@ static void scope_free(sc__scope_t *sc)
     sc__strmap_deinit(&sc->users);
     free(sc->subs);
     free(sc->held);
+    for (size_t i = 0; i < sc->nremote; i++) {
+        sc_conn_deinit(&sc->remote[i]->conn);
+        free(sc->remote[i]);
+    }
+    free(sc->remote);
     free(sc->kept);
     free(sc);
 }
 
 static bool scope_empty(const sc__scope_t *sc)
 {
-    return sc->nsubs == 0 && sc->nheld == 0 && sc->nkept == 0;
+    return sc->nsubs == 0 && sc->nheld == 0 && sc->nkept == 0 &&
+           sc->nremote == 0;
 }
 
 /* A new epoch: splitmix64 of the seed plus a counter, so epochs of one bus
@@ -822,12 +840,33 @@ static bool user_release_locked(sc__scope_t *sc, const char *uid)
     return false;
 }
 
-/* Tells `sc`'s subscribers (but quiet ones and `except`) a presence
- * event of `conn`. Returns false when it could not be built (out of
- * memory). Caller holds the lock. */
+/* Tells the presence hook about a local entry. Caller holds the lock. */
+static void hook_presence(sc_bus_t *bus, int kind, const char *scope,
+                          const sc_conn_t *conn)
+{
+    if (bus->cfg.on_presence)
+        bus->cfg.on_presence(bus->cfg.on_presence_ud, kind, scope, conn);
+}
+
+static bool announce_raw_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                                int kind, const sc_conn_t *conn, bool edge,
+                                const sc_sub_t *except, after_t *af);
+
+/* Tells the presence hook and `sc`'s subscribers (but quiet ones and
+ * `except`) a presence event of the local entry `conn`. Returns false when
+ * it could not be built (out of memory). Caller holds the lock. */
 static bool announce_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
                             int kind, const sc_conn_t *conn, bool edge,
                             const sc_sub_t *except, after_t *af)
+{
+    hook_presence(bus, kind, sc->entry->key, conn);
+    return announce_raw_locked(bus, sh, sc, kind, conn, edge, except, af);
+}
+
+/* announce_locked without the hook (remote entries). */
+static bool announce_raw_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                                int kind, const sc_conn_t *conn, bool edge,
+                                const sc_sub_t *except, after_t *af)
 {
     if (sc->nsubs == 0 || (sc->nsubs == 1 && sc->subs[0] == except))
         return true;
@@ -978,6 +1017,8 @@ static int adopt_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
             return SC_ENOMEM;
         }
     }
+    if (!meta_eq(view.meta, view.meta_len, src->meta, src->meta_len))
+        hook_presence(bus, SC_EVENT_UPDATE, sc->entry->key, &view);
     sub->_conn.connected_at = view.connected_at;
     sub->_conn.meta = view.meta;
     sub->_conn.meta_len = view.meta_len;
@@ -1033,6 +1074,8 @@ static int attach_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
     }
     if (user)
         user->value = (void *)((uintptr_t)user->value + 1);
+    if (is_shown)
+        hook_presence(bus, SC_EVENT_JOIN, sc->entry->key, &sub->_conn);
     sub->_scope = sc;
     sub->_index = sc->nsubs;
     sc->subs[sc->nsubs++] = sub;
@@ -1242,6 +1285,7 @@ int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
     } else if (sc->nsubs > 1 && encode(bus, ev) != 0) {
         rc = SC_ENOMEM;
     } else {
+        hook_presence(bus, SC_EVENT_UPDATE, sc->entry->key, &view);
         char *old = sub->_conn.meta;
         sub->_conn.meta = copy;
         sub->_conn.meta_len = view.meta_len;
@@ -1436,12 +1480,14 @@ int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
     pthread_mutex_lock(&sh->lock);
     sc__strmap_entry_t *e = sc__strmap_find(&sh->scopes, scope, hash);
     sc__scope_t *sc = e ? e->value : NULL;
-    if (sc && !scope_empty(sc) &&
-        !(v = calloc(sc->nsubs + sc->nheld, sizeof *v)))
+    size_t all = sc ? sc->nsubs + sc->nheld + sc->nremote : 0;
+    if (sc && !scope_empty(sc) && all && !(v = calloc(all, sizeof *v)))
         rc = SC_ENOMEM;
-    for (size_t i = 0; v && sc && i < sc->nsubs + sc->nheld; i++) {
+    for (size_t i = 0; v && sc && i < all; i++) {
         const sc_conn_t *c = NULL;
-        if (i >= sc->nsubs)
+        if (i >= sc->nsubs + sc->nheld)
+            c = &sc->remote[i - sc->nsubs - sc->nheld]->conn;
+        else if (i >= sc->nsubs)
             c = &sc->held[i - sc->nsubs]->conn;
         else if (shown(sc->subs[i]))
             c = &sc->subs[i]->_conn;
@@ -1465,6 +1511,226 @@ int sc_bus_presence(sc_bus_t *bus, const char *scope, sc_conn_t **out,
     *n = dedupe_conns(v, count);
     *out = v;
     return SC_OK;
+}
+
+/* ---- remote presence (another node's entries) -------------------------- */
+
+static sc__remote_t *remote_find_locked(const sc__scope_t *sc, uint64_t node,
+                                        const char *session, uint64_t hash)
+{
+    for (size_t i = 0; i < sc->nremote; i++) {
+        sc__remote_t *r = sc->remote[i];
+        if (r->session_hash == hash && r->node == node &&
+            strcmp(r->conn.session_id, session) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* The entry leaves: LEAVE (last for its user's last entry), then it is
+ * freed (the caller drops an emptied scope). False: the LEAVE was not
+ * built (the entry is gone all the same). Caller holds the lock. */
+static bool remote_leave_locked(sc_bus_t *bus, shard_t *sh, sc__scope_t *sc,
+                                sc__remote_t *r, after_t *af)
+{
+    bool last = user_release_locked(sc, r->conn.user_id);
+    bool ok = announce_raw_locked(bus, sh, sc, SC_EVENT_LEAVE, &r->conn, last,
+                                  NULL, af);
+    size_t i = r->index;
+    sc->remote[i] = sc->remote[--sc->nremote];
+    sc->remote[i]->index = i;
+    sc_conn_deinit(&r->conn);
+    free(r);
+    return ok;
+}
+
+static int remote_reserve(sc__scope_t *sc)
+{
+    if (sc->nremote < sc->remotecap)
+        return 0;
+    size_t cap = sc->remotecap ? sc->remotecap * 2 : 2;
+    sc__remote_t **v = realloc(sc->remote, cap * sizeof *v);
+    if (!v)
+        return -1;
+    sc->remote = v;
+    sc->remotecap = cap;
+    return 0;
+}
+
+int sc_bus_remote_join(sc_bus_t *bus, const char *scope, uint64_t node,
+                       uint64_t gen, const sc_conn_t *conn)
+{
+    if (!bus || !scope || !*scope || !conn || !conn->session_id)
+        return SC_EINVAL;
+    /* the entry, made before the lock */
+    sc__remote_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return SC_ENOMEM;
+    if (sc_conn_copy(&r->conn, conn) != SC_OK) {
+        free(r);
+        return SC_ENOMEM;
+    }
+    r->session_hash = sc__hash(conn->session_id);
+    r->node = node;
+    r->gen = gen;
+    uint64_t hash = sc__hash(scope);
+    shard_t *sh = shard_of(bus, hash);
+    after_t af;
+    after_init(&af);
+    int rc = SC_ENOMEM;
+    pthread_mutex_lock(&sh->lock);
+    sc__scope_t *sc = scope_get_locked(bus, sh, scope, hash, NULL);
+    sc__remote_t *old =
+        sc ? remote_find_locked(sc, node, conn->session_id, r->session_hash)
+           : NULL;
+    if (old) { /* known: a newer gen, maybe a new meta */
+        old->gen = gen;
+        rc = SC_OK;
+        if (!meta_eq(old->conn.meta, old->conn.meta_len, r->conn.meta,
+                     r->conn.meta_len) &&
+            announce_raw_locked(bus, sh, sc, SC_EVENT_UPDATE, &r->conn, false,
+                                NULL, &af)) {
+            char *m = old->conn.meta;
+            old->conn.meta = r->conn.meta;
+            old->conn.meta_len = r->conn.meta_len;
+            r->conn.meta = m; /* freed with r */
+        }
+    } else if (sc && remote_reserve(sc) == 0) {
+        sc__strmap_entry_t *user = NULL;
+        bool first = true;
+        const char *uid = conn->user_id;
+        if (uid &&
+            !(user = sc__strmap_upsert(&sc->users, uid, sc__hash(uid)))) {
+            rc = SC_ENOMEM;
+        } else {
+            first = !user || user->value == NULL;
+            if (announce_raw_locked(bus, sh, sc, SC_EVENT_JOIN, &r->conn, first,
+                                    NULL, &af)) {
+                if (user)
+                    user->value = (void *)((uintptr_t)user->value + 1);
+                r->index = sc->nremote;
+                sc->remote[sc->nremote++] = r;
+                r = NULL;
+                rc = SC_OK;
+            } else if (user && !user->value) {
+                sc__strmap_remove(&sc->users, user);
+            }
+        }
+    }
+    if (sc && scope_empty(sc))
+        scope_drop_locked(bus, sh, sc);
+    pthread_mutex_unlock(&sh->lock);
+    after_run(bus, &af);
+    if (r) {
+        sc_conn_deinit(&r->conn);
+        free(r);
+    }
+    return rc;
+}
+
+int sc_bus_remote_leave(sc_bus_t *bus, const char *scope, uint64_t node,
+                        const char *session_id)
+{
+    if (!bus || !scope || !session_id)
+        return SC_EINVAL;
+    uint64_t hash = sc__hash(scope);
+    shard_t *sh = shard_of(bus, hash);
+    after_t af;
+    after_init(&af);
+    bool ok = true;
+    pthread_mutex_lock(&sh->lock);
+    sc__strmap_entry_t *e = sc__strmap_find(&sh->scopes, scope, hash);
+    sc__scope_t *sc = e ? e->value : NULL;
+    sc__remote_t *r =
+        sc ? remote_find_locked(sc, node, session_id, sc__hash(session_id))
+           : NULL;
+    if (r) {
+        ok = remote_leave_locked(bus, sh, sc, r, &af);
+        if (scope_empty(sc))
+            scope_drop_locked(bus, sh, sc);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    after_run(bus, &af);
+    if (!ok)
+        sc__bus_logf(bus, SC_LOG_ERROR,
+                     "out of memory: a remote leave of scope='%s' was not "
+                     "announced",
+                     scope);
+    return SC_OK;
+}
+
+struct remote_drop_ctx {
+    sc_bus_t *bus;
+    shard_t *sh;
+    uint64_t node, below;
+    size_t count;
+    bool failed;
+    after_t *af;
+};
+
+static void remote_drop_cb(sc__strmap_entry_t *e, void *ud)
+{
+    struct remote_drop_ctx *cx = ud;
+    sc__scope_t *sc = e->value;
+    for (size_t i = sc->nremote; i-- > 0;) {
+        sc__remote_t *r = sc->remote[i];
+        if (r->node != cx->node || r->gen >= cx->below)
+            continue;
+        if (!remote_leave_locked(cx->bus, cx->sh, sc, r, cx->af))
+            cx->failed = true;
+        cx->count++;
+    }
+    if (scope_empty(sc))
+        scope_drop_locked(cx->bus, cx->sh, sc);
+}
+
+size_t sc_bus_remote_drop(sc_bus_t *bus, uint64_t node, uint64_t below)
+{
+    if (!bus)
+        return 0;
+    after_t af;
+    after_init(&af);
+    struct remote_drop_ctx cx = {
+        .bus = bus, .node = node, .below = below, .af = &af};
+    for (int i = 0; i < SHARDS; i++) {
+        cx.sh = &bus->shards[i];
+        pthread_mutex_lock(&cx.sh->lock);
+        sc__strmap_each(&cx.sh->scopes, remote_drop_cb, &cx);
+        pthread_mutex_unlock(&cx.sh->lock);
+        after_run(bus, &af);
+    }
+    if (cx.failed)
+        sc__bus_logf(bus, SC_LOG_ERROR,
+                     "out of memory: a remote leave was not announced");
+    return cx.count;
+}
+
+struct each_presence_ctx {
+    sc_on_presence_fn fn;
+    void *ud;
+};
+
+static void each_presence_cb(sc__strmap_entry_t *e, void *ud)
+{
+    struct each_presence_ctx *cx = ud;
+    sc__scope_t *sc = e->value;
+    for (size_t i = 0; i < sc->nsubs; i++)
+        if (shown(sc->subs[i]))
+            cx->fn(cx->ud, SC_EVENT_JOIN, e->key, &sc->subs[i]->_conn);
+    for (size_t i = 0; i < sc->nheld; i++)
+        cx->fn(cx->ud, SC_EVENT_JOIN, e->key, &sc->held[i]->conn);
+}
+
+void sc_bus_each_presence(sc_bus_t *bus, sc_on_presence_fn fn, void *ud)
+{
+    if (!bus || !fn)
+        return;
+    struct each_presence_ctx cx = {fn, ud};
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&bus->shards[i].lock);
+        sc__strmap_each(&bus->shards[i].scopes, each_presence_cb, &cx);
+        pthread_mutex_unlock(&bus->shards[i].lock);
+    }
 }
 
 void sc_presence_free(sc_conn_t *list, size_t n)

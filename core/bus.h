@@ -89,6 +89,16 @@ typedef int (*sc_on_drop_fn)(void *ud, const char *scope, const sc_event_t *ev);
 typedef int (*sc_on_disconnect_fn)(void *ud, const char *scope,
                                    const sc_conn_t *conn);
 
+/* Presence hook: an entry of this bus (a shown subscription, or a held
+ * entry) joined (SC_EVENT_JOIN), left (SC_EVENT_LEAVE) or changed its meta
+ * (SC_EVENT_UPDATE; conn has the new meta), whether or not anyone here
+ * was told. Not called for entries added with sc_bus_remote_join, nor for
+ * sc_bus_close (no leave). Called with the scope's shard lock held, in
+ * the scope's order: quick, no calls into the bus; `conn` is borrowed.
+ * The server's broker announces these to the other nodes. */
+typedef void (*sc_on_presence_fn)(void *ud, int kind, const char *scope,
+                                  const sc_conn_t *conn);
+
 /* Encoder hook: called once per event with a shard lock held; it should
  * call sc_event_set_frame(). A non-zero return rejects the emit (no seq is
  * used, nothing is queued) and sc_bus_emit returns SC_ENOMEM. */
@@ -115,6 +125,8 @@ typedef struct sc_bus_config {
     int maxsize;           /* queue bound per subscription (>= 1) */
     sc_on_drop_fn on_drop; /* optional */
     void *on_drop_ud;
+    sc_on_presence_fn on_presence; /* optional */
+    void *on_presence_ud;
     sc_log_fn log; /* optional; NULL = silent */
     void *log_ud;
     sc_encode_fn encode; /* optional; NULL = events carry no frame */
@@ -289,6 +301,34 @@ size_t sc_bus_close_user(sc_bus_t *bus, const char *user_id, const char *scope);
  * Thread: owner (the only thread that changes a conn's meta). */
 int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
                            size_t len);
+
+/* Remote presence: entries of another bus (another node of a cluster,
+ * identified by `node`), mirrored here so presence lists, join/leave and
+ * the user-level first/last cover the whole cluster. A remote entry is
+ * listed like a local one and counts for its user's first/last; it never
+ * reaches the presence hook.
+ *
+ * sc_bus_remote_join adds node's entry conn->session_id in `scope` (JOIN
+ * to the scope's subscribers, first when its user had no entry here), or,
+ * when it is there already, marks it with `gen` and takes conn's meta
+ * (UPDATE when it changed). sc_bus_remote_leave removes one (LEAVE, last
+ * when it was its user's last entry). sc_bus_remote_drop removes every
+ * entry of `node` marked with a gen below `below` (UINT64_MAX: all of
+ * them), each with its LEAVE, and returns how many. Returns SC_OK, SC_EINVAL
+ * or SC_ENOMEM (nothing changed); leaving an unknown entry is SC_OK.
+ * Thread: any. */
+int sc_bus_remote_join(sc_bus_t *bus, const char *scope, uint64_t node,
+                       uint64_t gen, const sc_conn_t *conn);
+int sc_bus_remote_leave(sc_bus_t *bus, const char *scope, uint64_t node,
+                        const char *session_id);
+size_t sc_bus_remote_drop(sc_bus_t *bus, uint64_t node, uint64_t below);
+
+/* Calls fn for every local presence entry (shown subscriptions and held
+ * entries; not remote ones), one shard lock at a time, with that lock
+ * held (as the presence hook: quick, no calls into the bus). An entry
+ * that joins or leaves meanwhile is either visited or reported by the
+ * hook after its shard was visited. Thread: any. */
+void sc_bus_each_presence(sc_bus_t *bus, sc_on_presence_fn fn, void *ud);
 
 /* Announces the LEAVE of every held presence entry (sc_sub_destroy_hold)
  * whose grace has passed (by the bus clock), to the scope's others but

@@ -78,6 +78,75 @@ int sc_cluster_enc_close(sc_buf_t *b, uint64_t node, uint64_t token,
     return b->err;
 }
 
+int sc_cluster_enc_presence(sc_buf_t *b, char kind, uint64_t node, uint64_t gen,
+                            const char *scope, const sc_conn_t *conn)
+{
+    if ((kind != SC_CLUSTER_JOIN && kind != SC_CLUSTER_LEAVE) || !scope ||
+        !*scope || !conn || !conn->session_id || !*conn->session_id)
+        return SC_EINVAL;
+    put_head(b, kind, node, gen);
+    put_str(b, 's', scope);
+    put_str(b, 'i', conn->session_id);
+    if (kind == SC_CLUSTER_JOIN) {
+        if (conn->user_id)
+            put_str(b, 'u', conn->user_id);
+        char at[32];
+        int n = snprintf(at, sizeof at, "%.3f", conn->connected_at);
+        put_field(b, 't', at, (size_t)n);
+        if (conn->meta)
+            put_field(b, 'm', conn->meta, conn->meta_len);
+    }
+    return b->err;
+}
+
+int sc_cluster_enc_bare(sc_buf_t *b, char kind, uint64_t node, uint64_t token)
+{
+    if (kind != SC_CLUSTER_END && kind != SC_CLUSTER_ALIVE &&
+        kind != SC_CLUSTER_SYNC)
+        return SC_EINVAL;
+    put_head(b, kind, node, token);
+    return b->err;
+}
+
+void sc_cluster_msg_to_conn(const sc_cluster_msg_t *m, sc_conn_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->session_id = (char *)m->session;
+    out->user_id = (char *)m->user;
+    out->connected_at = m->at;
+    out->meta = (char *)m->meta;
+    out->meta_len = m->meta_len;
+}
+
+/* connected-at: digits, at most one '.', at most 3 decimals. */
+static bool parse_at(const char *s, size_t n, double *out)
+{
+    size_t i = 0, digits = 0, decimals = 0;
+    bool dot = false;
+    double v = 0, scale = 1;
+    for (; i < n; i++) {
+        if (s[i] == '.' && !dot && digits) {
+            dot = true;
+        } else if (s[i] >= '0' && s[i] <= '9' && digits < 15 &&
+                   (!dot || decimals < 3)) {
+            if (dot) {
+                scale /= 10;
+                v += (s[i] - '0') * scale;
+                decimals++;
+            } else {
+                v = v * 10 + (s[i] - '0');
+                digits++;
+            }
+        } else {
+            return false;
+        }
+    }
+    if (!digits || (dot && !decimals))
+        return false;
+    *out = v;
+    return true;
+}
+
 static bool hex16(const char *p, uint64_t *out)
 {
     uint64_t v = 0;
@@ -125,7 +194,7 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     if (len - i < 1 + 2 * HEX16)
         return SC_EINVAL;
     char kind = msg[i++];
-    if (kind != SC_CLUSTER_EVENT && kind != SC_CLUSTER_CLOSE)
+    if (!strchr("ECJLNHS", kind) || kind == '\0')
         return SC_EINVAL;
     if (!hex16(msg + i, &out->node) || !hex16(msg + i + HEX16, &out->token))
         return SC_EINVAL;
@@ -133,13 +202,14 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     out->kind = kind;
     out->seq = seq;
     int rc = SC_EINVAL;
+    bool has_at = false;
     while (i < len) {
         if (len - i < 6)
             goto fail;
         const uint8_t *h = (const uint8_t *)msg + i;
         char tag = (char)h[0];
-        size_t n = (size_t)h[1] << 24 | (size_t)h[2] << 16 |
-                   (size_t)h[3] << 8 | (size_t)h[4];
+        size_t n = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 |
+                   (size_t)h[4];
         if (n > FIELD_MAX || len - i - 5 < n + 1 || msg[i + 5 + n] != '\0')
             goto fail;
         const char *s = msg + i + 5;
@@ -148,7 +218,7 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
         i += 5 + n + 1;
         switch (tag) {
         case 's':
-            if (out->scope || n == 0)
+            if (out->scope || n == 0 || !strchr("ECJL", kind))
                 goto fail;
             out->scope = s;
             break;
@@ -158,9 +228,27 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
             out->origin = s;
             break;
         case 'u':
-            if (out->user || n == 0 || kind != SC_CLUSTER_CLOSE)
+            if (out->user || n == 0 ||
+                (kind != SC_CLUSTER_CLOSE && kind != SC_CLUSTER_JOIN))
                 goto fail;
             out->user = s;
+            break;
+        case 'i':
+            if (out->session || n == 0 ||
+                (kind != SC_CLUSTER_JOIN && kind != SC_CLUSTER_LEAVE))
+                goto fail;
+            out->session = s;
+            break;
+        case 't':
+            if (kind != SC_CLUSTER_JOIN || has_at || !parse_at(s, n, &out->at))
+                goto fail;
+            has_at = true;
+            break;
+        case 'm':
+            if (out->meta || kind != SC_CLUSTER_JOIN)
+                goto fail;
+            out->meta = s;
+            out->meta_len = n;
             break;
         case 'p':
             if (kind != SC_CLUSTER_EVENT)
@@ -189,8 +277,26 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
             goto fail;
         }
     }
-    if (kind == SC_CLUSTER_EVENT ? !out->scope : !out->scope && !out->user)
-        goto fail;
+    switch (kind) {
+    case SC_CLUSTER_EVENT:
+        if (!out->scope)
+            goto fail;
+        break;
+    case SC_CLUSTER_CLOSE:
+        if (!out->scope && !out->user)
+            goto fail;
+        break;
+    case SC_CLUSTER_JOIN:
+        if (!out->scope || !out->session || !has_at)
+            goto fail;
+        break;
+    case SC_CLUSTER_LEAVE:
+        if (!out->scope || !out->session)
+            goto fail;
+        break;
+    default: /* N, H, S: no fields (checked by each tag's kind) */
+        break;
+    }
     return SC_OK;
 nomem:
     rc = SC_ENOMEM;
@@ -238,8 +344,8 @@ static bool parse_uint(const char *s, size_t n, long max, long *out)
     return true;
 }
 
-int sc_cluster_parse_url(const char *url, char *host, size_t hostlen,
-                         int *port, int *db, char *why, size_t whylen)
+int sc_cluster_parse_url(const char *url, char *host, size_t hostlen, int *port,
+                         int *db, char *why, size_t whylen)
 {
     static const char scheme[] = "redis://";
     *port = 6379;

@@ -47,12 +47,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sc_cluster_msg_t m;
     if (sc_cluster_decode((const char *)data, size, &m) != SC_OK)
         return 0;
-    CHECK(m.kind == SC_CLUSTER_EVENT ? m.scope && *m.scope
-                                     : m.scope || m.user);
+    switch (m.kind) {
+    case SC_CLUSTER_EVENT:
+        CHECK(m.scope && *m.scope);
+        break;
+    case SC_CLUSTER_CLOSE:
+        CHECK(m.scope || m.user);
+        break;
+    case SC_CLUSTER_JOIN:
+    case SC_CLUSTER_LEAVE:
+        CHECK(m.scope && *m.scope && m.session && *m.session);
+        break;
+    default:
+        CHECK(!m.scope && !m.user && !m.session && !m.npaths && !m.data);
+    }
     inside(data, size, m.scope);
     inside(data, size, m.origin);
     inside(data, size, m.user);
     inside(data, size, m.data);
+    inside(data, size, m.session);
+    inside(data, size, m.meta);
     for (size_t i = 0; i < m.npaths; i++)
         inside(data, size, m.paths[i]);
     for (size_t i = 0; i < m.naudience; i++)
@@ -66,9 +80,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sc_emit_t e;
         sc_cluster_msg_to_emit(&m, &e);
         CHECK(sc_cluster_enc_event(&b, m.node, m.token, &e) == SC_OK);
-    } else {
+    } else if (m.kind == SC_CLUSTER_CLOSE) {
         CHECK(sc_cluster_enc_close(&b, m.node, m.token, m.scope, m.user) ==
               SC_OK);
+    } else if (m.kind == SC_CLUSTER_JOIN || m.kind == SC_CLUSTER_LEAVE) {
+        sc_conn_t c;
+        sc_cluster_msg_to_conn(&m, &c);
+        CHECK(sc_cluster_enc_presence(&b, m.kind, m.node, m.token, m.scope,
+                                      &c) == SC_OK);
+    } else {
+        CHECK(sc_cluster_enc_bare(&b, m.kind, m.node, m.token) == SC_OK);
     }
     sc_cluster_msg_t r;
     CHECK(sc_cluster_decode(sc_buf_str(&b), sc_buf_len(&b), &r) == SC_OK);
@@ -78,8 +99,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           r.data_len == m.data_len);
     same(r.scope, m.scope);
     same(r.origin, m.origin);
-    same(r.user, m.user);
+    if (m.kind != SC_CLUSTER_LEAVE)
+        same(r.user, m.user);
     same(r.data, m.data);
+    same(r.session, m.session);
+    if (m.kind == SC_CLUSTER_JOIN) { /* a leave carries no user, at, meta */
+        same(r.meta, m.meta);
+        CHECK(r.meta_len == m.meta_len);
+        CHECK(r.at - m.at < 0.002 && m.at - r.at < 0.002);
+    }
     for (size_t i = 0; i < m.npaths; i++)
         same(r.paths[i], m.paths[i]);
     for (size_t i = 0; i < m.naudience; i++)

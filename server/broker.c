@@ -33,6 +33,14 @@
 #define SEQ_TTL_S "86400"
 #define RETRY_MIN_S 0.1
 #define RETRY_MAX_S 1.0
+/* Presence: each node says it is alive every ALIVE_S (on the channel, and
+ * in its key scopecast:node:ID with a TTL of NODE_TTL_S); a node not heard
+ * from for NODE_GONE_S (checked every ALIVE_S) is gone: its entries leave
+ * everywhere, at most NODE_GONE_S + ALIVE_S = the TTL after its end. */
+#define ALIVE_S 0.5
+#define NODE_GONE_S 4.5
+#define NODE_TTL_S 5
+#define NODE_TTL_TEXT "5"
 
 /* KEYS[1] the scope's seq key; ARGV: channel, the emitting node's seq for
  * the scope (a floor: after an outage its local emits went on from its
@@ -47,11 +55,12 @@ static const char SCRIPT[] =
     "return s\n";
 
 /* One message for the channel: an emit (req set; msg is "0 " and the
- * body, so a failed one decodes into a local emit) or a close (req NULL). */
+ * body, so a failed one decodes into a local emit) or another kind (req
+ * NULL: a close, presence). */
 typedef struct sc_broker_item {
     struct sc_broker_item *next, *prev; /* queue, then in flight */
-    sc_broker_req_t *req; /* NULL for a close, or once answered */
-    size_t index;         /* its seq's place in req->seqs */
+    sc_broker_req_t *req;               /* NULL for a close, or once answered */
+    size_t index;                       /* its seq's place in req->seqs */
     uint64_t token;
     uint64_t floor; /* the node's seq of the scope when it was made */
     char kind;
@@ -88,6 +97,17 @@ struct sc_broker {
     redisAsyncContext *cmd, *sub;
     bool cmd_up, sub_up, tearing;
     ilist_t flight; /* emits sent, waiting for the script's answer */
+
+    /* presence (broker thread, but gen: any) */
+    _Atomic uint64_t gen; /* this node's presence generation */
+    ev_timer alive;       /* every ALIVE_S: say so, expire silent nodes */
+    ev_timer bye;         /* at stop: the goodbye's deadline */
+    struct peer {
+        uint64_t node;
+        double seen; /* ev_now */
+        bool gone;   /* its entries left: it must send its list again */
+    } * peers;
+    size_t npeers, peercap;
 
     _Atomic bool linked;
     _Atomic uint64_t published, received, local, links;
@@ -280,8 +300,9 @@ static void free_both(sc_broker_t *bk)
 static void teardown(sc_broker_t *bk)
 {
     if (atomic_exchange(&bk->linked, false))
-        sc_log(SC_LOG_WARN, "broker: lost the link to redis://%s:%d; "
-                            "emits stay on this node until it is back",
+        sc_log(SC_LOG_WARN,
+               "broker: lost the link to redis://%s:%d; "
+               "emits stay on this node until it is back",
                bk->host, bk->port);
     if (bk->tearing)
         return;
@@ -326,16 +347,22 @@ static void on_connect(const redisAsyncContext *ac, int status)
         bk->sub_up = true;
 }
 
+static bool peer_seen(sc_broker_t *bk, uint64_t node);
+static void deliver_presence(sc_broker_t *bk, const sc_cluster_msg_t *m);
+
 static void deliver(sc_broker_t *bk, const char *msg, size_t len)
 {
     sc_cluster_msg_t m;
     if (sc_cluster_decode(msg, len, &m) != SC_OK) {
-        sc_log(SC_LOG_WARN, "broker: a malformed message on %s (%zu bytes) "
-                            "was ignored",
+        sc_log(SC_LOG_WARN,
+               "broker: a malformed message on %s (%zu bytes) "
+               "was ignored",
                bk->channel, len);
         return;
     }
-    if (m.kind == SC_CLUSTER_EVENT) {
+    if (m.kind != SC_CLUSTER_EVENT && m.kind != SC_CLUSTER_CLOSE) {
+        deliver_presence(bk, &m);
+    } else if (m.kind == SC_CLUSTER_EVENT) {
         if (m.node == bk->node) /* ours: its emit is answered first */
             for (item_t *it = bk->flight.head; it; it = it->next)
                 if (it->token == m.token) {
@@ -347,6 +374,7 @@ static void deliver(sc_broker_t *bk, const char *msg, size_t len)
         atomic_fetch_add(&bk->received, 1);
         sc_bus_emit(bk->srv->bus, &e, NULL);
     } else if (m.node != bk->node) { /* a close from another node */
+        peer_seen(bk, m.node);
         if (m.user)
             sc_bus_close_user(bk->srv->bus, m.user, m.scope);
         else
@@ -356,6 +384,102 @@ static void deliver(sc_broker_t *bk, const char *msg, size_t len)
 }
 
 static void send_queued(sc_broker_t *bk);
+static void enqueue(sc_broker_t *bk, item_t *it);
+static void enqueue_bare(sc_broker_t *bk, char kind, uint64_t token);
+
+/* Notes that `node` is alive. Returns true when it was gone (its entries
+ * left here): it has to send its list again. */
+static bool peer_seen(sc_broker_t *bk, uint64_t node)
+{
+    double now = ev_now(bk->loop);
+    for (size_t i = 0; i < bk->npeers; i++)
+        if (bk->peers[i].node == node) {
+            bool was_gone = bk->peers[i].gone;
+            bk->peers[i].seen = now;
+            bk->peers[i].gone = false;
+            return was_gone;
+        }
+    if (bk->npeers == bk->peercap) {
+        size_t cap = bk->peercap ? bk->peercap * 2 : 8;
+        struct peer *v = realloc(bk->peers, cap * sizeof *v);
+        if (!v)
+            return false;
+        bk->peers = v;
+        bk->peercap = cap;
+    }
+    bk->peers[bk->npeers++] = (struct peer){node, now, false};
+    return false;
+}
+
+/* This node's presence list, all of it, under a new generation, then the
+ * end marker: other nodes drop what they had of it from before. */
+static void sync_presence(sc_broker_t *bk)
+{
+    atomic_fetch_add(&bk->gen, 1);
+    sc_bus_each_presence(bk->srv->bus, sc_broker_presence, bk);
+    enqueue_bare(bk, SC_CLUSTER_END, atomic_load(&bk->gen));
+}
+
+static void deliver_presence(sc_broker_t *bk, const sc_cluster_msg_t *m)
+{
+    if (m->kind == SC_CLUSTER_SYNC) { /* any node's, ours included */
+        sync_presence(bk);
+        return;
+    }
+    if (m->node == bk->node)
+        return;
+    if (peer_seen(bk, m->node) && m->kind != SC_CLUSTER_SYNC)
+        enqueue_bare(bk, SC_CLUSTER_SYNC, 0); /* lost it: ask again */
+    switch (m->kind) {
+    case SC_CLUSTER_JOIN: {
+        sc_conn_t c;
+        sc_cluster_msg_to_conn(m, &c);
+        if (sc_bus_remote_join(bk->srv->bus, m->scope, m->node, m->token, &c) !=
+            SC_OK)
+            sc_log(SC_LOG_WARN, "broker: out of memory: a presence entry of "
+                                "another node is missing");
+        break;
+    }
+    case SC_CLUSTER_LEAVE:
+        sc_bus_remote_leave(bk->srv->bus, m->scope, m->node, m->session);
+        break;
+    case SC_CLUSTER_END:
+        sc_bus_remote_drop(bk->srv->bus, m->node, m->token);
+        break;
+    default: /* alive */
+        break;
+    }
+}
+
+/* Every ALIVE_S: this node is alive (while linked); nodes silent for
+ * NODE_GONE_S are taken as gone, their entries leave. */
+static void on_alive(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sc_broker_t *bk = w->data;
+    (void)revents;
+    if (atomic_load(&bk->linked) && bk->cmd) {
+        char key[64];
+        int klen = snprintf(key, sizeof key, "scopecast:node:%016llx",
+                            (unsigned long long)bk->node);
+        const char *argv[] = {"SET", key, "alive", "EX", NODE_TTL_TEXT};
+        size_t lens[] = {3, (size_t)klen, 5, 2, sizeof NODE_TTL_TEXT - 1};
+        redisAsyncCommandArgv(bk->cmd, NULL, NULL, 5, argv, lens);
+        enqueue_bare(bk, SC_CLUSTER_ALIVE, 0);
+    }
+    double now = ev_now(loop);
+    for (size_t i = 0; i < bk->npeers; i++) {
+        struct peer *p = &bk->peers[i];
+        if (!p->gone && now - p->seen > NODE_GONE_S) {
+            size_t n = sc_bus_remote_drop(bk->srv->bus, p->node, UINT64_MAX);
+            p->gone = true;
+            sc_log(SC_LOG_WARN,
+                   "broker: node %016llx silent for %.1f s: its %zu presence "
+                   "entr%s left",
+                   (unsigned long long)p->node, NODE_GONE_S, n,
+                   n == 1 ? "y" : "ies");
+        }
+    }
+}
 
 /* The subscription's replies: the SUBSCRIBE confirmation (the link is
  * up), then the channel's messages. */
@@ -376,8 +500,10 @@ static void on_sub(redisAsyncContext *ac, void *r, void *priv)
         set_reason(bk, "%s", "");
         atomic_fetch_add(&bk->links, 1);
         atomic_store(&bk->linked, true);
-        sc_log(SC_LOG_INFO, "broker: linked to redis://%s:%d/%d (%s)",
-               bk->host, bk->port, bk->db, bk->channel);
+        sc_log(SC_LOG_INFO, "broker: linked to redis://%s:%d/%d (%s)", bk->host,
+               bk->port, bk->db, bk->channel);
+        /* every node (this one too) sends its presence list again */
+        enqueue_bare(bk, SC_CLUSTER_SYNC, 0);
         send_queued(bk);
     }
 }
@@ -417,7 +543,7 @@ static void send_item(sc_broker_t *bk, item_t *it)
 {
     const char *body = it->msg + 2; /* after "0 " */
     size_t blen = it->len - 2;
-    if (it->kind == SC_CLUSTER_CLOSE) {
+    if (it->kind != SC_CLUSTER_EVENT) {
         const char *argv[] = {"PUBLISH", bk->channel, it->msg};
         size_t lens[] = {7, strlen(bk->channel), it->len};
         redisAsyncCommandArgv(bk->cmd, NULL, NULL, 3, argv, lens);
@@ -426,10 +552,10 @@ static void send_item(sc_broker_t *bk, item_t *it)
     }
     char key[64 + 256], floor[24];
     int klen = snprintf(key, sizeof key, "%s%s", bk->keyprefix, it->scope);
-    int flen = snprintf(floor, sizeof floor, "%llu",
-                        (unsigned long long)it->floor);
-    const char *argv[] = {"EVAL", SCRIPT,      "1",     key,
-                          bk->channel, floor, SEQ_TTL_S, body};
+    int flen =
+        snprintf(floor, sizeof floor, "%llu", (unsigned long long)it->floor);
+    const char *argv[] = {"EVAL",      SCRIPT, "1",       key,
+                          bk->channel, floor,  SEQ_TTL_S, body};
     size_t lens[] = {4,
                      sizeof SCRIPT - 1,
                      1,
@@ -521,6 +647,22 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         schedule_retry(bk); /* the last attempt is still closing */
 }
 
+static void on_goodbye(redisAsyncContext *ac, void *r, void *priv)
+{
+    sc_broker_t *bk = ac->data;
+    (void)r;
+    (void)priv;
+    ev_timer_stop(bk->loop, &bk->bye);
+    free_both(bk); /* (hiredis frees ac after this callback) */
+}
+
+static void on_bye_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    free_both(w->data);
+}
+
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
     sc_broker_t *bk = w->data;
@@ -530,11 +672,29 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     pthread_mutex_unlock(&bk->mu);
     if (stop) {
         ev_timer_stop(loop, &bk->retry);
+        ev_timer_stop(loop, &bk->alive);
         ev_async_stop(loop, &bk->wake);
         atomic_store(&bk->linked, false);
-        bk->tearing = true; /* no retry */
+        bk->tearing = true;          /* no retry */
+        send_queued(bk);             /* delivered here (linked is false now) */
+        if (bk->cmd && bk->cmd_up) { /* goodbye: our entries leave now */
+            char msg[64];
+            sc_buf_t b;
+            sc_buf_init(&b);
+            sc_buf_puts(&b, "0 ");
+            sc_cluster_enc_bare(&b, SC_CLUSTER_END, bk->node, UINT64_MAX);
+            snprintf(msg, sizeof msg, "%s",
+                     sc_buf_str(&b) ? sc_buf_str(&b) : "");
+            sc_buf_deinit(&b);
+            const char *argv[] = {"PUBLISH", bk->channel, msg};
+            size_t lens[] = {7, strlen(bk->channel), strlen(msg)};
+            if (redisAsyncCommandArgv(bk->cmd, on_goodbye, NULL, 3, argv,
+                                      lens) == REDIS_OK) {
+                ev_timer_start(loop, &bk->bye); /* at most that long */
+                return;
+            }
+        }
         free_both(bk);
-        send_queued(bk); /* delivered here (linked is false now) */
         return;
     }
     send_queued(bk);
@@ -557,8 +717,8 @@ int sc_broker_create(sc_server_t *srv, const char *url, sc_broker_t **out,
     sc_broker_t *bk = calloc(1, sizeof *bk);
     if (!bk)
         return SC_ENOMEM;
-    if (sc_cluster_parse_url(url, bk->host, sizeof bk->host, &bk->port,
-                             &bk->db, why, whylen) != SC_OK) {
+    if (sc_cluster_parse_url(url, bk->host, sizeof bk->host, &bk->port, &bk->db,
+                             why, whylen) != SC_OK) {
         free(bk);
         return SC_EINVAL;
     }
@@ -582,13 +742,19 @@ int sc_broker_create(sc_server_t *srv, const char *url, sc_broker_t **out,
     ev_async_start(bk->loop, &bk->wake);
     ev_timer_init(&bk->retry, on_retry, 0, 0);
     bk->retry.data = bk;
+    ev_timer_init(&bk->bye, on_bye_timeout, 0.5, 0);
+    bk->bye.data = bk;
+    ev_timer_init(&bk->alive, on_alive, ALIVE_S, ALIVE_S);
+    bk->alive.data = bk;
+    ev_timer_start(bk->loop, &bk->alive);
+    *out = bk; /* before the thread: it may call the presence hook */
     if (pthread_create(&bk->thread, NULL, broker_main, bk) != 0) {
+        *out = NULL;
         ev_loop_destroy(bk->loop);
         pthread_mutex_destroy(&bk->mu);
         free(bk);
         return SC_ENOMEM;
     }
-    *out = bk;
     return SC_OK;
 }
 
@@ -609,6 +775,7 @@ void sc_broker_destroy(sc_broker_t *bk)
     }
     ev_loop_destroy(bk->loop);
     pthread_mutex_destroy(&bk->mu);
+    free(bk->peers);
     free(bk);
 }
 
@@ -621,8 +788,9 @@ void sc_broker_reason(sc_broker_t *bk, char *out, size_t len)
 {
     pthread_mutex_lock(&bk->mu);
     snprintf(out, len, "%s",
-             atomic_load(&bk->linked) ? "" : bk->reason[0] ? bk->reason
-                                                           : "broker: down");
+             atomic_load(&bk->linked) ? ""
+             : bk->reason[0]          ? bk->reason
+                                      : "broker: down");
     pthread_mutex_unlock(&bk->mu);
 }
 
@@ -747,6 +915,41 @@ int sc_broker_emit(sc_broker_t *bk, const sc_emit_t *e)
     return SC_OK;
 }
 
+static void enqueue_bare(sc_broker_t *bk, char kind, uint64_t token)
+{
+    sc_buf_t b;
+    sc_buf_init(&b);
+    item_t *it = item_new(bk, kind, NULL, &b);
+    if (!it || sc_cluster_enc_bare(&b, kind, bk->node, token) != SC_OK ||
+        !(it->msg = sc_buf_detach(&b, &it->len))) {
+        item_free(it);
+        sc_buf_deinit(&b);
+        return;
+    }
+    enqueue(bk, it);
+}
+
+void sc_broker_presence(void *ud, int kind, const char *scope,
+                        const sc_conn_t *conn)
+{
+    sc_broker_t *bk = ud;
+    if (!bk || !atomic_load(&bk->linked))
+        return; /* the list is sent again once linked */
+    char k = kind == SC_EVENT_LEAVE ? SC_CLUSTER_LEAVE : SC_CLUSTER_JOIN;
+    sc_buf_t b;
+    sc_buf_init(&b);
+    item_t *it = item_new(bk, k, NULL, &b);
+    if (!it ||
+        sc_cluster_enc_presence(&b, k, bk->node, atomic_load(&bk->gen), scope,
+                                conn) != SC_OK ||
+        !(it->msg = sc_buf_detach(&b, &it->len))) {
+        item_free(it);
+        sc_buf_deinit(&b);
+        return;
+    }
+    enqueue(bk, it);
+}
+
 void sc_broker_close(sc_broker_t *bk, const char *scope, const char *user)
 {
     if (!atomic_load(&bk->linked))
@@ -754,8 +957,8 @@ void sc_broker_close(sc_broker_t *bk, const char *scope, const char *user)
     sc_buf_t b;
     sc_buf_init(&b);
     item_t *it = item_new(bk, SC_CLUSTER_CLOSE, scope, &b);
-    if (!it || sc_cluster_enc_close(&b, bk->node, it->token, scope, user) !=
-                   SC_OK ||
+    if (!it ||
+        sc_cluster_enc_close(&b, bk->node, it->token, scope, user) != SC_OK ||
         !(it->msg = sc_buf_detach(&b, &it->len))) {
         item_free(it);
         sc_buf_deinit(&b);

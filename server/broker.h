@@ -122,6 +122,13 @@ int sc_broker_emit(sc_broker_t *bk, const sc_emit_t *e);
  * Dropped while unlinked. Thread: any. */
 void sc_broker_close(sc_broker_t *bk, const char *scope, const char *user);
 
+/* The bus's presence hook (sc_on_presence_fn, ud = the broker): a local
+ * entry joined, left or changed; told to the other nodes. Dropped while
+ * unlinked (the whole list is sent again once linked). Thread: any, with
+ * a bus shard lock held (it only queues). */
+void sc_broker_presence(void *ud, int kind, const char *scope,
+                        const sc_conn_t *conn);
+
 /* A service thread's queue of answers: created before the thread starts
  * (its ev_async on svc->loop), destroyed after it stopped. */
 int sc_broker_thread_create(sc_svc_t *svc);

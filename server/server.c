@@ -122,6 +122,17 @@ static int count_drop(void *ud, const char *scope, const sc_event_t *ev)
     return 0;
 }
 
+/* The bus's presence hook with --broker: the broker tells the other
+ * nodes (srv->broker is set before its thread starts, and before any
+ * service thread). */
+static void presence_hook(void *ud, int kind, const char *scope,
+                          const sc_conn_t *conn)
+{
+    sc_server_t *srv = ud;
+    if (srv->broker)
+        sc_broker_presence(srv->broker, kind, scope, conn);
+}
+
 static int make_bus(sc_server_t *srv)
 {
     sc_bus_config_t bc;
@@ -135,6 +146,10 @@ static int make_bus(sc_server_t *srv)
     bc.presence_grace = srv->cfg->presence_grace; /* 0: off */
     bc.on_drop = count_drop;
     bc.on_drop_ud = srv;
+    if (srv->cfg->broker && *srv->cfg->broker) {
+        bc.on_presence = presence_hook; /* to the other nodes */
+        bc.on_presence_ud = srv;
+    }
     char err[256];
     int rc = sc_history_spec_parse(srv->cfg->history, &srv->history, err,
                                    sizeof err);
