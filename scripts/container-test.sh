@@ -2,16 +2,22 @@
 # Builds the container image from docker/Dockerfile with podman and checks
 # that it runs: it starts, passes its health check (on the default port and
 # on a configured one), and serves a WebSocket subscribe and an HTTP emit
-# (the event reaches the subscriber). Run by .ci/run; needs root (rootful
-# podman) and Debian's mirror, not Docker Hub.
+# (the event reaches the subscriber). Then the cluster of docker/compose.yml
+# (Redis, two nodes linked by --broker, nginx in front; docker-compose
+# against podman's API socket): every container healthy and not root, only
+# 127.0.0.1 published, and an event emitted on one node reaches subscribers
+# that came in through nginx on either node. Run by .ci/run; needs root
+# (rootful podman) and Debian's mirror, not Docker Hub.
 #
 # On a machine without a Docker daemon or Docker Hub (see the README,
 # "Containers"): installs podman and its helpers (scripts/deps.sh
 # --containers), sets the two containers.conf settings such machines need
 # (open-file limits within the hard limit, the runc runtime), and makes the
 # debian:12 and debian:12-slim base images with mmdebstrap when podman has
-# none. Containers publish on 127.0.0.1 only and are removed at the end.
-# Environment: IMAGE (default scopecast:test), KEEP_IMAGE=1 keeps the image.
+# none. Containers publish on 127.0.0.1 only and are removed at the end,
+# with the podman API service the script started.
+# Environment: IMAGE (default scopecast:test), KEEP_IMAGE=1 keeps the images
+# (scopecast's and the cluster's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --containers
@@ -35,6 +41,19 @@ if ! grep -qs '^default_ulimits' "$conf"; then
   log "wrote $conf (nofile $hard, runc)"
 fi
 
+# --- container names in DNS -------------------------------------------------
+# The cluster's containers find each other by name (redis, node-a, node-b).
+# podman 4.3 with the CNI network backend (Debian 12's) does that only with
+# the dnsname plugin; without it nginx cannot resolve its upstreams.
+if [ "$(podman info --format '{{.Host.NetworkBackend}}')" = cni ] &&
+  ! dpkg-query -W -f='${Status}' golang-github-containernetworking-plugin-dnsname 2>/dev/null |
+  grep -q "install ok installed"; then
+  log "installing the CNI dnsname plugin (container names in DNS)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    golang-github-containernetworking-plugin-dnsname >/dev/null
+fi
+
 # --- base images -------------------------------------------------------------
 if ! podman image exists docker.io/library/debian:12; then
   log "making the debian:12 base image with mmdebstrap"
@@ -54,8 +73,32 @@ podman build --format docker -f docker/Dockerfile -t "$IMAGE" . >/tmp/container-
   { tail -40 /tmp/container-build.log >&2; log "FAILED: image build"; exit 1; }
 log "built in $(($(date +%s) - t0)) s; $(podman image inspect "$IMAGE" --format '{{.Size}}') bytes"
 
+# the cluster: a compose project of its own, docker-compose talking to a
+# podman API service this script starts (and stops)
+PROJECT=scctest$$ # docker-compose 1.29 keeps only [-_a-z0-9] of a name
+SOCK=/run/sc-ctest-$$.sock
+svc_pid=
+lb_port= a_port= b_port=
+dc() {
+  DOCKER_HOST=unix://$SOCK SCOPECAST_API_KEY=ctest-key SCOPECAST_DEMO=0 \
+    SCOPECAST_JWT_SECRET= SCOPECAST_HTTP_PORT=$lb_port \
+    SCOPECAST_NODE_A_PORT=$a_port SCOPECAST_NODE_B_PORT=$b_port \
+    docker-compose -p "$PROJECT" -f docker/compose.yml -f docker/compose.test.yml "$@"
+}
+
 cleanup() {
   podman rm -f "$NAME-a" "$NAME-b" >/dev/null 2>&1 || true
+  if [ -n "$svc_pid" ]; then
+    rmi=(--rmi local) # the images compose built (all four: no image: keys)
+    [ "${KEEP_IMAGE:-0}" = 1 ] && rmi=()
+    dc down -v "${rmi[@]}" >>/tmp/container-compose.log 2>&1 || true
+    # whatever compose left behind
+    podman ps -aq --filter "label=com.docker.compose.project=$PROJECT" |
+      xargs -r podman rm -f >/dev/null 2>&1 || true
+    kill "$svc_pid" 2>/dev/null || true
+    wait "$svc_pid" 2>/dev/null || true
+    rm -f "$SOCK"
+  fi
   if [ "${KEEP_IMAGE:-0}" != 1 ]; then podman rmi -f "$IMAGE" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
@@ -71,10 +114,10 @@ free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# healthy NAME: waits for the health check to pass (podman runs it on
-# demand: no systemd timer here)
+# healthy NAME [TRIES]: waits for the health check to pass (podman runs it
+# on demand: no systemd timer here), TRIES times 0.2 s (default 50)
 healthy() {
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 "${2:-50}"); do
     if podman healthcheck run "$1" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
@@ -148,4 +191,117 @@ if podman healthcheck run "$NAME-b" >/dev/null 2>&1; then
   log "FAILED: the health check passed with the server stopped"
   exit 1
 fi
+log "single container: ok"
+
+# --- the cluster: docker/compose.yml -------------------------------------------
+# Redis, node-a and node-b (SCOPECAST_BROKER=redis://redis:6379), nginx in
+# front; docker/compose.test.yml publishes each node too (on 127.0.0.1), so
+# the check can ask a node which WebSocket it holds and emit into a given one.
+lb_port=$(free_port) a_port=$(free_port) b_port=$(free_port)
+podman system service --time=0 "unix://$SOCK" >/tmp/container-podman-service.log 2>&1 &
+svc_pid=$!
+for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+[ -S "$SOCK" ] || { log "FAILED: podman system service did not open $SOCK"; exit 1; }
+
+cluster_failed() {
+  dc ps >&2 || true
+  dc logs --tail=30 >&2 || true
+  log "FAILED: $*"
+  exit 1
+}
+
+log "building and starting the cluster (docker-compose, project $PROJECT)"
+t0=$(date +%s)
+dc up -d --build >/tmp/container-compose.log 2>&1 ||
+  { tail -40 /tmp/container-compose.log >&2; cluster_failed "compose up"; }
+t1=$(date +%s)
+log "cluster built and started in $((t1 - t0)) s"
+for svc in redis node-a node-b nginx; do
+  id=$(dc ps -q "$svc")
+  [ -n "$id" ] || cluster_failed "no container for $svc"
+  # a node is healthy once it is linked to Redis
+  healthy "$id" 150 || cluster_failed "$svc not healthy"
+  user=$(podman exec "$id" id -un)
+  [ "$user" != root ] || cluster_failed "$svc runs as root"
+  # published on 127.0.0.1 only (Redis: nowhere)
+  ports=$(podman port "$id")
+  if [ "$svc" = redis ] && [ -n "$ports" ]; then cluster_failed "redis is published: $ports"; fi
+  if printf '%s\n' "$ports" | grep -v '^$' | grep -qv -- '-> 127\.0\.0\.1:'; then
+    cluster_failed "$svc published beyond 127.0.0.1: $ports"
+  fi
+  log "$svc healthy, runs as $user"
+done
+log "cluster healthy $(($(date +%s) - t1)) s after start"
+
+# subscribers through nginx until both nodes have one; an event emitted
+# into node-a, one into node-b (each straight to the node) and one through
+# nginx reach them all, in order
+/usr/bin/python3 - "$lb_port" "$a_port" "$b_port" <<'PY' || cluster_failed "cross-node delivery"
+import asyncio, json, sys, urllib.request
+import websockets
+
+lb, ports = int(sys.argv[1]), {"node-a": int(sys.argv[2]), "node-b": int(sys.argv[3])}
+KEY = {"Authorization": "Bearer ctest-key"}
+SCOPE = "ctest:cluster"
+
+def http(port, path, body=None):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method="POST" if body else "GET",
+        data=json.dumps(body).encode() if body else None,
+        headers=dict(KEY, **({"Content-Type": "application/json"} if body else {})))
+    with urllib.request.urlopen(req, timeout=5) as res:
+        return res.status, res.read().decode()
+
+def subscribers():
+    return {n: json.loads(http(p, "/api/stats")[1])["subscribers"] for n, p in ports.items()}
+
+async def call(fn, *args):
+    return await asyncio.to_thread(fn, *args)
+
+async def main():
+    for n, p in ports.items():  # both linked to Redis
+        metrics = (await call(http, p, "/metrics"))[1]
+        assert "scopecast_broker_up 1" in metrics, (n, [l for l in metrics.splitlines() if "broker" in l])
+    subs = {}  # node -> websocket
+    socks = []
+    try:
+        for _ in range(6):
+            before = await call(subscribers)
+            ws = await websockets.connect(f"ws://127.0.0.1:{lb}/ws", subprotocols=["scopecast.v1"])
+            socks.append(ws)
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert welcome["op"] == "welcome", welcome
+            await ws.send(json.dumps({"op": "subscribe", "id": 1, "scope": SCOPE}))
+            sub = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert sub["op"] == "subscribed", sub
+            after = await call(subscribers)
+            node = [n for n in ports if after[n] == before[n] + 1]
+            assert len(node) == 1, (before, after)
+            subs.setdefault(node[0], ws)
+            print(f"container-test: a subscriber through nginx landed on {node[0]}", file=sys.stderr)
+            if len(subs) == 2:
+                break
+        assert len(subs) == 2, f"6 WebSockets through nginx all went to {list(subs)}"
+        last = 0
+        for target, port in [("node-a", ports["node-a"]), ("node-b", ports["node-b"]), ("nginx", lb)]:
+            data = {"via": target}
+            status, body = await call(http, port, "/api/emit", {"scope": SCOPE, "data": data})
+            assert status == 202, (status, body)
+            seq = json.loads(body)["seq"]
+            assert seq > last, (seq, last)
+            last = seq
+            for node, ws in subs.items():
+                while True:  # skip the presence pushes of the other subscribers
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                    if ev["op"] not in ("join", "leave", "update"):
+                        break
+                assert ev["op"] == "event" and ev["seq"] == seq and ev["data"] == data, (node, ev)
+            print(f"container-test: emitted into {target}: seq {seq} reached the subscribers on "
+                  "node-a and node-b", file=sys.stderr)
+    finally:
+        for ws in socks:
+            await ws.close()
+
+asyncio.run(main())
+PY
 log "ok"
