@@ -41,6 +41,9 @@
 #define NODE_GONE_S 4.5
 #define NODE_TTL_S 5
 #define NODE_TTL_TEXT "5"
+/* A node gone this long is forgotten (one back later is taken as new: it
+ * sends its list itself when it links again). */
+#define PEER_FORGET_S 600.0
 
 /* KEYS[1] the scope's seq key; ARGV: channel, the emitting node's seq for
  * the scope (a floor: after an outage its local emits went on from its
@@ -467,6 +470,9 @@ static void on_alive(struct ev_loop *loop, ev_timer *w, int revents)
         enqueue_bare(bk, SC_CLUSTER_ALIVE, 0);
     }
     double now = ev_now(loop);
+    for (size_t i = bk->npeers; i-- > 0;) /* forget nodes long gone */
+        if (bk->peers[i].gone && now - bk->peers[i].seen > PEER_FORGET_S)
+            bk->peers[i] = bk->peers[--bk->npeers];
     for (size_t i = 0; i < bk->npeers; i++) {
         struct peer *p = &bk->peers[i];
         if (!p->gone && now - p->seen > NODE_GONE_S) {
