@@ -1118,17 +1118,28 @@ class RedisServer:
     def url(self):
         return f"redis://{HOST}:{self.port}"
 
-    @staticmethod
-    def _die_with_parent():
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
+    _prctl = None  # libc's prctl, looked up in the parent (slow in a child)
 
-    def start(self, port=None, timeout=10.0):
-        """Starts it (on `port` when given: tried until `timeout` while the
-        port is still taken) and waits until it answers PING."""
+    @classmethod
+    def _die_with_parent_fn(cls):
+        if cls._prctl is None:
+            try:
+                import ctypes
+                cls._prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except Exception:
+                cls._prctl = False
+        prctl = cls._prctl
+        if not prctl:
+            return None
+
+        def die_with_parent():  # in the child, before exec
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        return die_with_parent
+
+    def _start_steps(self, port, timeout):
+        """start() as a generator of the pauses it makes (seconds), so it
+        can run with time.sleep or asyncio.sleep; returns when Redis
+        answers PING."""
         if not os.access(REDIS_SERVER, os.X_OK):
             raise ServerStartError(f"redis-server not found ({REDIS_SERVER}); set SC_REDIS_SERVER")
         fixed = port is not None
@@ -1145,7 +1156,7 @@ class RedisServer:
                 log.flush()
                 self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True,
-                                             preexec_fn=self._die_with_parent)
+                                             preexec_fn=self._die_with_parent_fn())
             while time.monotonic() < deadline:
                 rc = self.proc.poll()
                 if rc is not None:
@@ -1153,17 +1164,31 @@ class RedisServer:
                     break
                 try:
                     if redis_command(self.port, "PING", timeout=1.0) == "PONG":
-                        return self
+                        return
                 except (OSError, EOFError, RedisError):
                     pass
-                time.sleep(0.02)
+                yield 0.02
             else:
                 self.kill()
                 raise ServerStartError(f"redis-server did not answer PING within {timeout:.0f} s\n"
                                        f"{self.log_tail()}")
             if time.monotonic() >= deadline or "in use" not in self.log_tail(20).lower():
                 raise ServerStartError(f"{last}; command: {' '.join(cmd)}\n--- redis log ---\n{self.log_tail()}")
-            time.sleep(0.1)  # the port is still taken: try again
+            yield 0.1  # the port is still taken: try again
+
+    def start(self, port=None, timeout=10.0):
+        """Starts it (on `port` when given: tried until `timeout` while the
+        port is still taken) and waits until it answers PING. Blocking."""
+        for pause in self._start_steps(port, timeout):
+            time.sleep(pause)
+        return self
+
+    async def start_async(self, port=None, timeout=10.0):
+        """start() without blocking the event loop (still in the calling
+        thread, which the process is tied to)."""
+        for pause in self._start_steps(port, timeout):
+            await asyncio.sleep(pause)
+        return self
 
     def restart(self, timeout=10.0):
         """A new redis-server on the same port (after kill() or stop())."""

@@ -37,8 +37,8 @@ it; SC_REDIS_SERVER overrides the path).
 
 import asyncio
 import collections
+import json
 import os
-import signal
 import socket
 import sys
 import time
@@ -52,6 +52,51 @@ API_KEY = "cluster-api-key"
 JWT_ANON = ("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--anonymous-scopes", "*")
 SANITIZED = bool(os.environ.get("SC_SANITIZER")) or "--sanitized" in sys.argv
 SLACK = 2.0 if SANITIZED else 1.0  # deadlines from the spec are stretched under sanitizers
+
+
+class PipelinedHTTP:
+    """One kept-alive connection to a node, requests written at once
+    (pipelined) and answered in order (blocking: use from a thread)."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.sock = socket.create_connection((HOST, srv.port), timeout=T(2))
+        self.buf = b""
+
+    def pipeline(self, requests):
+        """[(method, path, JSON body)] -> [(status, JSON answer)]"""
+        out = []
+        for method, path, body in requests:
+            data = json.dumps(body).encode()
+            out.append(f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.srv.api_key}\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        self.sock.sendall(b"".join(out))
+        return [self._answer() for _ in requests]
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("the node closed the connection")
+        self.buf += chunk
+
+    def _answer(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        n = 0
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            if k.strip().lower() == "content-length":
+                n = int(v.strip())
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, json.loads(body) if body else None
+
+    def close(self):
+        self.sock.close()
 
 
 class ClusterCase(ScopecastTestCase):
@@ -318,22 +363,30 @@ class Flood(ClusterCase):
         self.assertEqual(len(set(reply_seq.values())), self.TOTAL, "no two emits got the same seq")
 
         received = {}
-        for c in (sa, sb):
-            evs = []
+        took = {}
+
+        async def collect(c, evs):
+            # straight from the socket: Inbox.next() costs a wait_for per message
             while len(evs) < self.TOTAL:
-                try:
-                    m = await c.next(timeout=T(2))
-                except AssertionError:
-                    missing = set(reply_seq) - {n for _, n, _ in evs}
-                    raise AssertionError(f"{c.name}: only {len(evs)} of {self.TOTAL} events arrived; "
-                                         f"missing e.g. {sorted(missing)[:10]}")
+                m = json.loads(await c.ws.recv())
                 if m.get("op") == "event" and m.get("scope") == S:
                     evs.append((m["seq"], m["data"]["n"], m["origin"]))
                 else:
                     self.fail(f"{c.name}: unexpected message during the flood (after {len(evs)} events): {m!r}")
+            took[c.name] = time.monotonic() - t0
+
+        for c in (sa, sb):
+            received[c.name] = []
+        try:
+            await asyncio.wait_for(asyncio.gather(*(collect(c, received[c.name]) for c in (sa, sb))), T(6))
+        except asyncio.TimeoutError:
+            for name, evs in received.items():
+                missing = set(reply_seq) - {n for _, n, _ in evs}
+                self.assertEqual(len(evs), self.TOTAL, f"{name}: only {len(evs)} of {self.TOTAL} events arrived "
+                                 f"within {T(6):.0f} s; missing e.g. {sorted(missing)[:10]}")
+        for c in (sa, sb):
             late = await c.quiet(1.0)
             self.assertEqual(late, [], f"{c.name}: nothing after the {self.TOTAL} events (no duplicate)")
-            received[c.name] = evs
         t_all = time.monotonic() - t0
 
         for name, evs in received.items():
@@ -352,8 +405,8 @@ class Flood(ClusterCase):
                          "A's and B's subscribers see the identical sequence (events, order, seqs)")
         gaps = sum(1 for a, b in zip([s for s, _, _ in received["subA"]], [s for s, _, _ in received["subA"]][1:])
                    if b != a + 1)
-        print(f"\n  flood: {self.TOTAL} events emitted in {t_emit:.2f} s, all received on both nodes after "
-              f"{t_all:.2f} s; seqs {received['subA'][0][0]}..{received['subA'][-1][0]}, {gaps} gaps",
+        print(f"\n  flood: {self.TOTAL} events emitted in {t_emit:.2f} s, all read from A's subscriber after "
+              f"{took['subA']:.2f} s, from B's after {took['subB']:.2f} s (checks done {t_all:.2f} s); seqs {received['subA'][0][0]}..{received['subA'][-1][0]}, {gaps} gaps",
               flush=True)
 
 
@@ -463,6 +516,43 @@ class CloseAcross(ClusterCase):
         self.assertEqual(r["op"], "subscribed")
         await self.fence(S, sa, srv=self.b)
 
+    async def test_events_answered_before_a_close_are_delivered_before_it_on_both_nodes(self):
+        """Many rounds: 3 emits on B, then POST /api/close of the scope on
+        B, pipelined on one kept-alive connection (B answers them in order:
+        each emit with its cluster seq before the close runs). A subscriber
+        on each node gets the 3 events, then `closed`: a close must not
+        overtake events already sequenced, on the closing node as on the
+        others."""
+        sa = await self.client(self.a, name="subA")
+        sb = await self.client(self.b, name="subB")
+        bad = []
+        rounds = 100
+        conn = PipelinedHTTP(self.b)
+        self.addCleanup(conn.close)
+        for r in range(rounds):
+            S = f"cl:race:{r}"
+            for c in (sa, sb):
+                await c.subscribe(S, presence=False)
+            answers = await asyncio.to_thread(
+                conn.pipeline, [("POST", "/api/emit", {"scope": S, "data": i}) for i in range(3)]
+                + [("POST", "/api/close", {"scope": S})])
+            self.assertEqual([st for st, _ in answers], [202, 202, 202, 200], answers)
+            seqs = [j["seq"] for _, j in answers[:3]]
+            for c in (sa, sb):
+                got = []
+                while not got or got[-1]["op"] != "closed":
+                    got.append(await c.push(S))
+                if [(m["op"], m.get("seq")) for m in got] != [("event", s) for s in seqs] + [("closed", None)]:
+                    bad.append((r, c.name, seqs, [(m["op"], m.get("seq")) for m in got]))
+        for c in (sa, sb):
+            late = await c.quiet(0.5, pred=lambda m: m.get("op") in ("event", "closed"))
+            self.assertEqual(late, [], f"{c.name}: nothing of a scope after its `closed`")
+        if bad:
+            per_sub = collections.Counter(name for _, name, _, _ in bad)
+            self.fail(f"{len(bad)} of {2 * rounds} subscriptions ({dict(per_sub)}) did not get the events "
+                      f"answered before the close, then `closed`; e.g. (round, subscriber, answered seqs, "
+                      f"pushes up to closed): {bad[:4]}")
+
     async def test_close_user_on_b_kicks_user_on_a(self):
         S1, S2 = "cl:u1", "cl:u2"
         alice = await self.client(self.a, name="alice@A", token=token("alice"))
@@ -529,8 +619,7 @@ class Outage(ClusterCase):
 
         # -- Redis killed --
         t_kill = time.monotonic()
-        os.kill(self.redis.proc.pid, signal.SIGKILL)
-        self.redis.proc.wait()
+        self.redis.kill()  # SIGKILL, by PID
         took_a, res_a = await self.wait_health(self.a, 503, 3.0 * SLACK)
         took_b, res_b = await self.wait_health(self.b, 503, max(0.5, 3.0 * SLACK - (time.monotonic() - t_kill)))
         for srv, res in ((self.a, res_a), (self.b, res_b)):
@@ -563,7 +652,7 @@ class Outage(ClusterCase):
 
         # -- Redis back on the same port --
         t_back = time.monotonic()
-        self.redis.start(port=self.redis.port)  # in this thread: see RedisServer
+        await self.redis.start_async(port=self.redis.port)  # in this thread: see RedisServer
         t_started = time.monotonic()
         took_a, _ = await self.wait_health(self.a, 200, 5.0 * SLACK)
         took_b, _ = await self.wait_health(self.b, 200, max(0.5, 5.0 * SLACK - (time.monotonic() - t_started)))
@@ -573,21 +662,26 @@ class Outage(ClusterCase):
         self.assertEqual(await self.metric(self.a, "scopecast_broker_up"), 1.0)
         self.assertEqual(await self.metric(self.b, "scopecast_broker_up"), 1.0)
 
-        # cross-node delivery again, both ways, the same seq on both nodes
-        s1 = await self.b.emit(S, data="after-B")
-        for c in (sa, sb):
-            self.assertEqual((await self.event_of(c, S, "after-B"))["seq"], s1,
-                             f"{c.name}: after healing an emit on B reaches both nodes, with its seq")
-        r = await wa.ok("emit", scope=S, data="after-A")
-        for c in (sa, sb):
-            self.assertSub(await self.event_of(c, S, "after-A"), {"seq": r["seq"], "origin": wa.session}, c.name)
-        await self.fence(S, sa, sb)
-        await self.fence(S, sa, sb, srv=self.b)
+        # cross-node delivery again, both ways; each event with one seq: the
+        # emitter's answer, on A and on B (compared after the checks below)
+        seen = []  # (data, answered seq, seq on A, seq on B)
+
+        async def emit_b(d):
+            return await self.b.emit(S, data=d)
+
+        async def emit_a_ws(d):
+            return (await wa.ok("emit", scope=S, data=d))["seq"]
+
+        for d, emit in (("after-B", emit_b), ("after-A", emit_a_ws), ("after-B2", emit_b)):
+            seq = await emit(d)
+            ea = await self.event_of(sa, S, d)
+            eb = await self.event_of(sb, S, d)
+            seen.append((d, seq, ea["seq"], eb["seq"]))
 
         # nothing of the outage crossed over after healing, nothing came twice
         await asyncio.sleep(0.5)
         for c in (sa, sb):
-            await c.quiet(0.3)
+            await self.no_events(c, S, 0.3)
         for c, foreign in ((sa, outage_b), (sb, outage_a)):
             datas = [m.get("data") for m in c.log if m.get("op") == "event" and m.get("scope") == S]
             self.assertEqual([d for d in datas if d in foreign], [],
@@ -595,6 +689,10 @@ class Outage(ClusterCase):
             dups = [d for d, k in collections.Counter(map(str, datas)).items() if k > 1]
             self.assertEqual(dups, [], f"{c.name}: nothing received twice ({datas})")
             self.assertEqual([m for m in c.log if m.get("op") in ("dropped", "closed", "error")], [], c.name)
+        self.assertEqual([x for x in seen if not x[1] == x[2] == x[3]], [],
+                         "after healing, every event has one seq: (data, answered, seen on A, seen on B)")
+        await self.fence(S, sa, sb)
+        await self.fence(S, sa, sb, srv=self.b)
 
 
 # ------------------------------------------------------------------------------
@@ -603,15 +701,18 @@ class Outage(ClusterCase):
 class NoRepublish(ClusterCase):
     NODE_ARGS = ("--client-emit",)
 
-    def watch_redis(self):
-        """A raw Redis client subscribed to every channel (PSUBSCRIBE *)."""
-        w = RedisSubscriber(self.redis.port, patterns=["*"])
+    CHANNEL = "scopecast:0:events"  # server/broker.c: "scopecast:<db>:events"
+
+    def watch_redis(self, **kw):
+        """A raw Redis client subscribed to channels / patterns."""
+        w = RedisSubscriber(self.redis.port, **kw)
         self.addCleanup(w.close)
         return w
 
     async def test_one_emit_is_one_message_on_the_channel(self):
         S = "rp:1"
-        w = self.watch_redis()
+        w = self.watch_redis(channels=[self.CHANNEL])
+        every = self.watch_redis(patterns=["*"])  # any other channel too
         sa = await self.sub(self.a, S, "subA")
         sb = await self.sub(self.b, S, "subB")
         wa = await self.client(self.a, name="wsA")
@@ -634,16 +735,19 @@ class NoRepublish(ClusterCase):
         # both nodes delivered everything; give a re-publish time to show
         await self.fence(S, sa, sb)
         await asyncio.sleep(1.0)
-        self.assertIsNone(w.error, f"the Redis watcher failed: {w.error!r}")
-        channels = set()
+        for watcher in (w, every):
+            self.assertIsNone(watcher.error, f"a Redis watcher failed: {watcher.error!r}")
         for how, text, seq in cases:
             msgs = w.matching(f'"{text}"')
-            self.assertEqual(len(msgs), 1, f"{how}: one emit, exactly one message on the broker's channel; "
-                                           f"got {[(ch, p[:120]) for ch, p, _ in msgs]}")
-            channels.add(msgs[0][0])
-        self.assertEqual(len(channels), 1, f"the events went over one channel: {channels}")
-        print(f"\n  channel {channels.pop().decode()!r}: {len(w.snapshot())} messages in all for "
-              f"{len(cases) + 1} emits (the marker included)", flush=True)
+            self.assertEqual(len(msgs), 1, f"{how}: one emit, exactly one message on {self.CHANNEL}; "
+                                           f"got {[p[:120] for _, p, _ in msgs]}")
+            self.assertTrue(msgs[0][1].startswith(f"{seq} ".encode()),
+                            f"{how}: the message starts with the event's seq {seq}: {msgs[0][1][:60]!r}")
+            msgs = every.matching(f'"{text}"')
+            self.assertEqual([ch for ch, _, _ in msgs], [self.CHANNEL.encode()],
+                             f"{how}: one message on all of Redis's channels")
+        print(f"\n  {self.CHANNEL}: {len(w.snapshot())} messages for {len(cases) + 1} emits (the marker "
+              f"included); all channels: {len(every.snapshot())}", flush=True)
 
 
 if __name__ == "__main__":
