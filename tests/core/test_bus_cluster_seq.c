@@ -1,0 +1,414 @@
+/*
+ * Unit tests for core/bus.h, seqs given by the emitter (sc_emit_t.seq, the
+ * Redis broker's cluster order; core/event.h has the rule): 0 takes the
+ * scope's next seq; a given seq above the scope's is taken as it is (a
+ * jump) and becomes the scope's; one at or below it gets the scope's seq +
+ * 1 (seqs only rise); the encoder sees the final seq; a jump ends the
+ * scope's kept history (recovery from before it answers false, in the same
+ * epoch), a contiguous given seq (the scope's + 1) keeps it.
+ *
+ * Single-threaded, on the shared fixture (bus_fixture.h).
+ */
+#include "bus_fixture.h"
+
+#include <string.h>
+
+/* The history hook: "h:*" keeps 5 events, anything else nothing. */
+static void hook(void *ud, const char *scope, sc_history_limits_t *out)
+{
+    (void)ud;
+    if (strncmp(scope, "h:", 2) == 0)
+        out->max_events = 5;
+}
+
+/* The encoder records the seq of every event it is called with. */
+typedef struct encrec {
+    int n;
+    uint64_t seq[64];
+} encrec_t;
+
+static int enc_record(void *ud, sc_event_t *ev)
+{
+    encrec_t *r = ud;
+    if (r->n < 64)
+        r->seq[r->n] = sc_event_seq(ev);
+    r->n++;
+    return 0;
+}
+
+static void open_hist(fx_t *fx, int maxsize)
+{
+    sc_bus_config_t cfg;
+    sc_bus_config_default(&cfg);
+    cfg.history = hook;
+    cfg.maxsize = maxsize;
+    cfg.epoch_seed = 42;
+    fx_open_cfg(fx, &cfg);
+}
+
+/* Emits a change event into `scope` with the given seq (0: the bus's);
+ * returns the seq the bus reports. */
+static uint64_t emit_seq(fx_t *fx, const char *scope, uint64_t seq)
+{
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = scope;
+    e.seq = seq;
+    return emit_ok(fx, &e);
+}
+
+static sc_sub_t *sub_since(fx_t *fx, const char *scope, const sc_since_t *since)
+{
+    sc_sub_opts_t o = {.since = since};
+    return sub_opts(fx, scope, NULL, &o, NULL);
+}
+
+static uint64_t kept_events(fx_t *fx)
+{
+    sc_bus_stats_t st;
+    sc_bus_stats(fx->bus, &st);
+    return st.history_events;
+}
+
+/* Subscribes with since {seq, epoch} and asserts whether it recovered and,
+ * when it did, the seqs replayed (n of them, in order). */
+static void expect_recovery(fx_t *fx, const char *scope, uint64_t seq,
+                            uint64_t epoch, bool recovered,
+                            const uint64_t *replayed, size_t n)
+{
+    sc_since_t since = {.seq = seq, .epoch = epoch, .has_epoch = true};
+    sc_sub_t *s = sub_since(fx, scope, &since);
+    if (sc_sub_recovered(s) != recovered)
+        fail_msg("since %llu: recovered %d, want %d", (unsigned long long)seq,
+                 sc_sub_recovered(s), recovered);
+    assert_int_equal(sc_sub_epoch(s), epoch); /* a jump keeps the epoch */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(take_seq(s), replayed[i]);
+    expect_empty(s);
+    sc_sub_destroy(s);
+    /* the HTTP read answers the same */
+    sc_history_read_t r;
+    assert_int_equal(sc_bus_history(fx->bus, scope, &since, NULL, 100, &r),
+                     SC_OK);
+    assert_int_equal(r.recovered, recovered);
+    assert_int_equal(r.n, recovered ? n : 0);
+    for (size_t i = 0; recovered && i < n; i++)
+        assert_int_equal(sc_event_seq(r.events[i]), replayed[i]);
+    sc_history_read_free(&r);
+}
+
+/* ---- the seq an emit gets -------------------------------------------------
+ */
+
+static void test_cluster_seq_zero_takes_the_next(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16);
+    sc_sub_t *s = sub_plain(&fx, "x");
+    assert_int_equal(emit_seq(&fx, "x", 0), 1);
+    assert_int_equal(emit_seq(&fx, "x", 0), 2);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "x"), 2);
+    assert_int_equal(take_seq(s), 1);
+    assert_int_equal(take_seq(s), 2);
+    expect_empty(s);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_above_current_is_taken_as_given(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16);
+    sc_sub_t *s = sub_plain(&fx, "x");
+    /* a fresh scope (seq 0) starts at the given seq */
+    assert_int_equal(emit_seq(&fx, "x", 100), 100);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "x"), 100);
+    assert_int_equal(emit_seq(&fx, "x", 0), 101);   /* next after the jump */
+    assert_int_equal(emit_seq(&fx, "x", 102), 102); /* contiguous */
+    assert_int_equal(emit_seq(&fx, "x", 250), 250); /* a jump */
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "x"), 250);
+    assert_int_equal(emit_seq(&fx, "x", UINT64_MAX - 1), UINT64_MAX - 1);
+    assert_true(sc_bus_scope_seq(fx.bus, "x") == UINT64_MAX - 1);
+    /* the subscriber sees exactly those seqs, and no drops: the events
+     * between were never here, this queue lost nothing */
+    assert_int_equal(take_seq(s), 100);
+    assert_int_equal(take_seq(s), 101);
+    assert_int_equal(take_seq(s), 102);
+    assert_int_equal(take_seq(s), 250);
+    assert_true(take_seq(s) == UINT64_MAX - 1);
+    expect_empty(s);
+    /* a later subscriber starts after the scope's seq */
+    uint64_t at = 0;
+    sc_sub_t *t = sub_opts(&fx, "x", NULL, NULL, &at);
+    assert_true(at == UINT64_MAX - 1);
+    sc_sub_destroy(t);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_at_or_below_current_gets_the_next(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16);
+    sc_sub_t *s = sub_plain(&fx, "x");
+    assert_int_equal(emit_seq(&fx, "x", 5), 5);
+    assert_int_equal(emit_seq(&fx, "x", 5), 6); /* equal: the next */
+    assert_int_equal(emit_seq(&fx, "x", 3), 7); /* below: the next */
+    assert_int_equal(emit_seq(&fx, "x", 1), 8);
+    assert_int_equal(emit_seq(&fx, "x", 0), 9);
+    assert_int_equal(emit_seq(&fx, "x", 9), 10);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "x"), 10);
+    for (uint64_t q = 5; q <= 10; q++)
+        assert_int_equal(take_seq(s), q);
+    expect_empty(s);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_scopes_are_independent(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16);
+    sc_sub_t *a = sub_plain(&fx, "a");
+    sc_sub_t *b = sub_plain(&fx, "b");
+    assert_int_equal(emit_seq(&fx, "a", 40), 40);
+    assert_int_equal(emit_seq(&fx, "b", 0), 1); /* b's own seq */
+    assert_int_equal(emit_seq(&fx, "b", 3), 3);
+    assert_int_equal(emit_seq(&fx, "a", 2), 41);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "a"), 41);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "b"), 3);
+    assert_int_equal(take_seq(a), 40);
+    assert_int_equal(take_seq(a), 41);
+    assert_int_equal(take_seq(b), 1);
+    assert_int_equal(take_seq(b), 3);
+    sc_sub_destroy(a);
+    sc_sub_destroy(b);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_without_subscribers_is_not_sequenced(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16);
+    /* nobody, no history: counted, no seq, the scope stays unknown */
+    assert_int_equal(emit_seq(&fx, "x", 7), 0);
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "x"), 0);
+    sc_bus_stats_t st;
+    sc_bus_stats(fx.bus, &st);
+    assert_int_equal(st.emitted, 1);
+    /* a subscriber that comes now starts at 0, then sees the given seq */
+    uint64_t at = 99;
+    sc_sub_t *s = sub_opts(&fx, "x", NULL, NULL, &at);
+    assert_int_equal(at, 0);
+    assert_int_equal(emit_seq(&fx, "x", 8), 8);
+    assert_int_equal(take_seq(s), 8);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_encoder_sees_the_final_seq(void **state)
+{
+    (void)state;
+    encrec_t rec = {0};
+    sc_bus_config_t cfg;
+    sc_bus_config_default(&cfg);
+    cfg.encode = enc_record;
+    cfg.encode_ud = &rec;
+    fx_t fx;
+    fx_open_cfg(&fx, &cfg);
+    sc_sub_t *s = sub_plain(&fx, "x");
+    assert_int_equal(emit_seq(&fx, "x", 20), 20);
+    assert_int_equal(emit_seq(&fx, "x", 4), 21);
+    assert_int_equal(emit_seq(&fx, "x", 0), 22);
+    assert_int_equal(rec.n, 3);
+    assert_int_equal(rec.seq[0], 20);
+    assert_int_equal(rec.seq[1], 21);
+    assert_int_equal(rec.seq[2], 22);
+    assert_int_equal(take_seq(s), 20);
+    assert_int_equal(take_seq(s), 21);
+    assert_int_equal(take_seq(s), 22);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
+/* ---- history across a jump ------------------------------------------------
+ */
+
+static void test_cluster_seq_jump_clears_kept_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:j");
+    uint64_t ep = sc_sub_epoch(live);
+    assert_int_equal(emit_seq(&fx, "h:j", 0), 1);
+    assert_int_equal(emit_seq(&fx, "h:j", 0), 2);
+    assert_int_equal(emit_seq(&fx, "h:j", 0), 3);
+    assert_int_equal(kept_events(&fx), 3);
+    static const uint64_t from1[] = {2, 3};
+    expect_recovery(&fx, "h:j", 1, ep, true, from1, 2);
+
+    assert_int_equal(emit_seq(&fx, "h:j", 10), 10); /* 4..9 never here */
+    assert_int_equal(kept_events(&fx), 1);          /* only 10 */
+    assert_int_equal(sc_bus_scope_seq(fx.bus, "h:j"), 10);
+    /* the live subscriber gets 1, 2, 3 and 10 */
+    assert_int_equal(take_seq(live), 1);
+    assert_int_equal(take_seq(live), 2);
+    assert_int_equal(take_seq(live), 3);
+    assert_int_equal(take_seq(live), 10);
+    expect_empty(live);
+
+    /* from before the jump, in the same epoch: not recovered */
+    expect_recovery(&fx, "h:j", 3, ep, false, NULL, 0);
+    expect_recovery(&fx, "h:j", 1, ep, false, NULL, 0);
+    expect_recovery(&fx, "h:j", 5, ep, false, NULL, 0); /* inside the gap */
+    expect_recovery(&fx, "h:j", 8, ep, false, NULL, 0);
+    sc_since_t s0 = {0};
+    sc_sub_t *z = sub_since(&fx, "h:j", &s0);
+    assert_false(sc_sub_recovered(z));
+    expect_empty(z);
+    sc_sub_destroy(z);
+    /* from right before 10 (the client saw 9 elsewhere): 10 is replayed */
+    static const uint64_t from9[] = {10};
+    expect_recovery(&fx, "h:j", 9, ep, true, from9, 1);
+    expect_recovery(&fx, "h:j", 10, ep, true, NULL, 0);
+
+    /* a live subscription moved back across the jump: not recovered */
+    sc_since_t s3 = {3, ep, true};
+    bool rec = true;
+    assert_int_equal(sc_sub_recover(live, &s3, &rec, NULL), SC_OK);
+    assert_false(rec);
+    expect_empty(live);
+
+    /* history grows again from the jump */
+    assert_int_equal(emit_seq(&fx, "h:j", 0), 11);
+    assert_int_equal(emit_seq(&fx, "h:j", 12), 12);
+    assert_int_equal(kept_events(&fx), 3);
+    static const uint64_t from9b[] = {10, 11, 12};
+    expect_recovery(&fx, "h:j", 9, ep, true, from9b, 3);
+    assert_int_equal(take_seq(live), 11);
+    assert_int_equal(take_seq(live), 12);
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_jump_by_two_clears_kept_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:2");
+    uint64_t ep = sc_sub_epoch(live);
+    assert_int_equal(emit_seq(&fx, "h:2", 0), 1);
+    assert_int_equal(emit_seq(&fx, "h:2", 0), 2);
+    assert_int_equal(emit_seq(&fx, "h:2", 4), 4); /* 3 was never here */
+    assert_int_equal(kept_events(&fx), 1);
+    expect_recovery(&fx, "h:2", 2, ep, false, NULL, 0);
+    expect_recovery(&fx, "h:2", 1, ep, false, NULL, 0);
+    static const uint64_t from3[] = {4};
+    expect_recovery(&fx, "h:2", 3, ep, true, from3, 1);
+    assert_int_equal(take_seq(live), 1);
+    assert_int_equal(take_seq(live), 2);
+    assert_int_equal(take_seq(live), 4);
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+static void
+test_cluster_seq_jump_without_subscribers_clears_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    /* the scope lives on its history alone */
+    assert_int_equal(emit_seq(&fx, "h:n", 0), 1);
+    assert_int_equal(emit_seq(&fx, "h:n", 0), 2);
+    sc_since_t s0 = {0};
+    sc_history_read_t r;
+    assert_int_equal(sc_bus_history(fx.bus, "h:n", &s0, NULL, 10, &r), SC_OK);
+    assert_true(r.recovered);
+    assert_int_equal(r.n, 2);
+    uint64_t ep = r.epoch;
+    sc_history_read_free(&r);
+    assert_int_equal(emit_seq(&fx, "h:n", 7), 7);
+    assert_int_equal(kept_events(&fx), 1);
+    expect_recovery(&fx, "h:n", 2, ep, false, NULL, 0);
+    expect_recovery(&fx, "h:n", 4, ep, false, NULL, 0);
+    static const uint64_t from6[] = {7};
+    expect_recovery(&fx, "h:n", 6, ep, true, from6, 1);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_first_emit_of_a_history_scope(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    /* a scope new here starting at the cluster's seq 50 */
+    assert_int_equal(emit_seq(&fx, "h:f", 50), 50);
+    assert_int_equal(kept_events(&fx), 1);
+    sc_since_t s0 = {0};
+    sc_sub_t *z = sub_since(&fx, "h:f", &s0);
+    assert_false(sc_sub_recovered(z)); /* 1..49 were never here */
+    expect_empty(z);
+    uint64_t ep = sc_sub_epoch(z);
+    sc_sub_destroy(z);
+    static const uint64_t from49[] = {50};
+    expect_recovery(&fx, "h:f", 49, ep, true, from49, 1);
+    expect_recovery(&fx, "h:f", 10, ep, false, NULL, 0);
+    fx_close(&fx);
+}
+
+static void test_cluster_seq_contiguous_keeps_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:c");
+    uint64_t ep = sc_sub_epoch(live);
+    assert_int_equal(emit_seq(&fx, "h:c", 0), 1);
+    assert_int_equal(emit_seq(&fx, "h:c", 0), 2);
+    assert_int_equal(emit_seq(&fx, "h:c", 3), 3); /* current + 1 */
+    assert_int_equal(emit_seq(&fx, "h:c", 4), 4);
+    assert_int_equal(kept_events(&fx), 4);
+    static const uint64_t from0[] = {1, 2, 3, 4};
+    expect_recovery(&fx, "h:c", 0, ep, true, from0, 4);
+    static const uint64_t from2[] = {3, 4};
+    expect_recovery(&fx, "h:c", 2, ep, true, from2, 2);
+    /* a given seq at or below the scope's is no jump either */
+    assert_int_equal(emit_seq(&fx, "h:c", 2), 5);
+    assert_int_equal(emit_seq(&fx, "h:c", 6), 6);
+    assert_int_equal(kept_events(&fx), 5); /* 2..6, the count limit */
+    static const uint64_t from1[] = {2, 3, 4, 5, 6};
+    expect_recovery(&fx, "h:c", 1, ep, true, from1, 5);
+    expect_recovery(&fx, "h:c", 0, ep, false, NULL, 0); /* 1 aged out */
+    for (uint64_t q = 1; q <= 6; q++)
+        assert_int_equal(take_seq(live), q);
+    expect_empty(live);
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cluster_seq_zero_takes_the_next),
+        cmocka_unit_test(test_cluster_seq_above_current_is_taken_as_given),
+        cmocka_unit_test(test_cluster_seq_at_or_below_current_gets_the_next),
+        cmocka_unit_test(test_cluster_seq_scopes_are_independent),
+        cmocka_unit_test(test_cluster_seq_without_subscribers_is_not_sequenced),
+        cmocka_unit_test(test_cluster_seq_encoder_sees_the_final_seq),
+        cmocka_unit_test(test_cluster_seq_jump_clears_kept_history),
+        cmocka_unit_test(test_cluster_seq_jump_by_two_clears_kept_history),
+        cmocka_unit_test(
+            test_cluster_seq_jump_without_subscribers_clears_history),
+        cmocka_unit_test(test_cluster_seq_first_emit_of_a_history_scope),
+        cmocka_unit_test(test_cluster_seq_contiguous_keeps_history),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
