@@ -700,6 +700,8 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
     }
     if (!sc) {
         atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
+        if (e->on_seq)
+            e->on_seq(e->on_seq_ud, 0);
         pthread_mutex_unlock(&sh->lock);
         return SC_OK;
     }
@@ -716,6 +718,8 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
     if (seq != sc->seq + 1 && sc->nkept) /* a jump: kept are not contiguous */
         kept_clear_locked(bus, sh, sc);
     sc->seq = seq;
+    if (e->on_seq)
+        e->on_seq(e->on_seq_ud, seq);
     fanout_locked(bus, sh, sc, ev, NULL, &af);
     if (has_history(sc)) {
         kept_append_locked(bus, sh, sc, ev);

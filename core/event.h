@@ -56,6 +56,13 @@ typedef struct sc_emit {
      * history (its events are no longer (seq - n, seq]: those between
      * were never seen here), so a recovery across it answers false. */
     uint64_t seq;
+    /* Optional: called once with the seq the emit got (0: not sequenced),
+     * by sc_bus_emit under the scope's lock, before any subscriber can
+     * see the event (not called when it fails). Quick, no calls into the
+     * bus. The broker answers the emitter here, so the answer precedes
+     * the echo and carries exactly the seq subscribers see. */
+    void (*on_seq)(void *ud, uint64_t seq);
+    void *on_seq_ud;
 } sc_emit_t;
 
 /* Adds a reference. Returns `ev` for convenience. NULL is passed through. */

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #define HEX16 16
-#define FIELD_MAX (64u << 20) /* no field of a real message comes near */
 
 static void put_hex16(sc_buf_t *b, uint64_t v)
 {
@@ -27,6 +26,10 @@ static void put_hex16(sc_buf_t *b, uint64_t v)
 
 static void put_field(sc_buf_t *b, char tag, const char *p, size_t n)
 {
+    if (n > SC_CLUSTER_FIELD_MAX) { /* refused whole: see the header */
+        b->err = SC_EINVAL;
+        return;
+    }
     uint8_t h[5] = {(uint8_t)tag, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
                     (uint8_t)(n >> 8), (uint8_t)n};
     sc_buf_put(b, h, sizeof h);
@@ -196,8 +199,11 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     char kind = msg[i++];
     if (!strchr("ECJLNHS", kind) || kind == '\0')
         return SC_EINVAL;
-    if (!hex16(msg + i, &out->node) || !hex16(msg + i + HEX16, &out->token))
+    uint64_t node, token;
+    if (!hex16(msg + i, &node) || !hex16(msg + i + HEX16, &token))
         return SC_EINVAL;
+    out->node = node;
+    out->token = token;
     i += 2 * HEX16;
     out->kind = kind;
     out->seq = seq;
@@ -210,7 +216,8 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
         char tag = (char)h[0];
         size_t n = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 |
                    (size_t)h[4];
-        if (n > FIELD_MAX || len - i - 5 < n + 1 || msg[i + 5 + n] != '\0')
+        if (n > SC_CLUSTER_FIELD_MAX || len - i - 5 < n + 1 ||
+            msg[i + 5 + n] != '\0')
             goto fail;
         const char *s = msg + i + 5;
         if (memchr(s, '\0', n)) /* text holds no NUL */
@@ -362,6 +369,11 @@ int sc_cluster_parse_url(const char *url, char *host, size_t hostlen, int *port,
             snprintf(why, whylen, "an IPv6 host needs its closing ]");
             return SC_EINVAL;
         }
+        if (strspn(h + 1, "0123456789abcdefABCDEF:.") !=
+            (size_t)(end - h - 1)) {
+            snprintf(why, whylen, "an IPv6 host has only hex digits, : and .");
+            return SC_EINVAL;
+        }
         hn = (size_t)(end - h - 1);
         h++;
         end++;
@@ -375,7 +387,7 @@ int sc_cluster_parse_url(const char *url, char *host, size_t hostlen, int *port,
     }
     for (size_t i = 0; i < hn; i++)
         if ((unsigned char)h[i] <= ' ' || h[i] == '@' || h[i] == '?' ||
-            (unsigned char)h[i] >= 0x7f) {
+            h[i] == '[' || h[i] == ']' || (unsigned char)h[i] >= 0x7f) {
             snprintf(why, whylen, "the host has a character not allowed");
             return SC_EINVAL;
         }

@@ -41,6 +41,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The longest field (an event's data): Redis's own bound on a string
+ * (proto-max-bulk-len, 512 MiB). The encoders fail with SC_EINVAL past it
+ * (the sticky error of the buffer); the decoder rejects it. */
+#define SC_CLUSTER_FIELD_MAX (512u << 20)
+
 #define SC_CLUSTER_EVENT 'E'
 #define SC_CLUSTER_CLOSE 'C'
 #define SC_CLUSTER_JOIN 'J'
@@ -72,7 +77,8 @@ typedef struct sc_cluster_msg {
 
 /* Appends an event's body (everything after "SEQ "): kind, node, token
  * and e's fields (e->seq is not written: the broker assigns it). Returns
- * SC_OK or SC_ENOMEM (the buffer's sticky error). */
+ * SC_OK, SC_EINVAL (a field over SC_CLUSTER_FIELD_MAX) or SC_ENOMEM (the
+ * buffer's sticky error). */
 int sc_cluster_enc_event(sc_buf_t *b, uint64_t node, uint64_t token,
                          const sc_emit_t *e);
 

@@ -66,6 +66,7 @@ typedef struct sc_broker_item {
     size_t index;                       /* its seq's place in req->seqs */
     uint64_t token;
     uint64_t floor; /* the node's seq of the scope when it was made */
+    bool evaled;    /* the script ran it: its message is on the channel */
     char kind;
     char *scope; /* the seq key's scope (NUL-terminated copy) */
     char *msg;   /* "0 " + body */
@@ -253,24 +254,29 @@ static void item_answered(item_t *it, uint64_t seq)
         post(req);
 }
 
+/* sc_emit_t.on_seq: the bus gave the item's emit its seq (under the
+ * scope's lock, before anyone sees the event). */
+static void on_item_seq(void *ud, uint64_t seq)
+{
+    item_answered(ud, seq);
+}
+
 /* Delivers an item here only (Redis did not take it): its own seq. The
  * answer is queued before the delivery (an `emitted` before its echo). */
 static void item_local(sc_broker_t *bk, item_t *it)
 {
     sc_cluster_msg_t m;
-    uint64_t seq = 0;
     if (it->kind == SC_CLUSTER_EVENT &&
         sc_cluster_decode(it->msg, it->len, &m) == SC_OK) {
         sc_emit_t e;
         sc_cluster_msg_to_emit(&m, &e);
-        /* the seq the bus will assign (nothing else emits into the scope
-         * between: the answer is a report, the delivery is the bus's) */
+        e.on_seq = on_item_seq; /* answered with the bus's seq */
+        e.on_seq_ud = it;
         atomic_fetch_add(&bk->local, 1);
-        if (sc_bus_emit(bk->srv->bus, &e, &seq) != SC_OK)
-            seq = 0;
+        sc_bus_emit(bk->srv->bus, &e, NULL);
         sc_cluster_msg_deinit(&m);
     }
-    item_answered(it, seq);
+    item_answered(it, 0); /* (when the bus failed it: no seq) */
 }
 
 /* ---- the link ----------------------------------------------------------- */
@@ -286,7 +292,10 @@ static void schedule_retry(sc_broker_t *bk)
     bk->backoff = bk->backoff * 2 > RETRY_MAX_S ? RETRY_MAX_S : bk->backoff * 2;
 }
 
-/* Frees the connections still open (from outside their callbacks). */
+/* Frees the connections still open. Emits in flight are delivered here:
+ * those the script did not answer get NULL replies (on_script); those it
+ * published but whose message did not come back are delivered now (the
+ * other nodes had them; this one will not). */
 static void free_both(sc_broker_t *bk)
 {
     redisAsyncContext *cmd = bk->cmd, *sub = bk->sub;
@@ -296,6 +305,15 @@ static void free_both(sc_broker_t *bk)
         redisAsyncFree(cmd);
     if (sub)
         redisAsyncFree(sub);
+    for (item_t *it = bk->flight.head, *next; it; it = next) {
+        next = it->next;
+        if (!it->evaled)
+            continue; /* its NULL reply is still to come */
+        ilist_unlink(&bk->flight, it);
+        if (it->req)
+            item_local(bk, it);
+        item_free(it);
+    }
 }
 
 /* Both connections go (one failed): emits waiting for the script are
@@ -366,16 +384,26 @@ static void deliver(sc_broker_t *bk, const char *msg, size_t len)
     if (m.kind != SC_CLUSTER_EVENT && m.kind != SC_CLUSTER_CLOSE) {
         deliver_presence(bk, &m);
     } else if (m.kind == SC_CLUSTER_EVENT) {
-        if (m.node == bk->node) /* ours: its emit is answered first */
-            for (item_t *it = bk->flight.head; it; it = it->next)
-                if (it->token == m.token) {
-                    item_answered(it, m.seq);
-                    break;
-                }
+        item_t *own = NULL;
+        if (m.node == bk->node) /* ours: the emit waiting for it */
+            for (item_t *it = bk->flight.head; it && !own; it = it->next)
+                if (it->token == m.token)
+                    own = it;
         sc_emit_t e;
         sc_cluster_msg_to_emit(&m, &e);
+        if (own) { /* answered with the seq the bus gives it here */
+            e.on_seq = on_item_seq;
+            e.on_seq_ud = own;
+        }
         atomic_fetch_add(&bk->received, 1);
         sc_bus_emit(bk->srv->bus, &e, NULL);
+        if (own) {
+            item_answered(own, 0); /* (when the bus failed it: no seq) */
+            if (own->evaled) {     /* both halves came: done */
+                ilist_unlink(&bk->flight, own);
+                item_free(own);
+            }
+        }
     } else if (m.node != bk->node) { /* a close from another node */
         peer_seen(bk, m.node);
         if (m.user)
@@ -521,16 +549,20 @@ static void on_script(redisAsyncContext *ac, void *r, void *priv)
     sc_broker_t *bk = ac->data;
     redisReply *rep = r;
     item_t *it = priv;
-    ilist_unlink(&bk->flight, it);
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
+        /* published: it is answered when its message comes back (or
+         * delivered here if the link breaks first, see free_both) */
         atomic_fetch_add(&bk->published, 1);
-        item_answered(it, (uint64_t)rep->integer);
+        it->evaled = true;
+        if (it->req)
+            return;
     } else {
         if (rep && rep->type == REDIS_REPLY_ERROR)
             sc_log(SC_LOG_WARN, "broker: redis refused an emit: %s", rep->str);
-        if (it->req) /* not delivered through the channel */
+        if (it->req) /* not on the channel */
             item_local(bk, it);
     }
+    ilist_unlink(&bk->flight, it);
     item_free(it);
 }
 
