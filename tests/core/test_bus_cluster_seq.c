@@ -394,6 +394,63 @@ static void test_cluster_seq_contiguous_keeps_history(void **state)
     fx_close(&fx);
 }
 
+/* on_seq: what it saw, and whether the subscriber could already take the
+ * event at that moment (it must not: the answer comes first). */
+typedef struct seqrec {
+    sc_sub_t *sub;
+    int calls;
+    uint64_t seq;
+    size_t pending_then;
+} seqrec_t;
+
+static void on_seq(void *ud, uint64_t seq)
+{
+    seqrec_t *r = ud;
+    r->calls++;
+    r->seq = seq;
+    r->pending_then = r->sub ? sc_sub_pending(r->sub) : 0;
+}
+
+static void
+test_cluster_seq_on_seq_reports_the_seq_before_delivery(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 8);
+    sc_sub_t *s = sub_opts(&fx, "room", NULL, NULL, NULL);
+    seqrec_t r = {.sub = s};
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = "room";
+    e.on_seq = on_seq;
+    e.on_seq_ud = &r;
+    assert_int_equal(emit_ok(&fx, &e), 1);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.pending_then, 0); /* nothing queued yet */
+    e.seq = 10;                          /* a given seq: reported as taken */
+    assert_int_equal(emit_ok(&fx, &e), 10);
+    assert_int_equal(r.calls, 2);
+    assert_int_equal(r.seq, 10);
+    assert_int_equal(r.pending_then, 1); /* only the first one */
+    e.seq = 3;                           /* below: the scope's next */
+    assert_int_equal(emit_ok(&fx, &e), 11);
+    assert_int_equal(r.seq, 11);
+    assert_int_equal(take_seq(s), 1);
+    assert_int_equal(take_seq(s), 10);
+    assert_int_equal(take_seq(s), 11);
+    /* a scope nobody is in: called with 0 */
+    seqrec_t r0 = {0};
+    e.scope = "empty";
+    e.on_seq_ud = &r0;
+    e.seq = 0;
+    assert_int_equal(emit_ok(&fx, &e), 0);
+    assert_int_equal(r0.calls, 1);
+    assert_int_equal(r0.seq, 0);
+    sc_sub_destroy(s);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +466,8 @@ int main(void)
             test_cluster_seq_jump_without_subscribers_clears_history),
         cmocka_unit_test(test_cluster_seq_first_emit_of_a_history_scope),
         cmocka_unit_test(test_cluster_seq_contiguous_keeps_history),
+        cmocka_unit_test(
+            test_cluster_seq_on_seq_reports_the_seq_before_delivery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
