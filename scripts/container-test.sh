@@ -79,6 +79,7 @@ PROJECT=scctest$$ # docker-compose 1.29 keeps only [-_a-z0-9] of a name
 SOCK=/run/sc-ctest-$$.sock
 svc_pid=
 lb_port= a_port= b_port=
+tmpd=$(mktemp -d)
 dc() {
   DOCKER_HOST=unix://$SOCK SCOPECAST_API_KEY=ctest-key SCOPECAST_DEMO=0 \
     SCOPECAST_JWT_SECRET= SCOPECAST_HTTP_PORT=$lb_port \
@@ -100,6 +101,7 @@ cleanup() {
     rm -f "$SOCK"
   fi
   if [ "${KEEP_IMAGE:-0}" != 1 ]; then podman rmi -f "$IMAGE" >/dev/null 2>&1 || true; fi
+  rm -rf "$tmpd"
 }
 trap cleanup EXIT
 
@@ -177,9 +179,12 @@ plugins='["'$P'/authz.so", "'$P'/fswatch.so:{\"dir\":\"/tmp\"}", "'$P'/pgnotify.
 prun -d --name "$NAME-b" -p "127.0.0.1:$port2:9000" \
   -e SCOPECAST_PORT=9000 -e SCOPECAST_PLUGIN="$plugins" "$IMAGE" >/dev/null
 healthy "$NAME-b" || { log "FAILED: not healthy on SCOPECAST_PORT=9000 with the plugins"; exit 1; }
+# (the log read whole first: with pipefail, grep -q leaving early fails a
+# `podman logs | grep -q` that is still writing)
+blog=$(podman logs "$NAME-b" 2>&1)
 for p in authz fswatch pgnotify hello; do
-  podman logs "$NAME-b" 2>&1 | grep -q "plugin $p loaded" ||
-    { log "FAILED: plugin $p not loaded"; podman logs "$NAME-b" >&2; exit 1; }
+  grep -q "plugin $p loaded" <<<"$blog" ||
+    { log "FAILED: plugin $p not loaded"; printf '%s\n' "$blog" >&2; exit 1; }
 done
 log "the image's plugins load"
 /usr/bin/python3 -c 'import sys, urllib.request
@@ -203,6 +208,12 @@ svc_pid=$!
 for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { log "FAILED: podman system service did not open $SOCK"; exit 1; }
 
+# cid SERVICE: its container (faster than docker-compose ps)
+cid() {
+  podman ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1"
+}
+
 cluster_failed() {
   dc ps >&2 || true
   dc logs --tail=30 >&2 || true
@@ -217,7 +228,7 @@ dc up -d --build >/tmp/container-compose.log 2>&1 ||
 t1=$(date +%s)
 log "cluster built and started in $((t1 - t0)) s"
 for svc in redis node-a node-b nginx; do
-  id=$(dc ps -q "$svc")
+  id=$(cid "$svc")
   [ -n "$id" ] || cluster_failed "no container for $svc"
   # a node is healthy once it is linked to Redis
   healthy "$id" 150 || cluster_failed "$svc not healthy"
@@ -226,23 +237,28 @@ for svc in redis node-a node-b nginx; do
   # published on 127.0.0.1 only (Redis: nowhere)
   ports=$(podman port "$id")
   if [ "$svc" = redis ] && [ -n "$ports" ]; then cluster_failed "redis is published: $ports"; fi
-  if printf '%s\n' "$ports" | grep -v '^$' | grep -qv -- '-> 127\.0\.0\.1:'; then
+  if grep -qv -e '^$' -e '-> 127\.0\.0\.1:' <<<"$ports"; then
     cluster_failed "$svc published beyond 127.0.0.1: $ports"
   fi
   log "$svc healthy, runs as $user"
 done
 log "cluster healthy $(($(date +%s) - t1)) s after start"
 
-# subscribers through nginx until both nodes have one; an event emitted
-# into node-a, one into node-b (each straight to the node) and one through
-# nginx reach them all, in order
-/usr/bin/python3 - "$lb_port" "$a_port" "$b_port" <<'PY' || cluster_failed "cross-node delivery"
-import asyncio, json, sys, urllib.request
+# cross_node LABEL: subscribers through nginx until both nodes have one
+# (for up to 20 s: after a node's restart nginx needs a moment to find its
+# new address); then an event emitted into node-a, one into node-b (each
+# straight to the node) and one through nginx reach them all, in order
+cat >"$tmpd/cross_node.py" <<'PY'
+import asyncio, json, sys, time, urllib.request
 import websockets
 
-lb, ports = int(sys.argv[1]), {"node-a": int(sys.argv[2]), "node-b": int(sys.argv[3])}
+label, lb = sys.argv[1], int(sys.argv[2])
+ports = {"node-a": int(sys.argv[3]), "node-b": int(sys.argv[4])}
 KEY = {"Authorization": "Bearer ctest-key"}
-SCOPE = "ctest:cluster"
+SCOPE = "ctest:" + label.replace(" ", "-")
+
+def log(msg):
+    print(f"container-test: {label}: {msg}", file=sys.stderr)
 
 def http(port, path, body=None):
     req = urllib.request.Request(
@@ -258,30 +274,36 @@ def subscribers():
 async def call(fn, *args):
     return await asyncio.to_thread(fn, *args)
 
+async def subscribe():
+    ws = await websockets.connect(f"ws://127.0.0.1:{lb}/ws", subprotocols=["scopecast.v1"],
+                                  open_timeout=10)
+    welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert welcome["op"] == "welcome", welcome
+    await ws.send(json.dumps({"op": "subscribe", "id": 1, "scope": SCOPE, "presence": False}))
+    sub = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert sub["op"] == "subscribed", sub
+    return ws
+
 async def main():
     for n, p in ports.items():  # both linked to Redis
         metrics = (await call(http, p, "/metrics"))[1]
         assert "scopecast_broker_up 1" in metrics, (n, [l for l in metrics.splitlines() if "broker" in l])
-    subs = {}  # node -> websocket
-    socks = []
+    subs = {}  # node -> its subscriber
     try:
-        for _ in range(6):
+        deadline = time.monotonic() + 20
+        while len(subs) < 2:
+            assert time.monotonic() < deadline, f"WebSockets through nginx went only to {list(subs)}"
             before = await call(subscribers)
-            ws = await websockets.connect(f"ws://127.0.0.1:{lb}/ws", subprotocols=["scopecast.v1"])
-            socks.append(ws)
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert welcome["op"] == "welcome", welcome
-            await ws.send(json.dumps({"op": "subscribe", "id": 1, "scope": SCOPE}))
-            sub = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert sub["op"] == "subscribed", sub
+            ws = await subscribe()
             after = await call(subscribers)
             node = [n for n in ports if after[n] == before[n] + 1]
             assert len(node) == 1, (before, after)
-            subs.setdefault(node[0], ws)
-            print(f"container-test: a subscriber through nginx landed on {node[0]}", file=sys.stderr)
-            if len(subs) == 2:
-                break
-        assert len(subs) == 2, f"6 WebSockets through nginx all went to {list(subs)}"
+            if node[0] in subs:
+                await ws.close()
+                await asyncio.sleep(0.5)
+                continue
+            subs[node[0]] = ws
+            log(f"a subscriber through nginx landed on {node[0]}")
         last = 0
         for target, port in [("node-a", ports["node-a"]), ("node-b", ports["node-b"]), ("nginx", lb)]:
             data = {"via": target}
@@ -291,17 +313,55 @@ async def main():
             assert seq > last, (seq, last)
             last = seq
             for node, ws in subs.items():
-                while True:  # skip the presence pushes of the other subscribers
-                    ev = json.loads(await asyncio.wait_for(ws.recv(), 5))
-                    if ev["op"] not in ("join", "leave", "update"):
-                        break
+                ev = json.loads(await asyncio.wait_for(ws.recv(), 5))
                 assert ev["op"] == "event" and ev["seq"] == seq and ev["data"] == data, (node, ev)
-            print(f"container-test: emitted into {target}: seq {seq} reached the subscribers on "
-                  "node-a and node-b", file=sys.stderr)
+            log(f"emitted into {target}: seq {seq} reached the subscribers on node-a and node-b")
     finally:
-        for ws in socks:
+        for ws in subs.values():
             await ws.close()
 
 asyncio.run(main())
 PY
+cross_node() {
+  /usr/bin/python3 "$tmpd/cross_node.py" "$1" "$lb_port" "$a_port" "$b_port" ||
+    cluster_failed "$1: cross-node delivery"
+}
+cross_node "cluster"
+
+# metric PORT NAME: a node's /metrics value
+metric() {
+  /usr/bin/python3 - "$@" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+print(next((l.split()[1] for l in text.splitlines() if l.split()[:1] == [sys.argv[2]]), "none"))
+PY
+}
+
+# Redis restarted (no persistence; podman gives it a new address): both
+# nodes link again by name (their scopecast_broker_links_total goes up)
+# and deliver across nodes
+links_a=$(metric "$a_port" scopecast_broker_links_total)
+links_b=$(metric "$b_port" scopecast_broker_links_total)
+t2=$(date +%s)
+podman restart "$(cid redis)" >/dev/null 2> >(grep -v 'systemd' >&2)
+relinked=
+for _ in $(seq 1 100); do
+  if [ "$(metric "$a_port" scopecast_broker_links_total)" -gt "$links_a" ] &&
+    [ "$(metric "$b_port" scopecast_broker_links_total)" -gt "$links_b" ] &&
+    [ "$(metric "$a_port" scopecast_broker_up)" = 1 ] &&
+    [ "$(metric "$b_port" scopecast_broker_up)" = 1 ]; then
+    relinked=1
+    break
+  fi
+  sleep 0.2
+done
+[ -n "$relinked" ] || cluster_failed "the nodes did not link again after Redis restarted"
+log "both nodes linked again $(($(date +%s) - t2)) s after Redis restarted"
+cross_node "after a Redis restart"
+
+# node-a restarted (a new address too): nginx follows it (nginx-entrypoint
+# reloads nginx when an upstream's address changes)
+podman restart "$(cid node-a)" >/dev/null 2> >(grep -v 'systemd' >&2)
+healthy "$(cid node-a)" 150 || cluster_failed "node-a not healthy after its restart"
+cross_node "after node-a restarted"
 log "ok"
