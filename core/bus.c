@@ -1590,14 +1590,21 @@ int sc_bus_remote_join(sc_bus_t *bus, const char *scope, uint64_t node,
     if (old) { /* known: a newer gen, maybe a new meta */
         old->gen = gen;
         rc = SC_OK;
-        if (!meta_eq(old->conn.meta, old->conn.meta_len, r->conn.meta,
-                     r->conn.meta_len) &&
-            announce_raw_locked(bus, sh, sc, SC_EVENT_UPDATE, &r->conn, false,
-                                NULL, &af)) {
+        /* the entry as it will be: only its meta changes */
+        sc_conn_t view = old->conn;
+        view.meta = r->conn.meta;
+        view.meta_len = r->conn.meta_len;
+        if (meta_eq(old->conn.meta, old->conn.meta_len, view.meta,
+                    view.meta_len)) {
+            /* nothing to tell */
+        } else if (announce_raw_locked(bus, sh, sc, SC_EVENT_UPDATE, &view,
+                                       false, NULL, &af)) {
             char *m = old->conn.meta;
             old->conn.meta = r->conn.meta;
             old->conn.meta_len = r->conn.meta_len;
             r->conn.meta = m; /* freed with r */
+        } else {
+            rc = SC_ENOMEM; /* the meta stays as it was */
         }
     } else if (sc && remote_reserve(sc) == 0) {
         sc__strmap_entry_t *user = NULL;
@@ -1635,7 +1642,7 @@ int sc_bus_remote_join(sc_bus_t *bus, const char *scope, uint64_t node,
 int sc_bus_remote_leave(sc_bus_t *bus, const char *scope, uint64_t node,
                         const char *session_id)
 {
-    if (!bus || !scope || !session_id)
+    if (!bus || !scope || !*scope || !session_id)
         return SC_EINVAL;
     uint64_t hash = sc__hash(scope);
     shard_t *sh = shard_of(bus, hash);
@@ -1678,7 +1685,8 @@ static void remote_drop_cb(sc__strmap_entry_t *e, void *ud)
     sc__scope_t *sc = e->value;
     for (size_t i = sc->nremote; i-- > 0;) {
         sc__remote_t *r = sc->remote[i];
-        if (r->node != cx->node || r->gen >= cx->below)
+        if (r->node != cx->node ||
+            (cx->below != UINT64_MAX && r->gen >= cx->below))
             continue;
         if (!remote_leave_locked(cx->bus, cx->sh, sc, r, cx->af))
             cx->failed = true;

@@ -3,7 +3,8 @@
  * audience filtering, presence and join/leave, counters.
  *
  * Model
- *   A bus holds scopes; a scope exists while it has subscribers. Each
+ *   A bus holds scopes; a scope exists while it has subscribers (or held
+ *   or remote presence entries, or kept history: see those). Each
  *   subscription (sc_sub_t) has a bounded queue of event references
  *   (capacity `maxsize`). sc_bus_emit() assigns the scope's next seq,
  *   encodes the event once (encoder hook) and pushes a reference into the
@@ -186,8 +187,9 @@ void sc_bus_destroy(sc_bus_t *bus);
 int sc_bus_maxsize(const sc_bus_t *bus);
 
 /* Emits one change event into `e->scope`. Never blocks on a consumer.
- * *seq_out (optional) receives the seq assigned, or 0 when the scope had no
- * subscribers and keeps no history (the emit is still counted; a scope
+ * *seq_out (optional) receives the seq assigned, or 0 when the scope was
+ * not alive (no subscribers, held or remote presence entries, kept
+ * history) and keeps no history (the emit is still counted; a scope
  * the history hook names is created and keeps the event). Returns SC_OK,
  * SC_EINVAL (no scope) or SC_ENOMEM (nothing emitted, no seq used). Thread:
  * any. */
@@ -315,7 +317,10 @@ int sc_bus_presence_update(sc_bus_t *bus, sc_sub_t *sub, const void *meta,
  * when it was its user's last entry). sc_bus_remote_drop removes every
  * entry of `node` marked with a gen below `below` (UINT64_MAX: all of
  * them), each with its LEAVE, and returns how many. Returns SC_OK, SC_EINVAL
- * or SC_ENOMEM (nothing changed); leaving an unknown entry is SC_OK.
+ * or SC_ENOMEM (nothing changed, but a known entry's gen; its meta stays);
+ * leaving an unknown entry is SC_OK. A scope with remote entries lives
+ * (emits into it are sequenced); sc_bus_close drops them with the scope,
+ * without LEAVE (the cluster closes the scope on every node).
  * Thread: any. */
 int sc_bus_remote_join(sc_bus_t *bus, const char *scope, uint64_t node,
                        uint64_t gen, const sc_conn_t *conn);
@@ -359,8 +364,8 @@ typedef struct sc_bus_stats {
     uint64_t emitted;         /* every emit, with or without subscribers */
     uint64_t dropped;         /* per subscriber per dropped item */
     uint64_t subscribers;     /* live subscriptions over all scopes */
-    uint64_t scopes;          /* scopes with at least one subscriber or held
-                                 presence entry */
+    uint64_t scopes;          /* scopes alive: with a subscriber, a held or
+                                 remote presence entry, or kept history */
     uint64_t queued_bytes;    /* what the events held by queues cost (each
                                  event once; see max_queued_bytes) */
     uint64_t history_events;  /* events kept as history now */
