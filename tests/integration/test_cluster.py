@@ -231,6 +231,19 @@ class CrossNode(ClusterCase):
                         self.assertEqual(m["seq"], s, f"{c.name}: batch item {i} has the seq of its result")
                 await self.fence(S, far, near, srv=dst)
 
+    async def test_emit_on_a_node_without_subscribers_answers_the_seq_others_see(self):
+        """The scope has a subscriber on A only; emits on B (HTTP single,
+        batch, client emit) answer the seq A's subscriber sees."""
+        S = "x:far-only"
+        sa = await self.sub(self.a, S, "subA")
+        em = await self.client(self.b, name="emitterB")
+        answered = [await self.b.emit(S, data="http")]
+        answered += await self.b.emit_batch([{"scope": S, "data": "batch"}])
+        answered.append((await em.ok("emit", scope=S, data="ws"))["seq"])
+        seen = [(await self.event_of(sa, S, d))["seq"] for d in ("http", "batch", "ws")]
+        self.assertEqual(answered, seen, "answered seqs (B, no subscriber there) vs seqs seen on A")
+        await self.fence(S, sa)
+
     async def test_emit_without_subscribers_is_sequenced(self):
         """With the broker every accepted emit gets a seq >= 1, on either
         node, also when no node has a subscriber (single-node: 0)."""
@@ -513,6 +526,7 @@ class CloseAcross(ClusterCase):
         sa = await self.sub(self.a, S, "subA")
         await sa.subscribe(KEEP, presence=False)
         sb = await self.sub(self.b, S, "subB")
+        await sb.subscribe(KEEP, presence=False)
         seqs = [await self.b.emit(S, data=i) for i in range(3)]
         res = await self.b.request("POST", "/api/close", {"scope": S})
         self.assertEqual(res.status, 200, res)
@@ -527,13 +541,14 @@ class CloseAcross(ClusterCase):
         # nothing of S afterwards; the other subscription and the connection stay
         await self.a.emit(S, data="after")
         await self.b.emit(S, data="after")
-        await self.marker(KEEP, sa, srv=self.b)
+        await self.marker(KEEP, sa, sb, srv=self.b)
         for c in (sa, sb):
             self.assertEqual(await c.quiet(0.5, scope=S), [], f"{c.name}: nothing of {S} after closed")
             self.assertEqual((await c.call("ping"))["op"], "pong")
-        r = await sa.subscribe(S, presence=False)
-        self.assertEqual(r["op"], "subscribed")
-        await self.fence(S, sa, srv=self.b)
+        for c in (sa, sb):
+            r = await c.subscribe(S, presence=False)
+            self.assertEqual(r["op"], "subscribed")
+        await self.fence(S, sa, sb, srv=self.b)
 
     async def test_events_answered_before_a_close_are_delivered_before_it_on_both_nodes(self):
         """Many rounds: 3 emits on B, then POST /api/close of the scope on
@@ -610,11 +625,13 @@ class CloseAcross(ClusterCase):
         alice = await self.sub(self.a, S1, "alice@A", token("alice"))
         await alice.subscribe(S2, presence=False)
         dave = await self.sub(self.a, S1, "dave@A", token("dave"))
+        watcher = await self.sub(self.b, S1, "watcher@B")
+        await watcher.subscribe(S2, presence=False)
         res = await self.b.request("POST", "/api/close", {"user": "alice", "scope": S1})
         self.assertEqual(res.status, 200, res)
         self.assertSub(await alice.push(S1), {"op": "closed", "scope": S1, "reason": "kicked"})
-        await self.fence(S2, alice, srv=self.b)  # her other subscription stays
-        await self.fence(S1, dave, srv=self.b)
+        await self.fence(S2, alice, watcher, srv=self.b)  # her other subscription stays
+        await self.fence(S1, dave, watcher, srv=self.b)
         self.assertEqual(await alice.quiet(0.3, scope=S1), [])
 
 
