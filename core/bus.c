@@ -1745,6 +1745,33 @@ void sc_bus_each_presence(sc_bus_t *bus, sc_on_presence_fn fn, void *ud)
     }
 }
 
+struct each_seq_ctx {
+    void (*fn)(void *ud, const char *scope, uint64_t seq);
+    void *ud;
+};
+
+static void each_seq_cb(sc__strmap_entry_t *e, void *ud)
+{
+    struct each_seq_ctx *cx = ud;
+    const sc__scope_t *sc = e->value;
+    if (sc->seq)
+        cx->fn(cx->ud, e->key, sc->seq);
+}
+
+void sc_bus_each_seq(sc_bus_t *bus,
+                     void (*fn)(void *ud, const char *scope, uint64_t seq),
+                     void *ud)
+{
+    if (!bus || !fn)
+        return;
+    struct each_seq_ctx cx = {fn, ud};
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&bus->shards[i].lock);
+        sc__strmap_each(&bus->shards[i].scopes, each_seq_cb, &cx);
+        pthread_mutex_unlock(&bus->shards[i].lock);
+    }
+}
+
 void sc_presence_free(sc_conn_t *list, size_t n)
 {
     for (size_t i = 0; list && i < n; i++)

@@ -328,6 +328,14 @@ int sc_bus_remote_leave(sc_bus_t *bus, const char *scope, uint64_t node,
                         const char *session_id);
 size_t sc_bus_remote_drop(sc_bus_t *bus, uint64_t node, uint64_t below);
 
+/* Calls fn(ud, scope, seq) for every scope alive with a seq above 0, one
+ * shard lock at a time, with that lock held (quick, no calls into the
+ * bus). The broker raises the cluster's seqs to these when it links, so
+ * seqs keep one value on every node after an outage. Thread: any. */
+void sc_bus_each_seq(sc_bus_t *bus,
+                     void (*fn)(void *ud, const char *scope, uint64_t seq),
+                     void *ud);
+
 /* Calls fn for every local presence entry (shown subscriptions and held
  * entries; not remote ones), one shard lock at a time, with that lock
  * held (as the presence hook: quick, no calls into the bus). An entry

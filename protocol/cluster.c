@@ -71,8 +71,6 @@ int sc_cluster_enc_event(sc_buf_t *b, uint64_t node, uint64_t token,
 int sc_cluster_enc_close(sc_buf_t *b, uint64_t node, uint64_t token,
                          const char *scope, const char *user)
 {
-    if (!scope && !user)
-        return SC_EINVAL;
     put_head(b, SC_CLUSTER_CLOSE, node, token);
     if (scope)
         put_str(b, 's', scope);
@@ -287,10 +285,6 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     switch (kind) {
     case SC_CLUSTER_EVENT:
         if (!out->scope)
-            goto fail;
-        break;
-    case SC_CLUSTER_CLOSE:
-        if (!out->scope && !out->user)
             goto fail;
         break;
     case SC_CLUSTER_JOIN:

@@ -20,10 +20,10 @@
  *   audience" (0-1, empty), 'a' an audience user id (any), 'd' the data's
  *   JSON text (0-1), 'u' a user (close, J; 0-1), 'i' a session (J, L),
  *   't' connected-at, decimal seconds (J), 'm' meta JSON text (J, 0-1).
- * Text fields hold no NUL byte. An event needs a scope; a close a scope or
- * a user; J and L a scope and a session; N, H and S have no fields. Nothing
- * here is trusted: everything on the channel is decoded by these rules and
- * rejected whole when any is broken.
+ * Text fields hold no NUL byte. An event needs a scope; a close without
+ * scope or user closes every scope; J and L a scope and a session; N, H and S
+ * have no fields. Nothing here is trusted: everything on the channel is decoded
+ * by these rules and rejected whole when any is broken.
  *
  * Thread: any (pure functions). Ownership: the encoder appends to the
  * caller's sc_buf_t; a decoded message points into the buffer it was
@@ -82,7 +82,7 @@ typedef struct sc_cluster_msg {
 int sc_cluster_enc_event(sc_buf_t *b, uint64_t node, uint64_t token,
                          const sc_emit_t *e);
 
-/* Appends a close's body: scope and/or user (at least one). */
+/* Appends a close's body: scope and/or user (neither: every scope). */
 int sc_cluster_enc_close(sc_buf_t *b, uint64_t node, uint64_t token,
                          const char *scope, const char *user);
 

@@ -57,6 +57,15 @@ static const char SCRIPT[] =
     "redis.call('PUBLISH', ARGV[1], s .. ' ' .. ARGV[4])\n"
     "return s\n";
 
+/* KEYS[1] a scope's seq key; ARGV: a node's seq for it, the TTL. Raises
+ * the key to it (never lowers it). */
+static const char RAISE[] =
+    "local s = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tonumber(ARGV[1]) > s then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "end\n"
+    "return 0\n";
+
 /* One message for the channel: an emit (req set; msg is "0 " and the
  * body, so a failed one decodes into a local emit) or another kind (req
  * NULL: a close, presence). */
@@ -65,8 +74,9 @@ typedef struct sc_broker_item {
     sc_broker_req_t *req;               /* NULL for a close, or once answered */
     size_t index;                       /* its seq's place in req->seqs */
     uint64_t token;
-    uint64_t floor; /* the node's seq of the scope when it was made */
-    bool evaled;    /* the script ran it: its message is on the channel */
+    uint64_t floor;       /* the node's seq of the scope when it was made */
+    bool evaled;          /* the script ran it: its message is on the channel */
+    uint64_t cluster_seq; /* the script's seq, once it came back */
     char kind;
     char *scope; /* the seq key's scope (NUL-terminated copy) */
     char *msg;   /* "0 " + body */
@@ -258,7 +268,9 @@ static void item_answered(item_t *it, uint64_t seq)
  * scope's lock, before anyone sees the event). */
 static void on_item_seq(void *ud, uint64_t seq)
 {
-    item_answered(ud, seq);
+    item_t *it = ud;
+    /* a scope not alive here: the cluster's seq (every emit has one) */
+    item_answered(it, seq ? seq : it->cluster_seq);
 }
 
 /* Delivers an item here only (Redis did not take it): its own seq. The
@@ -392,6 +404,7 @@ static void deliver(sc_broker_t *bk, const char *msg, size_t len)
         sc_emit_t e;
         sc_cluster_msg_to_emit(&m, &e);
         if (own) { /* answered with the seq the bus gives it here */
+            own->cluster_seq = m.seq;
             e.on_seq = on_item_seq;
             e.on_seq_ud = own;
         }
@@ -515,6 +528,26 @@ static void on_alive(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* sc_bus_each_seq's callback at link-up (the shard lock held: only
+ * queues a command). */
+static void raise_seq(void *ud, const char *scope, uint64_t seq)
+{
+    sc_broker_t *bk = ud;
+    if (!bk->cmd)
+        return;
+    char key[64 + 256], val[24];
+    int klen = snprintf(key, sizeof key, "%s%s", bk->keyprefix, scope);
+    int vlen = snprintf(val, sizeof val, "%llu", (unsigned long long)seq);
+    const char *argv[] = {"EVAL", RAISE, "1", key, val, SEQ_TTL_S};
+    size_t lens[] = {4,
+                     sizeof RAISE - 1,
+                     1,
+                     (size_t)klen,
+                     (size_t)vlen,
+                     sizeof SEQ_TTL_S - 1};
+    redisAsyncCommandArgv(bk->cmd, NULL, NULL, 6, argv, lens);
+}
+
 /* The subscription's replies: the SUBSCRIBE confirmation (the link is
  * up), then the channel's messages. */
 static void on_sub(redisAsyncContext *ac, void *r, void *priv)
@@ -536,6 +569,10 @@ static void on_sub(redisAsyncContext *ac, void *r, void *priv)
         atomic_store(&bk->linked, true);
         sc_log(SC_LOG_INFO, "broker: linked to redis://%s:%d/%d (%s)", bk->host,
                bk->port, bk->db, bk->channel);
+        /* the cluster's seqs go at least as far as ours (emits made
+         * here while unlinked), so every node gives the next ones the
+         * same seq; on the command connection before any emit */
+        sc_bus_each_seq(bk->srv->bus, raise_seq, bk);
         /* every node (this one too) sends its presence list again */
         enqueue_bare(bk, SC_CLUSTER_SYNC, 0);
         send_queued(bk);
@@ -994,7 +1031,7 @@ void sc_broker_close(sc_broker_t *bk, const char *scope, const char *user)
         return;
     sc_buf_t b;
     sc_buf_init(&b);
-    item_t *it = item_new(bk, SC_CLUSTER_CLOSE, scope, &b);
+    item_t *it = item_new(bk, SC_CLUSTER_CLOSE, NULL, &b);
     if (!it ||
         sc_cluster_enc_close(&b, bk->node, it->token, scope, user) != SC_OK ||
         !(it->msg = sc_buf_detach(&b, &it->len))) {

@@ -231,6 +231,48 @@ class CrossNode(ClusterCase):
                         self.assertEqual(m["seq"], s, f"{c.name}: batch item {i} has the seq of its result")
                 await self.fence(S, far, near, srv=dst)
 
+    async def test_emit_on_a_page_connection_waits_for_its_cluster_seq(self):
+        """A connection whose first request is a page is served by lws, not
+        by the keep-alive API transport; a POST /api/emit on it next waits
+        for the cluster too (lws writes the answer when it comes) and
+        carries the seq subscribers on the other node see."""
+        S = "x:lws"
+        far = await self.sub(self.a, S, "subA")
+
+        def read_answer(sock, buf):
+            while b"\r\n\r\n" not in buf:
+                buf += sock.recv(65536)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            n = next(int(v) for k, _, v in (ln.partition(":") for ln in lines[1:])
+                     if k.strip().lower() == "content-length")
+            while len(buf) < n:
+                buf += sock.recv(65536)
+            return int(lines[0].split(" ")[1]), buf[:n], buf[n:]
+
+        def run():
+            sock = socket.create_connection((HOST, self.b.port), timeout=T(3))
+            try:
+                sock.sendall(b"GET /scopecast.js HTTP/1.1\r\nHost: x\r\n\r\n")
+                st, page, buf = read_answer(sock, b"")
+                body = json.dumps({"scope": S, "data": "via-page-conn"}).encode()
+                sock.sendall(f"POST /api/emit HTTP/1.1\r\nHost: x\r\n"
+                             f"Authorization: Bearer {self.b.api_key}\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                st2, ans, _ = read_answer(sock, buf)
+                return st, len(page), st2, json.loads(ans)
+            finally:
+                sock.close()
+
+        st, plen, st2, ans = await asyncio.to_thread(run)
+        self.assertEqual(st, 200)
+        self.assertGreater(plen, 0)
+        self.assertEqual(st2, 202, ans)
+        self.assertTrue(is_int(ans.get("seq")) and ans["seq"] >= 1, ans)
+        m = await self.event_of(far, S, "via-page-conn")
+        self.assertEqual(m["seq"], ans["seq"], "the answer has the seq A's subscriber sees")
+        await self.fence(S, far, srv=self.b)
+
     async def test_emit_on_a_node_without_subscribers_answers_the_seq_others_see(self):
         """The scope has a subscriber on A only; emits on B (HTTP single,
         batch, client emit) answer the seq A's subscriber sees."""
@@ -586,6 +628,19 @@ class CloseAcross(ClusterCase):
             self.fail(f"{len(bad)} of {2 * rounds} subscriptions ({dict(per_sub)}) did not get the events "
                       f"answered before the close, then `closed`; e.g. (round, subscriber, answered seqs, "
                       f"pushes up to closed): {bad[:4]}")
+
+    async def test_close_everything_on_b_closes_every_scope_on_a(self):
+        """POST /api/close {} (every scope) on B ends the subscriptions of
+        every scope on A as well."""
+        sa = await self.sub(self.a, "cl:all1", "subA")
+        await sa.subscribe("cl:all2", presence=False)
+        sb = await self.sub(self.b, "cl:all1", "subB")
+        res = await self.b.request("POST", "/api/close", {})
+        self.assertEqual(res.status, 200, res)
+        got = sorted([[(await sa.push(sc))["op"], sc] for sc in ("cl:all1", "cl:all2")])
+        self.assertEqual(got, [["closed", "cl:all1"], ["closed", "cl:all2"]])
+        self.assertEqual((await sb.push("cl:all1"))["op"], "closed")
+        self.assertEqual((await sa.call("ping"))["op"], "pong", "the connection stays")
 
     async def test_close_user_on_b_kicks_user_on_a(self):
         S1, S2 = "cl:u1", "cl:u2"

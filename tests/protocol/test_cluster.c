@@ -453,15 +453,21 @@ static void test_close_scope_user_or_both(void **state)
     sc_buf_deinit(&b);
 }
 
-static void test_close_without_scope_or_user_is_rejected(void **state)
+static void test_close_without_scope_or_user_closes_everything(void **state)
 {
     (void)state;
     sc_buf_t b;
     sc_buf_init(&b);
     sc_buf_puts(&b, "0 ");
-    assert_int_equal(sc_cluster_enc_close(&b, NODE, TOKEN, NULL, NULL),
-                     SC_EINVAL);
-    assert_int_equal(sc_buf_len(&b), 2); /* nothing appended */
+    assert_int_equal(sc_cluster_enc_close(&b, NODE, TOKEN, NULL, NULL), SC_OK);
+    assert_int_equal(sc_buf_len(&b), 2 + 33); /* the header only */
+    sc_cluster_msg_t m;
+    assert_int_equal(sc_cluster_decode(sc_buf_str(&b), sc_buf_len(&b), &m),
+                     SC_OK);
+    assert_int_equal(m.kind, SC_CLUSTER_CLOSE);
+    assert_null(m.scope);
+    assert_null(m.user);
+    sc_cluster_msg_deinit(&m);
     sc_buf_deinit(&b);
 }
 
@@ -569,8 +575,6 @@ static void test_decode_rejects_bad_prefix_and_header(void **state)
     expect_invalid(&r, "header with kind only");
     raw_head(&r, "7 ", 'E', NODE_HEX, TOKEN_HEX);
     expect_invalid(&r, "an event header without fields (no scope)");
-    raw_head(&r, "0 ", 'C', NODE_HEX, TOKEN_HEX);
-    expect_invalid(&r, "a close header without fields");
 }
 
 static void test_decode_rejects_broken_fields(void **state)
@@ -1135,7 +1139,7 @@ int main(void)
         cmocka_unit_test(test_seq_prefix_values),
         cmocka_unit_test(test_node_and_token_extremes),
         cmocka_unit_test(test_close_scope_user_or_both),
-        cmocka_unit_test(test_close_without_scope_or_user_is_rejected),
+        cmocka_unit_test(test_close_without_scope_or_user_closes_everything),
         cmocka_unit_test(test_decode_rejects_bad_prefix_and_header),
         cmocka_unit_test(test_decode_rejects_broken_fields),
         cmocka_unit_test(test_decode_rejects_broken_rules),
