@@ -17,5 +17,5 @@ RUN chmod 755 /usr/local/bin/nginx-entrypoint
 USER www-data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
-  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-healthz HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ok <&3"]
+  CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /nginx-healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ code _ <&3 && [ \"$code\" = 200 ]"]
 ENTRYPOINT ["/usr/local/bin/nginx-entrypoint"]

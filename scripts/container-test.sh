@@ -286,8 +286,8 @@ async def subscribe():
 
 async def main():
     for n, p in ports.items():  # both linked to Redis
-        metrics = (await call(http, p, "/metrics"))[1]
-        assert "scopecast_broker_up 1" in metrics, (n, [l for l in metrics.splitlines() if "broker" in l])
+        metrics = (await call(http, p, "/metrics"))[1].splitlines()
+        assert "scopecast_broker_up 1" in metrics, (n, [l for l in metrics if "broker_up" in l])
     subs = {}  # node -> its subscriber
     try:
         deadline = time.monotonic() + 20
@@ -337,13 +337,24 @@ print(next((l.split()[1] for l in text.splitlines() if l.split()[:1] == [sys.arg
 PY
 }
 
-# Redis restarted (no persistence; podman gives it a new address): both
+# Redis stopped: the nodes' health checks fail (/healthz 503 "broker: ...").
+# Started again (no persistence; podman gives it a new address): both
 # nodes link again by name (their scopecast_broker_links_total goes up)
 # and deliver across nodes
 links_a=$(metric "$a_port" scopecast_broker_links_total)
 links_b=$(metric "$b_port" scopecast_broker_links_total)
+podman stop -t 5 "$(cid redis)" >/dev/null 2> >(grep -v 'systemd' >&2)
+for svc in node-a node-b; do
+  unhealthy=
+  for _ in $(seq 1 25); do
+    if ! podman healthcheck run "$(cid "$svc")" >/dev/null 2>&1; then unhealthy=1 && break; fi
+    sleep 0.2
+  done
+  [ -n "$unhealthy" ] || cluster_failed "$svc still healthy with Redis stopped"
+done
+log "both nodes unhealthy with Redis stopped"
 t2=$(date +%s)
-podman restart "$(cid redis)" >/dev/null 2> >(grep -v 'systemd' >&2)
+podman start "$(cid redis)" >/dev/null 2> >(grep -v 'systemd' >&2)
 relinked=
 for _ in $(seq 1 100); do
   if [ "$(metric "$a_port" scopecast_broker_links_total)" -gt "$links_a" ] &&
@@ -355,8 +366,11 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.2
 done
-[ -n "$relinked" ] || cluster_failed "the nodes did not link again after Redis restarted"
-log "both nodes linked again $(($(date +%s) - t2)) s after Redis restarted"
+[ -n "$relinked" ] || cluster_failed "the nodes did not link again after Redis started"
+log "both nodes linked again $(($(date +%s) - t2)) s after Redis started"
+for svc in node-a node-b; do
+  healthy "$(cid "$svc")" 150 || cluster_failed "$svc not healthy after Redis started"
+done
 cross_node "after a Redis restart"
 
 # node-a restarted (a new address too): nginx follows it (nginx-entrypoint
