@@ -183,7 +183,8 @@ static void post(sc_broker_req_t *req)
         sc_broker_req_free(req);
         return;
     }
-    bthread_t *t = req->svc->broker;
+    sc_svc_t *svc = req->svc; /* req is the asking thread's once queued */
+    bthread_t *t = svc->broker;
     pthread_mutex_lock(&t->mu);
     req->next = NULL;
     if (t->tail)
@@ -192,7 +193,7 @@ static void post(sc_broker_req_t *req)
         t->head = req;
     t->tail = req;
     pthread_mutex_unlock(&t->mu);
-    ev_async_send(req->svc->loop, &t->wake);
+    ev_async_send(svc->loop, &t->wake);
 }
 
 void sc_broker_drain(sc_svc_t *svc)
