@@ -116,6 +116,7 @@ struct sc_broker {
     _Atomic uint64_t gen; /* this node's presence generation */
     ev_timer alive;       /* every ALIVE_S: say so, expire silent nodes */
     ev_timer bye;         /* at stop: the goodbye's deadline */
+    double last_alive;    /* when on_alive last ran (ev_now) */
     struct peer {
         uint64_t node;
         double seen; /* ev_now */
@@ -512,6 +513,12 @@ static void on_alive(struct ev_loop *loop, ev_timer *w, int revents)
         enqueue_bare(bk, SC_CLUSTER_ALIVE, 0);
     }
     double now = ev_now(loop);
+    if (bk->last_alive && now - bk->last_alive > 2 * ALIVE_S)
+        /* this process was stopped or starved, not the others: what they
+         * said meanwhile is still unread; they get a fresh NODE_GONE_S */
+        for (size_t i = 0; i < bk->npeers; i++)
+            bk->peers[i].seen = now;
+    bk->last_alive = now;
     for (size_t i = bk->npeers; i-- > 0;) /* forget nodes long gone */
         if (bk->peers[i].gone && now - bk->peers[i].seen > PEER_FORGET_S)
             bk->peers[i] = bk->peers[--bk->npeers];
