@@ -33,6 +33,7 @@ RUNTIME_PKGS=(
 CONTAINER_PKGS=(
   podman buildah mmdebstrap uidmap fuse-overlayfs slirp4netns runc
   docker-compose python3 python3-websockets
+  golang-github-containernetworking-plugin-dnsname
 )
 
 want=("${BUILD_PKGS[@]}")
