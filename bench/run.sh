@@ -2,7 +2,7 @@
 # scopecast side-by-side benchmark.
 #
 #   bench/run.sh [SCENARIO] [SERVER]
-#     SCENARIO: S1 S2 S3 S4 S5 S6 MC HS H1 or all (default all); several
+#     SCENARIO: S1 S2 S3 S4 S5 S6 MC HS CL H1 or all (default all); several
 #               as one quoted argument ("S3 S4")
 #     SERVER:   scopecast uws nchan nodews mosquitto or all (default all)
 #
@@ -36,6 +36,17 @@
 #      without --history and with --history '*=500' (every event kept,
 #      500 per scope), REPEAT runs of each alternated so both see the same
 #      machine; the best of each and their ratio
+#   CL the Redis broker, scopecast only: S1's load against (a) one node
+#      without --broker, (b) one node with --broker (publisher and
+#      subscribers on it, every emit through Redis), (c) two nodes on one
+#      Redis, publisher on node A and the 1000 subscribers on node B; each
+#      with S1's WebSocket publisher and with HTTP batch emits, CL_REPEAT
+#      (3) runs of every variant alternated, CL_DURATION (6) s each; then
+#      redis-benchmark: PUBLISH against EVAL of the broker's script (and
+#      EVALSHA), one request at a time and pipelined. Needs redis-server
+#      and redis-benchmark (Debian redis-server, redis-tools).
+#      CL_REDIS_CORE / CL_PUB_CORE (default the loadgen's core): where
+#      Redis and node A run; the subscribers' node is on SERVER_CORE
 #   H1 HTTP publishing, scopecast (POST /api/emit), nchan and uWS
 #      (POST /pub/ch1) only: one ~30-byte JSON event per request, wrk with
 #      1 thread and H1_CLIENTS keep-alive connections (8, then 64), one
@@ -56,7 +67,7 @@ WARMUP=${WARMUP:-2}
 REPEAT=${REPEAT:-1}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
-ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC HS H1"
+ALL_SCENARIOS="S1 S2 S3 S4 S5 S6 MC HS CL H1"
 H1_SERVERS="scopecast uws nchan"
 ALL_SERVERS="scopecast uws nchan nodews mosquitto"
 
@@ -132,11 +143,17 @@ log "logs in $WORK"
 SRV_PID=""
 SRV_PIDS=""
 SUB_PID="" # H1's subscriber
+CL_PIDS="" # CL's other processes (node A, redis-server, Redis subscribers)
 cleanup() {
   if [ -n "$SUB_PID" ]; then kill -TERM "$SUB_PID" 2>/dev/null || true; fi
   if [ -n "$SRV_PID" ]; then stop_server; fi
+  local p
+  for p in $CL_PIDS; do stop_pid "$p"; done
 }
-trap cleanup EXIT INT TERM
+# INT/TERM end the run (the EXIT trap then stops what is still running);
+# a trap that only cleaned up used to let the script go on to the next run
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_port() {
@@ -164,19 +181,23 @@ start_server() { # name port
       # (each subscription's ring is allocated at --maxsize slots)
       local maxsize=256
       case $CUR_SCEN in S1|S2|S6) maxsize=4096 ;; esac
-      local threads=${CUR_THREADS:-1} cores=$SERVER_CORE
+      local threads=${CUR_THREADS:-1} cores=${CUR_CORE:-$SERVER_CORE}
       [ "$threads" -gt 1 ] && cores="$SERVER_CORE,$LOADGEN_CORE"
       # every client of a benchmark comes from 127.0.0.1 and the publisher
       # sends far more than 200 requests/s: the budgets meant for hostile
       # clients are off (an older binary, SCOPECAST_BIN, may lack them)
-      local budgets=()
-      "$SCOPECAST" --help 2>/dev/null | grep -q -- --rate-limit && budgets+=(--rate-limit 0)
-      "$SCOPECAST" --help 2>/dev/null | grep -q -- --max-connections-per-ip &&
-        budgets+=(--max-connections-per-ip 0)
+      # (--help is read whole first: with pipefail, `--help | grep -q` fails
+      # whenever grep exits before scopecast has written everything, and
+      # the budgets were then silently left on: publishers closed with 4429)
+      local budgets=() help
+      help=$("$SCOPECAST" --help 2>&1 || true)
+      grep -q -- --rate-limit <<<"$help" && budgets+=(--rate-limit 0)
+      grep -q -- --max-connections-per-ip <<<"$help" && budgets+=(--max-connections-per-ip 0)
       [ -n "${CUR_HISTORY:-}" ] && budgets+=(--history "$CUR_HISTORY")
+      [ -n "${CUR_BROKER:-}" ] && budgets+=(--broker "$CUR_BROKER")
       taskset -c "$cores" "$SCOPECAST" --host 127.0.0.1 --port "$port" --threads "$threads" \
-        --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level warn \
-        "${budgets[@]}" >"$d/server.log" 2>&1 &
+        --maxsize "$maxsize" --max-connections 20000 --client-emit --api-loopback --log-level "${SC_LOG_LEVEL:-warn}" \
+        "${budgets[@]}" >>"$d/server.log" 2>&1 &
       SRV_PID=$! ;;
     uws)
       PORT=$port HOST=127.0.0.1 taskset -c "$SERVER_CORE" node "$BENCH/peers/node/uws-server.mjs" >"$d/server.log" 2>&1 &
@@ -208,9 +229,8 @@ start_server() { # name port
   sleep 0.3
 }
 
-stop_server() {
-  local pid=$SRV_PID i
-  SRV_PID=""
+stop_pid() { # pid: TERM, up to 5 s, then KILL (only our own children)
+  local pid=$1 i
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
   for i in $(seq 1 50); do
@@ -219,6 +239,12 @@ stop_server() {
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+
+stop_server() {
+  local pid=$SRV_PID
+  SRV_PID=""
+  stop_pid "$pid"
 }
 
 # ---- scenarios -------------------------------------------------------------
@@ -359,6 +385,239 @@ run_hs() { # -> prints the best "HS scopecast/plain ..." and "HS scopecast/histo
   done
   echo "${best_plain/repeat=1/repeat=$reps}"
   echo "${best_hist/repeat=1/repeat=$reps}"
+}
+
+# ---- CL: the Redis broker ---------------------------------------------------
+# S1's load against one node without --broker (single), one node with it
+# (broker1: publisher and subscribers on the node, every emit through
+# Redis) and two nodes on one Redis (broker2: the publisher on node A, the
+# subscribers on node B), alternated; then redis-benchmark.
+CL_DURATION=${CL_DURATION:-6}
+CL_REPEAT=${CL_REPEAT:-3}
+CL_REDIS_CORE=${CL_REDIS_CORE:-$LOADGEN_CORE}
+CL_PUB_CORE=${CL_PUB_CORE:-$LOADGEN_CORE}
+CL_SETUPS=${CL_SETUPS:-"single broker1 broker2"}
+# ws: S1's publisher (emit ops on one WebSocket, window 1024, batch 256);
+# http: POST /api/emit with a JSON array of CL_HTTP_BATCH events, one
+# request in flight, window CL_HTTP_WINDOW
+CL_PUBS=${CL_PUBS:-"ws http"}
+CL_HTTP_WINDOW=${CL_HTTP_WINDOW:-1024}
+CL_HTTP_BATCH=${CL_HTTP_BATCH:-256}
+REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server || echo /usr/bin/redis-server)}
+REDIS_BENCHMARK=${REDIS_BENCHMARK:-$(command -v redis-benchmark || echo /usr/bin/redis-benchmark)}
+
+cl_start_redis() { # port core -> REDIS_PID (also in CL_PIDS)
+  local port=$1 core=$2 d=$WORK/redis-$1 i
+  mkdir -p "$d"
+  REDIS_PID=""
+  taskset -c "$core" "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize no --dir "$d" >"$d/redis.log" 2>&1 &
+  REDIS_PID=$!
+  CL_PIDS="$CL_PIDS $REDIS_PID"
+  for i in $(seq 1 50); do
+    if ! port_free "$port"; then return 0; fi
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "redis-server did not start; its log:"
+  tail -5 "$d/redis.log" >&2 || true
+  return 1
+}
+cl_forget() { # pid: no longer ours to stop at exit
+  local p out=""
+  for p in $CL_PIDS; do [ "$p" = "$1" ] || out="$out $p"; done
+  CL_PIDS=$out
+}
+cl_healthy() { # port: /healthz answers 200 (the broker is linked) within 5 s
+  local i
+  for i in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/healthz" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+cl_metric() { # text name -> value (0 when absent)
+  awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }' <<<"$1"
+}
+
+cl_one() { # setup pub -> prints "CL scopecast/SETUP-PUB DATE RESULT ..."
+  local setup=$1 pub=$2 name="scopecast/$1-$2"
+  local rport="" url="" pb pa nb="" na="" pids r args mb ma rinfo extra
+  REDIS_PID=""
+  if [ "$setup" != single ]; then
+    rport=$(pick_port 18600)
+    if ! cl_start_redis "$rport" "$CL_REDIS_CORE"; then
+      echo "CL $name $(date -u +%FT%TZ) RESULT error=redis_start"
+      return
+    fi
+    url=redis://127.0.0.1:$rport
+  fi
+  pb=$(pick_port 18400)
+  if ! CUR_SCEN=S1 CUR_BROKER=$url start_server scopecast "$pb"; then
+    echo "CL $name $(date -u +%FT%TZ) RESULT error=server_start"
+    if [ -n "$url" ]; then stop_pid "$REDIS_PID"; cl_forget "$REDIS_PID"; fi
+    return
+  fi
+  nb=$SRV_PID
+  pa=$pb
+  pids=$nb
+  if [ "$setup" = broker2 ]; then
+    pa=$(pick_port $((pb + 1)))
+    if ! CUR_SCEN=S1 CUR_BROKER=$url CUR_CORE=$CL_PUB_CORE start_server scopecast "$pa"; then
+      SRV_PID=$nb
+      stop_server
+      stop_pid "$REDIS_PID"; cl_forget "$REDIS_PID"
+      echo "CL $name $(date -u +%FT%TZ) RESULT error=server_start"
+      return
+    fi
+    na=$SRV_PID
+    CL_PIDS="$CL_PIDS $na"
+    SRV_PID=$nb
+    pids="$pids,$na"
+  fi
+  [ -n "$url" ] && pids="$pids,$REDIS_PID"
+  if [ -n "$url" ] && { ! cl_healthy "$pb" || ! cl_healthy "$pa"; }; then
+    log "  a node's broker did not link to $url"
+    r="RESULT error=broker_link"
+  else
+    args=$(DURATION=$CL_DURATION SC_PUB=$pub S1_WINDOW_scopecast=$([ "$pub" = http ] && echo "$CL_HTTP_WINDOW" || echo "${S1_WINDOW_scopecast:-1024}") \
+      S1_BATCH_scopecast=$([ "$pub" = http ] && echo "$CL_HTTP_BATCH" || echo "${S1_BATCH_scopecast:-256}") lg_args S1 scopecast)
+    log "CL $name: nodes ${nb}${na:+,$na}${url:+, redis $url}; loadgen --port $pb --pub-port $pa $args"
+    # shellcheck disable=SC2086
+    r=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" --port "$pb" --pub-port "$pa" --server-pid "$pids" $args \
+        2>>"$WORK/CL-${setup}-${pub}.loadgen.log" | grep '^RESULT' | tail -1) || true
+    [ -n "$r" ] || r="RESULT error=loadgen"
+    # what the servers counted: node B (subscribers), node A (publisher)
+    mb=$(curl -s "http://127.0.0.1:$pb/metrics" 2>/dev/null || true)
+    ma=$mb
+    [ "$pa" != "$pb" ] && ma=$(curl -s "http://127.0.0.1:$pa/metrics" 2>/dev/null || true)
+    extra=" sub_node_emitted=$(cl_metric "$mb" scopecast_events_emitted_total)"
+    extra="$extra sub_node_delivered=$(cl_metric "$mb" scopecast_events_delivered_total)"
+    extra="$extra sub_node_dropped=$(cl_metric "$mb" scopecast_events_dropped_total)"
+    if [ -n "$url" ]; then
+      extra="$extra pub_node_published=$(cl_metric "$ma" scopecast_broker_published_total)"
+      extra="$extra pub_node_local=$(cl_metric "$ma" scopecast_broker_local_total)"
+      extra="$extra sub_node_received=$(cl_metric "$mb" scopecast_broker_received_total)"
+      # Redis's own account of the script (time inside EVAL, per call)
+      rinfo=$(redis-cli -p "$rport" info commandstats 2>/dev/null | tr -d '\r' || true)
+      extra="$extra redis_eval_calls=$(sed -n 's/^cmdstat_eval:calls=\([0-9]*\),.*/\1/p' <<<"$rinfo" | head -1)"
+      extra="$extra redis_eval_usec_per_call=$(sed -n 's/^cmdstat_eval:.*usec_per_call=\([0-9.]*\),.*/\1/p' <<<"$rinfo" | head -1)"
+    fi
+    r="$r$extra cl_pids=sub_node${na:+,pub_node}${url:+,redis}"
+  fi
+  stop_server
+  if [ -n "$na" ]; then stop_pid "$na"; cl_forget "$na"; fi
+  if [ -n "$url" ]; then stop_pid "$REDIS_PID"; cl_forget "$REDIS_PID"; fi
+  log "  $r"
+  args=${args:-}
+  echo "CL $name $(date -u +%FT%TZ) $r args=${args// /,},--pub-port,$([ "$pa" = "$pb" ] && echo same || echo other-node)"
+}
+
+run_cl() { # -> the best line of every variant, and the redis-benchmark lines
+  local n setup pub line sc key
+  local -A clbest clbestsc clruns
+  if [ ! -x "$REDIS_SERVER" ]; then
+    log "CL: no redis-server ($REDIS_SERVER): skipped"
+    echo "CL scopecast/single-ws $(date -u +%FT%TZ) RESULT error=no_redis_server"
+    return
+  fi
+  log "CL: $CL_REPEAT rounds of: $CL_SETUPS x $CL_PUBS (${CL_DURATION} s each)"
+  for n in $(seq 1 "$CL_REPEAT"); do
+    for pub in $CL_PUBS; do
+      for setup in $CL_SETUPS; do
+        key=$setup-$pub
+        # in this shell, not a $(...): the exit trap must see its processes
+        cl_one "$setup" "$pub" >"$WORK/cl-line.txt"
+        line=$(cat "$WORK/cl-line.txt")
+        sc=$(score HS "$line")
+        clruns[$key]="${clruns[$key]:+${clruns[$key]}/}${sc%.*}"
+        if [ -z "${clbestsc[$key]:-}" ] || awk -v a="$sc" -v b="${clbestsc[$key]}" 'BEGIN{exit !(a+0>b+0)}'; then
+          clbest[$key]=$line
+          clbestsc[$key]=$sc
+        fi
+      done
+    done
+  done
+  for pub in $CL_PUBS; do
+    for setup in $CL_SETUPS; do
+      key=$setup-$pub
+      echo "${clbest[$key]} repeat=$CL_REPEAT runs_deliveries_per_s=${clruns[$key]}"
+    done
+  done
+  cl_redis_bench
+}
+
+# redis-benchmark: what one emit costs Redis with the cluster-seq design
+# (EVAL of the broker's script: GET, SET EX, PUBLISH) against node-local
+# seqs (a plain PUBLISH of the same message), and EVALSHA of the same
+# script (the text not sent and hashed on every call). Redis on
+# CL_REDIS_BENCH_CORE (SERVER_CORE), the client and two channel
+# subscribers (two nodes) on LOADGEN_CORE. Each command: one request at a
+# time on one connection (-c 1 -P 1: the round trip, as one WebSocket
+# publisher sees it) and 50 connections x 16 pipelined (Redis's
+# throughput). Redis's CPU over the run gives the cost per command.
+CL_REDIS_BENCH_CORE=${CL_REDIS_BENCH_CORE:-$SERVER_CORE}
+CL_RB_N1=${CL_RB_N1:-100000}
+CL_RB_NP=${CL_RB_NP:-1000000}
+cl_script() { # the broker's Lua script, from server/broker.c
+  sed -n '/^static const char SCRIPT\[\] =/,/;$/p' "$ROOT/server/broker.c" | sed '1d' |
+    sed -e 's/^[[:space:]]*"//' -e 's/";$//' -e 's/"$//' -e 's/\\n$//' -e 's/\\"/"/g'
+}
+cl_redis_bench() {
+  local rport script sha body cmd mode c p n t0 t1 k0 k1 hz out line subs="" s i
+  if [ ! -x "$REDIS_BENCHMARK" ]; then
+    log "CL: no redis-benchmark (Debian redis-tools): Redis rows skipped"
+    return
+  fi
+  hz=$(getconf CLK_TCK)
+  script=$(cl_script)
+  if ! grep -q "PUBLISH" <<<"$script"; then
+    log "CL: could not read SCRIPT from server/broker.c: Redis rows skipped"
+    return
+  fi
+  rport=$(pick_port 18650)
+  cl_start_redis "$rport" "$CL_REDIS_BENCH_CORE" || return
+  # two subscribers to the channel (two nodes), reading and discarding
+  for i in 1 2; do
+    taskset -c "$LOADGEN_CORE" bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+      printf "SUBSCRIBE scopecast:0:events\r\n" >&3; exec cat <&3 >/dev/null' _ "$rport" &
+    subs="$subs $!"
+    CL_PIDS="$CL_PIDS $!"
+  done
+  sleep 0.3
+  sha=$(redis-cli -p "$rport" script load "$script" | tr -d '\r')
+  # a 64-byte event's message on the channel is ~113 bytes ("SEQ E", node
+  # and token ids, the scope and data fields); this body is 114
+  body=$(printf 'E%032d%081d' 0 0)
+  for cmd in publish eval evalsha; do
+    for mode in 1 pipelined; do
+      if [ "$mode" = 1 ]; then c=1; p=1; n=$CL_RB_N1; else c=50; p=16; n=$CL_RB_NP; fi
+      redis-cli -p "$rport" config resetstat >/dev/null
+      k0=$(cpu_ticks "$REDIS_PID"); t0=$(date +%s.%N)
+      case $cmd in
+        publish) out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
+                         PUBLISH scopecast:0:events "1 $body" 2>/dev/null) ;;
+        eval)    out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
+                         EVAL "$script" 1 scopecast:seq:s0 scopecast:0:events 0 86400 "$body" 2>/dev/null) ;;
+        evalsha) out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
+                         EVALSHA "$sha" 1 scopecast:seq:s0 scopecast:0:events 0 86400 "$body" 2>/dev/null) ;;
+      esac
+      k1=$(cpu_ticks "$REDIS_PID"); t1=$(date +%s.%N)
+      s=$(redis-cli -p "$rport" info commandstats | tr -d '\r' | sed -n "s/^cmdstat_$cmd:.*usec_per_call=\([0-9.]*\),.*/\1/p")
+      # the test's name (the script) spans lines and has commas: the figures
+      # are the last seven quoted fields
+      line=$(tail -n +2 <<<"$out" | tr '\n' ' ' | awk -F'","' -v cmd="$cmd" -v c="$c" -v p="$p" -v n="$n" -v t0="$t0" -v t1="$t1" -v k0="$k0" -v k1="$k1" -v hz="$hz" -v s="$s" '
+        NF >= 8 { rps = $(NF - 6); avg = $(NF - 5); p50 = $(NF - 3); p99 = $(NF - 1)
+          cpu = (k1 - k0) / hz; wall = t1 - t0
+          printf "RESULT command=%s clients=%d pipeline=%d requests=%d ops_per_s=%.0f avg_ms=%s p50_ms=%s p99_ms=%s redis_cpu_pct=%.0f redis_cpu_us_per_op=%.2f redis_usec_per_call=%s\n",
+            cmd, c, p, n, rps, avg, p50, p99, 100 * cpu / wall, 1e6 * cpu / n, s }')
+      [ -n "$line" ] || line="RESULT error=redis_benchmark command=$cmd"
+      log "  redis-benchmark $cmd -c $c -P $p: $line"
+      echo "CL scopecast/rb-$cmd-$mode $(date -u +%FT%TZ) $line args=redis-benchmark,-c,$c,-P,$p,-n,$n,body_bytes=${#body}"
+    done
+  done
+  for s in $subs; do kill -TERM "$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; cl_forget "$s"; done
+  stop_pid "$REDIS_PID"; cl_forget "$REDIS_PID"
 }
 
 # ---- H1: HTTP publishing, measured with wrk ---------------------------------
@@ -509,7 +768,7 @@ RAW=$WORK/raw.txt
 : >"$RAW"
 if [ -f "$RESULTS" ]; then
   # keep earlier raw lines (between the markers) except those re-run now
-  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC|HS|H[0-9]) ' >"$WORK/old.txt" || true
+  sed -n '/^<!-- raw-begin -->$/,/^<!-- raw-end -->$/p' "$RESULTS" | grep -E '^(S[0-9]|MC|HS|CL|H[0-9]) ' >"$WORK/old.txt" || true
   sed -n '/^<!-- notes-begin -->$/,/^<!-- notes-end -->$/p' "$RESULTS" | sed '1d;$d' >"$WORK/notes.md" || true
   while read -r line; do
     set -- $line
@@ -530,6 +789,11 @@ for s in $want_scen; do
       run_hs >>"$RAW"
       continue
     fi
+    if [ "$s" = CL ]; then
+      [ "$srv" = scopecast ] || continue
+      run_cl >>"$RAW"
+      continue
+    fi
     if [ "$s" = MC ]; then
       [ "$srv" = scopecast ] || continue
       for t in 1 2; do CUR_THREADS=$t run_one MC "scopecast/$t" >>"$RAW"; done
@@ -546,8 +810,8 @@ machine() {
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   echo "- Machine: $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
   echo "- Server pinned to core $SERVER_CORE, loadgen to core $LOADGEN_CORE (taskset); loopback only"
-  echo "- Versions: scopecast $("$SCOPECAST" --version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //') + nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null), node $(node --version 2>/dev/null), ws $(node -p "require('$BENCH/peers/node/node_modules/ws/package.json').version" 2>/dev/null), uws-pack $(node -p "require('$BENCH/peers/node/node_modules/uws-pack/package.json').version" 2>/dev/null), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)"
-  echo "- Last run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/run.sh $ORIG_ARGS\` (DURATION=$DURATION s, WARMUP=$WARMUP s, REPEAT=$REPEAT); each raw line below has its own date"
+  echo "- Versions: scopecast $("$SCOPECAST" --version 2>/dev/null | head -1), $(nginx -v 2>&1 | sed 's/.*: //') + nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null), mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null), node $(node --version 2>/dev/null), ws $(node -p "require('$BENCH/peers/node/node_modules/ws/package.json').version" 2>/dev/null), uws-pack $(node -p "require('$BENCH/peers/node/node_modules/uws-pack/package.json').version" 2>/dev/null), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null), redis-server $("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+  echo "- Last run $(date -u '+%Y-%m-%d %H:%M UTC'): \`bench/run.sh $ORIG_ARGS\` (DURATION=$DURATION s, WARMUP=$WARMUP s, REPEAT=$REPEAT$(case " $want_scen " in *" CL "*) echo "; CL: CL_DURATION=$CL_DURATION s, CL_REPEAT=$CL_REPEAT" ;; esac)); each raw line below has its own date"
 }
 
 {
@@ -726,6 +990,73 @@ function historycost(sc, title,   i, v, srv, cpu, rate, base) {
   }
   print ""
 }
+function clcpu(sc, srv, who,   i, n, m, N, V) {
+  # server_cpu_pcts lists each --server-pid's CPU in the order of cl_pids
+  if (get(sc, srv, "cl_pids") == "sub_node" || get(sc, srv, "server_cpu_pcts") == "")
+    return who == "sub_node" ? get(sc, srv, "server_cpu_pct") "%" : "–"
+  n = split(get(sc, srv, "cl_pids"), N, ","); m = split(get(sc, srv, "server_cpu_pcts"), V, ",")
+  for (i = 1; i <= n && i <= m; i++) if (N[i] == who) return V[i] "%"
+  return "–"
+}
+function clloss(sc, srv,   s, took, subs, unread, rest) {
+  s = lossinfo(sc, srv)
+  if (s == "none" || num(get(sc, srv, "drops")) + num(get(sc, srv, "gaps")) + num(get(sc, srv, "sub_node_dropped")) > 0) return s
+  # "lost" = deliveries still unseen when the drain ended. With no gap and
+  # no drop anywhere, split it: events the publisher wrote that the server
+  # had not read yet (a WebSocket's emits wait for Redis one by one), and
+  # events it took that were still on their way
+  took = num(get(sc, srv, "sub_node_emitted")); subs = num(get(sc, srv, "subs"))
+  unread = num(get(sc, srv, "events_sent")) - took
+  if (took <= 0 || unread < 0) return s
+  rest = num(get(sc, srv, "lost")) - unread * subs
+  return sprintf("no gap, no drop; %s unseen at the end: %d events still unread by the server (backlog)%s", get(sc, srv, "lost"), unread,
+    rest > 0 ? sprintf(", %d deliveries in flight", rest) : "")
+}
+function cltable(sc, title,   i, j, k, x, P, U, L, RR, C, M, srv, base, rs, cl) {
+  if (!((sc, "scopecast/single-ws") in have) && !((sc, "scopecast/broker1-ws") in have) && !((sc, "scopecast/single-http") in have)) return
+  print "## " title; print ""
+  print "| setup | publisher | deliveries/s (best) | × (a) | runs | events/s | p50 | p99 | loss | CPU: node with subscribers | node A | Redis | loadgen | other | EVAL µs in Redis |"
+  print "|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+  split("ws http", P, " "); split("single broker1 broker2", U, " ")
+  L["single"] = "(a) one node, no broker"; L["broker1"] = "(b) one node, `--broker`"; L["broker2"] = "(c) two nodes: publisher on A, subscribers on B"
+  for (j = 1; j <= 2; j++) {
+    base = get(sc, "scopecast/single-" P[j], "deliveries_per_s")
+    for (i = 1; i <= 3; i++) {
+      srv = "scopecast/" U[i] "-" P[j]
+      if (!((sc, srv) in have)) continue
+      cl = P[j] == "ws" ? "WS emits, window/batch " get(sc, srv, "window") "/" get(sc, srv, "batch") : "HTTP batch " get(sc, srv, "batch") " (window " get(sc, srv, "window") ")"
+      if (get(sc, srv, "error") != "") { printf "| %s | %s | error: %s |\n", L[U[i]], cl, get(sc, srv, "error"); continue }
+      rs = get(sc, srv, "runs_deliveries_per_s"); k = split(rs, RR, "/"); rs = ""
+      for (x = 1; x <= k; x++) rs = rs (x > 1 ? ", " : "") fmtrate(RR[x])
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%% | %s%% | %s |\n", L[U[i]], cl,
+        fmtrate(get(sc, srv, "deliveries_per_s")), ratio(get(sc, srv, "deliveries_per_s"), base), rs,
+        fmtrate(get(sc, srv, "events_per_s")), fmtus(get(sc, srv, "p50_us")), fmtus(get(sc, srv, "p99_us")),
+        clloss(sc, srv), clcpu(sc, srv, "sub_node"), clcpu(sc, srv, "pub_node"), clcpu(sc, srv, "redis"),
+        get(sc, srv, "loadgen_cpu_pct"), get(sc, srv, "other_cpu_pct"),
+        get(sc, srv, "redis_eval_usec_per_call") == "" ? "–" : get(sc, srv, "redis_eval_usec_per_call")
+    }
+  }
+  print ""
+  if (!((sc, "scopecast/rb-publish-1") in have)) return
+  print "### CL — Redis alone (redis-benchmark): a plain PUBLISH against EVAL of the broker's script"
+  print ""
+  print "| command | clients × pipeline | ops/s | × PUBLISH | avg | p99 | Redis CPU | Redis CPU µs/op | µs in the command (INFO) |"
+  print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  split("publish eval evalsha", C, " "); split("1 pipelined", M, " ")
+  L["publish"] = "`PUBLISH` (node-local seqs)"; L["eval"] = "`EVAL` script: GET, SET EX, PUBLISH (cluster seq, as the broker sends it)"; L["evalsha"] = "`EVALSHA` of the same script"
+  for (j = 1; j <= 2; j++) {
+    base = get(sc, "scopecast/rb-publish-" M[j], "ops_per_s")
+    for (i = 1; i <= 3; i++) {
+      srv = "scopecast/rb-" C[i] "-" M[j]
+      if (!((sc, srv) in have)) continue
+      if (get(sc, srv, "error") != "") { printf "| %s | error: %s |\n", L[C[i]], get(sc, srv, "error"); continue }
+      printf "| %s | %s × %s | %s | %s | %s ms | %s ms | %s%% | %s | %s |\n", L[C[i]], get(sc, srv, "clients"), get(sc, srv, "pipeline"),
+        fmtrate(get(sc, srv, "ops_per_s")), ratio(get(sc, srv, "ops_per_s"), base), get(sc, srv, "avg_ms"), get(sc, srv, "p99_ms"),
+        get(sc, srv, "redis_cpu_pct"), get(sc, srv, "redis_cpu_us_per_op"), get(sc, srv, "redis_usec_per_call")
+    }
+  }
+  print ""
+}
 END {
   n = split("scopecast uws nchan nodews mosquitto", S, " ")
   name["scopecast"] = "scopecast"; name["uws"] = "uWebSockets.js (uws-pack)"; name["nchan"] = "nginx + nchan"
@@ -738,6 +1069,7 @@ END {
   throughput("S6", "S6 — 16 KB events, 1 scope × 1000 subscribers", n)
   multicore("MC", "MC — multi-core efficiency: S1's load, scopecast with 1 and 2 service threads")
   historycost("HS", "HS — the cost of history: S1's load without and with every event kept (500 per scope), alternated")
+  cltable("CL", "CL — the Redis broker: S1's load on one node, through Redis, across two nodes (alternated)")
   h1table("H1", "H1 — HTTP publishing: one small JSON event per keep-alive request (wrk, 1 thread)")
 }
 AWK

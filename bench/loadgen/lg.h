@@ -41,6 +41,8 @@ typedef struct {
     int proto;
     char host[64];
     int port;
+    int pub_port;       /* the publisher's server (default: port); another
+                           node of a cluster publishes to the subscribers' one */
     char sub_path[160]; /* may hold one %s: the scope name */
     char pub_path[160];
     int nsubs, nscopes, size, window, batch, procs, stall, idle;

@@ -26,6 +26,8 @@ static void usage(void)
         "scopecast)\n"
         "  --host ADDR --port N                server (default "
         "127.0.0.1:8080)\n"
+        "  --pub-port N   the publisher's server port (default: --port; "
+        "another cluster node)\n"
         "  --sub-path P   subscriber path, %%s = scope (scopecast /ws, "
         "raw|nchan /sub/%%s, mqtt /mqtt)\n"
         "  --pub-path P   publisher path (scopecast /api/emit, raw /pub, nchan "
@@ -53,6 +55,8 @@ static void usage(void)
         "  --settle S     idle mode: seconds to wait before sampling RSS "
         "(default 3)\n"
         "  --server-pid P[,P...]  server processes to sample RSS and CPU from\n"
+        "                 (server_cpu_pct is their sum, server_cpu_pcts "
+        "each's)\n"
         "  --no-timestamps  do not use SO_TIMESTAMPNS\n"
         "  --connects N   handshakes in flight per process (default 200)\n"
         "  --rcvbuf BYTES SO_RCVBUF of subscriber sockets (default 0 = kernel "
@@ -91,11 +95,13 @@ static long server_rss(const char *key)
     return s;
 }
 
-static double server_cpu_s(void)
+/* CPU seconds of every --server-pid process (each[i]) and their sum */
+static double server_cpu_s(double *each)
 {
     double s = 0;
     long hz = sysconf(_SC_CLK_TCK);
     for (int i = 0; i < cfg.npids; i++) {
+        each[i] = 0;
         char path[64], buf[1024];
         snprintf(path, sizeof path, "/proc/%d/stat", cfg.pids[i]);
         FILE *f = fopen(path, "r");
@@ -110,8 +116,10 @@ static double server_cpu_s(void)
         unsigned long ut = 0, st = 0;
         /* fields after ')': state(3) ... utime(14) stime(15) */
         if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                   &ut, &st) == 2)
-            s += (double)(ut + st) / (double)hz;
+                   &ut, &st) == 2) {
+            each[i] = (double)(ut + st) / (double)hz;
+            s += each[i];
+        }
     }
     return s;
 }
@@ -156,7 +164,7 @@ static int expected_ready;
 static uint64_t r_at_measure, r_at_end, rb_at_measure, rb_at_end;
 static uint64_t d_at_measure, d_last_print, pub_at_measure, pub_at_end,
     d_at_end;
-static double scpu0, scpu1, measured_s;
+static double scpu0, scpu1, measured_s, pcpu0[16], pcpu1[16];
 static long rss0, rss_m0, rss_m1, rss_idle;
 static int64_t t_ready;
 
@@ -222,7 +230,7 @@ int coord_tick(int64_t now)
             rb_at_measure = SUM(read_bytes);
             pub_stats(&sent, &errs, &rq);
             pub_at_measure = sent;
-            scpu0 = server_cpu_s();
+            scpu0 = server_cpu_s(pcpu0);
             read_cpustat(&cs0);
             rss_m0 = server_rss("VmRSS:");
             set_phase(PH_MEASURE, now);
@@ -246,7 +254,7 @@ int coord_tick(int64_t now)
             r_at_end = SUM(reads);
             rb_at_end = SUM(read_bytes);
             measured_s = (double)(now - t_phase) / 1e9;
-            scpu1 = server_cpu_s();
+            scpu1 = server_cpu_s(pcpu1);
             read_cpustat(&cs1);
             rss_m1 = server_rss("VmRSS:");
             pub_stats(&sent, &errs, &rq);
@@ -302,35 +310,22 @@ int main(int argc, char **argv)
     cfg.connect_timeout = 120;
     cfg.concurrent_connects = 200;
     cfg.stall_rcvbuf = 4096;
-    static struct option lo[] = {{"proto", 1, 0, 'P'},
-                                 {"host", 1, 0, 'h'},
-                                 {"port", 1, 0, 'p'},
-                                 {"sub-path", 1, 0, 1},
-                                 {"pub-path", 1, 0, 2},
-                                 {"subs", 1, 0, 'n'},
-                                 {"scopes", 1, 0, 's'},
-                                 {"size", 1, 0, 'z'},
-                                 {"stall", 1, 0, 3},
-                                 {"rate", 1, 0, 'r'},
-                                 {"deliveries-rate", 1, 0, 4},
-                                 {"window", 1, 0, 'w'},
-                                 {"batch", 1, 0, 'b'},
-                                 {"pipeline", 1, 0, 5},
-                                 {"duration", 1, 0, 'd'},
-                                 {"warmup", 1, 0, 6},
-                                 {"drain", 1, 0, 7},
-                                 {"read-us", 1, 0, 8},
-                                 {"procs", 1, 0, 9},
-                                 {"idle", 0, 0, 10},
-                                 {"settle", 1, 0, 11},
-                                 {"server-pid", 1, 0, 12},
-                                 {"no-timestamps", 0, 0, 13},
-                                 {"connects", 1, 0, 14},
-                                 {"rcvbuf", 1, 0, 15},
-                                 {"pub-ws", 0, 0, 16},
-                                 {"quiet", 0, 0, 'q'},
-                                 {"help", 0, 0, 'H'},
-                                 {0, 0, 0, 0}};
+    static struct option lo[] = {
+        {"proto", 1, 0, 'P'},         {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},          {"sub-path", 1, 0, 1},
+        {"pub-path", 1, 0, 2},        {"subs", 1, 0, 'n'},
+        {"scopes", 1, 0, 's'},        {"size", 1, 0, 'z'},
+        {"stall", 1, 0, 3},           {"rate", 1, 0, 'r'},
+        {"deliveries-rate", 1, 0, 4}, {"window", 1, 0, 'w'},
+        {"batch", 1, 0, 'b'},         {"pipeline", 1, 0, 5},
+        {"duration", 1, 0, 'd'},      {"warmup", 1, 0, 6},
+        {"drain", 1, 0, 7},           {"read-us", 1, 0, 8},
+        {"procs", 1, 0, 9},           {"idle", 0, 0, 10},
+        {"settle", 1, 0, 11},         {"server-pid", 1, 0, 12},
+        {"no-timestamps", 0, 0, 13},  {"connects", 1, 0, 14},
+        {"rcvbuf", 1, 0, 15},         {"pub-ws", 0, 0, 16},
+        {"pub-port", 1, 0, 17},       {"quiet", 0, 0, 'q'},
+        {"help", 0, 0, 'H'},          {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "P:h:p:n:s:z:r:w:b:d:qH", lo, NULL)) !=
            -1) {
@@ -424,6 +419,9 @@ int main(int argc, char **argv)
         case 16:
             cfg.pub_ws = 1;
             break;
+        case 17:
+            cfg.pub_port = atoi(optarg);
+            break;
         case 'q':
             cfg.quiet = 1;
             break;
@@ -432,6 +430,8 @@ int main(int argc, char **argv)
             return o == 'H' ? 0 : 2;
         }
     }
+    if (cfg.pub_port <= 0)
+        cfg.pub_port = cfg.port;
     if (!cfg.sub_path[0])
         strcpy(cfg.sub_path, cfg.proto == P_SCOPECAST ? "/ws"
                              : cfg.proto == P_MQTT    ? "/mqtt"
@@ -548,6 +548,16 @@ int main(int argc, char **argv)
     double other = all_busy - lg_cpu - (sv_cpu > 0 ? sv_cpu : 0);
     if (other < 0)
         other = 0;
+    /* each server process's share, in --server-pid order (several
+     * processes: cluster nodes, Redis) */
+    char each[200] = "";
+    if (cfg.npids > 1 && measured_s > 0) {
+        size_t l = (size_t)snprintf(each, sizeof each, " server_cpu_pcts=");
+        for (int i = 0; i < cfg.npids && l < sizeof each; i++)
+            l += (size_t)snprintf(each + l, sizeof each - l, "%s%.0f",
+                                  i ? "," : "",
+                                  100.0 * (pcpu1[i] - pcpu0[i]) / measured_s);
+    }
     static const char *pn[] = {"scopecast", "raw", "nchan", "mqtt"};
     printf("RESULT proto=%s subs=%d scopes=%d size=%d stall=%d rate=%.0f "
            "window=%d batch=%d "
@@ -560,7 +570,7 @@ int main(int argc, char **argv)
            "loadgen_ns_per_delivery=%.0f server_cpu_pct=%.0f "
            "server_rss_kb_start=%ld server_rss_kb_end=%ld procs=%d "
            "reads_per_s=%.0f bytes_per_read=%.0f "
-           "other_cpu_pct=%.0f %s\n",
+           "other_cpu_pct=%.0f %s events_sent=%llu deliveries_total=%llu%s\n",
            pn[cfg.proto], cfg.nsubs, cfg.nscopes, cfg.size, cfg.stall, cfg.rate,
            cfg.window, cfg.batch, measured_s, dps, eps,
            (double)SUM(bytes) / measured_s / 1e6,
@@ -582,6 +592,7 @@ int main(int argc, char **argv)
            r_at_end > r_at_measure ? (double)(rb_at_end - rb_at_measure) /
                                          (double)(r_at_end - r_at_measure)
                                    : 0,
-           other, cores);
+           other, cores, (unsigned long long)sent,
+           (unsigned long long)SUM(delivered_total), each);
     return 0;
 }

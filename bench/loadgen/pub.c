@@ -95,7 +95,7 @@ int pub_init(int ep)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)cfg.port);
+    sa.sin_port = htons((uint16_t)cfg.pub_port);
     inet_pton(AF_INET, cfg.host, &sa.sin_addr);
     P.fd = fd;
     P.state = S_CONNECTING;
@@ -333,7 +333,7 @@ static void send_events(size_t count)
                           "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: "
                           "application/json\r\n"
                           "Content-Length: %zu\r\n\r\n",
-                          cfg.pub_path, cfg.host, cfg.port, bl);
+                          cfg.pub_path, cfg.host, cfg.pub_port, bl);
         ensure((size_t)hl + bl);
         memcpy(obuf + olen, h, (size_t)hl);
         memcpy(obuf + olen + hl, tmp, bl);
@@ -353,7 +353,7 @@ static void send_events(size_t count)
                 int hl = sprintf((char *)o,
                                  "POST %s HTTP/1.1\r\nHost: "
                                  "%s:%d\r\nContent-Length: %d\r\n\r\n",
-                                 path, cfg.host, cfg.port, cfg.size);
+                                 path, cfg.host, cfg.pub_port, cfg.size);
                 int pl = make_payload(o + hl, cfg.size, t,
                                       g / (uint64_t)cfg.nscopes, g);
                 olen += (size_t)(hl + pl);
