@@ -51,11 +51,14 @@ typedef struct sc_wsconn {
     int64_t rl_last_us;
     unsigned rl_refused;  /* requests refused since the last one taken */
     struct sc_wsplug *px; /* plugins' state; NULL without hooks */
-    /* an emit waiting for its cluster seq (--broker): its request (whose
-     * ctx is c until c goes), the reply's id and scope; c reads nothing
-     * meanwhile, so replies keep the requests' order */
-    sc_broker_req_t *bk;
-    char *bk_id, *bk_scope;
+    /* emits waiting for their cluster seqs (--broker), in request order
+     * (at most SC_BK_INFLIGHT): their replies go out in that order; a
+     * request of another kind waits in bk_held (c reads nothing more)
+     * until every emit before it is answered */
+    struct bk_wait *bkq, *bkq_tail;
+    size_t bkq_n;
+    sc_request_t bk_held;
+    bool bk_has_held;
     struct sc_wspres *pu; /* presence updates' state; NULL before the
                              first presence_update */
     /* the presence grace (docs/PROTOCOL.md "Presence grace") */
@@ -132,16 +135,40 @@ static void conn_view(const sc_wsconn_t *c, sc_plugin_conn_t *v)
     };
 }
 
-/* Ends c's wait for an emit's seq: the answer, when it comes, is freed
+/* One emit waiting for its cluster seq, and its reply's id and scope. */
+struct bk_wait {
+    sc_broker_req_t *req; /* NULL once answered (the drain frees it) */
+    char *id, *scope;
+    uint64_t seq;
+    struct bk_wait *next;
+};
+
+/* Emits one connection may have waiting for the cluster (each holds its
+ * event, at most --max-message bytes) before it is read no more. */
+#define SC_BK_INFLIGHT 256
+
+static void bk_wait_free(struct bk_wait *w)
+{
+    free(w->id);
+    free(w->scope);
+    free(w);
+}
+
+/* Ends c's waits for emits' seqs: answers that come later are freed
  * unread. */
 static void bk_free(sc_wsconn_t *c)
 {
-    if (c->bk)
-        c->bk->ctx = NULL;
-    c->bk = NULL;
-    free(c->bk_id);
-    free(c->bk_scope);
-    c->bk_id = c->bk_scope = NULL;
+    for (struct bk_wait *w = c->bkq, *next; w; w = next) {
+        next = w->next;
+        if (w->req)
+            w->req->ctx = NULL;
+        bk_wait_free(w);
+    }
+    c->bkq = c->bkq_tail = NULL;
+    c->bkq_n = 0;
+    if (c->bk_has_held)
+        sc_request_deinit(&c->bk_held);
+    c->bk_has_held = false;
 }
 
 /* The connection goes: the plugins that saw it connect hear it leave, and
@@ -629,31 +656,60 @@ static void op_unsubscribe(sc_wsconn_t *c, const sc_request_t *req)
 
 static void maybe_resume(sc_wsconn_t *c);
 
-/* The cluster's answer to c's emit (sc_broker_done_fn). */
+static void dispatch(sc_wsconn_t *c, sc_request_t *req);
+
+/* The cluster's answer to one of c's emits (sc_broker_done_fn): the
+ * replies of the emits answered at the head of the queue go out, in
+ * order; once none waits, a held request runs and c reads again. */
 static void emit_answered(sc_svc_t *svc, sc_broker_req_t *req)
 {
     sc_wsconn_t *c = req->ctx;
-    sc_proto_enc_emitted(&svc->scratch, c->bk_id, c->bk_scope, req->seqs[0]);
-    c->bk = NULL; /* the drain frees req */
-    bk_free(c);
-    reply(c);
+    for (struct bk_wait *w = c->bkq; w; w = w->next)
+        if (w->req == req) {
+            w->seq = req->seqs[0];
+            w->req = NULL; /* the drain frees req */
+            break;
+        }
+    while (c->bkq && !c->bkq->req) {
+        struct bk_wait *w = c->bkq;
+        c->bkq = w->next;
+        if (!c->bkq)
+            c->bkq_tail = NULL;
+        c->bkq_n--;
+        sc_proto_enc_emitted(&svc->scratch, w->id, w->scope, w->seq);
+        reply(c);
+        bk_wait_free(w);
+    }
+    if (!c->bkq && c->bk_has_held) {
+        c->bk_has_held = false;
+        dispatch(c, &c->bk_held);
+        sc_request_deinit(&c->bk_held); /* empty if a plugin has it */
+    }
     maybe_resume(c);
 }
 
-/* Hands e to the broker; c waits for its seq (request_done pauses it). */
+/* Hands e to the broker; its reply waits in c's queue. */
 static int emit_clustered(sc_wsconn_t *c, sc_broker_t *bk, const sc_emit_t *e,
                           const sc_request_t *req)
 {
-    sc_broker_req_t *br = sc_broker_req_new(bk, c->svc, 1, emit_answered, c);
+    struct bk_wait *w = calloc(1, sizeof *w);
+    sc_broker_req_t *br =
+        w ? sc_broker_req_new(bk, c->svc, 1, emit_answered, c) : NULL;
     if (!br || sc_broker_req_set(bk, br, 0, e) != SC_OK ||
-        !(c->bk_scope = strdup(req->scope)) ||
-        (req->id_json && !(c->bk_id = strdup(req->id_json)))) {
+        !(w->scope = strdup(req->scope)) ||
+        (req->id_json && !(w->id = strdup(req->id_json)))) {
         sc_broker_req_free(br);
-        free(c->bk_scope);
-        c->bk_scope = NULL;
+        if (w)
+            bk_wait_free(w);
         return SC_ENOMEM;
     }
-    c->bk = br;
+    w->req = br;
+    if (c->bkq_tail)
+        c->bkq_tail->next = w;
+    else
+        c->bkq = w;
+    c->bkq_tail = w;
+    c->bkq_n++;
     sc_broker_submit(bk, br);
     return SC_OK;
 }
@@ -1003,6 +1059,11 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
         sc_proto_err_deinit(&err);
         return;
     }
+    if (c->bkq && req.op != SC_OP_EMIT) { /* its reply comes after theirs */
+        c->bk_held = req;
+        c->bk_has_held = true;
+        return; /* request_done pauses c */
+    }
     dispatch(c, &req);
     sc_request_deinit(&req); /* empty when it waits for a plugin */
 }
@@ -1013,16 +1074,17 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
  * sends faster than it reads is slowed, not closed). */
 static int request_done(sc_wsconn_t *c)
 {
-    if ((c->px && c->px->hook) || c->bk)
+    if ((c->px && c->px->hook) || c->bk_has_held || c->bkq_n >= SC_BK_INFLIGHT)
         return SC_WSIO_PAUSE; /* later requests wait for a plugin's answer
-                                 or an emit's seq */
+                                 or emits' seqs */
     return sc_writer_ctl_backlog(&c->out) > SC_CTL_PAUSE ? SC_WSIO_PAUSE : 0;
 }
 
 /* After a write: read again once the replies are down. */
 static void maybe_resume(sc_wsconn_t *c)
 {
-    if (c->io.paused && !(c->px && c->px->hook) && !c->bk &&
+    if (c->io.paused && !(c->px && c->px->hook) && !c->bk_has_held &&
+        c->bkq_n < SC_BK_INFLIGHT &&
         sc_writer_ctl_backlog(&c->out) <= SC_CTL_RESUME)
         sc_wsio_resume(&c->io);
 }

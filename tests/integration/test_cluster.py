@@ -518,6 +518,36 @@ class EchoAudience(ClusterCase):
         self.assertEqual([m["seq"] for m in seen], [answered[i] for i in range(N)], "B: same events, same seqs")
         await self.fence(S, bob, watcher, srv=self.b)
 
+    async def test_pipelined_emits_and_other_requests_answered_in_order(self):
+        """A client sends 300 emits with a ping and a presence request in
+        between, all at once (more than the 256 a connection may have
+        waiting for the cluster): every reply comes in request order, the
+        emitted seqs rise, and the events reach the other node with them."""
+        S = "ea:pipe"
+        bob = await self.sub(self.a, S, "bob@A", token("bob", emit=True))
+        watcher = await self.sub(self.b, S, "watcher@B")
+        ids = []
+        for i in range(300):
+            if i in (100, 200):
+                rid = f"other{i}"
+                await bob.send({"op": "ping" if i == 100 else "presence", "id": rid, "scope": S})
+                ids.append(rid)
+            await bob.send({"op": "emit", "id": i, "scope": S, "data": i})
+            ids.append(i)
+        replies = []
+        while len(replies) < len(ids):
+            m = await bob.next()
+            if "id" in m:
+                replies.append(m)
+        self.assertEqual([m["id"] for m in replies], ids, "replies in request order")
+        self.assertEqual({m["op"] for m in replies if isinstance(m["id"], str)}, {"pong", "presence"})
+        seqs = [m["seq"] for m in replies if m["op"] == "emitted"]
+        self.assertEqual(len(seqs), 300)
+        self.assertEqual(seqs, sorted(set(seqs)), "emitted seqs rise")
+        seen = [await self.event_of(watcher, S, i) for i in range(300)]
+        self.assertEqual([m["seq"] for m in seen], seqs, "B: same events, same seqs")
+        await self.fence(S, bob, watcher, srv=self.b)
+
     async def test_http_origin_suppressed_on_other_node(self):
         S = "ea:http-origin"
         carol = await self.sub(self.a, S, "carol@A", token("carol"))
