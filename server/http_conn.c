@@ -51,15 +51,32 @@ struct sc_httpc {
     bool one_request; /* admitted from the probe reserve: closes after one */
     char peer[64];
     sc_admit_ip_t *ip; /* its address's count (admit.h) */
-    /* an emit waiting for its cluster seq (--broker): nothing more is read
-     * or answered meanwhile; `rest` keeps what was read after it */
-    sc_broker_req_t *bk;
-    bool bk_last; /* its answer is the connection's last */
+    /* answers in request order while emits wait for their cluster seqs
+     * (--broker): every answer after a waiting one is queued (wq, at most
+     * HTTPC_INFLIGHT); past that, or after a last answer (no_more), c
+     * reads no more and `rest` keeps what was read and not parsed */
+    struct hwait *wq, *wq_tail;
+    size_t wq_n;
+    bool no_more;
+    bool held_req; /* the request read (rd.req) is not an emit: it runs
+                      once the emits before it are answered */
     char *rest;
     size_t rest_len;
     struct sc_httpc *prev, *next;
 };
 typedef struct sc_httpc sc_httpc_t;
+
+/* An answer in c's queue: waiting for the cluster (req), or ready (ans). */
+struct hwait {
+    sc_broker_req_t *req; /* NULL once ans is ready */
+    sc_buf_t ans;
+    bool last, http10, head;
+    struct hwait *next;
+};
+
+/* Answers (emits waiting for the cluster, and those after them) one
+ * connection may have queued before it is read no more. */
+#define HTTPC_INFLIGHT 256
 
 /* The length of a target's path (without its query). */
 static size_t path_len(const char *target, size_t len)
@@ -93,8 +110,13 @@ static void destroy(sc_httpc_t *c)
     sc_admit_release(svc->srv->admit, c->ip);
     sc_http_reader_deinit(&c->rd);
     sc_buf_deinit(&c->out);
-    if (c->bk) /* its answer is dropped when it comes */
-        c->bk->ctx = NULL;
+    for (struct hwait *w = c->wq, *next; w; w = next) {
+        next = w->next;
+        if (w->req) /* its answer is dropped when it comes */
+            w->req->ctx = NULL;
+        sc_buf_deinit(&w->ans);
+        free(w);
+    }
     free(c->rest);
     if (c->prev)
         c->prev->next = c->next;
@@ -151,12 +173,16 @@ static void put_file(sc_httpc_t *c, sc_http_out_t *o, bool last, bool keep10,
     close(fd);
 }
 
-/* Appends the answer `o` (svc->scratch's body is copied, then reset). */
-static void put_answer(sc_httpc_t *c, sc_http_out_t *o, bool last,
-                       const sc_http_request_t *req)
+/* Appends the answer `o` to `into` (svc->scratch's body is copied, then
+ * reset): for an HTTP/1.0 request (http10), or a HEAD (head_only). */
+static void put_answer_to(sc_httpc_t *c, sc_buf_t *into, sc_http_out_t *o,
+                          bool last, bool http10, bool head_only)
 {
-    bool keep10 = req && req->http10 && !last;
-    bool head_only = req && req->method == SC_HTTP_HEAD_METHOD;
+    sc_buf_t saved = c->out; /* the writers below append to c->out */
+    bool swap = into != &c->out;
+    if (swap)
+        c->out = *into;
+    bool keep10 = http10 && !last;
     if (o->file[0]) {
         put_file(c, o, last, keep10, head_only);
     } else {
@@ -165,7 +191,56 @@ static void put_answer(sc_httpc_t *c, sc_http_out_t *o, bool last,
         if (!head_only)
             sc_buf_put(&c->out, o->body, o->len);
     }
+    if (swap) {
+        *into = c->out;
+        c->out = saved;
+    }
     sc_buf_reset(&c->svc->scratch);
+}
+
+static void closing(sc_httpc_t *c)
+{
+    c->state = C_CLOSING;
+    c->deadline_us = sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
+}
+
+static struct hwait *wait_add(sc_httpc_t *c, bool last, bool http10, bool head)
+{
+    struct hwait *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    sc_buf_init(&w->ans);
+    w->last = last;
+    w->http10 = http10;
+    w->head = head;
+    if (c->wq_tail)
+        c->wq_tail->next = w;
+    else
+        c->wq = w;
+    c->wq_tail = w;
+    c->wq_n++;
+    if (last)
+        c->no_more = true; /* nothing after it is answered */
+    return w;
+}
+
+/* Sends `o` now, or queues it behind answers still waiting. */
+static void put_answer(sc_httpc_t *c, sc_http_out_t *o, bool last,
+                       const sc_http_request_t *req)
+{
+    bool http10 = req && req->http10;
+    bool head = req && req->method == SC_HTTP_HEAD_METHOD;
+    if (!c->wq) {
+        put_answer_to(c, &c->out, o, last, http10, head);
+        if (last)
+            closing(c);
+        return;
+    }
+    struct hwait *w = wait_add(c, last, http10, head);
+    if (w)
+        put_answer_to(c, &w->ans, o, last, http10, head);
+    else
+        c->no_more = true; /* out of memory: nothing more is answered */
 }
 
 /* Answers with an error and closes after it. */
@@ -175,8 +250,6 @@ static void fail(sc_httpc_t *c, unsigned status, const char *message)
     memset(&o, 0, sizeof o);
     sc_http_api_error(c->svc, &o, status, message);
     put_answer(c, &o, true, NULL);
-    c->state = C_CLOSING;
-    c->deadline_us = sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
 }
 
 /* sc_query_get_fn over a parsed request's query string. */
@@ -226,7 +299,6 @@ static bool on_head(sc_httpc_t *c)
     build_in(c, &in, scope, sizeof scope);
     if (sc_http_api_check(c->svc, &in, &o)) {
         put_answer(c, &o, true, &c->rd.req);
-        c->state = C_CLOSING;
         return false;
     }
     const sc_http_value_t *ex = &c->rd.req.hdr[SC_HDR_EXPECT];
@@ -254,9 +326,16 @@ static void on_request(sc_httpc_t *c)
     bool last = !c->rd.req.keep_alive || c->one_request ||
                 atomic_load(&svc->srv->draining);
     if (o.wait) { /* answered in emitted() */
-        c->bk = o.wait;
-        c->bk_last = last;
-        ev_io_stop(svc->loop, &c->rio);
+        const sc_http_request_t *r = &c->rd.req;
+        struct hwait *w =
+            wait_add(c, last, r->http10, r->method == SC_HTTP_HEAD_METHOD);
+        if (!w) { /* out of memory: its answer is lost, and what follows */
+            o.wait->ctx = NULL;
+            c->no_more = true;
+            return;
+        }
+        w->req = o.wait;
+        set_phase(c, P_IDLE);
         return;
     }
     answered(c, &o, last);
@@ -265,21 +344,30 @@ static void on_request(sc_httpc_t *c)
 /* Sends the answer of the request just read and readies the next. */
 static void answered(sc_httpc_t *c, sc_http_out_t *o, bool last)
 {
-    sc_svc_t *svc = c->svc;
     put_answer(c, o, last, &c->rd.req);
-    SC_COUNT(svc->stats.http_requests, 1);
-    if (last) {
-        c->state = C_CLOSING;
-        c->deadline_us = sc_now_us() + HTTPC_IDLE_TIMEOUT_S * SC_US_PER_SEC;
-    } else {
+    SC_COUNT(c->svc->stats.http_requests, 1);
+    if (!last)
         set_phase(c, P_IDLE);
-    }
+}
+
+/* Whether an open c takes no input for now: its queue of answers is
+ * full (or ends with a last one), or a read waits to be parsed. */
+static bool held_back(const sc_httpc_t *c)
+{
+    return c->state == C_OPEN &&
+           (c->no_more || c->rest || c->held_req || c->wq_n >= HTTPC_INFLIGHT);
+}
+
+static bool is_emit(const sc_http_request_t *r)
+{
+    return r->method == SC_HTTP_POST && strcmp(r->path, "/api/emit") == 0;
 }
 
 /* Reads requests out of `n` bytes and answers each, in order. */
 static void process(sc_httpc_t *c, const char *b, size_t n)
 {
-    while (n > 0 && c->state == C_OPEN && !c->bk) {
+    while (n > 0 && c->state == C_OPEN && !c->no_more && !c->held_req &&
+           c->wq_n < HTTPC_INFLIGHT) {
         size_t used = 0;
         enum sc_http_event ev = sc_http_reader_feed(&c->rd, b, n, &used);
         b += used;
@@ -294,12 +382,17 @@ static void process(sc_httpc_t *c, const char *b, size_t n)
                 return;
             break;
         case SC_HTTP_REQUEST:
-            on_request(c);
-            if (c->bk && n > 0) { /* kept for after the answer */
+            /* emits may overtake nothing but emits: another request runs
+             * after the emits before it (a close after its events) */
+            if (c->wq && !is_emit(&c->rd.req))
+                c->held_req = true;
+            else
+                on_request(c);
+            if ((c->held_req || c->wq_n >= HTTPC_INFLIGHT) && !c->no_more &&
+                n > 0) {
+                /* kept until answers leave the queue */
                 if (!(c->rest = malloc(n))) {
-                    c->bk->ctx = NULL; /* its answer is lost */
-                    c->bk = NULL;
-                    fail(c, 503, "out of memory");
+                    c->no_more = true; /* out of memory: no more */
                     return;
                 }
                 memcpy(c->rest, b, n);
@@ -315,25 +408,50 @@ static void process(sc_httpc_t *c, const char *b, size_t n)
 
 static bool flush(sc_httpc_t *c);
 
-/* The cluster's answer to c's emit (sc_broker_done_fn): sent, then the
- * requests read after it are answered and c reads again. */
+/* The cluster's answer to one of c's emits (sc_broker_done_fn): the ready
+ * answers at the head of the queue are sent, in order; with room in the
+ * queue again, what was read and kept is parsed and c reads on. */
 static void emitted(sc_svc_t *svc, sc_broker_req_t *req)
 {
     sc_httpc_t *c = req->ctx;
-    c->bk = NULL;
-    sc_http_out_t o;
-    sc_http_api_emitted(svc, req, &o);
-    answered(c, &o, c->bk_last);
-    char *rest = c->rest;
-    size_t n = c->rest_len;
-    c->rest = NULL;
-    c->rest_len = 0;
-    if (rest && c->state == C_OPEN)
-        process(c, rest, n); /* (keeps its own rest if it waits again) */
-    free(rest);
+    for (struct hwait *w = c->wq; w; w = w->next)
+        if (w->req == req) {
+            sc_http_out_t o;
+            sc_http_api_emitted(svc, req, &o);
+            put_answer_to(c, &w->ans, &o, w->last, w->http10, w->head);
+            SC_COUNT(svc->stats.http_requests, 1);
+            w->req = NULL; /* the drain frees req */
+            break;
+        }
+    while (c->wq && !c->wq->req) {
+        struct hwait *w = c->wq;
+        c->wq = w->next;
+        if (!c->wq)
+            c->wq_tail = NULL;
+        c->wq_n--;
+        sc_buf_put(&c->out, sc_buf_str(&w->ans) ? sc_buf_str(&w->ans) : "",
+                   sc_buf_len(&w->ans));
+        if (w->last)
+            closing(c);
+        sc_buf_deinit(&w->ans);
+        free(w);
+    }
+    if (!c->wq && c->held_req && c->state == C_OPEN) {
+        c->held_req = false;
+        on_request(c);
+    }
+    if (c->rest && c->state == C_OPEN && !c->no_more && !c->held_req &&
+        c->wq_n < HTTPC_INFLIGHT) {
+        char *rest = c->rest;
+        size_t n = c->rest_len;
+        c->rest = NULL;
+        c->rest_len = 0;
+        process(c, rest, n); /* (keeps its own rest if the queue fills) */
+        free(rest);
+    }
     if (!flush(c))
         return;
-    if (!c->bk && c->state == C_OPEN && !c->paused)
+    if (c->state == C_OPEN && !c->paused && !held_back(c))
         ev_io_start(svc->loop, &c->rio);
 }
 
@@ -375,7 +493,7 @@ static bool flush(sc_httpc_t *c)
         ev_io_start(loop, &c->rio);
     } else if (c->paused) {
         c->paused = false;
-        if (!c->bk)
+        if (!held_back(c))
             ev_io_start(loop, &c->rio);
     }
     return true;
@@ -385,7 +503,7 @@ static void on_readable(sc_httpc_t *c)
 {
     sc_svc_t *svc = c->svc;
     /* a few reads per wake-up, so one busy client does not hold the loop */
-    for (int i = 0; i < 4 && !c->paused && !c->bk; i++) {
+    for (int i = 0; i < 4 && !c->paused && !held_back(c); i++) {
         ssize_t n = recv(c->fd, svc->rbuf, SC_READ_CHUNK, 0);
         if (n < 0 && errno == EINTR)
             continue;
@@ -407,6 +525,8 @@ static void on_readable(sc_httpc_t *c)
             continue; /* dropped */
         if (c->state == C_OPEN)
             process(c, (const char *)svc->rbuf, (size_t)n);
+        if (held_back(c)) /* until answers leave the queue (emitted) */
+            ev_io_stop(svc->loop, &c->rio);
         if (!flush(c))
             return;
         if (c->state == C_CLOSING)
@@ -493,7 +613,7 @@ void sc_httpconn_tick(sc_svc_t *svc, int64_t now)
 {
     for (sc_httpc_t *c = svc->httpc, *next; c; c = next) {
         next = c->next;
-        if (now < c->deadline_us || c->bk)
+        if (now < c->deadline_us || c->wq)
             continue; /* (the broker answers every emit) */
         if (c->state == C_OPEN && c->phase != P_IDLE && !c->paused) {
             /* a head or body that did not come in time */

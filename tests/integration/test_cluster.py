@@ -231,6 +231,23 @@ class CrossNode(ClusterCase):
                         self.assertEqual(m["seq"], s, f"{c.name}: batch item {i} has the seq of its result")
                 await self.fence(S, far, near, srv=dst)
 
+    async def test_pipelined_http_emits_answered_in_order_with_their_seqs(self):
+        """600 emits pipelined on one kept-alive connection (more than the
+        256 answers a connection may have queued): answered in order, seqs
+        rising, each the seq the other node's subscriber sees."""
+        S = "x:pipe-http"
+        far = await self.sub(self.a, S, "subA")
+        conn = PipelinedHTTP(self.b)
+        self.addCleanup(conn.close)
+        answers = await asyncio.to_thread(
+            conn.pipeline, [("POST", "/api/emit", {"scope": S, "data": i}) for i in range(600)])
+        self.assertEqual({st for st, _ in answers}, {202})
+        seqs = [j["seq"] for _, j in answers]
+        self.assertEqual(seqs, sorted(set(seqs)), "answers in request order, seqs rising")
+        seen = [await self.event_of(far, S, i) for i in range(600)]
+        self.assertEqual([m["seq"] for m in seen], seqs)
+        await self.fence(S, far, srv=self.b)
+
     async def test_emit_on_a_page_connection_waits_for_its_cluster_seq(self):
         """A connection whose first request is a page is served by lws, not
         by the keep-alive API transport; a POST /api/emit on it next waits
