@@ -133,6 +133,7 @@ typedef struct sc_broker_thread {
     sc_svc_t *svc;
     pthread_mutex_t mu;
     sc_broker_req_t *head, *tail;
+    _Atomic bool any; /* head is not NULL (read without the lock) */
     ev_async wake;
 } bthread_t;
 
@@ -193,6 +194,7 @@ static void post(sc_broker_req_t *req)
     else
         t->head = req;
     t->tail = req;
+    atomic_store(&t->any, true);
     pthread_mutex_unlock(&t->mu);
     ev_async_send(svc->loop, &t->wake);
 }
@@ -200,11 +202,12 @@ static void post(sc_broker_req_t *req)
 void sc_broker_drain(sc_svc_t *svc)
 {
     bthread_t *t = svc->broker;
-    if (!t)
+    if (!t || !atomic_load(&t->any))
         return;
     pthread_mutex_lock(&t->mu);
     sc_broker_req_t *r = t->head;
     t->head = t->tail = NULL;
+    atomic_store(&t->any, false);
     pthread_mutex_unlock(&t->mu);
     while (r) {
         sc_broker_req_t *next = r->next;

@@ -134,7 +134,9 @@ void sc_broker_presence(void *ud, int kind, const char *scope,
 int sc_broker_thread_create(sc_svc_t *svc);
 void sc_broker_thread_destroy(sc_svc_t *svc);
 
-/* Runs the done callbacks of every answer queued for svc. Thread: svc's. */
+/* Runs the done callbacks of every answer queued for svc (one atomic load
+ * when there is none): call it before packing events for a connection,
+ * so an `emitted` is queued before its echo. Thread: svc's. */
 void sc_broker_drain(sc_svc_t *svc);
 
 #endif

@@ -406,7 +406,8 @@ static bool packer_full(const packer_t *p)
 /* Drains one subscription into the buffer. Returns true when the buffer is
  * full (stop), false when the queue is empty or closed. *closed is set when
  * the subscription ended. */
-static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
+static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed,
+                      const char *session)
 {
     for (;;) {
         if (packer_full(p))
@@ -419,6 +420,15 @@ static bool drain_sub(packer_t *p, sc_sub_t *sub, bool *closed)
             put_scratch(p);
         }
         if (rc == SC_OK) {
+            const char *origin;
+            if (p->w->echo_wait && session && (origin = sc_event_origin(ev)) &&
+                strcmp(origin, session) == 0) {
+                /* its `emitted` may still be in the broker's answers: the
+                 * next pass (io_writable drains them first) sends it */
+                p->w->carry = ev;
+                p->w->carry_sub = sub;
+                return true; /* (more: EV_WRITE brings the next pass) */
+            }
             if (!put_event(p, ev)) {
                 p->w->carry = ev;
                 p->w->carry_sub = sub;
@@ -452,7 +462,7 @@ static bool drain_subs(packer_t *p, sc_sublist_t *subs, const char *session)
     for (size_t k = 0; k < n && !more; k++) {
         size_t i = (subs->rr + k) % n;
         bool closed = false;
-        more = drain_sub(p, subs->v[i], &closed);
+        more = drain_sub(p, subs->v[i], &closed, session);
         if (closed) {
             sc_log(SC_LOG_DEBUG, "session %s: %s closed", session,
                    sc_sub_scope(subs->v[i]));

@@ -100,6 +100,12 @@ typedef struct sc_writer {
     struct sc_writer *pnext;
     sc_owner_t *owner; /* the core wakes it when a queue gets items */
     sc_event_t *carry; /* popped but not yet packed */
+    /* ws.c: the connection has emits waiting for their cluster seqs
+     * (--broker). An event of its own (an echo) is then not packed in the
+     * pass that pops it: it waits as the carry, and the next pass, after
+     * the broker's answers are drained (io_writable), sends the replies
+     * first, so an `emitted` precedes its echo. */
+    bool echo_wait;
     sc_sub_t *carry_sub;
     uint8_t *held; /* bytes the socket has not taken (or NULL) */
     size_t held_len, held_off;

@@ -166,6 +166,7 @@ static void bk_free(sc_wsconn_t *c)
     }
     c->bkq = c->bkq_tail = NULL;
     c->bkq_n = 0;
+    c->out.echo_wait = false;
     if (c->bk_has_held)
         sc_request_deinit(&c->bk_held);
     c->bk_has_held = false;
@@ -680,6 +681,7 @@ static void emit_answered(sc_svc_t *svc, sc_broker_req_t *req)
         reply(c);
         bk_wait_free(w);
     }
+    c->out.echo_wait = c->bkq != NULL;
     if (!c->bkq && c->bk_has_held) {
         c->bk_has_held = false;
         dispatch(c, &c->bk_held);
@@ -710,6 +712,7 @@ static int emit_clustered(sc_wsconn_t *c, sc_broker_t *bk, const sc_emit_t *e,
         c->bkq = w;
     c->bkq_tail = w;
     c->bkq_n++;
+    c->out.echo_wait = true;
     sc_broker_submit(bk, br);
     return SC_OK;
 }
@@ -1124,6 +1127,9 @@ static int io_fail(sc_wsio_t *io, unsigned code, const char *reason)
 static int io_writable(sc_wsio_t *io)
 {
     sc_wsconn_t *c = conn_of_io(io);
+    /* the cluster's answers before packing (as sc_ws_flush does): an
+     * `emitted` goes before the echo of its event */
+    sc_broker_drain(c->svc);
     if (sc_writer_on_writable(c->svc, &c->out, io, &c->subs, sid(c)) < 0)
         return -1;
     maybe_resume(c);
