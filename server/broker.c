@@ -117,6 +117,8 @@ struct sc_broker {
     ev_timer alive;       /* every ALIVE_S: say so, expire silent nodes */
     ev_timer bye;         /* at stop: the goodbye's deadline */
     double last_alive;    /* when on_alive last ran (ev_now) */
+    uint64_t bad;         /* malformed messages not yet logged */
+    double bad_said;      /* when they were last logged (ev_now) */
     struct peer {
         uint64_t node;
         double seen; /* ev_now */
@@ -392,10 +394,17 @@ static void deliver(sc_broker_t *bk, const char *msg, size_t len)
 {
     sc_cluster_msg_t m;
     if (sc_cluster_decode(msg, len, &m) != SC_OK) {
-        sc_log(SC_LOG_WARN,
-               "broker: a malformed message on %s (%zu bytes) "
-               "was ignored",
-               bk->channel, len);
+        /* someone else publishes on our channel: said once per 10 s */
+        bk->bad++;
+        double now = ev_now(bk->loop);
+        if (bk->bad_said == 0 || now - bk->bad_said >= 10) {
+            sc_log(SC_LOG_WARN,
+                   "broker: %llu malformed message(s) on %s ignored (the "
+                   "last %zu bytes)",
+                   (unsigned long long)bk->bad, bk->channel, len);
+            bk->bad = 0;
+            bk->bad_said = now;
+        }
         return;
     }
     if (m.kind != SC_CLUSTER_EVENT && m.kind != SC_CLUSTER_CLOSE) {
