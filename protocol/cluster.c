@@ -7,20 +7,21 @@
  */
 #include "cluster.h"
 
+#include "codec.h"
 #include "jsonw.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HEX16 16
+#define HEX16 SC_PROTO_EPOCH_LEN
 
+/* Node ids and tokens are written as epochs are (codec.h: 16 lowercase
+ * hex digits), and read back with the same rule. */
 static void put_hex16(sc_buf_t *b, uint64_t v)
 {
-    static const char digits[] = "0123456789abcdef";
-    char s[HEX16];
-    for (int i = HEX16 - 1; i >= 0; i--, v >>= 4)
-        s[i] = digits[v & 15];
+    char s[SC_PROTO_EPOCH_LEN + 1];
+    sc_proto_epoch_text(v, s);
     sc_buf_put(b, s, HEX16);
 }
 
@@ -148,22 +149,6 @@ static bool parse_at(const char *s, size_t n, double *out)
     return true;
 }
 
-static bool hex16(const char *p, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < HEX16; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                       : -1;
-        if (d < 0)
-            return false;
-        v = v << 4 | (uint64_t)d;
-    }
-    *out = v;
-    return true;
-}
-
 /* Appends s to a growing array of strings. */
 static bool push(const char ***v, size_t *n, const char *s)
 {
@@ -198,7 +183,8 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     if (!strchr("ECJLNHS", kind) || kind == '\0')
         return SC_EINVAL;
     uint64_t node, token;
-    if (!hex16(msg + i, &node) || !hex16(msg + i + HEX16, &token))
+    if (!sc_proto_epoch_parse(msg + i, HEX16, &node) ||
+        !sc_proto_epoch_parse(msg + i + HEX16, HEX16, &token))
         return SC_EINVAL;
     out->node = node;
     out->token = token;

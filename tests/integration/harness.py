@@ -1480,6 +1480,34 @@ class ScopecastTestCase(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(type(msg["id"]), type(id), msg)
 
 
+class ClusterTestCase(ScopecastTestCase):
+    """A redis-server and two scopecast nodes linked through it
+    (--broker): self.redis, self.a, self.b; self.srv is A, so marker()
+    emits on A unless told otherwise. node_flags() gives both nodes'
+    other flags; BROKER_PATH is appended to the Redis URL (e.g. "/3")."""
+
+    BROKER_PATH = ""
+
+    def node_flags(self):
+        return ()
+
+    def setUp(self):
+        self.servers = []
+        self.clients = []
+        self.srv = None
+        self.redis = self.start_redis()
+        self.a = self.start_node("A")
+        self.b = self.start_node("B")
+        self.srv = self.a
+
+    def start_node(self, name, *extra):
+        return self.start_server("--broker", self.redis.url + self.BROKER_PATH, *self.node_flags(),
+                                 *extra, name=f"{self._testMethodName}-{name}")
+
+    def node_name(self, srv):
+        return "A" if srv is self.a else "B" if srv is self.b else srv.name
+
+
 class _Result(unittest.TextTestResult):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)

@@ -46,7 +46,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (HOST, JWT_SECRET, T, KeepAliveHTTP, RedisSubscriber, RespReader,  # noqa: E402
-                     ScopecastTestCase, assert_conn, http_request, is_int, main, resp_encode, token)
+                     ClusterTestCase, assert_conn, http_request, is_int, main, resp_encode, token)
 
 API_KEY = "cluster-api-key"
 JWT_ANON = ("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--anonymous-scopes", "*")
@@ -99,28 +99,14 @@ class PipelinedHTTP:
         self.sock.close()
 
 
-class ClusterCase(ScopecastTestCase):
-    """A Redis server and two nodes linked through it: self.a, self.b
-    (self.srv is A, so marker() emits on A unless told otherwise)."""
+class ClusterCase(ClusterTestCase):
+    """Two nodes linked through Redis (harness.ClusterTestCase), with the
+    API key and NODE_ARGS."""
 
     NODE_ARGS = ()  # flags of both nodes
-    BROKER_PATH = ""  # appended to redis://127.0.0.1:P, e.g. "/3"
 
-    def setUp(self):
-        self.servers = []
-        self.clients = []
-        self.srv = None
-        self.redis = self.start_redis()
-        self.a = self.start_node("A")
-        self.b = self.start_node("B")
-        self.srv = self.a
-
-    def start_node(self, name, *extra):
-        return self.start_server("--broker", self.redis.url + self.BROKER_PATH, "--api-key", API_KEY,
-                                 *self.NODE_ARGS, *extra, name=f"{self._testMethodName}-{name}")
-
-    def node_name(self, srv):
-        return "A" if srv is self.a else "B" if srv is self.b else srv.name
+    def node_flags(self):
+        return ("--api-key", API_KEY, *self.NODE_ARGS)
 
     # -- helpers -------------------------------------------------------------
     async def sub(self, srv, scope, name, token_=None, **fields):

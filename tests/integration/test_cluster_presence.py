@@ -44,7 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (JWT_SECRET, ScopecastTestCase, assert_conn, http_request, main,  # noqa: E402
+from harness import (ClusterTestCase, JWT_SECRET, assert_conn, http_request, main,  # noqa: E402
                      token)
 
 API_KEY = "cluster-presence-key"
@@ -63,7 +63,7 @@ def by_session(conns):
     return {c["session"]: c for c in conns}
 
 
-class ClusterPresenceCase(ScopecastTestCase):
+class ClusterPresenceCase(ClusterTestCase):
     """A Redis server and two nodes A and B linked through it (self.srv is
     A). Both have the JWT secret (users from token(sub)), the API key and
     --presence-grace GRACE."""
@@ -72,27 +72,14 @@ class ClusterPresenceCase(ScopecastTestCase):
     NODE_ARGS = ()
     TEST_TIMEOUT = 60.0
 
-    def setUp(self):
-        self.servers = []
-        self.clients = []
-        self.srv = None
-        self.redis = self.start_redis()
-        self.a = self.start_node("A")
-        self.b = self.start_node("B")
-        self.srv = self.a
-
-    def start_node(self, name):
-        return self.start_server("--broker", self.redis.url, "--api-key", API_KEY,
-                                 "--jwt-secret", JWT_SECRET, "--presence-grace", str(self.GRACE),
-                                 *self.NODE_ARGS, name=f"{self._testMethodName}-{name}")
-
-    def node(self, srv):
-        return "A" if srv is self.a else "B" if srv is self.b else srv.name
+    def node_flags(self):
+        return ("--api-key", API_KEY, "--jwt-secret", JWT_SECRET, "--presence-grace", str(self.GRACE),
+                *self.NODE_ARGS)
 
     # -- helpers -------------------------------------------------------------
     async def member(self, srv, user, scope, name=None, meta=None, **fields):
         """A client of `user` on `srv`, subscribed to `scope` (with meta)."""
-        c = await self.client(srv, name=name or f"{user}@{self.node(srv)}", token=token(user))
+        c = await self.client(srv, name=name or f"{user}@{self.node_name(srv)}", token=token(user))
         if meta is not None:
             fields["meta"] = meta
         c.sub_reply = await c.subscribe(scope, **fields)
@@ -111,7 +98,7 @@ class ClusterPresenceCase(ScopecastTestCase):
 
     async def api_presence(self, srv, scope):
         res = await srv.request("GET", f"/api/presence?scope={scope}")
-        self.assertEqual(res.status, 200, f"GET /api/presence on {self.node(srv)}: {res!r}")
+        self.assertEqual(res.status, 200, f"GET /api/presence on {self.node_name(srv)}: {res!r}")
         j = res.json
         self.assertEqual(j.get("scope"), scope, j)
         self.assertIsInstance(j.get("presence"), list, j)
@@ -129,7 +116,7 @@ class ClusterPresenceCase(ScopecastTestCase):
             if sessions(got) == want:
                 return got
             if time.monotonic() - t0 > within * SLACK:
-                self.fail(f"GET /api/presence?scope={scope} on {self.node(srv)} lists {sessions(got)}, "
+                self.fail(f"GET /api/presence?scope={scope} on {self.node_name(srv)} lists {sessions(got)}, "
                           f"expected exactly {want} within {within * SLACK:.1f} s")
             await asyncio.sleep(0.05)
 
@@ -191,7 +178,7 @@ class ClusterPresenceCase(ScopecastTestCase):
             if not isinstance(res, Exception) and res.status == status:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > within:
-                self.fail(f"node {self.node(srv)}: GET /healthz still {res!r} after {within:.1f} s, "
+                self.fail(f"node {self.node_name(srv)}: GET /healthz still {res!r} after {within:.1f} s, "
                           f"expected {status}")
             await asyncio.sleep(0.05)
 
@@ -226,8 +213,8 @@ class Mirror(ClusterPresenceCase):
         full = b1.sub_reply["presence"]
         for srv, c in ((self.a, oa), (self.b, ob)):
             p = (await c.ok("presence", scope=S))["presence"]
-            self.same_entries(p, full, f"presence op on {self.node(srv)}")
-            self.same_entries(await self.api_presence(srv, S), full, f"GET /api/presence on {self.node(srv)}")
+            self.same_entries(p, full, f"presence op on {self.node_name(srv)}")
+            self.same_entries(await self.api_presence(srv, S), full, f"GET /api/presence on {self.node_name(srv)}")
         # a new subscriber on A: its subscribed lists both nodes' entries
         a2 = await self.member(self.a, "ann", S, name="a2")
         self.same_entries([c for c in a2.sub_reply["presence"] if c["session"] != a2.session], full,
