@@ -105,6 +105,14 @@ class ClusterCase(ClusterTestCase):
 
     NODE_ARGS = ()  # flags of both nodes
 
+    # A subscriber's queue (--maxsize, 256 by default) bounds the events
+    # waiting for its socket. Events from Redis come in bursts: one read of
+    # the subscription connection may hold hundreds, all handed to the bus
+    # before the service thread writes. A test that sends more than 256 to
+    # one subscriber at once raises the bound, as a deployment expecting
+    # such bursts would (CI saw "dropped 1 event(s) ... maxsize=256" here).
+    BURST = ("--maxsize", "2000")
+
     def node_flags(self):
         return ("--api-key", API_KEY, *self.NODE_ARGS)
 
@@ -174,7 +182,7 @@ class ClusterCase(ClusterTestCase):
 # 1. An emit on one node reaches the subscribers of both, once, with one seq
 
 class CrossNode(ClusterCase):
-    NODE_ARGS = ("--client-emit",)
+    NODE_ARGS = ("--client-emit", *ClusterCase.BURST)
 
     async def test_ws_emit_reaches_other_node_once_with_emitted_seq(self):
         for src, dst in ((self.b, self.a), (self.a, self.b)):
@@ -474,7 +482,7 @@ class Flood(ClusterCase):
 # 3. echo / origin and audience across nodes
 
 class EchoAudience(ClusterCase):
-    NODE_ARGS = JWT_ANON
+    NODE_ARGS = (*JWT_ANON, *ClusterCase.BURST)
 
     async def test_own_event_not_echoed_but_delivered_on_other_node_with_origin(self):
         S = "ea:echo"
