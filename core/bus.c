@@ -64,6 +64,7 @@ typedef struct sc__scope {
     sc__strmap_entry_t *entry; /* key = scope name, value = this */
     uint64_t seq;
     uint64_t epoch; /* this life of the scope */
+    bool ext;       /* epoch is the cluster's (sc_emit_t.epoch), not ours */
     /* History: a ring of the last `nkept` events, which are exactly those
      * with seq in (seq - nkept, seq] (every emit is kept or empties it) */
     sc_history_limits_t hlim; /* all zero: no history */
@@ -289,16 +290,12 @@ static bool scope_empty(const sc__scope_t *sc)
            sc->nremote == 0;
 }
 
-/* A new epoch: splitmix64 of the seed plus a counter, so epochs of one bus
- * never repeat and look unrelated (never 0). */
+/* A new epoch: of the seed and a counter (sc_epoch_mix), so epochs of
+ * one bus never repeat and look unrelated (never 0). */
 static uint64_t next_epoch(sc_bus_t *bus)
 {
-    uint64_t z = bus->cfg.epoch_seed +
-                 (atomic_fetch_add(&bus->epochs, 1) + 1) * 0x9E3779B97F4A7C15u;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    z ^= z >> 31;
-    return z ? z : 1;
+    return sc_epoch_mix(bus->cfg.epoch_seed,
+                        atomic_fetch_add(&bus->epochs, 1) + 1);
 }
 
 /* ---- history ---------------------------------------------------------- */
@@ -706,6 +703,9 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
         return SC_OK;
     }
     uint64_t seq = e->seq > sc->seq ? e->seq : sc->seq + 1;
+    /* whose numbering this is: the cluster's (its epoch) when the event
+     * gets the cluster's seq, else this node's own (sc_emit_t.epoch) */
+    bool adopt = e->epoch && seq == e->seq;
     sc_event_t *ev = sc__event_create_change(e, seq);
     if (!ev || encode(bus, ev) != 0) {
         if (scope_empty(sc)) /* one just made for it */
@@ -715,6 +715,15 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
         return SC_ENOMEM;
     }
     atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
+    if (adopt &&
+        sc->epoch != e->epoch) { /* another order: kept are not in it */
+        if (sc->nkept)
+            kept_clear_locked(bus, sh, sc);
+        sc->epoch = e->epoch;
+    } else if (!adopt && sc->ext) { /* numbered here, not by the cluster */
+        sc->epoch = next_epoch(bus);
+    }
+    sc->ext = adopt;
     if (seq != sc->seq + 1 && sc->nkept) /* a jump: kept are not contiguous */
         kept_clear_locked(bus, sh, sc);
     sc->seq = seq;
@@ -1777,6 +1786,22 @@ void sc_presence_free(sc_conn_t *list, size_t n)
     for (size_t i = 0; list && i < n; i++)
         sc_conn_deinit(&list[i]);
     free(list);
+}
+
+uint64_t sc_bus_scope_epoch(sc_bus_t *bus, const char *scope, uint64_t *seq_out)
+{
+    uint64_t hash = sc__hash(scope), epoch = 0, seq = 0;
+    shard_t *sh = shard_of(bus, hash);
+    pthread_mutex_lock(&sh->lock);
+    sc__strmap_entry_t *e = sc__strmap_find(&sh->scopes, scope, hash);
+    if (e) {
+        epoch = ((sc__scope_t *)e->value)->epoch;
+        seq = ((sc__scope_t *)e->value)->seq;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    if (seq_out)
+        *seq_out = seq;
+    return epoch;
 }
 
 uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope)

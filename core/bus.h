@@ -368,6 +368,12 @@ void sc_presence_free(sc_conn_t *list, size_t n);
  * Thread: any. */
 uint64_t sc_bus_scope_seq(sc_bus_t *bus, const char *scope);
 
+/* The scope's epoch (0: the scope is not alive here), and its last seq in
+ * *seq_out (optional). The broker proposes it as the cluster's epoch of a
+ * scope Redis has none for. Thread: any. */
+uint64_t sc_bus_scope_epoch(sc_bus_t *bus, const char *scope,
+                            uint64_t *seq_out);
+
 typedef struct sc_bus_stats {
     uint64_t emitted;         /* every emit, with or without subscribers */
     uint64_t dropped;         /* per subscriber per dropped item */

@@ -38,3 +38,12 @@ const char *sc_log_level_name(int level)
         return "?";
     }
 }
+
+uint64_t sc_epoch_mix(uint64_t seed, uint64_t n)
+{
+    uint64_t z = seed + n * 0x9E3779B97F4A7C15u;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+    z ^= z >> 31;
+    return z ? z : 1;
+}

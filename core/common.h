@@ -42,4 +42,9 @@ typedef void (*sc_log_fn)(void *ud, int level, const char *msg);
 /* Name of a level ("debug", "info", "warn", "error"); "?" otherwise. */
 const char *sc_log_level_name(int level);
 
+/* An epoch (a scope order's name): splitmix64 of seed + n times the golden
+ * ratio, so the numbers 1, 2, 3... of one seed never give the same epoch
+ * twice and look unrelated; never 0 (0 means "none"). */
+uint64_t sc_epoch_mix(uint64_t seed, uint64_t n);
+
 #endif

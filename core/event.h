@@ -56,6 +56,16 @@ typedef struct sc_emit {
      * history (its events are no longer (seq - n, seq]: those between
      * were never seen here), so a recovery across it answers false. */
     uint64_t seq;
+    /* 0: none. With a seq, the epoch the cluster gives the scope (its
+     * order's life in Redis): when the event gets exactly `seq` the scope
+     * takes this epoch (a different one ends its kept history: another
+     * order), so every node names the same events by the same (epoch,
+     * seq) and a client recovers on any of them. When it cannot (seq not
+     * above the scope's: this node numbers differently, e.g. after an
+     * outage), the scope leaves the cluster's epoch for a new one of its
+     * own, as it does for any emit without one: a position taken here is
+     * then never mistaken for one of the cluster's. */
+    uint64_t epoch;
     /* Optional: called once with the seq the emit got (0: not sequenced),
      * by sc_bus_emit under the scope's lock, before any subscriber can
      * see the event (not called when it fails). Quick, no calls into the

@@ -174,13 +174,23 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
         seq = seq * 10 + d;
         i++;
     }
-    if (i == 0 || i >= len || msg[i] != ' ')
+    if (i == 0 || i >= len)
+        return SC_EINVAL;
+    uint64_t epoch = 0; /* "/EPOCH" after a seq: the script's (an event) */
+    if (msg[i] == '/') {
+        if (seq == 0 || len - i < 1 + HEX16 ||
+            !sc_proto_epoch_parse(msg + i + 1, HEX16, &epoch) || epoch == 0)
+            return SC_EINVAL;
+        i += 1 + HEX16;
+    }
+    if (i >= len || msg[i] != ' ')
         return SC_EINVAL;
     i++;
     if (len - i < 1 + 2 * HEX16)
         return SC_EINVAL;
     char kind = msg[i++];
-    if (!strchr("ECJLNHS", kind) || kind == '\0')
+    if (!strchr("ECJLNHS", kind) || kind == '\0' ||
+        (epoch && kind != SC_CLUSTER_EVENT))
         return SC_EINVAL;
     uint64_t node, token;
     if (!sc_proto_epoch_parse(msg + i, HEX16, &node) ||
@@ -191,6 +201,7 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out)
     i += 2 * HEX16;
     out->kind = kind;
     out->seq = seq;
+    out->epoch = epoch;
     int rc = SC_EINVAL;
     bool has_at = false;
     while (i < len) {
@@ -313,6 +324,7 @@ void sc_cluster_msg_to_emit(const sc_cluster_msg_t *m, sc_emit_t *out)
     out->payload_len = m->data_len;
     out->has_payload = m->data != NULL;
     out->seq = m->seq;
+    out->epoch = m->epoch;
 }
 
 static bool parse_uint(const char *s, size_t n, long max, long *out)

@@ -4,26 +4,26 @@
  *
  * A message on the cluster channel is
  *
- *   SEQ ' ' KIND NODE TOKEN FIELD*
+ *   SEQ ['/' EPOCH] ' ' KIND NODE TOKEN FIELD*
  *
  * SEQ: decimal, the cluster seq the broker's script assigned (an event),
- * else 0. KIND: 'E' event, 'C' close, and presence: 'J' an entry joined
- * or is (still) there, 'L' it left, 'N' the end of the sender's presence
- * list (its entries marked with an older gen are gone), 'H' the sender is
- * alive, 'S' every node please send its presence list. NODE: 16 hex
- * digits, the sending node's id; TOKEN: 16 hex digits, for an event the
- * node's number for it (it matches its own messages to the emits waiting
- * for them), for 'J' and 'N' the sender's presence generation.
- * FIELD: a tag byte, a 4-byte big-endian length, that many bytes, a NUL
- * (so a decoded field is a C string inside the message, no copy):
- *   's' scope (1), 'o' origin (0-1), 'p' path (any), 'A' "has an
- *   audience" (0-1, empty), 'a' an audience user id (any), 'd' the data's
- *   JSON text (0-1), 'u' a user (close, J; 0-1), 'i' a session (J, L),
- *   't' connected-at, decimal seconds (J), 'm' meta JSON text (J, 0-1).
- * Text fields hold no NUL byte. An event needs a scope; a close without
- * scope or user closes every scope; J and L a scope and a session; N, H and S
- * have no fields. Nothing here is trusted: everything on the channel is decoded
- * by these rules and rejected whole when any is broken.
+ * else 0. EPOCH: 16 hex digits (not all zero), the scope's cluster epoch
+ * the script gave with that seq (events only, after a seq above 0). KIND: 'E'
+ * event, 'C' close, and presence: 'J' an entry joined or is (still) there, 'L'
+ * it left, 'N' the end of the sender's presence list (its entries marked with
+ * an older gen are gone), 'H' the sender is alive, 'S' every node please send
+ * its presence list. NODE: 16 hex digits, the sending node's id; TOKEN: 16 hex
+ * digits, for an event the node's number for it (it matches its own messages to
+ * the emits waiting for them), for 'J' and 'N' the sender's presence
+ * generation. FIELD: a tag byte, a 4-byte big-endian length, that many bytes, a
+ * NUL (so a decoded field is a C string inside the message, no copy): 's' scope
+ * (1), 'o' origin (0-1), 'p' path (any), 'A' "has an audience" (0-1, empty),
+ * 'a' an audience user id (any), 'd' the data's JSON text (0-1), 'u' a user
+ * (close, J; 0-1), 'i' a session (J, L), 't' connected-at, decimal seconds (J),
+ * 'm' meta JSON text (J, 0-1). Text fields hold no NUL byte. An event needs a
+ * scope; a close without scope or user closes every scope; J and L a scope and
+ * a session; N, H and S have no fields. Nothing here is trusted: everything on
+ * the channel is decoded by these rules and rejected whole when any is broken.
  *
  * Thread: any (pure functions). Ownership: the encoder appends to the
  * caller's sc_buf_t; a decoded message points into the buffer it was
@@ -57,6 +57,7 @@
 typedef struct sc_cluster_msg {
     char kind; /* SC_CLUSTER_EVENT or SC_CLUSTER_CLOSE */
     uint64_t seq;
+    uint64_t epoch; /* an event's cluster epoch (0: none) */
     uint64_t node;
     uint64_t token;
     const char *scope;  /* event: required; close: NULL = every scope */
@@ -107,7 +108,7 @@ int sc_cluster_decode(const char *msg, size_t len, sc_cluster_msg_t *out);
 void sc_cluster_msg_deinit(sc_cluster_msg_t *m);
 
 /* The emit the bus takes for a decoded event (pointers into m; its seq
- * set to m->seq). */
+ * and epoch set to m's). */
 void sc_cluster_msg_to_emit(const sc_cluster_msg_t *m, sc_emit_t *out);
 
 /* The broker's address: redis://HOST[:PORT][/DB] (PORT 1-65535, default

@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "cluster.h"
+#include "codec.h"
 #include "jsonw.h"
 #include "log.h"
 #include "svc.h"
@@ -45,16 +46,23 @@
  * sends its list itself when it links again). */
 #define PEER_FORGET_S 600.0
 
-/* KEYS[1] the scope's seq key; ARGV: channel, the emitting node's seq for
- * the scope (a floor: after an outage its local emits went on from its
- * own seq), the key's TTL, the message body. Returns the seq. */
+/* KEYS[1] the scope's seq key, KEYS[2] its epoch key; ARGV: channel, the
+ * emitting node's seq for the scope (a floor: after an outage its local
+ * emits went on from its own seq), the keys' TTL, the message body, the
+ * epoch the node proposes (its own for the scope, or a new one) for a
+ * scope without one. Publishes "SEQ/EPOCH BODY"; returns the seq. The
+ * epoch names the cluster's order of the scope: every node that delivers
+ * the event with this seq takes it (sc_emit_t.epoch), so a client's
+ * (epoch, seq) means the same events on every node. */
 static const char SCRIPT[] =
     "local s = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "local floor = tonumber(ARGV[2])\n"
     "if floor > s then s = floor end\n"
     "s = s + 1\n"
+    "local e = redis.call('GET', KEYS[2]) or ARGV[5]\n"
     "redis.call('SET', KEYS[1], s, 'EX', ARGV[3])\n"
-    "redis.call('PUBLISH', ARGV[1], s .. ' ' .. ARGV[4])\n"
+    "redis.call('SET', KEYS[2], e, 'EX', ARGV[3])\n"
+    "redis.call('PUBLISH', ARGV[1], s .. '/' .. e .. ' ' .. ARGV[4])\n"
     "return s\n";
 
 /* KEYS[1] a scope's seq key; ARGV: a node's seq for it, the TTL. Raises
@@ -75,6 +83,7 @@ typedef struct sc_broker_item {
     size_t index;                       /* its seq's place in req->seqs */
     uint64_t token;
     uint64_t floor;       /* the node's seq of the scope when it was made */
+    uint64_t epoch;       /* the epoch it proposes (the script's ARGV[5]) */
     bool evaled;          /* the script ran it: its message is on the channel */
     uint64_t cluster_seq; /* the script's seq, once it came back */
     char kind;
@@ -92,7 +101,8 @@ struct sc_broker {
     char host[256];
     int port, db;
     char channel[64];
-    char keyprefix[64];
+    char keyprefix[64];      /* a scope's seq key: this + the scope */
+    char epochprefix[64];    /* its epoch key */
     uint64_t node;           /* random per run */
     _Atomic uint64_t tokens; /* item numbers */
 
@@ -645,22 +655,27 @@ static void send_item(sc_broker_t *bk, item_t *it)
         item_free(it);
         return;
     }
-    char key[64 + 256], floor[24];
+    char key[64 + 256], ekey[64 + 256], floor[24];
+    char epoch[SC_PROTO_EPOCH_LEN + 1];
     int klen = snprintf(key, sizeof key, "%s%s", bk->keyprefix, it->scope);
+    int eklen = snprintf(ekey, sizeof ekey, "%s%s", bk->epochprefix, it->scope);
     int flen =
         snprintf(floor, sizeof floor, "%llu", (unsigned long long)it->floor);
-    const char *argv[] = {"EVAL",      SCRIPT, "1",       key,
-                          bk->channel, floor,  SEQ_TTL_S, body};
+    sc_proto_epoch_text(it->epoch, epoch);
+    const char *argv[] = {"EVAL",      SCRIPT, "2",       key,  ekey,
+                          bk->channel, floor,  SEQ_TTL_S, body, epoch};
     size_t lens[] = {4,
                      sizeof SCRIPT - 1,
                      1,
                      (size_t)klen,
+                     (size_t)eklen,
                      strlen(bk->channel),
                      (size_t)flen,
                      sizeof SEQ_TTL_S - 1,
-                     blen};
+                     blen,
+                     SC_PROTO_EPOCH_LEN};
     ilist_push(&bk->flight, it);
-    if (redisAsyncCommandArgv(bk->cmd, on_script, it, 8, argv, lens) !=
+    if (redisAsyncCommandArgv(bk->cmd, on_script, it, 10, argv, lens) !=
         REDIS_OK) {
         ilist_unlink(&bk->flight, it);
         item_local(bk, it);
@@ -820,6 +835,7 @@ int sc_broker_create(sc_server_t *srv, const char *url, sc_broker_t **out,
     bk->srv = srv;
     snprintf(bk->channel, sizeof bk->channel, "scopecast:%d:events", bk->db);
     snprintf(bk->keyprefix, sizeof bk->keyprefix, "scopecast:seq:");
+    snprintf(bk->epochprefix, sizeof bk->epochprefix, "scopecast:epoch:");
     if (getrandom(&bk->node, sizeof bk->node, 0) != sizeof bk->node)
         bk->node = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
     bk->backoff = RETRY_MIN_S;
@@ -949,7 +965,9 @@ static item_t *event_item(sc_broker_t *bk, const sc_emit_t *e)
         sc_buf_deinit(&b);
         return NULL;
     }
-    it->floor = sc_bus_scope_seq(bk->srv->bus, e->scope);
+    it->epoch = sc_bus_scope_epoch(bk->srv->bus, e->scope, &it->floor);
+    if (!it->epoch) /* not alive here: a new one, unique to this node */
+        it->epoch = sc_epoch_mix(bk->node, it->token);
     return it;
 }
 

@@ -39,6 +39,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -479,6 +480,177 @@ class Flood(ClusterCase):
 
 
 # ------------------------------------------------------------------------------
+# 2b. history and recovery across nodes: one epoch per scope in the cluster
+
+class RecoveryAcross(ClusterCase):
+    """Both nodes keep every event of a history scope from the channel,
+    with the cluster's seq and the cluster's epoch (the script's), so a
+    client's position (epoch, seq) names the same events on either node."""
+    NODE_ARGS = ("--client-emit", "--history", "h:*=1000", *ClusterCase.BURST)
+
+    async def subscribed(self, srv, scope, name, since=None):
+        """(client, its `subscribed` reply) on `srv`."""
+        c = await self.client(srv, name=name)
+        fields = {"presence": False}
+        if since is not None:
+            fields["since"] = since
+        m = await c.call("subscribe", scope=scope, **fields)
+        self.assertEqual(m.get("op"), "subscribed", f"{name}: {m!r}")
+        self.assertIsInstance(m.get("epoch"), str, m)
+        return c, m
+
+    async def history(self, srv, scope, **q):
+        query = "&".join(f"{k}={v}" for k, v in {"scope": scope, "since": 0, **q}.items())
+        res = await srv.request("GET", "/api/history?" + query)
+        self.assertEqual(res.status, 200, res)
+        return res.json
+
+    async def test_one_epoch_and_one_history_on_both_nodes(self):
+        """Emits on both nodes into a history scope nobody subscribes to:
+        each node keeps them all, GET /api/history answers the same events
+        with the same seqs and epoch on A and B, and a subscriber on
+        either node is told that epoch."""
+        S = "h:same"
+        seqs = []
+        for i in range(20):
+            srv = self.a if i % 2 else self.b
+            seqs.append(await srv.emit(S, data=i))
+        self.assertEqual(seqs, sorted(set(seqs)), seqs)
+        await asyncio.sleep(0.3)  # the last message reaches both nodes
+        ha, hb = await self.history(self.a, S, limit=100), await self.history(self.b, S, limit=100)
+        for h, name in ((ha, "A"), (hb, "B")):
+            self.assertEqual([(e["seq"], e["data"]) for e in h["events"]], list(zip(seqs, range(20))),
+                             f"node {name} keeps every event of the scope with the cluster's seqs")
+            self.assertTrue(isinstance(h.get("epoch"), str) and h["epoch"], h)
+        self.assertEqual(ha["epoch"], hb["epoch"], "one epoch for the scope on both nodes")
+        _, ma = await self.subscribed(self.a, S, "subA")
+        _, mb = await self.subscribed(self.b, S, "subB")
+        self.assertEqual((ma["epoch"], ma["seq"]), (ha["epoch"], seqs[-1]))
+        self.assertEqual((mb["epoch"], mb["seq"]), (ha["epoch"], seqs[-1]))
+
+    async def test_a_client_recovers_on_the_other_node(self):
+        """A client of node X leaves abruptly after a few events; 30 events
+        are emitted on both nodes meanwhile; it comes back on node Y with
+        `since`: recovered:true, exactly the 30 missed events with their
+        seqs, then live events with no gap and no duplicate."""
+        for x, y in ((self.a, self.b), (self.b, self.a)):
+            with self.subTest(away_from=self.node_name(x), back_on=self.node_name(y)):
+                S = f"h:move-{self.node_name(x)}"
+                await x.emit(S, data="first")  # the scope's cluster epoch exists
+                c, m = await self.subscribed(x, S, "c1")
+                epoch, last = m["epoch"], m["seq"]
+                for i in range(3):
+                    seq = await (x if i % 2 else y).emit(S, data=f"before{i}")
+                    self.assertEqual((await self.event_of(c, S, f"before{i}"))["seq"], seq)
+                    last = seq
+                c.ws.transport.abort()  # gone without a close frame
+                missed = []
+                for i in range(30):
+                    missed.append(await (x if i % 3 else y).emit(S, data=f"missed{i}"))
+                await asyncio.sleep(0.3)  # the last message reaches Y
+                c2, m2 = await self.subscribed(y, S, "c2", since={"seq": last, "epoch": epoch})
+                self.assertSub(m2, {"recovered": True, "epoch": epoch, "seq": missed[-1]},
+                               "recovered on the other node, same epoch")
+                got = [await self.event_of(c2, S, f"missed{i}") for i in range(30)]
+                self.assertEqual([e["seq"] for e in got], missed, "the missed events with their seqs")
+                live = await x.emit(S, data="live")
+                self.assertEqual((await self.event_of(c2, S, "live"))["seq"], live)
+                self.assertEqual(live, missed[-1] + 1)
+                await self.no_events(c2, S, 0.3)
+
+    async def test_first_emit_on_the_subscribers_node_keeps_its_epoch(self):
+        """A subscriber came first (its node gave the scope an epoch); the
+        first emit made on that node proposes that epoch to the cluster,
+        so the subscriber's position stays good on both nodes."""
+        S = "h:first-here"
+        c, m = await self.subscribed(self.a, S, "c1")
+        seq = await self.a.emit(S, data="one")
+        self.assertEqual((await self.event_of(c, S, "one"))["seq"], seq)
+        seq2 = await self.b.emit(S, data="two")
+        await asyncio.sleep(0.3)
+        hb = await self.history(self.b, S)
+        self.assertEqual(hb["epoch"], m["epoch"], "B took the epoch A proposed")
+        c.ws.transport.abort()
+        _, mb = await self.subscribed(self.b, S, "c2", since={"seq": seq, "epoch": m["epoch"]})
+        self.assertSub(mb, {"recovered": True, "seq": seq2})
+
+    async def test_a_position_from_another_order_is_refused_not_misread(self):
+        """Subscribers of both nodes came before any emit, so each node
+        gave the scope its own epoch; the first emit (on B) makes B's the
+        cluster's. A's subscriber's position names A's old order: it is
+        refused (recovered:false, nothing replayed) on both nodes, never
+        answered with events of another order."""
+        S = "h:two-epochs"
+        ca, ma = await self.subscribed(self.a, S, "cA")
+        cb, mb = await self.subscribed(self.b, S, "cB")
+        self.assertNotEqual(ma["epoch"], mb["epoch"], "each node named the new scope itself")
+        seqs = [await self.b.emit(S, data=i) for i in range(3)]
+        for c in (ca, cb):
+            self.assertEqual([(await self.event_of(c, S, i))["seq"] for i in range(3)], seqs)
+        for srv in (self.a, self.b):
+            c, m = await self.subscribed(srv, S, f"back-{self.node_name(srv)}",
+                                         since={"seq": seqs[0], "epoch": ma["epoch"]})
+            self.assertSub(m, {"recovered": False, "epoch": mb["epoch"], "seq": seqs[-1]},
+                           f"on {self.node_name(srv)}: A's first epoch is no longer the scope's")
+            await self.no_events(c, S, 0.3)
+            c, m = await self.subscribed(srv, S, f"good-{self.node_name(srv)}",
+                                         since={"seq": seqs[0], "epoch": mb["epoch"]})
+            self.assertSub(m, {"recovered": True})
+            self.assertEqual([(await self.event_of(c, S, i))["seq"] for i in (1, 2)], seqs[1:])
+
+    async def test_redis_outage_positions_are_not_taken_for_the_clusters(self):
+        """Redis killed: A's emits are numbered by A alone, so A leaves the
+        cluster's epoch for one of its own. A position a client took on A
+        during the outage is refused on B, and B's position from before
+        is refused on A (A numbered other events after it); after Redis is
+        back the nodes share one epoch and one history again."""
+        S = "h:outage"
+        s0 = await self.b.emit(S, data="before")
+        await asyncio.sleep(0.2)
+        ca, ma = await self.subscribed(self.a, S, "cA")
+        self.assertEqual(ma["seq"], s0)
+        self.redis.kill()  # SIGKILL, by PID
+        await self.wait_health(self.a, 503, 3.0 * SLACK)
+        await self.wait_health(self.b, 503, 3.0 * SLACK)
+        local = [await self.a.emit(S, data=f"outA{i}") for i in range(3)]
+        self.assertEqual([(await self.event_of(ca, S, f"outA{i}"))["seq"] for i in range(3)], local)
+        ha = await self.history(self.a, S)
+        self.assertNotEqual(ha["epoch"], ma["epoch"], "A numbers alone: its own epoch")
+        # A's outage position on B: refused (B never had those events)
+        c, m = await self.subscribed(self.b, S, "toB", since={"seq": local[-1], "epoch": ha["epoch"]})
+        self.assertSub(m, {"recovered": False, "seq": s0})
+        await self.no_events(c, S, 0.3)
+        # the cluster's position s0 on A: refused (A's seqs after it are A's alone)
+        c, m = await self.subscribed(self.a, S, "toA", since={"seq": s0, "epoch": ma["epoch"]})
+        self.assertSub(m, {"recovered": False})
+        await self.no_events(c, S, 0.3)
+        # on B nothing happened: s0 is still good there
+        c, m = await self.subscribed(self.b, S, "onB", since={"seq": s0, "epoch": ma["epoch"]})
+        self.assertSub(m, {"recovered": True, "seq": s0})
+
+        await self.redis.start_async(port=self.redis.port)
+        await self.wait_health(self.a, 200, 5.0 * SLACK)
+        await self.wait_health(self.b, 200, 5.0 * SLACK)
+        after = [await (self.a if i % 2 else self.b).emit(S, data=f"after{i}") for i in range(4)]
+        self.assertGreater(after[0], local[-1], "the cluster's seqs go on past A's (raised at relink)")
+        await asyncio.sleep(0.3)
+        ha, hb = await self.history(self.a, S), await self.history(self.b, S)
+        self.assertEqual(ha["epoch"], hb["epoch"], "one epoch again")
+        want = list(zip(after, [f"after{i}" for i in range(4)]))
+        for srv in (self.a, self.b):
+            h = await self.history(srv, S, since=after[0] - 1, epoch=ha["epoch"])
+            self.assertSub(h, {"recovered": True, "seq": after[-1]}, f"node {self.node_name(srv)}")
+            self.assertEqual([(e["seq"], e["data"]) for e in h["events"]], want,
+                             f"node {self.node_name(srv)} keeps the cluster's events since the heal")
+        # a position taken after the heal recovers on either node
+        for srv in (self.a, self.b):
+            c, m = await self.subscribed(srv, S, f"healed-{self.node_name(srv)}",
+                                         since={"seq": after[1], "epoch": ha["epoch"]})
+            self.assertSub(m, {"recovered": True, "seq": after[-1]})
+            self.assertEqual([(await self.event_of(c, S, f"after{i}"))["seq"] for i in (2, 3)], after[2:])
+
+
+# ------------------------------------------------------------------------------
 # 3. echo / origin and audience across nodes
 
 class EchoAudience(ClusterCase):
@@ -873,15 +1045,20 @@ class NoRepublish(ClusterCase):
         await asyncio.sleep(1.0)
         for watcher in (w, every):
             self.assertIsNone(watcher.error, f"a Redis watcher failed: {watcher.error!r}")
+        epochs = set()
         for how, text, seq in cases:
             msgs = w.matching(f'"{text}"')
             self.assertEqual(len(msgs), 1, f"{how}: one emit, exactly one message on {self.CHANNEL}; "
                                            f"got {[p[:120] for _, p, _ in msgs]}")
-            self.assertTrue(msgs[0][1].startswith(f"{seq} ".encode()),
-                            f"{how}: the message starts with the event's seq {seq}: {msgs[0][1][:60]!r}")
+            head = re.match(rb"(\d+)/([0-9a-f]{16}) E", msgs[0][1])
+            self.assertTrue(head and int(head[1]) == seq,
+                            f"{how}: the message starts with the event's seq {seq} and the scope's cluster "
+                            f"epoch: {msgs[0][1][:60]!r}")
+            epochs.add(head[2])
             msgs = every.matching(f'"{text}"')
             self.assertEqual([ch for ch, _, _ in msgs], [self.CHANNEL.encode()],
                              f"{how}: one message on all of Redis's channels")
+        self.assertEqual(len(epochs), 1, f"one cluster epoch for the scope's events: {epochs}")
         print(f"\n  {self.CHANNEL}: {len(w.snapshot())} messages for {len(cases) + 1} emits (the marker "
               f"included); all channels: {len(every.snapshot())}", flush=True)
 
