@@ -32,7 +32,9 @@
  *   bounded by count and age per scope and by history_max_bytes over the
  *   bus. Such a scope lives while it keeps events, subscribed or not, so
  *   its seq goes on. Each scope life has an epoch (a new one whenever a
- *   scope comes to life). A subscription may start from a point in the
+ *   scope comes to life; in a cluster, the cluster's epoch for the scope
+ *   while this node numbers its events as the cluster does: see
+ *   sc_emit_t.epoch). A subscription may start from a point in the
  *   past (sc_sub_opts_t.since) or be moved back to one (sc_sub_recover):
  *   the kept events after it are replayed to it before its queue, with
  *   neither gap nor duplicate at the seam, since both happen under the

@@ -7,11 +7,13 @@
  *   - an accepted message has its kind's required fields (an event a
  *     non-empty scope; a close a scope or a user), and every field points
  *     inside the input, NUL-terminated there;
- *   - written back with the encoders (with its seq prefixed as the broker
- *     does), it decodes to the same message, byte for byte the same body.
+ *   - written back with the encoders (with its seq, and an event's
+ *     epoch, prefixed as the broker's script does), it decodes to the
+ *     same message, byte for byte the same body.
  * A violated invariant aborts (a finding).
  */
 #include "cluster.h"
+#include "codec.h"
 #include "jsonw.h"
 
 #include <stdint.h>
@@ -74,6 +76,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sc_buf_t b;
     sc_buf_init(&b);
     sc_buf_put_u64(&b, m.seq);
+    if (m.epoch) { /* as the broker's script writes it */
+        char ep[SC_PROTO_EPOCH_LEN + 1];
+        sc_proto_epoch_text(m.epoch, ep);
+        sc_buf_putc(&b, '/');
+        sc_buf_put(&b, ep, SC_PROTO_EPOCH_LEN);
+    }
     sc_buf_putc(&b, ' ');
     if (m.kind == SC_CLUSTER_EVENT) {
         sc_emit_t e;
@@ -92,10 +100,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     sc_cluster_msg_t r;
     CHECK(sc_cluster_decode(sc_buf_str(&b), sc_buf_len(&b), &r) == SC_OK);
-    CHECK(r.kind == m.kind && r.seq == m.seq && r.node == m.node &&
-          r.token == m.token && r.has_audience == m.has_audience &&
-          r.npaths == m.npaths && r.naudience == m.naudience &&
-          r.data_len == m.data_len);
+    CHECK(r.kind == m.kind && r.seq == m.seq && r.epoch == m.epoch &&
+          r.node == m.node && r.token == m.token &&
+          r.has_audience == m.has_audience && r.npaths == m.npaths &&
+          r.naudience == m.naudience && r.data_len == m.data_len);
     same(r.scope, m.scope);
     same(r.origin, m.origin);
     if (m.kind != SC_CLUSTER_LEAVE)
