@@ -53,12 +53,17 @@ typedef struct sc_wsconn {
     struct sc_wsplug *px; /* plugins' state; NULL without hooks */
     /* emits waiting for their cluster seqs (--broker), in request order
      * (at most SC_BK_INFLIGHT): their replies go out in that order; a
-     * request of another kind waits in bk_held (c reads nothing more)
-     * until every emit before it is answered */
+     * request of another kind (or a malformed one's error reply) waits
+     * in bk_held (c reads nothing more) until every emit before it is
+     * answered */
     struct bk_wait *bkq, *bkq_tail;
     size_t bkq_n;
     sc_request_t bk_held;
     bool bk_has_held;
+    /* or, held instead of a request (bk_has_held too): the error reply of
+     * a malformed one, encoded (its frame's payload) */
+    char *bk_held_err;
+    size_t bk_held_err_len;
     struct sc_wspres *pu; /* presence updates' state; NULL before the
                              first presence_update */
     /* the presence grace (docs/PROTOCOL.md "Presence grace") */
@@ -167,8 +172,10 @@ static void bk_free(sc_wsconn_t *c)
     c->bkq = c->bkq_tail = NULL;
     c->bkq_n = 0;
     c->out.echo_wait = false;
-    if (c->bk_has_held)
+    if (c->bk_has_held && !c->bk_held_err)
         sc_request_deinit(&c->bk_held);
+    free(c->bk_held_err);
+    c->bk_held_err = NULL;
     c->bk_has_held = false;
 }
 
@@ -684,8 +691,15 @@ static void emit_answered(sc_svc_t *svc, sc_broker_req_t *req)
     c->out.echo_wait = c->bkq != NULL;
     if (!c->bkq && c->bk_has_held) {
         c->bk_has_held = false;
-        dispatch(c, &c->bk_held);
-        sc_request_deinit(&c->bk_held); /* empty if a plugin has it */
+        if (c->bk_held_err) { /* a malformed request's error */
+            sc_buf_put(&svc->scratch, c->bk_held_err, c->bk_held_err_len);
+            free(c->bk_held_err);
+            c->bk_held_err = NULL;
+            reply(c);
+        } else {
+            dispatch(c, &c->bk_held);
+            sc_request_deinit(&c->bk_held); /* empty if a plugin has it */
+        }
     }
     maybe_resume(c);
 }
@@ -1038,6 +1052,23 @@ static void dispatch(sc_wsconn_t *c, sc_request_t *req)
     }
 }
 
+/* Holds the error reply just encoded (the scratch buffer) until the
+ * emits before it are answered. False (reply now) when out of memory. */
+static bool hold_error(sc_wsconn_t *c)
+{
+    sc_buf_t *s = &c->svc->scratch;
+    size_t len = sc_buf_len(s);
+    char *copy = s->err == SC_OK ? malloc(len ? len : 1) : NULL;
+    if (!copy)
+        return false;
+    memcpy(copy, sc_buf_str(s), len);
+    sc_buf_reset(s);
+    c->bk_held_err = copy;
+    c->bk_held_err_len = len;
+    c->bk_has_held = true;
+    return true;
+}
+
 /* One whole, valid UTF-8 text message from the client. */
 static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
 {
@@ -1058,8 +1089,10 @@ static void on_request(sc_wsconn_t *c, const char *msg, size_t len)
         sc_stats_error(&c->svc->stats, rc == SC_ENOMEM ? SC_ERRC_INTERNAL
                                                        : SC_ERRC_BAD_REQUEST);
         sc_proto_enc_decode_error(&c->svc->scratch, &err);
-        reply(c);
         sc_proto_err_deinit(&err);
+        if (c->bkq && hold_error(c))
+            return; /* its reply comes after theirs; request_done pauses */
+        reply(c);
         return;
     }
     if (c->bkq && req.op != SC_OP_EMIT) { /* its reply comes after theirs */

@@ -46,8 +46,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (HOST, JWT_SECRET, T, KeepAliveHTTP, RedisSubscriber, RespReader,  # noqa: E402
-                     ClusterTestCase, assert_conn, http_request, is_int, main, resp_encode, token)
+from harness import (HOST, JWT_SECRET, OP_TEXT, T, KeepAliveHTTP, RedisSubscriber, RespReader,  # noqa: E402
+                     ClusterTestCase, assert_conn, build_frame, http_request, is_int, main, resp_encode,
+                     token)
 
 API_KEY = "cluster-api-key"
 JWT_ANON = ("--jwt-secret", JWT_SECRET, "--allow-anonymous", "--anonymous-scopes", "*")
@@ -702,28 +703,34 @@ class EchoAudience(ClusterCase):
         await self.fence(S, bob, watcher, srv=self.b)
 
     async def test_pipelined_emits_and_other_requests_answered_in_order(self):
-        """A client sends 300 emits with a ping and a presence request in
-        between, all at once (more than the 256 a connection may have
+        """A client sends 300 emits with a ping, a malformed request and a
+        presence request in between, all at once (more than the 256 a connection may have
         waiting for the cluster): every reply comes in request order, the
         emitted seqs rise, and the events reach the other node with them."""
         S = "ea:pipe"
         bob = await self.sub(self.a, S, "bob@A", token("bob", emit=True))
         watcher = await self.sub(self.b, S, "watcher@B")
-        ids = []
+        ids, msgs = [], []
         for i in range(300):
             if i in (100, 200):
                 rid = f"other{i}"
-                await bob.send({"op": "ping" if i == 100 else "presence", "id": rid, "scope": S})
+                msgs.append({"op": "ping" if i == 100 else "presence", "id": rid, "scope": S})
                 ids.append(rid)
-            await bob.send({"op": "emit", "id": i, "scope": S, "data": i})
+            if i == 150:  # a malformed request: its error waits its turn too
+                msgs.append({"op": "no-such-op", "id": "bad150", "scope": S})
+                ids.append("bad150")
+            msgs.append({"op": "emit", "id": i, "scope": S, "data": i})
             ids.append(i)
+        # one write: the node reads them while emits before each still wait
+        bob.ws.transport.write(b"".join(build_frame(OP_TEXT, json.dumps(m).encode()) for m in msgs))
         replies = []
         while len(replies) < len(ids):
             m = await bob.next()
             if "id" in m:
                 replies.append(m)
         self.assertEqual([m["id"] for m in replies], ids, "replies in request order")
-        self.assertEqual({m["op"] for m in replies if isinstance(m["id"], str)}, {"pong", "presence"})
+        self.assertEqual({m["id"]: m["op"] for m in replies if isinstance(m["id"], str)},
+                         {"other100": "pong", "bad150": "error", "other200": "presence"})
         seqs = [m["seq"] for m in replies if m["op"] == "emitted"]
         self.assertEqual(len(seqs), 300)
         self.assertEqual(seqs, sorted(set(seqs)), "emitted seqs rise")
