@@ -7,6 +7,12 @@
  * scope's kept history (recovery from before it answers false, in the same
  * epoch), a contiguous given seq (the scope's + 1) keeps it.
  *
+ * Epochs given with a seq (sc_emit_t.epoch, the cluster's epoch of the
+ * scope): an emit that gets exactly its given seq adopts the epoch (a
+ * different one ends the kept history, the same one keeps it); one that
+ * cannot (the scope numbers past it) or that gives none leaves an adopted
+ * epoch for a fresh local one; a local epoch stays across plain emits.
+ *
  * Single-threaded, on the shared fixture (bus_fixture.h).
  */
 #include "bus_fixture.h"
@@ -451,6 +457,364 @@ test_cluster_seq_on_seq_reports_the_seq_before_delivery(void **state)
     fx_close(&fx);
 }
 
+/* ---- epochs given with the seq (sc_emit_t.epoch) --------------------------
+ */
+
+#define EP_A 0x1111222233334444ULL
+#define EP_B 0x5555666677778888ULL
+
+/* Emits a change event into `scope` with the given seq and epoch; returns
+ * the seq the bus reports. */
+static uint64_t emit_seq_epoch(fx_t *fx, const char *scope, uint64_t seq,
+                               uint64_t epoch)
+{
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = scope;
+    e.seq = seq;
+    e.epoch = epoch;
+    return emit_ok(fx, &e);
+}
+
+static uint64_t scope_epoch(fx_t *fx, const char *scope)
+{
+    return sc_bus_scope_epoch(fx->bus, scope, NULL);
+}
+
+/* Like expect_recovery, for a since whose epoch may differ from the
+ * scope's: subscribes with since {seq, epoch} (has_epoch as given) and
+ * reads the history, asserting whether each recovered and what was
+ * replayed; the subscription and the read both report the scope's epoch
+ * now (`scope_ep`). */
+static void expect_since(fx_t *fx, const char *scope, uint64_t seq,
+                         uint64_t epoch, bool has_epoch, uint64_t scope_ep,
+                         bool recovered, const uint64_t *replayed, size_t n)
+{
+    sc_since_t since = {.seq = seq, .epoch = epoch, .has_epoch = has_epoch};
+    sc_sub_t *s = sub_since(fx, scope, &since);
+    if (sc_sub_recovered(s) != recovered)
+        fail_msg("since (%016llx, %llu): recovered %d, want %d",
+                 (unsigned long long)epoch, (unsigned long long)seq,
+                 sc_sub_recovered(s), recovered);
+    assert_true(sc_sub_epoch(s) == scope_ep);
+    for (size_t i = 0; recovered && i < n; i++)
+        assert_int_equal(take_seq(s), replayed[i]);
+    expect_empty(s);
+    sc_sub_destroy(s);
+    sc_history_read_t r;
+    assert_int_equal(sc_bus_history(fx->bus, scope, &since, NULL, 100, &r),
+                     SC_OK);
+    if (r.recovered != recovered)
+        fail_msg("history since (%016llx, %llu): recovered %d, want %d",
+                 (unsigned long long)epoch, (unsigned long long)seq,
+                 r.recovered, recovered);
+    assert_true(r.exists);
+    assert_true(r.epoch == scope_ep);
+    assert_int_equal(r.n, recovered ? n : 0);
+    for (size_t i = 0; recovered && i < n; i++)
+        assert_int_equal(sc_event_seq(r.events[i]), replayed[i]);
+    sc_history_read_free(&r);
+}
+
+static void test_cluster_epoch_first_emit_adopts_the_epoch(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    assert_true(scope_epoch(&fx, "h:e1") == 0); /* not alive yet */
+    uint64_t seq = 99;
+    assert_true(sc_bus_scope_epoch(fx.bus, "h:e1", &seq) == 0);
+    assert_int_equal(seq, 0);
+
+    /* a history scope new here, its first event with the cluster's
+     * (epoch, seq): the scope takes both */
+    assert_int_equal(emit_seq_epoch(&fx, "h:e1", 1, EP_A), 1);
+    assert_true(sc_bus_scope_epoch(fx.bus, "h:e1", &seq) == EP_A);
+    assert_int_equal(seq, 1);
+    assert_int_equal(kept_events(&fx), 1);
+
+    static const uint64_t from0[] = {1};
+    expect_since(&fx, "h:e1", 0, 0, false, EP_A, true, from0, 1);
+    expect_since(&fx, "h:e1", 0, EP_A, true, EP_A, true, from0, 1);
+    expect_since(&fx, "h:e1", 1, EP_A, true, EP_A, true, NULL, 0);
+    /* the same seq in another epoch (or none) is another position */
+    expect_since(&fx, "h:e1", 1, EP_B, true, EP_A, false, NULL, 0);
+    expect_since(&fx, "h:e1", 1, 0, false, EP_A, false, NULL, 0);
+
+    /* the cluster's next seq in the same epoch: kept, contiguous */
+    assert_int_equal(emit_seq_epoch(&fx, "h:e1", 2, EP_A), 2);
+    assert_true(scope_epoch(&fx, "h:e1") == EP_A);
+    assert_int_equal(kept_events(&fx), 2);
+    static const uint64_t from0b[] = {1, 2};
+    expect_since(&fx, "h:e1", 0, 0, false, EP_A, true, from0b, 2);
+    static const uint64_t from1[] = {2};
+    expect_since(&fx, "h:e1", 1, EP_A, true, EP_A, true, from1, 1);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_adoption_clears_kept_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:ad");
+    uint64_t local = scope_epoch(&fx, "h:ad");
+    assert_true(local != 0);
+    assert_true(sc_sub_epoch(live) == local);
+    assert_int_equal(emit_seq(&fx, "h:ad", 0), 1);
+    assert_int_equal(emit_seq(&fx, "h:ad", 0), 2);
+    assert_int_equal(emit_seq(&fx, "h:ad", 0), 3);
+    /* plain emits keep a local epoch */
+    assert_true(scope_epoch(&fx, "h:ad") == local);
+    assert_int_equal(kept_events(&fx), 3);
+    static const uint64_t from1[] = {2, 3};
+    expect_since(&fx, "h:ad", 1, local, true, local, true, from1, 2);
+
+    /* the cluster's seq 4 (contiguous: no jump) in the cluster's epoch:
+     * another order, so 1..3 are not in it */
+    assert_int_equal(emit_seq_epoch(&fx, "h:ad", 4, EP_A), 4);
+    uint64_t seq = 0;
+    assert_true(sc_bus_scope_epoch(fx.bus, "h:ad", &seq) == EP_A);
+    assert_int_equal(seq, 4);
+    assert_int_equal(kept_events(&fx), 1); /* only 4 */
+    static const uint64_t from3[] = {4};
+    expect_since(&fx, "h:ad", 3, EP_A, true, EP_A, true, from3, 1);
+    expect_since(&fx, "h:ad", 4, EP_A, true, EP_A, true, NULL, 0);
+    /* 1..3 were numbered in the local order, not the cluster's */
+    expect_since(&fx, "h:ad", 2, EP_A, true, EP_A, false, NULL, 0);
+    expect_since(&fx, "h:ad", 1, EP_A, true, EP_A, false, NULL, 0);
+    expect_since(&fx, "h:ad", 0, 0, false, EP_A, false, NULL, 0);
+    /* and positions of the local order are gone */
+    expect_since(&fx, "h:ad", 2, local, true, EP_A, false, NULL, 0);
+    expect_since(&fx, "h:ad", 3, local, true, EP_A, false, NULL, 0);
+
+    /* the live subscriber lost nothing it had queued */
+    for (uint64_t q = 1; q <= 4; q++)
+        assert_int_equal(take_seq(live), q);
+    expect_empty(live);
+    /* a live subscription moved back into the old order: not recovered */
+    sc_since_t old = {2, local, true};
+    bool rec = true;
+    assert_int_equal(sc_sub_recover(live, &old, &rec, NULL), SC_OK);
+    assert_false(rec);
+    sc_since_t now = {3, EP_A, true};
+    assert_int_equal(sc_sub_recover(live, &now, &rec, NULL), SC_OK);
+    assert_true(rec);
+    assert_int_equal(take_seq(live), 4);
+    expect_empty(live);
+
+    /* another cluster epoch (Redis lost the scope's order): again */
+    assert_int_equal(emit_seq_epoch(&fx, "h:ad", 5, EP_A), 5);
+    assert_int_equal(emit_seq_epoch(&fx, "h:ad", 6, EP_B), 6);
+    assert_true(scope_epoch(&fx, "h:ad") == EP_B);
+    assert_int_equal(kept_events(&fx), 1);
+    expect_since(&fx, "h:ad", 4, EP_A, true, EP_B, false, NULL, 0);
+    expect_since(&fx, "h:ad", 4, EP_B, true, EP_B, false, NULL, 0);
+    static const uint64_t from5[] = {6};
+    expect_since(&fx, "h:ad", 5, EP_B, true, EP_B, true, from5, 1);
+    assert_int_equal(take_seq(live), 5);
+    assert_int_equal(take_seq(live), 6);
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_same_epoch_keeps_kept_history(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    assert_int_equal(emit_seq(&fx, "h:same", 0), 1);
+    uint64_t local = scope_epoch(&fx, "h:same");
+    assert_true(local != 0);
+    assert_int_equal(emit_seq(&fx, "h:same", 0), 2);
+    assert_int_equal(emit_seq(&fx, "h:same", 0), 3);
+    assert_true(scope_epoch(&fx, "h:same") == local);
+
+    /* the cluster took this node's epoch as its own (the broker proposed
+     * it): the same order, nothing is lost */
+    assert_int_equal(emit_seq_epoch(&fx, "h:same", 4, local), 4);
+    assert_true(scope_epoch(&fx, "h:same") == local);
+    assert_int_equal(kept_events(&fx), 4);
+    static const uint64_t from1[] = {2, 3, 4};
+    expect_since(&fx, "h:same", 1, local, true, local, true, from1, 3);
+    static const uint64_t from0[] = {1, 2, 3, 4};
+    expect_since(&fx, "h:same", 0, 0, false, local, true, from0, 4);
+
+    /* the epoch is now the cluster's: an emit numbered here leaves it */
+    assert_int_equal(emit_seq(&fx, "h:same", 0), 5);
+    uint64_t fresh = scope_epoch(&fx, "h:same");
+    assert_true(fresh != local);
+    assert_true(fresh != 0);
+    expect_since(&fx, "h:same", 4, local, true, fresh, false, NULL, 0);
+    static const uint64_t from4[] = {5};
+    expect_since(&fx, "h:same", 4, fresh, true, fresh, true, from4, 1);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_divergence_leaves_the_epoch(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:dv");
+    uint64_t local = sc_sub_epoch(live);
+    assert_int_equal(emit_seq_epoch(&fx, "h:dv", 10, EP_A), 10);
+    assert_true(scope_epoch(&fx, "h:dv") == EP_A);
+    static const uint64_t from9[] = {10};
+    expect_since(&fx, "h:dv", 9, EP_A, true, EP_A, true, from9, 1);
+    expect_since(&fx, "h:dv", 10, EP_A, true, EP_A, true, NULL, 0);
+
+    /* the cluster's seq 5 in its epoch, below the scope's 10: this node
+     * numbers differently (it gets 11), so it may not claim the
+     * cluster's epoch for it */
+    assert_int_equal(emit_seq_epoch(&fx, "h:dv", 5, EP_A), 11);
+    uint64_t seq = 0;
+    uint64_t ep = sc_bus_scope_epoch(fx.bus, "h:dv", &seq);
+    assert_int_equal(seq, 11);
+    assert_true(ep != EP_A);
+    assert_true(ep != 0);
+    assert_true(ep != local); /* a fresh one */
+    expect_since(&fx, "h:dv", 10, EP_A, true, ep, false, NULL, 0);
+    expect_since(&fx, "h:dv", 9, EP_A, true, ep, false, NULL, 0);
+    /* the events stay kept, under the new local epoch */
+    static const uint64_t from10[] = {11};
+    expect_since(&fx, "h:dv", 10, ep, true, ep, true, from10, 1);
+
+    /* the same at an equal seq: 11 again gets 12, a local numbering */
+    assert_int_equal(emit_seq_epoch(&fx, "h:dv", 11, EP_A), 12);
+    assert_true(scope_epoch(&fx, "h:dv") == ep); /* local stays local */
+    expect_since(&fx, "h:dv", 11, EP_A, true, ep, false, NULL, 0);
+    static const uint64_t from10b[] = {11, 12};
+    expect_since(&fx, "h:dv", 10, ep, true, ep, true, from10b, 2);
+
+    /* the cluster catches up above the scope's seq: adopted again, and
+     * (another order) the local history ends */
+    assert_int_equal(emit_seq_epoch(&fx, "h:dv", 13, EP_A), 13);
+    assert_true(scope_epoch(&fx, "h:dv") == EP_A);
+    assert_int_equal(kept_events(&fx), 1);
+    expect_since(&fx, "h:dv", 11, ep, true, EP_A, false, NULL, 0);
+    expect_since(&fx, "h:dv", 11, EP_A, true, EP_A, false, NULL, 0);
+    static const uint64_t from12[] = {13};
+    expect_since(&fx, "h:dv", 12, EP_A, true, EP_A, true, from12, 1);
+
+    assert_int_equal(take_seq(live), 10);
+    assert_int_equal(take_seq(live), 11);
+    assert_int_equal(take_seq(live), 12);
+    assert_int_equal(take_seq(live), 13);
+    expect_empty(live);
+    assert_true(sc_sub_epoch(live) == local); /* fixed while subscribed */
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_plain_emit_moves_to_a_local_epoch(void **state)
+{
+    (void)state;
+    fx_t fx;
+    open_hist(&fx, 16);
+    sc_sub_t *live = sub_plain(&fx, "h:pl");
+    uint64_t before = sc_sub_epoch(live);
+    assert_int_equal(emit_seq_epoch(&fx, "h:pl", 3, EP_A), 3);
+    assert_true(scope_epoch(&fx, "h:pl") == EP_A);
+
+    /* numbered here (no seq, no epoch): a fresh local epoch */
+    assert_int_equal(emit_seq(&fx, "h:pl", 0), 4);
+    uint64_t l1 = scope_epoch(&fx, "h:pl");
+    assert_true(l1 != EP_A);
+    assert_true(l1 != 0);
+    assert_true(l1 != before);
+    /* a second plain emit keeps it */
+    assert_int_equal(emit_seq(&fx, "h:pl", 0), 5);
+    assert_true(scope_epoch(&fx, "h:pl") == l1);
+    assert_int_equal(emit_seq(&fx, "h:pl", 0), 6);
+    assert_true(scope_epoch(&fx, "h:pl") == l1);
+    static const uint64_t from4[] = {5, 6};
+    expect_since(&fx, "h:pl", 4, l1, true, l1, true, from4, 2);
+    expect_since(&fx, "h:pl", 3, EP_A, true, l1, false, NULL, 0);
+
+    /* a given seq without an epoch (taken as given) is the same */
+    assert_int_equal(emit_seq_epoch(&fx, "h:pl", 7, EP_A), 7);
+    assert_true(scope_epoch(&fx, "h:pl") == EP_A);
+    assert_int_equal(emit_seq(&fx, "h:pl", 8), 8);
+    uint64_t l2 = scope_epoch(&fx, "h:pl");
+    assert_true(l2 != EP_A);
+    assert_true(l2 != 0);
+    assert_true(l2 != l1);
+    assert_int_equal(emit_seq(&fx, "h:pl", 9), 9);
+    assert_true(scope_epoch(&fx, "h:pl") == l2);
+    static const uint64_t from8[] = {9};
+    expect_since(&fx, "h:pl", 8, l2, true, l2, true, from8, 1);
+    expect_since(&fx, "h:pl", 7, EP_A, true, l2, false, NULL, 0);
+
+    for (uint64_t q = 3; q <= 9; q++)
+        assert_int_equal(take_seq(live), q);
+    expect_empty(live);
+    sc_sub_destroy(live);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_of_subscriptions(void **state)
+{
+    (void)state;
+    fx_t fx;
+    fx_open(&fx, 16); /* no history: the epoch is named all the same */
+    sc_sub_t *before = sub_plain(&fx, "ep");
+    uint64_t local = sc_sub_epoch(before);
+    assert_true(local != 0);
+    assert_true(scope_epoch(&fx, "ep") == local);
+    assert_int_equal(emit_seq_epoch(&fx, "ep", 1, EP_A), 1);
+    assert_true(scope_epoch(&fx, "ep") == EP_A);
+    /* fixed while subscribed: the one it started in */
+    assert_true(sc_sub_epoch(before) == local);
+    sc_sub_t *after = sub_plain(&fx, "ep");
+    assert_true(sc_sub_epoch(after) == EP_A);
+    assert_int_equal(emit_seq_epoch(&fx, "ep", 2, EP_A), 2);
+    assert_int_equal(take_seq(before), 1);
+    assert_int_equal(take_seq(before), 2);
+    assert_int_equal(take_seq(after), 2);
+    expect_empty(before);
+    expect_empty(after);
+    assert_true(sc_sub_epoch(before) == local);
+    assert_true(sc_sub_epoch(after) == EP_A);
+    sc_sub_destroy(before);
+    sc_sub_destroy(after);
+    /* the scope is gone with its subscribers (no history) */
+    assert_true(scope_epoch(&fx, "ep") == 0);
+    fx_close(&fx);
+}
+
+static void test_cluster_epoch_mix(void **state)
+{
+    (void)state;
+    /* splitmix64: its first output for the state 0 (a known answer) */
+    assert_true(sc_epoch_mix(0, 1) == 0xE220A8397B1DCDAFULL);
+    /* deterministic */
+    assert_true(sc_epoch_mix(42, 7) == sc_epoch_mix(42, 7));
+    assert_true(sc_epoch_mix(UINT64_MAX, 3) == sc_epoch_mix(UINT64_MAX, 3));
+    /* never 0, even where the mix itself gives 0 (seed + n * golden = 0) */
+    assert_true(sc_epoch_mix(0, 0) != 0);
+    assert_true(sc_epoch_mix(0 - 0x9E3779B97F4A7C15ULL, 1) != 0);
+    assert_true(sc_epoch_mix(0 - 2 * 0x9E3779B97F4A7C15ULL, 2) != 0);
+    /* different n (and seeds) give different epochs, never 0 */
+    static const uint64_t seeds[] = {0, 1, 42, 0x9E3779B97F4A7C15ULL,
+                                     UINT64_MAX};
+    enum { N = 64 };
+    for (size_t k = 0; k < sizeof seeds / sizeof seeds[0]; k++) {
+        uint64_t v[N];
+        for (uint64_t n = 0; n < N; n++) {
+            v[n] = sc_epoch_mix(seeds[k], n + 1);
+            assert_true(v[n] != 0);
+            for (uint64_t m = 0; m < n; m++)
+                if (v[m] == v[n])
+                    fail_msg(
+                        "seed %llx: n %llu and %llu give %016llx",
+                        (unsigned long long)seeds[k], (unsigned long long)m + 1,
+                        (unsigned long long)n + 1, (unsigned long long)v[n]);
+        }
+    }
+    assert_true(sc_epoch_mix(1, 1) != sc_epoch_mix(2, 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +832,13 @@ int main(void)
         cmocka_unit_test(test_cluster_seq_contiguous_keeps_history),
         cmocka_unit_test(
             test_cluster_seq_on_seq_reports_the_seq_before_delivery),
+        cmocka_unit_test(test_cluster_epoch_first_emit_adopts_the_epoch),
+        cmocka_unit_test(test_cluster_epoch_adoption_clears_kept_history),
+        cmocka_unit_test(test_cluster_epoch_same_epoch_keeps_kept_history),
+        cmocka_unit_test(test_cluster_epoch_divergence_leaves_the_epoch),
+        cmocka_unit_test(test_cluster_epoch_plain_emit_moves_to_a_local_epoch),
+        cmocka_unit_test(test_cluster_epoch_of_subscriptions),
+        cmocka_unit_test(test_cluster_epoch_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -981,6 +981,287 @@ static void test_encode_of_decoded_event_is_identical(void **state)
     dec_free(&d);
 }
 
+/* ---- the epoch after the seq ----------------------------------------------
+ */
+
+/* A body (everything after "SEQ ") of every kind the channel carries, for
+ * the epoch rules. */
+typedef struct body {
+    char kind;
+    sc_buf_t b;
+} body_t;
+
+enum { NBODIES = 7 };
+
+static void bodies_init(body_t v[NBODIES])
+{
+    static char sess[] = "sess-1", user[] = "alice";
+    sc_conn_t c = {.session_id = sess, .user_id = user, .connected_at = 12};
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = "s";
+    static const char kinds[NBODIES] = {
+        SC_CLUSTER_EVENT, SC_CLUSTER_CLOSE, SC_CLUSTER_JOIN, SC_CLUSTER_LEAVE,
+        SC_CLUSTER_END,   SC_CLUSTER_ALIVE, SC_CLUSTER_SYNC};
+    for (int i = 0; i < NBODIES; i++) {
+        body_t *x = &v[i];
+        x->kind = kinds[i];
+        sc_buf_init(&x->b);
+        int rc;
+        switch (x->kind) {
+        case SC_CLUSTER_EVENT:
+            rc = sc_cluster_enc_event(&x->b, NODE, TOKEN, &e);
+            break;
+        case SC_CLUSTER_CLOSE:
+            rc = sc_cluster_enc_close(&x->b, NODE, TOKEN, "s", NULL);
+            break;
+        case SC_CLUSTER_JOIN:
+        case SC_CLUSTER_LEAVE:
+            rc = sc_cluster_enc_presence(&x->b, x->kind, NODE, TOKEN, "s", &c);
+            break;
+        default:
+            rc = sc_cluster_enc_bare(&x->b, x->kind, NODE, TOKEN);
+            break;
+        }
+        assert_int_equal(rc, SC_OK);
+    }
+}
+
+static void bodies_deinit(body_t v[NBODIES])
+{
+    for (int i = 0; i < NBODIES; i++)
+        sc_buf_deinit(&v[i].b);
+}
+
+/* Decodes prefix + body (an exact-size copy) into d. */
+static void dec_prefixed(dec_t *d, const char *prefix, sc_buf_t *body)
+{
+    sc_buf_t m;
+    sc_buf_init(&m);
+    sc_buf_puts(&m, prefix);
+    sc_buf_put(&m, sc_buf_str(body), sc_buf_len(body));
+    dec_run(d, sc_buf_str(&m), sc_buf_len(&m));
+    sc_buf_deinit(&m);
+}
+
+/* prefix + body is rejected with SC_EINVAL and *out left empty. */
+static void expect_prefix_invalid_at(const char *prefix, body_t *body, int line)
+{
+    dec_t d;
+    dec_prefixed(&d, prefix, &body->b);
+    if (d.rc != SC_EINVAL)
+        fail_msg("line %d: \"%s\" + %c body: rc %d, want SC_EINVAL", line,
+                 prefix, body->kind, d.rc);
+    if (!msg_is_empty(&d.m))
+        fail_msg("line %d: \"%s\" + %c body: *out is not empty", line, prefix,
+                 body->kind);
+    dec_free(&d);
+}
+#define expect_prefix_invalid(prefix, body)                                    \
+    expect_prefix_invalid_at(prefix, body, __LINE__)
+
+static void test_event_epoch_after_the_seq(void **state)
+{
+    (void)state;
+    const char *paths[] = {"a"};
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = "doc:1";
+    e.paths = paths;
+    e.npaths = 1;
+    e.payload = "[1]";
+    e.payload_len = 3;
+    e.has_payload = true;
+    e.epoch = 0x77; /* not written: the script gives it */
+    sc_buf_t b;
+    enc_event(&b, "7/00000000000000ab", &e);
+    size_t len = sc_buf_len(&b);
+    assert_memory_equal(sc_buf_str(&b), "7/00000000000000ab E" NODE_HEX,
+                        20 + 16);
+    dec_t d;
+    dec_run(&d, sc_buf_str(&b), len);
+    assert_int_equal(d.rc, SC_OK);
+    assert_int_equal(d.m.kind, SC_CLUSTER_EVENT);
+    assert_true(d.m.seq == 7);
+    assert_true(d.m.epoch == 0xab);
+    assert_true(d.m.node == NODE);
+    assert_true(d.m.token == TOKEN);
+    assert_string_equal(d.m.scope, "doc:1");
+    assert_int_equal(d.m.npaths, 1);
+    assert_string_equal(d.m.paths[0], "a");
+    assert_int_equal(d.m.data_len, 3);
+    assert_memory_equal(d.m.data, "[1]", 3);
+    assert_true(inside(&d, d.m.scope, len));
+    sc_emit_t back;
+    memset(&back, 0xa5, sizeof back); /* every field must be written */
+    sc_cluster_msg_to_emit(&d.m, &back);
+    assert_true(back.seq == 7);
+    assert_true(back.epoch == 0xab);
+    assert_ptr_equal(back.scope, d.m.scope);
+    assert_int_equal(back.npaths, 1);
+    assert_true(back.has_payload);
+    dec_free(&d);
+    sc_buf_deinit(&b);
+
+    /* every value of 16 digits but 0, with any seq above 0 */
+    static const struct {
+        const char *text;
+        uint64_t seq, epoch;
+    } cases[] = {
+        {"1/0000000000000001", 1, 1},
+        {"42/0123456789abcdef", 42, 0x0123456789abcdefULL},
+        {"007/fedcba9876543210", 7, 0xfedcba9876543210ULL},
+        {"18446744073709551615/ffffffffffffffff", UINT64_MAX, UINT64_MAX},
+        {"3/8000000000000000", 3, 0x8000000000000000ULL},
+    };
+    e.npaths = 0;
+    e.has_payload = false;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        enc_event(&b, cases[i].text, &e);
+        dec_run(&d, sc_buf_str(&b), sc_buf_len(&b));
+        if (d.rc != SC_OK)
+            fail_msg("%s: rc %d", cases[i].text, d.rc);
+        if (d.m.seq != cases[i].seq || d.m.epoch != cases[i].epoch)
+            fail_msg("%s: decoded %llu/%016llx", cases[i].text,
+                     (unsigned long long)d.m.seq,
+                     (unsigned long long)d.m.epoch);
+        memset(&back, 0xa5, sizeof back);
+        sc_cluster_msg_to_emit(&d.m, &back);
+        assert_true(back.seq == cases[i].seq);
+        assert_true(back.epoch == cases[i].epoch);
+        dec_free(&d);
+        sc_buf_deinit(&b);
+    }
+}
+
+static void test_event_without_epoch_has_epoch_zero(void **state)
+{
+    (void)state;
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = "s";
+    static const char *const seqs[] = {"7", "0", "18446744073709551615"};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        sc_buf_t b;
+        enc_event(&b, seqs[i], &e);
+        dec_t d;
+        dec_run(&d, sc_buf_str(&b), sc_buf_len(&b)); /* *out starts 0x5a */
+        assert_int_equal(d.rc, SC_OK);
+        assert_true(d.m.epoch == 0);
+        sc_emit_t back;
+        memset(&back, 0xa5, sizeof back);
+        sc_cluster_msg_to_emit(&d.m, &back);
+        assert_true(back.epoch == 0); /* the bus: no epoch to adopt */
+        dec_free(&d);
+        sc_buf_deinit(&b);
+    }
+    /* nor do other kinds (a close) */
+    sc_buf_t b;
+    sc_buf_init(&b);
+    sc_buf_puts(&b, "0 ");
+    assert_int_equal(sc_cluster_enc_close(&b, NODE, TOKEN, "s", NULL), SC_OK);
+    dec_t d;
+    dec_run(&d, sc_buf_str(&b), sc_buf_len(&b));
+    assert_int_equal(d.rc, SC_OK);
+    assert_true(d.m.epoch == 0);
+    dec_free(&d);
+    sc_buf_deinit(&b);
+}
+
+static void test_decode_rejects_bad_epoch(void **state)
+{
+    (void)state;
+    body_t v[NBODIES];
+    bodies_init(v);
+    body_t *ev = &v[0];
+    assert_int_equal(ev->kind, SC_CLUSTER_EVENT);
+
+    /* builder sanity: an event with an epoch, and every body with a seq
+     * and no epoch, decode */
+    dec_t d;
+    dec_prefixed(&d, "7/00000000000000ab ", &ev->b);
+    assert_int_equal(d.rc, SC_OK);
+    dec_free(&d);
+    for (int i = 0; i < NBODIES; i++) {
+        dec_prefixed(&d, "7 ", &v[i].b);
+        if (d.rc != SC_OK)
+            fail_msg("\"7 \" + %c body: rc %d", v[i].kind, d.rc);
+        assert_int_equal(d.m.kind, v[i].kind);
+        dec_free(&d);
+    }
+
+    /* only after a seq above 0 */
+    expect_prefix_invalid("0/00000000000000ab ", ev);
+    expect_prefix_invalid("00/00000000000000ab ", ev);
+    expect_prefix_invalid("/00000000000000ab ", ev);
+    expect_prefix_invalid(" 7/00000000000000ab ", ev);
+    /* never all zero (0 means none) */
+    expect_prefix_invalid("7/0000000000000000 ", ev);
+    /* exactly 16 lowercase hex digits */
+    expect_prefix_invalid("7/0000000000000ab ", ev);   /* 15 */
+    expect_prefix_invalid("7/000000000000000ab ", ev); /* 17 */
+    expect_prefix_invalid("7/ab ", ev);
+    expect_prefix_invalid("7/00000000000000AB ", ev);
+    expect_prefix_invalid("7/00000000000000aB ", ev);
+    expect_prefix_invalid("7/A000000000000000 ", ev);
+    expect_prefix_invalid("7/FFFFFFFFFFFFFFFF ", ev);
+    expect_prefix_invalid("7/00000000000000ag ", ev);
+    expect_prefix_invalid("7/0x000000000000ab ", ev);
+    expect_prefix_invalid("7/-00000000000000a ", ev);
+    expect_prefix_invalid("7/ 00000000000000ab ", ev);
+    /* "/" without digits */
+    expect_prefix_invalid("7/ ", ev);
+    expect_prefix_invalid("7/", ev);
+    expect_prefix_invalid("7//00000000000000ab ", ev);
+    /* the space after the epoch */
+    expect_prefix_invalid("7/00000000000000ab", ev);
+    expect_prefix_invalid("7/00000000000000ab_", ev);
+    expect_prefix_invalid("7/00000000000000ab\t", ev);
+    expect_prefix_invalid("7/00000000000000ab/00000000000000cd ", ev);
+    expect_prefix_invalid("7 /00000000000000ab ", ev);
+    /* only for an event */
+    for (int i = 1; i < NBODIES; i++)
+        expect_prefix_invalid("7/00000000000000ab ", &v[i]);
+
+    /* a message ending inside or right after the epoch */
+    static const char *const cut[] = {"7/", "7/0", "7/00000000000000a",
+                                      "7/00000000000000ab",
+                                      "7/00000000000000ab "};
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        raw_t r = {.n = 0};
+        raw_str(&r, cut[i]);
+        expect_invalid(&r, cut[i]);
+    }
+    bodies_deinit(v);
+}
+
+static void test_decode_every_cut_of_an_event_with_epoch(void **state)
+{
+    (void)state;
+    /* cut at every byte, through the epoch too: only the whole message
+     * (its scope is its only field) is valid */
+    sc_emit_t e;
+    memset(&e, 0, sizeof e);
+    e.scope = "sc";
+    sc_buf_t b;
+    enc_event(&b, "12/00000000000000ab", &e);
+    size_t len = sc_buf_len(&b);
+    assert_int_equal(len, 20 + 33 + 5 + 2 + 1);
+    for (size_t cut = 0; cut <= len; cut++) {
+        dec_t d;
+        dec_run(&d, sc_buf_str(&b), cut);
+        bool valid = cut == len;
+        if (valid ? d.rc != SC_OK : d.rc != SC_EINVAL)
+            fail_msg("cut at %zu of %zu: rc %d", cut, len, d.rc);
+        if (!valid && !msg_is_empty(&d.m))
+            fail_msg("cut at %zu: *out not empty", cut);
+        if (valid)
+            assert_true(d.m.epoch == 0xab);
+        dec_free(&d);
+    }
+    sc_buf_deinit(&b);
+}
+
 /* ---- the broker URL -------------------------------------------------------
  */
 
@@ -1148,6 +1429,10 @@ int main(void)
         cmocka_unit_test(test_decode_out_of_memory),
         cmocka_unit_test(test_msg_to_emit_copies_fields_and_seq),
         cmocka_unit_test(test_encode_of_decoded_event_is_identical),
+        cmocka_unit_test(test_event_epoch_after_the_seq),
+        cmocka_unit_test(test_event_without_epoch_has_epoch_zero),
+        cmocka_unit_test(test_decode_rejects_bad_epoch),
+        cmocka_unit_test(test_decode_every_cut_of_an_event_with_epoch),
         cmocka_unit_test(test_url_accepted),
         cmocka_unit_test(test_url_rejected),
         cmocka_unit_test(test_url_reasons),
