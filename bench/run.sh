@@ -548,7 +548,8 @@ run_cl() { # -> the best line of every variant, and the redis-benchmark lines
 }
 
 # redis-benchmark: what one emit costs Redis with the cluster-seq design
-# (EVAL of the broker's script: GET, SET EX, PUBLISH) against node-local
+# (EVAL of the broker's script: GET and SET EX of the scope's seq and
+# epoch keys, PUBLISH) against node-local
 # seqs (a plain PUBLISH of the same message), and EVALSHA of the same
 # script (the text not sent and hashed on every call). Redis on
 # CL_REDIS_BENCH_CORE (SERVER_CORE), the client and two channel
@@ -564,7 +565,7 @@ cl_script() { # the broker's Lua script, from server/broker.c
     sed -e 's/^[[:space:]]*"//' -e 's/";$//' -e 's/"$//' -e 's/\\n$//' -e 's/\\"/"/g'
 }
 cl_redis_bench() {
-  local rport script sha body cmd mode c p n t0 t1 k0 k1 hz out line subs="" s i
+  local rport script sha body cmd mode c p n t0 t1 k0 k1 hz out line subs="" s i epoch=00000000000000ab
   if [ ! -x "$REDIS_BENCHMARK" ]; then
     log "CL: no redis-benchmark (Debian redis-tools): Redis rows skipped"
     return
@@ -598,9 +599,9 @@ cl_redis_bench() {
         publish) out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
                          PUBLISH scopecast:0:events "1 $body" 2>/dev/null) ;;
         eval)    out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
-                         EVAL "$script" 1 scopecast:seq:s0 scopecast:0:events 0 86400 "$body" 2>/dev/null) ;;
+                         EVAL "$script" 2 scopecast:seq:s0 scopecast:epoch:s0 scopecast:0:events 0 86400 "$body" "$epoch" 2>/dev/null) ;;
         evalsha) out=$(taskset -c "$LOADGEN_CORE" "$REDIS_BENCHMARK" -p "$rport" -c $c -P $p -n "$n" --csv \
-                         EVALSHA "$sha" 1 scopecast:seq:s0 scopecast:0:events 0 86400 "$body" 2>/dev/null) ;;
+                         EVALSHA "$sha" 2 scopecast:seq:s0 scopecast:epoch:s0 scopecast:0:events 0 86400 "$body" "$epoch" 2>/dev/null) ;;
       esac
       k1=$(cpu_ticks "$REDIS_PID"); t1=$(date +%s.%N)
       s=$(redis-cli -p "$rport" info commandstats | tr -d '\r' | sed -n "s/^cmdstat_$cmd:.*usec_per_call=\([0-9.]*\),.*/\1/p")
@@ -1043,7 +1044,7 @@ function cltable(sc, title,   i, j, k, x, P, U, L, RR, C, M, srv, base, rs, cl) 
   print "| command | clients × pipeline | ops/s | × PUBLISH | avg | p99 | Redis CPU | Redis CPU µs/op | µs in the command (INFO) |"
   print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   split("publish eval evalsha", C, " "); split("1 pipelined", M, " ")
-  L["publish"] = "`PUBLISH` (node-local seqs)"; L["eval"] = "`EVAL` script: GET, SET EX, PUBLISH (cluster seq, as the broker sends it)"; L["evalsha"] = "`EVALSHA` of the same script"
+  L["publish"] = "`PUBLISH` (node-local seqs)"; L["eval"] = "`EVAL` script: seq and epoch keys GET + SET EX, PUBLISH (cluster seq and epoch, as the broker sends it)"; L["evalsha"] = "`EVALSHA` of the same script"
   for (j = 1; j <= 2; j++) {
     base = get(sc, "scopecast/rb-publish-" M[j], "ops_per_s")
     for (i = 1; i <= 3; i++) {

@@ -202,7 +202,9 @@ extern SC_PLUGIN_EXPORT const sc_plugin_t scopecast_plugin;
 /* Emits an event, as POST /api/emit does (the event has no origin). Never
  * blocks on a subscriber. The data is re-serialised (same value, compact
  * text); paths are a set (sorted, de-duplicated). *seq (optional) receives
- * the seq assigned, 0 when the scope has no subscribers. Returns 0; -1 for
+ * the seq assigned, 0 when the scope has no subscribers (with --broker
+ * linked, always 0: the cluster gives the seq once Redis has ordered the
+ * event, after this returns). Returns 0; -1 for
  * a missing or invalid scope (sc_host_scope_valid), data that is not one
  * JSON value (sc_host_json_valid), more than SC_PLUGIN_MAX_PATHS paths, a
  * NULL path or audience entry, or no memory: nothing was emitted.
