@@ -715,8 +715,8 @@ int sc_bus_emit(sc_bus_t *bus, const sc_emit_t *e, uint64_t *seq_out)
         return SC_ENOMEM;
     }
     atomic_fetch_add_explicit(&sh->emitted, 1, memory_order_relaxed);
-    if (adopt &&
-        sc->epoch != e->epoch) { /* another order: kept are not in it */
+    if (adopt && sc->epoch != e->epoch) {
+        /* another order: the kept events are not in it */
         if (sc->nkept)
             kept_clear_locked(bus, sh, sc);
         sc->epoch = e->epoch;

@@ -599,6 +599,34 @@ class RecoveryAcross(ClusterCase):
             self.assertSub(m, {"recovered": True})
             self.assertEqual([(await self.event_of(c, S, i))["seq"] for i in (1, 2)], seqs[1:])
 
+    async def test_a_position_survives_a_redis_restart_without_emits(self):
+        """Redis killed and started empty (no persistence: the scope's seq
+        and epoch keys are gone) while nobody emits: the nodes raise the
+        seq key again and the next emit proposes the scope's epoch, so a
+        position from before the outage recovers on either node after it."""
+        S = "h:restart"
+        seqs = [await (self.a if i % 2 else self.b).emit(S, data=f"pre{i}") for i in range(3)]
+        await asyncio.sleep(0.3)
+        c, m = await self.subscribed(self.a, S, "before")
+        self.assertEqual(m["seq"], seqs[-1])
+        epoch = m["epoch"]
+        c.ws.transport.abort()
+        self.redis.kill()  # SIGKILL, by PID
+        await self.wait_health(self.a, 503, 3.0 * SLACK)
+        await self.wait_health(self.b, 503, 3.0 * SLACK)
+        await self.redis.start_async(port=self.redis.port)
+        await self.wait_health(self.a, 200, 5.0 * SLACK)
+        await self.wait_health(self.b, 200, 5.0 * SLACK)
+        after = [await (self.b if i % 2 else self.a).emit(S, data=f"post{i}") for i in range(3)]
+        self.assertEqual(after, list(range(seqs[-1] + 1, seqs[-1] + 4)), "the seqs go on by one")
+        await asyncio.sleep(0.3)
+        for srv in (self.a, self.b):
+            c2, m2 = await self.subscribed(srv, S, f"back-{self.node_name(srv)}",
+                                           since={"seq": seqs[-1], "epoch": epoch})
+            self.assertSub(m2, {"recovered": True, "epoch": epoch, "seq": after[-1]},
+                           f"node {self.node_name(srv)}: the same epoch after Redis lost its keys")
+            self.assertEqual([(await self.event_of(c2, S, f"post{i}"))["seq"] for i in range(3)], after)
+
     async def test_redis_outage_positions_are_not_taken_for_the_clusters(self):
         """Redis killed: A's emits are numbered by A alone, so A leaves the
         cluster's epoch for one of its own. A position a client took on A
