@@ -22,7 +22,12 @@ both with `--broker redis://127.0.0.1:P` and an API key. What must hold:
   `/healthz` 200 on both within 5 s, cross-node delivery again, nothing
   delivered twice; `scopecast_broker_up` says 0 / 1;
 - a node does not publish again what it got from the broker: one emit is
-  one message on the Redis channel (seen by a raw Redis subscriber).
+  one message on the Redis channel (seen by a raw Redis subscriber);
+- history and recovery across nodes: one epoch per scope in the cluster,
+  the same kept events on both nodes, a client that leaves one node
+  recovers what it missed on the other; positions of another order (a
+  node's own before the first emit, a node's alone during an outage) are
+  refused, never replayed from the wrong order.
 
 Cluster-wide presence is not part of this step: subscriptions use
 `"presence": false` (so no join/leave can come between the events a test
