@@ -54,13 +54,22 @@ static void open_hist(fx_t *fx, int maxsize)
 
 /* Emits a change event into `scope` with the given seq (0: the bus's);
  * returns the seq the bus reports. */
-static uint64_t emit_seq(fx_t *fx, const char *scope, uint64_t seq)
+/* Emits a change event into `scope` with the given seq and epoch (0:
+ * none); returns the seq the bus reports. */
+static uint64_t emit_seq_epoch(fx_t *fx, const char *scope, uint64_t seq,
+                               uint64_t epoch)
 {
     sc_emit_t e;
     memset(&e, 0, sizeof e);
     e.scope = scope;
     e.seq = seq;
+    e.epoch = epoch;
     return emit_ok(fx, &e);
+}
+
+static uint64_t emit_seq(fx_t *fx, const char *scope, uint64_t seq)
+{
+    return emit_seq_epoch(fx, scope, seq, 0);
 }
 
 static sc_sub_t *sub_since(fx_t *fx, const char *scope, const sc_since_t *since)
@@ -462,19 +471,6 @@ test_cluster_seq_on_seq_reports_the_seq_before_delivery(void **state)
 
 #define EP_A 0x1111222233334444ULL
 #define EP_B 0x5555666677778888ULL
-
-/* Emits a change event into `scope` with the given seq and epoch; returns
- * the seq the bus reports. */
-static uint64_t emit_seq_epoch(fx_t *fx, const char *scope, uint64_t seq,
-                               uint64_t epoch)
-{
-    sc_emit_t e;
-    memset(&e, 0, sizeof e);
-    e.scope = scope;
-    e.seq = seq;
-    e.epoch = epoch;
-    return emit_ok(fx, &e);
-}
 
 static uint64_t scope_epoch(fx_t *fx, const char *scope)
 {
